@@ -1,0 +1,1 @@
+"""The domain: projects, prompts, completions, model versions, tasks, judgments, pairs."""

@@ -1,0 +1,104 @@
+"""Django admin for every domain model."""
+
+from django.contrib import admin
+
+from feedback import models
+
+
+class MembershipInline(admin.TabularInline):
+    model = models.Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(models.Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "pairwise_enabled", "ranking_enabled", "rating_enabled", "overlap"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(models.Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "role"]
+    list_filter = ["role", "project"]
+
+
+@admin.register(models.ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "format", "source", "line_count", "created_at"]
+    list_filter = ["project", "format"]
+
+
+@admin.register(models.Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "__str__", "split", "created_at"]
+    list_filter = ["project", "split"]
+    search_fields = ["text"]
+
+
+@admin.register(models.PromptSet)
+class PromptSetAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "created_at"]
+    filter_horizontal = ["prompts"]
+
+
+@admin.register(models.ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "method", "status", "parent", "created_at"]
+    list_filter = ["project", "method", "status"]
+    search_fields = ["name", "base_model"]
+
+
+@admin.register(models.Completion)
+class CompletionAdmin(admin.ModelAdmin):
+    list_display = ["id", "prompt", "model_version", "token_count", "created_at"]
+    list_filter = ["model_version"]
+    raw_id_fields = ["prompt"]
+
+
+class TaskItemInline(admin.TabularInline):
+    model = models.TaskItem
+    raw_id_fields = ["completion"]
+    extra = 0
+
+
+@admin.register(models.AnnotationTask)
+class AnnotationTaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "mode", "status", "judgment_count", "judgments_wanted", "is_gold"]
+    list_filter = ["project", "mode", "status", "is_gold"]
+    raw_id_fields = ["prompt"]
+    inlines = [TaskItemInline]
+
+
+@admin.register(models.Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "annotator", "status", "expires_at", "skip_reason"]
+    list_filter = ["status", "skip_reason"]
+    raw_id_fields = ["task"]
+
+
+@admin.register(models.Judgment)
+class JudgmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "annotator", "kind", "choice", "strength", "created_at"]
+    list_filter = ["kind", "choice"]
+    raw_id_fields = ["task"]
+
+
+@admin.register(models.Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["task", "reviewer", "action", "created_at"]
+    raw_id_fields = ["task", "accepted_judgment"]
+
+
+@admin.register(models.PreferencePair)
+class PreferencePairAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "prompt", "chosen", "rejected", "margin", "is_tie", "policy"]
+    list_filter = ["project", "policy", "is_tie"]
+    raw_id_fields = ["prompt", "chosen", "rejected", "judgments"]
+
+
+@admin.register(models.ExportSnapshot)
+class ExportSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "format", "row_count", "status", "created_at"]
+    list_filter = ["project", "kind", "status"]

@@ -1,0 +1,37 @@
+"""Serve the demo: a Celery worker process plus the development web server, stopped together."""
+
+import os
+import subprocess
+import sys
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from feedback.demo import DEMO_USERS
+
+
+class Command(BaseCommand):
+    help = "Start a Celery worker (all queues) and the web server for the local demo."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, port: int, **options):
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config", "worker",
+                "-Q", "default,gpu", "-c", "1", "--max-tasks-per-child", "1",
+                "--loglevel", "INFO",
+            ],
+            env=os.environ.copy(),
+        )
+        url = f"http://127.0.0.1:{port}/"
+        self.stdout.write(self.style.SUCCESS(f"\nArbiter demo: {url}  (admin: {url}admin/)"))
+        for username, password, role, _ in DEMO_USERS:
+            self.stdout.write(f"  {role:<10} {username} / {password}")
+        self.stdout.write("Press Ctrl-C to stop the web server and the worker.\n")
+        try:
+            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)

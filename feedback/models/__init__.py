@@ -1,0 +1,25 @@
+"""Arbiter's domain model. Invariants the database can hold are declared as constraints here."""
+
+from .exports import ExportSnapshot
+from .judgments import Adjudication, Judgment, PreferencePair
+from .projects import Membership, Project, Role
+from .prompts import Completion, ImportBatch, ModelVersion, Prompt, PromptSet
+from .tasks import AnnotationTask, Assignment, TaskItem
+
+__all__ = [
+    "Adjudication",
+    "AnnotationTask",
+    "Assignment",
+    "Completion",
+    "ExportSnapshot",
+    "ImportBatch",
+    "Judgment",
+    "Membership",
+    "ModelVersion",
+    "PreferencePair",
+    "Project",
+    "Prompt",
+    "PromptSet",
+    "Role",
+    "TaskItem",
+]

@@ -1,0 +1,147 @@
+"""Judgments annotators make, reviewers' adjudications, and the preference pairs derived from them.
+
+Judgments are stored canonically, independent of what the annotator saw on screen: a pairwise
+`choice` names task positions ("a" is position 0), a `ranking` lists groups of completion ids best
+first (a group is a tie), `ratings` maps completion ids to Likert scores. `shown_order` records the
+on-screen order so position bias can be measured.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from .projects import JudgmentMode, Project
+from .prompts import Completion, Prompt
+from .tasks import AnnotationTask
+
+
+class PairwiseChoice(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class Strength(models.TextChoices):
+    SLIGHT = "slight", "Slightly"
+    MUCH = "much", "Much"
+
+
+LIKERT_MIN, LIKERT_MAX = 1, 7
+JUDGMENT_FLAGS = ("unsafe", "broken", "unreadable")
+
+
+class Judgment(models.Model):
+    task = models.ForeignKey(AnnotationTask, on_delete=models.CASCADE, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
+    kind = models.CharField(max_length=16, choices=JudgmentMode.choices)
+    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)
+    strength = models.CharField(max_length=16, choices=Strength.choices, null=True, blank=True)
+    ranking = models.JSONField(null=True, blank=True)
+    ratings = models.JSONField(null=True, blank=True)
+    shown_order = models.JSONField(default=list)
+    rationale = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    idempotency_key = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="one_judgment_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"], name="judgment_idempotency_key_unique"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=JudgmentMode.values), name="judgment_kind_valid"),
+            models.CheckConstraint(
+                # SQL's IN is NULL (so passes a CHECK) for a NULL choice: test for NULL too.
+                condition=~Q(kind=JudgmentMode.PAIRWISE)
+                | (Q(choice__isnull=False) & Q(choice__in=PairwiseChoice.values)),
+                name="pairwise_judgment_has_choice",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=JudgmentMode.PAIRWISE) | Q(choice__isnull=True),
+                name="only_pairwise_has_choice",
+            ),
+            models.CheckConstraint(
+                condition=Q(strength__isnull=True)
+                | (
+                    Q(strength__in=Strength.values)
+                    & Q(choice__isnull=False)
+                    & Q(choice__in=[PairwiseChoice.A, PairwiseChoice.B])
+                ),
+                name="strength_only_with_a_winner",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=JudgmentMode.RANKING) | Q(ranking__isnull=False),
+                name="ranking_judgment_has_ranking",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=JudgmentMode.RATING) | Q(ratings__isnull=False),
+                name="rating_judgment_has_ratings",
+            ),
+            models.CheckConstraint(condition=~Q(idempotency_key=""), name="judgment_has_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Judgment #{self.pk} on task #{self.task_id} by {self.annotator_id}"
+
+
+class AdjudicationAction(models.TextChoices):
+    ACCEPT = "accept", "Accept a judgment"
+    OVERRIDE = "override", "Override"
+
+
+class Adjudication(models.Model):
+    """A reviewer's final word on a task: accept one annotator's judgment or override it."""
+
+    task = models.OneToOneField(AnnotationTask, on_delete=models.CASCADE, related_name="adjudication")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    action = models.CharField(max_length=16, choices=AdjudicationAction.choices)
+    accepted_judgment = models.ForeignKey(
+        Judgment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)
+    ranking = models.JSONField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(action=AdjudicationAction.ACCEPT) | Q(accepted_judgment__isnull=False),
+                name="accept_names_a_judgment",
+            ),
+            models.CheckConstraint(
+                condition=~Q(action=AdjudicationAction.OVERRIDE)
+                | Q(choice__isnull=False)
+                | Q(ranking__isnull=False),
+                name="override_has_an_answer",
+            ),
+        ]
+
+
+class PreferencePair(models.Model):
+    """A chosen/rejected pair derived from judgments under a named pair policy."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pairs")
+    chosen = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="chosen_in")
+    rejected = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="rejected_in")
+    margin = models.FloatField(default=0.0)
+    is_tie = models.BooleanField(default=False)
+    policy = models.CharField(max_length=64, default="default")
+    judgments = models.ManyToManyField(Judgment, related_name="pairs", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(chosen=F("rejected")), name="pair_of_two_completions"),
+            models.CheckConstraint(condition=Q(margin__gte=0), name="pair_margin_non_negative"),
+            models.UniqueConstraint(
+                fields=["policy", "chosen", "rejected"], name="pair_unique_per_policy"
+            ),
+        ]

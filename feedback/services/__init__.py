@@ -1,0 +1,21 @@
+"""Writes to the domain. Each service validates fully, writes in one transaction, and raises
+`feedback.errors.ServiceError` with a message a user can act on. The UI and the API share them."""
+
+from .judgments import JudgmentInput, submit_judgment
+from .projects import add_member, create_completion, create_model_version, create_project, create_prompt
+from .queue import next_task_for, release_expired_leases, skip_task
+from .tasks import create_task
+
+__all__ = [
+    "JudgmentInput",
+    "add_member",
+    "create_completion",
+    "create_model_version",
+    "create_project",
+    "create_prompt",
+    "create_task",
+    "next_task_for",
+    "release_expired_leases",
+    "skip_task",
+    "submit_judgment",
+]

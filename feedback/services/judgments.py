@@ -1,0 +1,186 @@
+"""Submitting judgments. One judgment per (task, annotator); a retried request with the same
+idempotency key returns the stored judgment instead of writing a second one."""
+
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from feedback.models import AnnotationTask, Assignment, Judgment
+from feedback.models.judgments import (
+    JUDGMENT_FLAGS,
+    LIKERT_MAX,
+    LIKERT_MIN,
+    PairwiseChoice,
+    Strength,
+)
+from feedback.models.projects import JudgmentMode
+from feedback.models.tasks import AssignmentStatus, TaskStatus
+
+MAX_RATIONALE_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class JudgmentInput:
+    """What an annotator submits. `ranking` is groups of completion ids, best first; a group of
+    several ids is a tie. `ratings` maps completion id to a Likert score."""
+
+    kind: str
+    idempotency_key: str
+    choice: str | None = None
+    strength: str | None = None
+    ranking: list[list[int]] | None = None
+    ratings: dict[int, int] | None = None
+    rationale: str = ""
+    time_spent_ms: int | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+def check_ranking(ranking: object, item_ids: list[int]) -> list[list[int]]:
+    if not isinstance(ranking, list) or not ranking:
+        raise ServiceError("A ranking is a non-empty list of groups of completion ids, best first.")
+    seen: list[int] = []
+    clean: list[list[int]] = []
+    for group in ranking:
+        if not isinstance(group, list) or not group:
+            raise ServiceError("Each place in a ranking is a non-empty list of completion ids.")
+        if not all(isinstance(cid, int) and not isinstance(cid, bool) for cid in group):
+            raise ServiceError("A ranking names completions by their integer ids.")
+        seen.extend(group)
+        clean.append(list(group))
+    outside = sorted(set(seen) - set(item_ids))
+    if outside:
+        raise ServiceError(f"The ranking names completions {outside} that are not in this task.")
+    duplicates = sorted({cid for cid in seen if seen.count(cid) > 1})
+    if duplicates:
+        raise ServiceError(f"The ranking names completions {duplicates} more than once.")
+    missing = sorted(set(item_ids) - set(seen))
+    if missing:
+        raise ServiceError(f"The ranking leaves out completions {missing}; rank every output.")
+    return clean
+
+
+def check_ratings(ratings: object, item_ids: list[int]) -> dict[str, int]:
+    if not isinstance(ratings, dict) or not ratings:
+        raise ServiceError("Ratings map each completion id to a score.")
+    clean: dict[str, int] = {}
+    for key, score in ratings.items():
+        try:
+            cid = int(key)
+        except (TypeError, ValueError):
+            raise ServiceError(f"Rating key {key!r} is not a completion id.") from None
+        if cid not in item_ids:
+            raise ServiceError(f"Completion {cid} is not in this task.")
+        if isinstance(score, bool) or not isinstance(score, int) or not LIKERT_MIN <= score <= LIKERT_MAX:
+            raise ServiceError(f"Rating for completion {cid} must be a whole number {LIKERT_MIN}..{LIKERT_MAX}.")
+        clean[str(cid)] = score
+    missing = sorted(set(item_ids) - {int(k) for k in clean})
+    if missing:
+        raise ServiceError(f"Rate every output; completions {missing} have no rating.")
+    return clean
+
+
+def check_judgment(data: JudgmentInput, task: AnnotationTask, item_ids: list[int]) -> dict:
+    """Validate a submission against its task; return the Judgment field values."""
+    if data.kind != task.mode:
+        raise ServiceError(f"This task asks for a {task.mode} judgment, not {data.kind!r}.")
+    if not data.idempotency_key or len(data.idempotency_key) > 100:
+        raise ServiceError("Send an idempotency key of 1 to 100 characters with each judgment.")
+    fields: dict = {"choice": None, "strength": None, "ranking": None, "ratings": None}
+    if data.kind == JudgmentMode.PAIRWISE:
+        if data.choice not in PairwiseChoice.values:
+            raise ServiceError("Choose A, B, tie or both bad.")
+        if data.strength is not None:
+            if data.strength not in Strength.values:
+                raise ServiceError("Strength is 'slight' or 'much'.")
+            if data.choice not in (PairwiseChoice.A, PairwiseChoice.B):
+                raise ServiceError("Strength only applies when A or B wins.")
+        if data.ranking is not None:
+            raise ServiceError("A pairwise judgment has no ranking.")
+        fields.update(choice=data.choice, strength=data.strength)
+    elif data.kind == JudgmentMode.RANKING:
+        fields["ranking"] = check_ranking(data.ranking, item_ids)
+    elif data.kind == JudgmentMode.RATING and data.ratings is None:
+        raise ServiceError("Rate every output.")
+    if data.kind != JudgmentMode.PAIRWISE and (data.choice or data.strength):
+        raise ServiceError("Only pairwise judgments have a choice and strength.")
+    if data.ratings is not None:
+        if not task.project.rating_enabled and data.kind != JudgmentMode.RATING:
+            raise ServiceError("This project does not collect ratings.")
+        fields["ratings"] = check_ratings(data.ratings, item_ids)
+    bad_flags = sorted(set(data.flags) - set(JUDGMENT_FLAGS))
+    if bad_flags:
+        raise ServiceError(f"Unknown flags {bad_flags}; use {', '.join(JUDGMENT_FLAGS)}.")
+    if data.time_spent_ms is not None and data.time_spent_ms < 0:
+        raise ServiceError("Time spent cannot be negative.")
+    if len(data.rationale) > MAX_RATIONALE_CHARS:
+        raise ServiceError(f"Keep the rationale under {MAX_RATIONALE_CHARS} characters.")
+    fields.update(
+        rationale=data.rationale,
+        time_spent_ms=data.time_spent_ms,
+        flags=sorted(set(data.flags)),
+        idempotency_key=data.idempotency_key,
+    )
+    return fields
+
+
+def submit_judgment(*, annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
+    """Record a judgment on a task leased to the annotator; completes the task at its quota."""
+    try:
+        return _submit(annotator_id, task_id, data)
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: return what it stored.
+        stored = Judgment.objects.filter(
+            annotator_id=annotator_id, idempotency_key=data.idempotency_key, task_id=task_id
+        ).first()
+        if stored is None:
+            raise
+        return stored
+
+
+@transaction.atomic
+def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
+    task = (
+        AnnotationTask.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=task_id)
+        .first()
+    )
+    if task is None:
+        raise ServiceError(f"No task with id {task_id}.", code="not_found")
+    stored = Judgment.objects.filter(
+        annotator_id=annotator_id, idempotency_key=data.idempotency_key
+    ).first()
+    if stored is not None:
+        if stored.task_id != task_id:
+            raise ServiceError("This idempotency key was used for another task.", code="conflict")
+        return stored
+    assignment = (
+        Assignment.objects.select_for_update().filter(task=task, annotator_id=annotator_id).first()
+    )
+    if assignment is None:
+        raise ServiceError("This task is not assigned to you; load the next task.", code="forbidden")
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise ServiceError("You have already judged this task.", code="conflict")
+    if assignment.status != AssignmentStatus.LEASED:
+        raise ServiceError("You skipped this task; it has gone to someone else.", code="conflict")
+    item_ids = list(task.items.values_list("completion_id", flat=True))
+    fields = check_judgment(data, task, item_ids)
+    judgment = Judgment.objects.create(
+        task=task,
+        annotator_id=annotator_id,
+        kind=data.kind,
+        shown_order=assignment.shown_order,
+        **fields,
+    )
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "finished_at"])
+    task.judgment_count += 1
+    updates = {"judgment_count": F("judgment_count") + 1}
+    if task.judgment_count >= task.judgments_wanted:
+        updates["status"] = TaskStatus.COMPLETE
+    AnnotationTask.objects.filter(pk=task.pk).update(**updates)
+    return judgment

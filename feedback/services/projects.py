@@ -1,0 +1,181 @@
+"""Creating projects, members, prompts, model versions and completions one at a time."""
+
+import hashlib
+import json
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from feedback.errors import ServiceError
+from feedback.models import Completion, Membership, ModelVersion, Project, Prompt, Role
+from feedback.models.prompts import ModelMethod
+
+CHAT_ROLES = {"system", "user", "assistant", "tool"}
+
+
+@transaction.atomic
+def create_project(
+    *,
+    name: str,
+    guidelines: str = "",
+    modes: tuple[str, ...] = ("pairwise",),
+    overlap: int = 1,
+) -> Project:
+    name = name.strip()
+    if not name:
+        raise ServiceError("A project needs a name.")
+    unknown = set(modes) - {"pairwise", "ranking", "rating"}
+    if unknown or not modes:
+        raise ServiceError(
+            f"Judgment modes must be some of pairwise, ranking, rating; got {sorted(modes)}."
+        )
+    if overlap < 1:
+        raise ServiceError("Overlap (judgments wanted per task) must be at least 1.")
+    if Project.objects.filter(name=name).exists():
+        raise ServiceError(f"A project named {name!r} exists already.", code="conflict")
+    return Project.objects.create(
+        name=name,
+        guidelines=guidelines,
+        pairwise_enabled="pairwise" in modes,
+        ranking_enabled="ranking" in modes,
+        rating_enabled="rating" in modes,
+        overlap=overlap,
+    )
+
+
+@transaction.atomic
+def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> Membership:
+    if role not in Role.values:
+        raise ServiceError(f"Role must be one of {', '.join(Role.values)}; got {role!r}.")
+    if not get_user_model().objects.filter(pk=user_id).exists():
+        raise ServiceError(f"No user with id {user_id}.", code="not_found")
+    membership, _ = Membership.objects.update_or_create(
+        project_id=project_id, user_id=user_id, defaults={"role": role}
+    )
+    return membership
+
+
+def normalise_messages(messages: object) -> list[dict[str, str]]:
+    """Check a chat is a list of {"role", "content"} with known roles; return a clean copy."""
+    if not isinstance(messages, list) or not messages:
+        raise ServiceError("A chat prompt must be a non-empty list of messages.")
+    clean = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ServiceError(f"Message {index} is not an object with role and content.")
+        role, content = message.get("role"), message.get("content")
+        if role not in CHAT_ROLES:
+            raise ServiceError(
+                f"Message {index} has role {role!r}; use one of {', '.join(sorted(CHAT_ROLES))}."
+            )
+        if not isinstance(content, str):
+            raise ServiceError(f"Message {index} needs text content.")
+        clean.append({"role": role, "content": content})
+    return clean
+
+
+def prompt_content_hash(text: str, messages: list[dict[str, str]] | None) -> str:
+    payload = json.dumps(messages, ensure_ascii=False, sort_keys=True) if messages else text.strip()
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def prompt_fields(text: str = "", messages: object = None) -> dict:
+    """Validated field values for a Prompt, shared by single creation and bulk import."""
+    clean_messages = normalise_messages(messages) if messages is not None else None
+    if not clean_messages and not text.strip():
+        raise ServiceError("A prompt needs text or chat messages.")
+    return {
+        "text": "" if clean_messages else text,
+        "messages": clean_messages,
+        "content_hash": prompt_content_hash(text, clean_messages),
+    }
+
+
+@transaction.atomic
+def create_prompt(
+    *,
+    project_id: int,
+    text: str = "",
+    messages: list[dict[str, str]] | None = None,
+    metadata: dict | None = None,
+    split: str = "train",
+) -> Prompt:
+    """Create a prompt, or return the project's existing prompt with the same content."""
+    fields = prompt_fields(text, messages)
+    prompt, _ = Prompt.objects.get_or_create(
+        project_id=project_id,
+        content_hash=fields["content_hash"],
+        defaults={**fields, "metadata": metadata or {}, "split": split},
+    )
+    return prompt
+
+
+@transaction.atomic
+def create_model_version(
+    *,
+    project_id: int,
+    name: str,
+    base_model: str = "",
+    adapter_path: str = "",
+    parent_id: int | None = None,
+    method: str = ModelMethod.BASE,
+    hyperparameters: dict | None = None,
+    status: str = "ready",
+    metrics: dict | None = None,
+    alignment_round_id: int | None = None,
+    data_snapshot_id: int | None = None,
+) -> ModelVersion:
+    if not name.strip():
+        raise ServiceError("A model version needs a name.")
+    if method not in ModelMethod.values:
+        raise ServiceError(f"Method must be one of {', '.join(ModelMethod.values)}.")
+    if parent_id is not None and not ModelVersion.objects.filter(
+        pk=parent_id, project_id=project_id
+    ).exists():
+        raise ServiceError(f"Parent model version {parent_id} is not in this project.")
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.create(
+                project_id=project_id,
+                name=name.strip(),
+                base_model=base_model,
+                adapter_path=adapter_path,
+                parent_id=parent_id,
+                method=method,
+                hyperparameters=hyperparameters or {},
+                status=status,
+                metrics=metrics or {},
+                alignment_round_id=alignment_round_id,
+                data_snapshot_id=data_snapshot_id,
+            )
+    except IntegrityError as error:
+        raise ServiceError(
+            f"A model version named {name!r} exists already in this project.", code="conflict"
+        ) from error
+
+
+@transaction.atomic
+def create_completion(
+    *,
+    prompt_id: int,
+    text: str,
+    model_version_id: int | None = None,
+    generation_settings: dict | None = None,
+    token_count: int | None = None,
+) -> Completion:
+    prompt = Prompt.objects.filter(pk=prompt_id).first()
+    if prompt is None:
+        raise ServiceError(f"No prompt with id {prompt_id}.", code="not_found")
+    if model_version_id is not None and not ModelVersion.objects.filter(
+        pk=model_version_id, project_id=prompt.project_id
+    ).exists():
+        raise ServiceError(f"Model version {model_version_id} is not in the prompt's project.")
+    if token_count is not None and token_count < 0:
+        raise ServiceError("Token count cannot be negative.")
+    return Completion.objects.create(
+        prompt=prompt,
+        text=text,
+        model_version_id=model_version_id,
+        generation_settings=generation_settings or {},
+        token_count=token_count,
+    )

@@ -1,0 +1,132 @@
+"""The annotation queue: lease the next task to an annotator, skip it, and reclaim stale leases.
+
+Lock order is always task row first, then assignment rows, so concurrent calls cannot deadlock.
+On PostgreSQL, `SELECT ... FOR UPDATE SKIP LOCKED` lets annotators lease different tasks without
+waiting on each other (Label Studio's next_task does the same).
+"""
+
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from feedback.models import AnnotationTask, Assignment, Membership
+from feedback.models.tasks import AssignmentStatus, SkipReason, TaskStatus
+
+STALE_LEASES_PER_CALL = 50
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.ANNOTATION_LEASE_SECONDS)
+
+
+def require_member(user_id: int, project_id: int) -> Membership:
+    membership = Membership.objects.filter(user_id=user_id, project_id=project_id).first()
+    if membership is None:
+        raise ServiceError("You are not a member of this project.", code="forbidden")
+    return membership
+
+
+def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
+    """Delete leases past their expiry and free their slots; returns how many were freed."""
+    now = now or timezone.now()
+    stale = list(
+        Assignment.objects.filter(
+            task__project_id=project_id, status=AssignmentStatus.LEASED, expires_at__lte=now
+        ).values_list("pk", "task_id")[:STALE_LEASES_PER_CALL]
+    )
+    freed = 0
+    for assignment_id, task_id in stale:
+        with transaction.atomic():
+            locked = (
+                AnnotationTask.objects.select_for_update(skip_locked=True).filter(pk=task_id).first()
+            )
+            if locked is None:
+                continue
+            deleted, _ = Assignment.objects.filter(
+                pk=assignment_id, status=AssignmentStatus.LEASED, expires_at__lte=now
+            ).delete()
+            if deleted:
+                AnnotationTask.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - 1)
+                freed += 1
+    return freed
+
+
+def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
+    """The annotator's live lease in this project, or a new lease on the best open task.
+
+    Best = highest priority, then closest to completion, then oldest. None when nothing is left.
+    """
+    require_member(annotator_id, project_id)
+    now = timezone.now()
+    live = (
+        Assignment.objects.select_related("task")
+        .filter(
+            annotator_id=annotator_id,
+            task__project_id=project_id,
+            status=AssignmentStatus.LEASED,
+            expires_at__gt=now,
+        )
+        .order_by("leased_at")
+        .first()
+    )
+    if live is not None:
+        return live
+    release_expired_leases(project_id, now)
+    with transaction.atomic():
+        seen = Assignment.objects.filter(
+            annotator_id=annotator_id, task__project_id=project_id
+        ).values("task_id")
+        task = (
+            AnnotationTask.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                project_id=project_id,
+                status=TaskStatus.OPEN,
+                slots_taken__lt=F("judgments_wanted"),
+            )
+            .exclude(pk__in=seen)
+            .order_by("-priority", "-slots_taken", "pk")
+            .first()
+        )
+        if task is None:
+            return None
+        shown_order = list(task.items.values_list("completion_id", flat=True))
+        random.shuffle(shown_order)  # left/right and list order randomised per judgment
+        AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") + 1)
+        task.slots_taken += 1
+        assignment = Assignment.objects.create(
+            task=task,
+            annotator_id=annotator_id,
+            leased_at=now,
+            expires_at=now + lease_duration(),
+            shown_order=shown_order,
+        )
+        return assignment
+
+
+@transaction.atomic
+def skip_task(*, annotator_id: int, task_id: int, reason: str = SkipReason.SKIP, note: str = "") -> Assignment:
+    """Give a leased task back; it goes to someone else and never returns to this annotator."""
+    if reason not in SkipReason.values:
+        raise ServiceError(f"Skip reason must be one of {', '.join(SkipReason.values)}.")
+    task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
+    if task is None:
+        raise ServiceError(f"No task with id {task_id}.", code="not_found")
+    assignment = (
+        Assignment.objects.select_for_update()
+        .filter(task=task, annotator_id=annotator_id, status=AssignmentStatus.LEASED)
+        .first()
+    )
+    if assignment is None:
+        raise ServiceError("This task is not leased to you; load the next task.", code="conflict")
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.skip_reason = reason
+    assignment.skip_note = note[:2000]
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "skip_reason", "skip_note", "finished_at"])
+    AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - 1)
+    return assignment

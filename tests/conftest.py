@@ -1,0 +1,111 @@
+"""Shared fixtures: small builders for domain objects and a real Celery worker process."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from feedback import services
+from feedback.models import Role
+
+ROOT = Path(__file__).resolve().parent.parent
+requires_services = pytest.mark.skipif(
+    os.environ.get("ARBITER_TEST_SERVICES") != "1",
+    reason="needs PostgreSQL and Redis: run through `make test` (tests/services.sh)",
+)
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 1_000_000))
+
+    def build(username: str | None = None, **fields):
+        name = username or f"user{next(counter)}"
+        return get_user_model().objects.create_user(username=name, password="pw", **fields)
+
+    return build
+
+
+@pytest.fixture
+def project(db):
+    return services.create_project(name="Test project", modes=("pairwise", "ranking", "rating"))
+
+
+@pytest.fixture
+def make_member(make_user, project):
+    def build(role: str = Role.ANNOTATOR, project_=None, **fields):
+        user = make_user(**fields)
+        services.add_member(project_id=(project_ or project).pk, user_id=user.pk, role=role)
+        return user
+
+    return build
+
+
+@pytest.fixture
+def make_task(project):
+    """A task over `n` fresh completions of a fresh prompt; returns the task."""
+    counter = iter(range(1, 1_000_000))
+
+    def build(n: int = 2, mode: str = "pairwise", project_=None, **task_fields):
+        target = project_ or project
+        prompt = services.create_prompt(project_id=target.pk, text=f"Prompt {next(counter)}?")
+        completions = [
+            services.create_completion(prompt_id=prompt.pk, text=f"Answer {i} to {prompt.text}")
+            for i in range(n)
+        ]
+        return services.create_task(
+            prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode=mode, **task_fields
+        )
+
+    return build
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """A real `celery worker` process on Redis, writing to the test database."""
+    if os.environ.get("ARBITER_TEST_SERVICES") != "1":
+        pytest.skip("needs PostgreSQL and Redis: run through `make test`")
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = ROOT / "var" / f"test-worker-{os.getpid()}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log = log_path.open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu",
+         "-c", "1", "--pool", "solo", "--loglevel", "INFO", "--without-gossip",
+         "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while "ready." not in log_path.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("Celery worker did not start:\n" + log_path.read_text())
+        time.sleep(0.2)
+    yield worker
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    log.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    """Poll until predicate() is truthy; return its value or fail with a clear message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,151 @@
+"""submit_judgment: full validation, nothing written on bad input, idempotent retries."""
+
+import pytest
+
+from feedback.errors import ServiceError
+from feedback.models import Judgment
+from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
+
+pytestmark = pytest.mark.django_db
+
+
+def lease(user, project):
+    assignment = next_task_for(annotator_id=user.pk, project_id=project.pk)
+    assert assignment is not None
+    return assignment.task
+
+
+def item_ids(task):
+    return list(task.items.values_list("completion_id", flat=True))
+
+
+def test_pairwise_judgment_is_stored_with_the_order_shown(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    task = lease(user, project)
+    judgment = submit_judgment(
+        annotator_id=user.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="a", strength="much", idempotency_key="k1"),
+    )
+    assert (judgment.choice, judgment.strength) == ("a", "much")
+    assert sorted(judgment.shown_order) == sorted(item_ids(task))
+    task.refresh_from_db()
+    assert (task.judgment_count, task.status) == (1, "complete")
+
+
+def test_retry_with_the_same_key_stores_one_judgment(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    task = lease(user, project)
+    data = JudgmentInput(kind="pairwise", choice="b", idempotency_key="same")
+    first = submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+    again = submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+    assert first.pk == again.pk
+    assert Judgment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]], [999_999]]}, "not in this task"),
+        (lambda ids: {"ranking": [[ids[0]], [ids[0]], [ids[1], ids[2]]]}, "more than once"),
+        (lambda ids: {"ranking": [[ids[0]], [ids[1]]]}, "leaves out"),
+        (lambda ids: {"ranking": []}, "non-empty"),
+        (lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]], "ratings": {ids[0]: 9}}, "1..7"),
+        (lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]], "flags": ["boring"]}, "Unknown flags"),
+        (lambda ids: {"ranking": [["x"], [ids[1]], [ids[2]]]}, "integer ids"),
+    ],
+)
+def test_bad_rankings_are_refused_and_nothing_is_written(
+    project, make_member, make_task, build, message
+):
+    make_task(n=3, mode="ranking")
+    user = make_member()
+    task = lease(user, project)
+    with pytest.raises(ServiceError, match=message):
+        submit_judgment(
+            annotator_id=user.pk,
+            task_id=task.pk,
+            data=JudgmentInput(kind="ranking", idempotency_key="k", **build(item_ids(task))),
+        )
+    assert Judgment.objects.count() == 0
+    task.refresh_from_db()
+    assert task.judgment_count == 0
+    assert task.assignments.get().status == "leased"
+
+
+def test_ranking_with_ties_and_ratings(project, make_member, make_task):
+    make_task(n=3, mode="ranking")
+    user = make_member()
+    task = lease(user, project)
+    a, b, c = item_ids(task)
+    judgment = submit_judgment(
+        annotator_id=user.pk,
+        task_id=task.pk,
+        data=JudgmentInput(
+            kind="ranking", ranking=[[b], [a, c]], ratings={a: 3, b: 6, c: 3}, idempotency_key="r"
+        ),
+    )
+    assert judgment.ranking == [[b], [a, c]]
+    assert judgment.ratings == {str(a): 3, str(b): 6, str(c): 3}
+
+
+def test_a_task_not_assigned_to_the_annotator_is_refused(project, make_member, make_task):
+    task = make_task()
+    stranger = make_member()
+    with pytest.raises(ServiceError, match="not assigned to you"):
+        submit_judgment(
+            annotator_id=stranger.pk,
+            task_id=task.pk,
+            data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
+        )
+    assert Judgment.objects.count() == 0
+
+
+def test_wrong_kind_and_bad_choice_are_refused(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    task = lease(user, project)
+    for data, message in [
+        (JudgmentInput(kind="ranking", ranking=[[1], [2]], idempotency_key="k"), "asks for a pairwise"),
+        (JudgmentInput(kind="pairwise", choice="c", idempotency_key="k"), "Choose A, B"),
+        (JudgmentInput(kind="pairwise", choice="tie", strength="much", idempotency_key="k"), "Strength only"),
+        (JudgmentInput(kind="pairwise", choice="a", idempotency_key=""), "idempotency key"),
+        (JudgmentInput(kind="pairwise", choice="a", idempotency_key="k", time_spent_ms=-1), "negative"),
+    ]:
+        with pytest.raises(ServiceError, match=message):
+            submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+    assert Judgment.objects.count() == 0
+
+
+def test_skipped_task_cannot_then_be_judged(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    task = lease(user, project)
+    skip_task(annotator_id=user.pk, task_id=task.pk, reason="unsafe", note="slur in output B")
+    with pytest.raises(ServiceError, match="skipped"):
+        submit_judgment(
+            annotator_id=user.pk,
+            task_id=task.pk,
+            data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
+        )
+    task.refresh_from_db()
+    assert task.slots_taken == 0
+
+
+def test_a_second_judgment_on_the_same_task_is_refused(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    task = lease(user, project)
+    submit_judgment(
+        annotator_id=user.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k1"),
+    )
+    with pytest.raises(ServiceError, match="already judged"):
+        submit_judgment(
+            annotator_id=user.pk,
+            task_id=task.pk,
+            data=JudgmentInput(kind="pairwise", choice="b", idempotency_key="k2"),
+        )

@@ -1,0 +1,86 @@
+"""next_task_for: overlap, preference for nearly complete tasks, leases that expire."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from feedback.models import Assignment
+from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_non_members_get_no_work(project, make_user, make_task):
+    make_task()
+    with pytest.raises(ServiceError, match="not a member"):
+        next_task_for(annotator_id=make_user().pk, project_id=project.pk)
+
+
+def test_overlap_gives_each_task_to_distinct_annotators(project, make_member, make_task):
+    task = make_task(judgments_wanted=2)
+    first, second, third = make_member(), make_member(), make_member()
+    assert next_task_for(annotator_id=first.pk, project_id=project.pk).task == task
+    assert next_task_for(annotator_id=second.pk, project_id=project.pk).task == task
+    assert next_task_for(annotator_id=third.pk, project_id=project.pk) is None
+
+
+def test_the_same_lease_is_returned_until_it_is_used(project, make_member, make_task):
+    make_task(), make_task()
+    user = make_member()
+    first = next_task_for(annotator_id=user.pk, project_id=project.pk)
+    assert next_task_for(annotator_id=user.pk, project_id=project.pk).pk == first.pk
+
+
+def test_tasks_closest_to_completion_come_first(project, make_member, make_task):
+    older = make_task(judgments_wanted=2)
+    newer = make_task(judgments_wanted=2)
+    starter = make_member()
+    # Put one slot of the newer task in use: it is now closer to completion.
+    Assignment.objects.create(
+        task=newer, annotator=starter, leased_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    newer.slots_taken = 1
+    newer.save(update_fields=["slots_taken"])
+    assert next_task_for(annotator_id=make_member().pk, project_id=project.pk).task == newer
+    assert older.pk < newer.pk
+
+
+def test_an_abandoned_lease_returns_to_the_queue(project, make_member, make_task):
+    task = make_task()
+    quitter, other = make_member(), make_member()
+    lease = next_task_for(annotator_id=quitter.pk, project_id=project.pk)
+    assert next_task_for(annotator_id=other.pk, project_id=project.pk) is None
+    Assignment.objects.filter(pk=lease.pk).update(
+        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+    )
+    assert next_task_for(annotator_id=other.pk, project_id=project.pk).task == task
+    assert not Assignment.objects.filter(pk=lease.pk).exists()
+    task.refresh_from_db()
+    assert task.slots_taken == 1
+
+
+def test_skipped_work_goes_to_someone_else(project, make_member, make_task):
+    task = make_task()
+    skipper, other = make_member(), make_member()
+    next_task_for(annotator_id=skipper.pk, project_id=project.pk)
+    skip_task(annotator_id=skipper.pk, task_id=task.pk)
+    assert next_task_for(annotator_id=skipper.pk, project_id=project.pk) is None
+    lease = next_task_for(annotator_id=other.pk, project_id=project.pk)
+    assert lease.task == task
+    submit_judgment(
+        annotator_id=other.pk, task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="tie", idempotency_key="x"),
+    )
+    task.refresh_from_db()
+    assert (task.status, task.judgment_count, task.slots_taken) == ("complete", 1, 1)
+
+
+def test_skip_needs_a_known_reason(project, make_member, make_task):
+    task = make_task()
+    user = make_member()
+    next_task_for(annotator_id=user.pk, project_id=project.pk)
+    with pytest.raises(ServiceError, match="Skip reason"):
+        skip_task(annotator_id=user.pk, task_id=task.pk, reason="lazy")

@@ -1,0 +1,1 @@
+"""Training glue: jobs, Celery tasks and alignment rounds. The ML itself lives in training/engine/."""
