@@ -5,10 +5,12 @@ from .judgments import Adjudication, Judgment, PreferencePair
 from .projects import Membership, Project, Role
 from .prompts import Completion, ImportBatch, ModelVersion, Prompt, PromptSet
 from .tasks import AnnotationTask, Assignment, TaskItem
+from .tokens import ApiToken
 
 __all__ = [
     "Adjudication",
     "AnnotationTask",
+    "ApiToken",
     "Assignment",
     "Completion",
     "ExportSnapshot",
