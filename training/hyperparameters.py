@@ -1,0 +1,82 @@
+"""Round and job hyperparameters: the engine's config dataclasses as JSON, with their defaults.
+
+Stored on rounds and jobs as plain dicts (sections "generation", "reward", "dpo", "ppo"), validated
+by building the engine's own dataclasses, so a bad value is refused when the round is launched
+rather than hours later on the GPU worker.
+"""
+
+from dataclasses import asdict
+
+from feedback.errors import ServiceError
+from training.engine import config as engine_config
+from training.models import RoundMethod
+
+HYPERPARAMETER_SECTIONS = {
+    "generation": engine_config.GenerationSettings,
+    "reward": engine_config.RewardRunConfig,
+    "dpo": engine_config.DPORunConfig,
+    "ppo": engine_config.PPORunConfig,
+}
+NOT_HYPERPARAMETERS = {"base_model", "num_samples"}
+
+
+def default_hyperparameters(method: str) -> dict:
+    """The engine's defaults for a round of `method`, in the sections a round uses."""
+    sections = (
+        ["generation", "ppo", "reward"] if method == RoundMethod.PPO else ["generation", "dpo"]
+    )
+    defaults = {}
+    for section in sections:
+        config_class = HYPERPARAMETER_SECTIONS[section]
+        instance = config_class() if section == "generation" else config_class(base_model="")
+        defaults[section] = {
+            key: value for key, value in asdict(instance).items() if key not in NOT_HYPERPARAMETERS
+        }
+    return defaults
+
+
+def check_hyperparameters(method: str, given: dict) -> dict:
+    """Merge `given` over the defaults, refusing unknown sections, keys and bad values."""
+    merged = default_hyperparameters(method)
+    for section, values in (given or {}).items():
+        if section not in merged:
+            raise ServiceError(
+                f"Unknown hyperparameter section {section!r} for {method}; use {', '.join(merged)}."
+            )
+        if not isinstance(values, dict):
+            raise ServiceError(f"Hyperparameters in {section!r} must be an object.")
+        unknown = sorted(set(values) - set(merged[section]))
+        if unknown:
+            raise ServiceError(f"Unknown {section} hyperparameters: {', '.join(unknown)}.")
+        merged[section] = deep_merge(merged[section], values)
+    for section, values in merged.items():
+        config_class = HYPERPARAMETER_SECTIONS[section]
+        try:
+            if section == "generation":
+                config_class(**values)
+            else:
+                build_engine_config(config_class, values, base_model="check")
+        except (TypeError, ValueError) as error:
+            raise ServiceError(f"Bad {section} hyperparameters: {error}") from error
+    return merged
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            deep_merge(out[key], value)
+            if isinstance(out.get(key), dict) and isinstance(value, dict)
+            else value
+        )
+    return out
+
+
+def build_engine_config(config_class, values: dict, base_model: str):
+    """An engine config dataclass from stored JSON values (nested lora/generation included)."""
+    values = dict(values)
+    if isinstance(values.get("lora"), dict):
+        values["lora"] = engine_config.LoraSettings(**values["lora"])
+    if isinstance(values.get("generation"), dict):
+        values["generation"] = engine_config.GenerationSettings(**values["generation"])
+    return config_class(base_model=base_model, **values)

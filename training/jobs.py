@@ -1,0 +1,202 @@
+"""Training job lifecycle: queue, report progress, cancel, finish, and notice dead workers.
+
+Every change to a TrainingJob row goes through here. The Celery task only loads the id and calls
+`training.runners.run_job`, which reports back through these functions.
+"""
+
+import logging
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from training.models import JobKind, JobStatus, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_CHARS = 8_000
+# A running job whose heartbeat is older than this is taken for dead (its worker was killed).
+HEARTBEAT_TIMEOUT = timedelta(minutes=10)
+
+
+def job_output_dir(job: TrainingJob):
+    """One directory per job: a re-run of the same job resumes from its checkpoints."""
+    return settings.ARTIFACT_ROOT / "jobs" / f"{job.kind}-{job.pk}"
+
+
+@transaction.atomic
+def queue_job(
+    *,
+    kind: str,
+    model_version_id: int,
+    config: dict | None = None,
+    snapshot_id: int | None = None,
+    alignment_round_id: int | None = None,
+    created_by_id: int | None = None,
+) -> TrainingJob:
+    """Create a job and send it to the GPU queue once the transaction commits."""
+    from feedback.models import ModelVersion
+
+    if kind not in JobKind.values:
+        raise ServiceError(f"Job kind must be one of {', '.join(JobKind.values)}.")
+    version = ModelVersion.objects.filter(pk=model_version_id).first()
+    if version is None:
+        raise ServiceError(f"No model version with id {model_version_id}.", code="not_found")
+    if kind != JobKind.GENERATE and kind != JobKind.EVALUATE and not version.base_model:
+        raise ServiceError(f"Model version {version.name!r} names no base model to train from.")
+    job = TrainingJob.objects.create(
+        project_id=version.project_id,
+        kind=kind,
+        model_version=version,
+        config=config or {},
+        snapshot_id=snapshot_id,
+        alignment_round_id=alignment_round_id,
+        created_by_id=created_by_id,
+    )
+    dispatch(job)
+    return job
+
+
+def dispatch(job: TrainingJob) -> None:
+    from training.tasks import run_training_job
+
+    transaction.on_commit(lambda: run_training_job.delay(job.pk))
+
+
+def start(job_id: int) -> TrainingJob | None:
+    """Mark a queued job running; None when it was cancelled or finished meanwhile."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return None
+        if job.cancel_requested:
+            finish_cancelled(job)
+            return None
+        now = timezone.now()
+        job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.attempts = F("attempts") + 1
+        job.error = ""
+        job.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "error"])
+    job.refresh_from_db()
+    return job
+
+
+def record_metrics(job_id: int, metrics: dict, progress: float | None = None) -> None:
+    """Append one metrics report and beat the heart. Progress is a percentage."""
+    with transaction.atomic():
+        job = (
+            TrainingJob.objects.select_for_update()
+            .only("metrics_history", "progress", "heartbeat_at")
+            .get(pk=job_id)
+        )
+        job.metrics_history = [*job.metrics_history, metrics]
+        fields = ["metrics_history", "heartbeat_at"]
+        if progress is not None:
+            job.progress = max(0.0, min(100.0, progress))
+            fields.append("progress")
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=fields)
+
+
+def append_log(job_id: int, line: str) -> None:
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().only("log_tail").get(pk=job_id)
+        job.log_tail = (job.log_tail + line.rstrip() + "\n")[-LOG_TAIL_CHARS:]
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["log_tail", "heartbeat_at"])
+
+
+def is_cancel_requested(job_id: int) -> bool:
+    return TrainingJob.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def finish_succeeded(
+    job_id: int, *, artifacts: dict, result_version_id: int | None = None
+) -> TrainingJob:
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        job.status = JobStatus.SUCCEEDED
+        job.progress = 100.0
+        job.artifacts = artifacts
+        job.result_version_id = result_version_id
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "progress", "artifacts", "result_version", "finished_at"])
+    return job
+
+
+def finish_failed(job_id: int, error: BaseException | str) -> TrainingJob:
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    detail = "" if isinstance(error, str) else "".join(traceback.format_exception(error))
+    logger.error("Training job %s failed: %s", job_id, message)
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        job.status = JobStatus.FAILED
+        job.error = message[:2000]
+        job.log_tail = (job.log_tail + detail)[-LOG_TAIL_CHARS:]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "log_tail", "finished_at"])
+    return job
+
+
+def finish_cancelled(job: TrainingJob) -> None:
+    job.status = JobStatus.CANCELLED
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+
+
+@transaction.atomic
+def request_cancel(job_id: int) -> TrainingJob:
+    """Ask a job to stop: a queued job is cancelled now, a running one at its next step."""
+    job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise ServiceError(f"No training job with id {job_id}.", code="not_found")
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ServiceError(f"Job #{job_id} has already ended ({job.status}).", code="conflict")
+    job.cancel_requested = True
+    job.save(update_fields=["cancel_requested"])
+    if job.status == JobStatus.QUEUED:
+        finish_cancelled(job)
+    return job
+
+
+@transaction.atomic
+def resume(job_id: int) -> TrainingJob:
+    """Queue a failed or cancelled job again; it resumes from its newest checkpoint."""
+    job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise ServiceError(f"No training job with id {job_id}.", code="not_found")
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ServiceError(f"Only a failed or cancelled job can resume; #{job_id} is {job.status}.")
+    job.status = JobStatus.QUEUED
+    job.cancel_requested = False
+    job.error = ""
+    job.finished_at = None
+    job.save(update_fields=["status", "cancel_requested", "error", "finished_at"])
+    dispatch(job)
+    return job
+
+
+def fail_stale_jobs(now=None) -> list[int]:
+    """Mark running jobs whose worker stopped beating as failed; they can resume from checkpoints."""
+    cutoff = (now or timezone.now()) - HEARTBEAT_TIMEOUT
+    stale = list(
+        TrainingJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
+    for job_id in stale:
+        job = finish_failed(
+            job_id,
+            "The worker stopped responding (no heartbeat for "
+            f"{int(HEARTBEAT_TIMEOUT.total_seconds() // 60)} min); resume to continue from the last checkpoint.",
+        )
+        from training import rounds
+
+        rounds.on_job_finished(job)
+    return stale

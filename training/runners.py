@@ -1,0 +1,301 @@
+"""Carry out a TrainingJob: read its inputs from the database, run the engine, write the outcome.
+
+The engine knows nothing of Django; this module translates rows into engine dataclasses and
+engine results into Completions, AnnotationTasks and ModelVersions.
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from feedback import services as feedback_services
+from feedback.models import Completion, ModelVersion, Prompt
+from feedback.models.prompts import ModelMethod, ModelStatus
+from training import jobs, rounds
+from training.engine import config as engine_config
+from training.engine.examples import PreferencePair
+from training.engine.runs import RunCancelled
+from training.hyperparameters import build_engine_config
+from training.models import JobKind, JobStatus, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+CANCEL_POLL_SECONDS = 1.0
+
+
+class JobReporter:
+    """The engine's callbacks for one job: metrics with progress, and a throttled cancel check."""
+
+    def __init__(self, job: TrainingJob, total_steps: int | None):
+        self.job_id = job.pk
+        self.total_steps = total_steps
+        self._last_poll = 0.0
+        self._cancelled = False
+
+    def on_metrics(self, metrics: dict) -> None:
+        step = metrics.get("step")
+        progress = 100.0 * step / self.total_steps if step and self.total_steps else None
+        jobs.record_metrics(self.job_id, metrics, progress)
+
+    def should_cancel(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_poll >= CANCEL_POLL_SECONDS:
+            self._last_poll = now
+            self._cancelled = jobs.is_cancel_requested(self.job_id)
+        return self._cancelled
+
+
+def run_job(job_id: int) -> None:
+    """Entry point of the Celery task. Never raises for a job's own failure: it is recorded."""
+    job = jobs.start(job_id)
+    if job is None:
+        return
+    runner = RUNNERS[job.kind]
+    try:
+        artifacts, result_version_id = runner(job)
+    except RunCancelled:
+        job.refresh_from_db()
+        jobs.finish_cancelled(job)
+    except Exception as error:  # the job's failure is recorded and shown; the worker lives on
+        jobs.finish_failed(job_id, error)
+    else:
+        jobs.finish_succeeded(job_id, artifacts=artifacts, result_version_id=result_version_id)
+    job.refresh_from_db()
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        rounds.on_job_finished(job)
+
+
+def engine_prompt(prompt: Prompt):
+    return prompt.messages if prompt.messages else prompt.text
+
+
+def starting_point(version: ModelVersion) -> str:
+    """Base weights a child of `version` trains on: the version's adapter merged into its base."""
+    if not version.adapter_path:
+        return version.base_model
+    from training.engine.policy import merge_adapter
+
+    target = settings.ARTIFACT_ROOT / "merged" / f"version-{version.pk}"
+    return str(merge_adapter(version.base_model, version.adapter_path, target))
+
+
+def hyperparameters(job: TrainingJob, config_class):
+    """The job's hyperparameters as the engine's config dataclass, trained from the job's version."""
+    values = job.config.get("hyperparameters", {})
+    return build_engine_config(config_class, values, base_model=starting_point(job.model_version))
+
+
+def load_pairs(job: TrainingJob) -> list[PreferencePair]:
+    """Preference pairs from the job's export snapshot (TRL standard or conversational JSONL)."""
+    if job.snapshot is None or not job.snapshot.path:
+        raise ValueError("This job names no export snapshot with a stored file.")
+    pairs = []
+    with open(job.snapshot.path, encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            pairs.append(
+                PreferencePair(
+                    prompt=row["prompt"],
+                    chosen=response_text(row["chosen"]),
+                    rejected=response_text(row["rejected"]),
+                    margin=row.get("margin"),
+                )
+            )
+    if not pairs:
+        raise ValueError(f"Export snapshot #{job.snapshot_id} holds no pairs.")
+    return pairs
+
+
+def response_text(response) -> str:
+    return response[-1]["content"] if isinstance(response, list) else response
+
+
+def register_version(
+    job: TrainingJob, method: str, adapter_dir: Path, base_model: str, metrics: dict
+) -> int:
+    parent = job.model_version
+    round_ = job.alignment_round
+    suffix = f"r{round_.number}-{method}" if round_ else f"{method}-{job.pk}"
+    version = feedback_services.create_model_version(
+        project_id=job.project_id,
+        name=f"{parent.name}-{suffix}"[:200],
+        base_model=base_model,
+        adapter_path=str(adapter_dir),
+        parent_id=parent.pk,
+        method=method,
+        hyperparameters=job.config.get("hyperparameters", {}),
+        metrics=metrics,
+        status=ModelStatus.READY,
+        alignment_round_id=round_.pk if round_ else None,
+        data_snapshot_id=job.snapshot_id,
+    )
+    return version.pk
+
+
+def run_reward_model(job: TrainingJob):
+    from training.engine.reward import train_reward_model
+
+    config = hyperparameters(job, engine_config.RewardRunConfig)
+    pairs = load_pairs(job)
+    reporter = JobReporter(job, config.max_steps)
+    result = train_reward_model(
+        config,
+        pairs,
+        jobs.job_output_dir(job),
+        on_metrics=reporter.on_metrics,
+        should_cancel=reporter.should_cancel,
+    )
+    version_id = register_version(
+        job, ModelMethod.REWARD_MODEL, result.adapter_dir, config.base_model, result.final_metrics
+    )
+    return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
+
+
+def run_dpo(job: TrainingJob):
+    from training.engine.dpo import train_dpo
+
+    config = hyperparameters(job, engine_config.DPORunConfig)
+    pairs = load_pairs(job)
+    reporter = JobReporter(job, config.max_steps)
+    result = train_dpo(
+        config,
+        pairs,
+        jobs.job_output_dir(job),
+        on_metrics=reporter.on_metrics,
+        should_cancel=reporter.should_cancel,
+    )
+    version_id = register_version(
+        job, ModelMethod.DPO, result.adapter_dir, config.base_model, result.final_metrics
+    )
+    return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
+
+
+def run_ppo(job: TrainingJob):
+    from training.engine.ppo import train_ppo
+
+    config = hyperparameters(job, engine_config.PPORunConfig)
+    reward_version = ModelVersion.objects.get(pk=job.config["reward_model_version_id"])
+    prompts = [engine_prompt(p) for p in Prompt.objects.filter(pk__in=job.config["prompt_ids"])]
+    reporter = JobReporter(job, config.total_steps)
+    result = train_ppo(
+        config,
+        prompts,
+        jobs.job_output_dir(job),
+        reward_model_path=reward_version.adapter_path,
+        on_metrics=reporter.on_metrics,
+        should_cancel=reporter.should_cancel,
+    )
+    version_id = register_version(
+        job, ModelMethod.PPO, result.adapter_dir, config.base_model, result.final_metrics
+    )
+    return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
+
+
+def generation_settings(job: TrainingJob, num_samples: int) -> engine_config.GenerationSettings:
+    return engine_config.GenerationSettings(
+        **{**job.config.get("generation", {}), "num_samples": num_samples}
+    )
+
+
+def sample_version(version: ModelVersion, prompts: list[Prompt], settings_):
+    from training.engine.policy import load_policy, sample
+
+    policy = load_policy(version.base_model, version.adapter_path or None)
+    return sample(policy, [engine_prompt(p) for p in prompts], settings_)
+
+
+def run_generate(job: TrainingJob):
+    """Sample completions from the job's version; optionally open annotation tasks over them."""
+    prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
+    if not prompts:
+        raise ValueError("No prompts to generate for.")
+    n = int(job.config.get("samples_per_prompt", 2))
+    settings_ = generation_settings(job, n)
+    jobs.append_log(job.pk, f"Sampling {n} completions for each of {len(prompts)} prompts.")
+    generations = sample_version(job.model_version, prompts, settings_)
+    jobs.record_metrics(job.pk, {"step": 1, "new_tokens": sum(generations.token_counts)}, 80.0)
+    with transaction.atomic():
+        created = Completion.objects.bulk_create(
+            Completion(
+                prompt=prompts[index],
+                model_version=job.model_version,
+                text=text,
+                token_count=tokens,
+                generation_settings={**job.config.get("generation", {}), "job": job.pk},
+            )
+            for index, text, tokens in zip(
+                generations.prompt_indices, generations.texts, generations.token_counts, strict=True
+            )
+        )
+        task_ids = rounds.open_tasks_for_samples(job, prompts, created)
+    return {"completions": len(created), "tasks": len(task_ids)}, None
+
+
+def run_evaluate(job: TrainingJob):
+    """Sample the new version on held-out prompts; record reward score and KL to the parent."""
+    from training.engine.policy import kl_to_parent
+
+    version = job.model_version
+    prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
+    n = int(job.config.get("samples_per_prompt", 1))
+    generations = sample_version(version, prompts, generation_settings(job, n))
+    Completion.objects.bulk_create(
+        Completion(
+            prompt=prompts[index],
+            model_version=version,
+            text=text,
+            token_count=tokens,
+            generation_settings={"job": job.pk, "purpose": "evaluation"},
+        )
+        for index, text, tokens in zip(
+            generations.prompt_indices, generations.texts, generations.token_counts, strict=True
+        )
+    )
+    sampled_prompts = [engine_prompt(prompts[i]) for i in generations.prompt_indices]
+    metrics = {
+        "eval_prompts": len(prompts),
+        "mean_new_tokens": sum(generations.token_counts) / len(generations.texts),
+    }
+    parent = version.parent
+    if version.adapter_path:
+        parent_adapter = (
+            parent.adapter_path if parent and parent.base_model == version.base_model else None
+        )
+        metrics["kl_to_parent"] = kl_to_parent(
+            version.base_model,
+            version.adapter_path,
+            parent_adapter,
+            sampled_prompts,
+            generations.texts,
+        )
+    reward_id = job.config.get("reward_model_version_id")
+    if reward_id:
+        from training.engine.generation import render_prompt
+        from training.engine.reward import load_reward_model
+
+        reward_model = load_reward_model(ModelVersion.objects.get(pk=reward_id).adapter_path)
+        texts = [
+            render_prompt(reward_model.tokenizer, prompt) + text
+            for prompt, text in zip(sampled_prompts, generations.texts, strict=True)
+        ]
+        scores = reward_model.score(texts)
+        metrics["reward_mean"] = sum(scores) / len(scores)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(
+            metrics={**version.metrics, "evaluation": metrics}
+        )
+    jobs.record_metrics(job.pk, {"step": 1, **metrics}, 100.0)
+    return {"evaluation": metrics}, None
+
+
+RUNNERS = {
+    JobKind.GENERATE: run_generate,
+    JobKind.REWARD_MODEL: run_reward_model,
+    JobKind.DPO: run_dpo,
+    JobKind.PPO: run_ppo,
+    JobKind.EVALUATE: run_evaluate,
+}
