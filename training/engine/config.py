@@ -49,7 +49,9 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError("temperature must be positive; use a small value for near-greedy sampling.")
+            raise ValueError(
+                "temperature must be positive; use a small value for near-greedy sampling."
+            )
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.max_new_tokens < 1 or self.num_samples < 1:

@@ -14,9 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.engine.config import GenerationSettings
-
-ChatMessage = dict[str, str]
-Prompt = str | list[ChatMessage]
+from training.engine.examples import Prompt
 
 
 @dataclass
@@ -53,13 +51,19 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
+) -> dict[str, torch.Tensor]:
     """Left-padded ids; BOS is added only when the rendered text does not already carry it."""
-    carries_bos = tokenizer.bos_token is not None and all(t.startswith(tokenizer.bos_token) for t in texts)
+    carries_bos = tokenizer.bos_token is not None and all(
+        t.startswith(tokenizer.bos_token) for t in texts
+    )
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        return tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=not carries_bos)
+        return tokenizer(
+            list(texts), return_tensors="pt", padding=True, add_special_tokens=not carries_bos
+        )
     finally:
         tokenizer.padding_side = previous_side
 
@@ -79,7 +83,9 @@ def generate(
     pieces = []
     try:
         for start in range(0, len(rendered), chunk):
-            pieces.append(_generate_chunk(model, tokenizer, rendered[start : start + chunk], settings, start))
+            pieces.append(
+                _generate_chunk(model, tokenizer, rendered[start : start + chunk], settings, start)
+            )
     finally:
         model.train(was_training)
     return _concatenate(pieces, tokenizer.pad_token_id)
@@ -116,7 +122,9 @@ def _generate_chunk(
         prompts=[text for text in texts for _ in range(settings.num_samples)],
         texts=tokenizer.batch_decode(response_ids, skip_special_tokens=True),
         token_counts=response_mask.sum(dim=1).tolist(),
-        prompt_indices=[first_index + i for i in range(len(texts)) for _ in range(settings.num_samples)],
+        prompt_indices=[
+            first_index + i for i in range(len(texts)) for _ in range(settings.num_samples)
+        ],
         has_eos=has_eos.tolist(),
         query_ids=query_ids,
         query_mask=query_mask,
@@ -168,6 +176,8 @@ def _concatenate(pieces: list[Generations], pad_token_id: int) -> Generations:
         has_eos=[e for p in pieces for e in p.has_eos],
         query_ids=torch.cat([_left_pad(p.query_ids, query_width, pad_token_id) for p in pieces]),
         query_mask=torch.cat([_left_pad(p.query_mask, query_width, 0) for p in pieces]),
-        response_ids=torch.cat([_right_pad(p.response_ids, response_width, pad_token_id) for p in pieces]),
+        response_ids=torch.cat(
+            [_right_pad(p.response_ids, response_width, pad_token_id) for p in pieces]
+        ),
         response_mask=torch.cat([_right_pad(p.response_mask, response_width, 0) for p in pieces]),
     )

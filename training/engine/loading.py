@@ -31,7 +31,11 @@ _UNQUANTIZED_HEADS = ["lm_head", "score", "classifier"]
 
 
 def device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
 
 
 def is_quantization_available() -> bool:
@@ -51,7 +55,9 @@ def resolve_quantize(quantize: bool | None) -> bool:
     if quantize is None:
         return available
     if quantize and not available:
-        logger.warning("4-bit quantization was asked for but needs CUDA and bitsandbytes; using plain LoRA.")
+        logger.warning(
+            "4-bit quantization was asked for but needs CUDA and bitsandbytes; using plain LoRA."
+        )
         return False
     return quantize
 
@@ -64,13 +70,17 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     a `<pad>` token; `fit_embeddings` then grows the model to match.
     """
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    pad_is_usable = tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
+    pad_is_usable = (
+        tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
+    )
     if not pad_is_usable:
         if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
             tokenizer.pad_token = tokenizer.unk_token
         else:
             tokenizer.add_special_tokens({"pad_token": "<pad>"})
-        logger.info("Tokenizer of %s pads with %r (distinct from EOS).", name_or_path, tokenizer.pad_token)
+        logger.info(
+            "Tokenizer of %s pads with %r (distinct from EOS).", name_or_path, tokenizer.pad_token
+        )
     tokenizer.padding_side = "left"
     return tokenizer
 
@@ -111,7 +121,10 @@ def load_base_model(
         logger.info("Loading %s in bf16 for LoRA (quantization off).", name_or_path)
     else:
         kwargs["dtype"] = torch.float32
-        logger.info("No CUDA: loading %s in fp32 on the CPU with plain LoRA (no 4-bit quantization).", name_or_path)
+        logger.info(
+            "No CUDA: loading %s in fp32 on the CPU with plain LoRA (no 4-bit quantization).",
+            name_or_path,
+        )
 
     auto_class = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
     model = auto_class.from_pretrained(name_or_path, **kwargs)
@@ -132,10 +145,14 @@ def fit_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
 
 
 def is_quantized(model: PreTrainedModel) -> bool:
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+    return bool(
+        getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    )
 
 
-def prepare_for_training(model: PreTrainedModel, *, gradient_checkpointing: bool) -> PreTrainedModel:
+def prepare_for_training(
+    model: PreTrainedModel, *, gradient_checkpointing: bool
+) -> PreTrainedModel:
     """Ready a frozen base for adapter training.
 
     A quantized base goes through `prepare_model_for_kbit_training` (norms in fp32, input grads on, as

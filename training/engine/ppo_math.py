@@ -31,7 +31,9 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return masked_mean((values - mean) ** 2, mask)
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(
+    values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
     """Scale the masked entries to unit variance (and zero mean when `shift_mean`); the rest become 0.
 
     Rewards are whitened without shifting the mean, so that the sign of the reward survives; advantages
@@ -74,7 +76,9 @@ def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.expm1(log_ratio) - log_ratio
 
 
-def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
+def per_token_kl(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator
+) -> torch.Tensor:
     if estimator == "k1":
         return kl_k1(logprobs, ref_logprobs)
     if estimator == "k3":
@@ -82,7 +86,9 @@ def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     raise ValueError(f"Unknown KL estimator {estimator!r}; use 'k1' or 'k3'.")
 
 
-def penalize_missing_eos(scores: torch.Tensor, has_eos: torch.Tensor, penalty: float) -> torch.Tensor:
+def penalize_missing_eos(
+    scores: torch.Tensor, has_eos: torch.Tensor, penalty: float
+) -> torch.Tensor:
     """Subtract `penalty` from the score of each response that was cut off before emitting EOS.
 
     N+ details (EOS trick): the reward model scores truncated text as if it were complete, so an

@@ -31,7 +31,16 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
 
-SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the child", "the farmer", "a robot", "the teacher"]
+SUBJECTS = [
+    "the cat",
+    "the dog",
+    "a bird",
+    "my friend",
+    "the child",
+    "the farmer",
+    "a robot",
+    "the teacher",
+]
 VERBS = ["likes", "sees", "paints", "finds", "wants", "draws", "makes", "holds"]
 OBJECTS = [
     "a red apple",
@@ -129,7 +138,8 @@ def build_tiny_model(
         tokenizer = build_tiny_tokenizer([p + " " + r for p, r in demo_conversations(seed=seed)])
         texts = [
             tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
+                [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                tokenize=False,
             )
             for p, r in demo_conversations(seed=seed)
         ]
@@ -162,7 +172,9 @@ def pretrain(
     encoded = tokenizer(texts, padding=False, truncation=True, max_length=64)["input_ids"]
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(steps, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 1.0 - step / max(steps, 1)
+    )
     model.train()
     loss = torch.tensor(float("nan"))
     for _ in range(steps):

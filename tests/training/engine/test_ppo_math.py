@@ -24,7 +24,9 @@ from training.engine.ppo_math import (
 
 
 def close(actual: torch.Tensor, expected: list | float) -> None:
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=actual.dtype), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        actual, torch.tensor(expected, dtype=actual.dtype), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_gae_three_tokens_by_hand():
@@ -99,7 +101,10 @@ def test_whiten_masked_by_hand():
 
 def test_missing_eos_penalty_only_hits_unfinished_responses():
     # penalty 1: [1.0 (has EOS) -> 1.0, 0.5 (no EOS) -> -0.5]
-    close(penalize_missing_eos(torch.tensor([1.0, 0.5]), torch.tensor([True, False]), 1.0), [1.0, -0.5])
+    close(
+        penalize_missing_eos(torch.tensor([1.0, 0.5]), torch.tensor([True, False]), 1.0),
+        [1.0, -0.5],
+    )
 
 
 def test_clipped_policy_loss_by_hand():

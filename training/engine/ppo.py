@@ -1,0 +1,525 @@
+"""PPO with a KL penalty to the frozen reference, on one (Q)LoRA base (InstructGPT-style RLHF).
+
+One base model in memory plays three parts:
+
+* policy     - the base with the LoRA adapter "policy" (the artifact this run produces);
+* reference  - the same base with every adapter disabled, i.e. the model we started from;
+* critic     - the base with its own LoRA adapter "critic" plus a linear value head on its last hidden
+               state. A separate critic, not a head on the policy's trunk, keeps the value loss out of
+               the policy's gradients (Huang et al. 2024 train separate policy and value networks).
+
+Each step (Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO"): sample responses from
+the policy; score prompt + response with the reward model or a python reward function; subtract the
+missing-EOS penalty; compute per-token logprobs of the policy (logits divided by the sampling
+temperature), of the reference and the critic's values; shape per-token rewards with the KL penalty;
+GAE; whiten advantages; then `ppo_epochs` passes over minibatches with clipped policy and value losses.
+The KL coefficient is fixed, or adaptive when `target_kl` is set (Ziegler et al. 2019).
+Dropout is switched off throughout so that logprobs at rollout and at update time agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from transformers import PreTrainedTokenizerBase
+
+from training.engine import ppo_math
+from training.engine.batch_plan import choose_batch_plan
+from training.engine.config import PPORunConfig
+from training.engine.examples import Prompt
+from training.engine.generation import Generations, generate
+from training.engine.loading import (
+    build_lora_config,
+    load_base_model,
+    load_tokenizer,
+    prepare_for_training,
+)
+from training.engine.runs import (
+    ADAPTER_DIRNAME,
+    CHECKPOINTS_DIRNAME,
+    CancelCheck,
+    MetricsCallback,
+    MetricsRecorder,
+    RunResult,
+    check_cancelled,
+    checkpoint_step,
+    gpu_memory_gb,
+    latest_checkpoint,
+    seed_everything,
+)
+
+logger = logging.getLogger(__name__)
+
+# Full texts (rendered prompt + response) in, one score per text out.
+RewardFunction = Callable[[list[str]], Sequence[float]]
+RewardSource = str | Path | RewardFunction
+
+POLICY, CRITIC = "policy", "critic"
+_CHECKPOINT_FILENAME = "ppo_state.pt"
+_KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class Rollout:
+    """One PPO batch: sampled tokens plus everything computed from them before the update."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    # Filled in once the rollout has been scored and evaluated.
+    logprobs: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    @property
+    def query_length(self) -> int:
+        return self.input_ids.shape[1] - self.response_ids.shape[1]
+
+    def rows(self, index: torch.Tensor) -> Rollout:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return Rollout(**{k: v[index] if v is not None else None for k, v in fields.items()})
+
+
+class PolicyAndCritic:
+    """The shared base with its "policy" and "critic" adapters, the value head, and the three forwards."""
+
+    def __init__(self, model: PeftModel, value_head: torch.nn.Linear, temperature: float):
+        self.model = model
+        self.value_head = value_head
+        self.temperature = temperature
+        causal_lm = model.get_base_model()
+        # The decoder stack without the LM head: the critic needs hidden states, not vocabulary logits.
+        self.backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+
+    def parameters(self, adapter: str) -> list[torch.nn.Parameter]:
+        marker = f".{adapter}."
+        params = [
+            p for name, p in self.model.named_parameters() if marker in name and "lora_" in name
+        ]
+        if adapter == CRITIC:
+            params += list(self.value_head.parameters())
+        return params
+
+    def response_logprobs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi(token), entropy) for each response token, under the active adapter(s)."""
+        response_len = rollout.response_ids.shape[1]
+        output = self.model(
+            input_ids=rollout.input_ids,
+            attention_mask=rollout.attention_mask,
+            position_ids=_position_ids(rollout.attention_mask),
+            # Logits only where response tokens are predicted: the last response_len + 1 positions.
+            logits_to_keep=response_len + 1,
+            use_cache=False,
+        )
+        # Sampling divided the logits by the temperature, so the logprobs must too (N+ details).
+        logits = output.logits[:, :-1] / self.temperature
+        logprobs = ppo_math.logprobs_from_logits(logits, rollout.response_ids)
+        with torch.no_grad():
+            entropy = ppo_math.entropy_from_logits(logits)
+        return logprobs, entropy
+
+    def policy_logprobs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.set_adapter(POLICY)
+        return self.response_logprobs(rollout)
+
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        with self.model.disable_adapter():
+            return self.response_logprobs(rollout)[0]
+
+    def values(self, rollout: Rollout) -> torch.Tensor:
+        """V(s_t) for the state before each response token, from the critic adapter."""
+        self.model.set_adapter(CRITIC)
+        hidden = self.backbone(
+            input_ids=rollout.input_ids,
+            attention_mask=rollout.attention_mask,
+            position_ids=_position_ids(rollout.attention_mask),
+            use_cache=False,
+        ).last_hidden_state
+        start = rollout.query_length - 1
+        states = hidden[:, start : start + rollout.response_ids.shape[1]]
+        return self.value_head(states.float()).squeeze(-1)
+
+
+def train_ppo(
+    config: PPORunConfig,
+    prompts: Sequence[Prompt],
+    output_dir: str | Path,
+    *,
+    reward: RewardSource,
+    on_metrics: MetricsCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> RunResult:
+    """Optimise a LoRA policy against `reward` with PPO; the adapter lands in `<output_dir>/adapter`.
+
+    `reward` is a reward-model directory from `train_reward_model`, or a function from full texts
+    (rendered prompt + response) to scores. Reruns with the same `output_dir` resume from its newest
+    checkpoint.
+    """
+    if not prompts:
+        raise ValueError("PPO needs at least one prompt.")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+
+    tokenizer = load_tokenizer(config.base_model)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{config.base_model} has no EOS token; PPO needs one to end responses.")
+    score_texts = _reward_scorer(reward, config)
+    base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
+
+    rollout_size = config.prompts_per_step * config.generation.num_samples
+    minibatch_size = rollout_size // config.num_minibatches
+    lora = build_lora_config(config.lora)
+    model = get_peft_model(base, lora, adapter_name=POLICY)
+    model.add_adapter(CRITIC, build_lora_config(config.lora))
+    plan = choose_batch_plan(
+        model,
+        seq_len=min(
+            config.max_length,
+            _longest_prompt(tokenizer, prompts) + config.generation.max_new_tokens,
+        ),
+        target_batch_size=minibatch_size if config.batch_size is None else config.batch_size,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
+    micro_batch = min(plan.micro_batch_size, minibatch_size)
+    prepare_for_training(model.get_base_model(), gradient_checkpointing=plan.gradient_checkpointing)
+    _disable_dropout(model)
+
+    hidden_size = model.get_base_model().config.get_text_config().hidden_size
+    # Zero-initialised, so the critic starts by predicting 0 for every state.
+    value_head = torch.nn.Linear(hidden_size, 1, device=model.device, dtype=torch.float32)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    agent = PolicyAndCritic(model, value_head, config.generation.temperature)
+
+    policy_params, critic_params = agent.parameters(POLICY), agent.parameters(CRITIC)
+    # Adam eps 1e-5 and a learning rate annealed linearly to 0 (N+ details).
+    optimizer = torch.optim.AdamW(
+        [{"params": policy_params}, {"params": critic_params}],
+        lr=config.learning_rate,
+        eps=1e-5,
+        weight_decay=0.0,
+    )
+    total_updates = config.total_steps * config.ppo_epochs * config.num_minibatches
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda update: max(0.0, 1.0 - update / max(total_updates, 1))
+    )
+    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController
+    if config.target_kl is None:
+        kl_controller = ppo_math.FixedKLController(config.kl_coef)
+    else:
+        kl_controller = ppo_math.AdaptiveKLController(
+            config.kl_coef, config.target_kl, config.kl_horizon
+        )
+
+    recorder = MetricsRecorder(output_dir, on_metrics)
+    checkpoints_dir = output_dir / CHECKPOINTS_DIRNAME
+    start_step, resumed_step = 0, None
+    checkpoint = latest_checkpoint(checkpoints_dir)
+    if checkpoint is not None:
+        start_step = _load_checkpoint(checkpoint, agent, optimizer, scheduler, kl_controller)
+        resumed_step = start_step
+        recorder.resume_at(start_step)
+        logger.info("Resuming PPO from %s (step %d).", checkpoint, start_step)
+
+    metrics: dict = {}
+    for step in range(start_step, config.total_steps):
+        check_cancelled(should_cancel, step)
+        started = time.perf_counter()
+        batch_prompts = _prompts_for_step(prompts, step, config.prompts_per_step, config.seed)
+        rollout, rollout_stats, generations = _collect_rollout(
+            agent, tokenizer, batch_prompts, score_texts, kl_controller, config, micro_batch
+        )
+        update_stats = _ppo_update(
+            agent, rollout, optimizer, scheduler, policy_params, critic_params, config, micro_batch
+        )
+        kl_controller.update(rollout_stats["kl"], n_steps=len(generations))
+        tokens = int(rollout.attention_mask.sum())
+        metrics = {
+            "step": step + 1,
+            **rollout_stats,
+            **update_stats,
+            "loss": update_stats["policy_loss"]
+            + config.value_loss_coef * update_stats["value_loss"],
+            "kl_coef": kl_controller.value,
+            "learning_rate": scheduler.get_last_lr()[0],
+            "tokens_per_s": tokens / (time.perf_counter() - started),
+            "gpu_memory_gb": gpu_memory_gb(),
+        }
+        if (step + 1) % config.log_every == 0 or step + 1 == config.total_steps:
+            recorder.report(metrics)
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.total_steps:
+            _save_checkpoint(checkpoints_dir, step + 1, agent, optimizer, scheduler, kl_controller)
+
+    adapter_dir = _save_policy_adapter(model, tokenizer, output_dir)
+    final = recorder.finish(
+        {
+            **metrics,
+            "step": config.total_steps,
+            "micro_batch_size": micro_batch,
+            "gradient_checkpointing": plan.gradient_checkpointing,
+        }
+    )
+    return RunResult(
+        output_dir=output_dir,
+        adapter_dir=adapter_dir,
+        metrics_path=recorder.path,
+        final_metrics=final,
+        steps=config.total_steps,
+        resumed_from_step=resumed_step,
+        history=list(recorder.history),
+    )
+
+
+def _reward_scorer(reward: RewardSource, config: PPORunConfig) -> RewardFunction:
+    if callable(reward):
+        return reward
+    from training.engine.reward import load_reward_model
+
+    reward_model = load_reward_model(reward, quantize=config.quantize)
+    return lambda texts: reward_model.score(texts, batch_size=config.reward_batch_size)
+
+
+@torch.no_grad()
+def _collect_rollout(
+    agent: PolicyAndCritic,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Prompt],
+    score_texts: RewardFunction,
+    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+    config: PPORunConfig,
+    micro_batch: int,
+) -> tuple[Rollout, dict[str, float], Generations]:
+    agent.model.set_adapter(POLICY)
+    generations = generate(agent.model, tokenizer, prompts, config.generation)
+    device = agent.model.device
+    texts = [
+        prompt + text for prompt, text in zip(generations.prompts, generations.texts, strict=True)
+    ]
+    raw_scores = torch.tensor([float(s) for s in score_texts(texts)], device=device)
+    if raw_scores.shape[0] != len(texts):
+        raise ValueError(
+            f"The reward returned {raw_scores.shape[0]} scores for {len(texts)} texts."
+        )
+    has_eos = torch.tensor(generations.has_eos, device=device)
+    scores = raw_scores
+    if config.missing_eos_penalty is not None:
+        scores = ppo_math.penalize_missing_eos(raw_scores, has_eos, config.missing_eos_penalty)
+
+    response_ids = generations.response_ids.to(device)
+    response_mask = generations.response_mask.to(device)
+    rollout = Rollout(
+        input_ids=torch.cat([generations.query_ids.to(device), response_ids], dim=1),
+        attention_mask=torch.cat([generations.query_mask.to(device), response_mask], dim=1),
+        response_ids=response_ids,
+        response_mask=response_mask,
+    )
+    agent.model.eval()
+    logprobs, ref_logprobs, values, entropies = [], [], [], []
+    for index in _chunks(len(generations), micro_batch, device):
+        part = rollout.rows(index)
+        policy_logprobs, entropy = agent.policy_logprobs(part)
+        logprobs.append(policy_logprobs)
+        entropies.append(entropy)
+        ref_logprobs.append(agent.reference_logprobs(part))
+        values.append(agent.values(part))
+    logprobs, ref_logprobs = torch.cat(logprobs), torch.cat(ref_logprobs)
+    values, entropy = torch.cat(values), torch.cat(entropies)
+
+    mask = response_mask.float()
+    kl = ppo_math.per_token_kl(logprobs, ref_logprobs, config.kl_estimator) * mask
+    rewards = ppo_math.shape_rewards(scores, kl, mask, kl_controller.value)
+    if config.whiten_rewards:
+        rewards = ppo_math.whiten(rewards, mask, shift_mean=False)
+    advantages, returns = ppo_math.gae(rewards, values, mask, config.gamma, config.lam)
+    # Advantages whitened over the whole batch (N+ details, "advantage whitening").
+    rollout.logprobs, rollout.values = logprobs, values * mask
+    rollout.advantages, rollout.returns = ppo_math.whiten(advantages, mask), returns
+
+    sequence_kl = kl.sum(dim=1)
+    stats = {
+        "reward_mean": raw_scores.mean().item(),
+        "reward_std": raw_scores.std(unbiased=False).item(),
+        "penalized_reward_mean": scores.mean().item(),
+        "kl": sequence_kl.mean().item(),
+        "non_score_reward": (-kl_controller.value * sequence_kl).mean().item(),
+        "entropy": ppo_math.masked_mean(entropy, mask).item(),
+        "response_length": mask.sum(dim=1).mean().item(),
+        "eos_fraction": has_eos.float().mean().item(),
+        "value_mean": ppo_math.masked_mean(values, mask).item(),
+    }
+    return rollout, stats, generations
+
+
+def _ppo_update(
+    agent: PolicyAndCritic,
+    rollout: Rollout,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    policy_params: list[torch.nn.Parameter],
+    critic_params: list[torch.nn.Parameter],
+    config: PPORunConfig,
+    micro_batch: int,
+) -> dict[str, float]:
+    agent.model.train()
+    size = rollout.input_ids.shape[0]
+    minibatch_size = size // config.num_minibatches
+    device = rollout.input_ids.device
+    stats: dict[str, list[float]] = defaultdict(list)
+    for _epoch in range(config.ppo_epochs):
+        order = torch.randperm(size, device=device)
+        for start in range(0, size, minibatch_size):
+            minibatch = order[start : start + minibatch_size]
+            for index in _chunks(len(minibatch), micro_batch, device):
+                part = rollout.rows(minibatch[index])
+                share = len(index) / len(minibatch)
+                # Each adapter's loss is backpropagated before the other adapter is switched on.
+                logprobs, _ = agent.policy_logprobs(part)
+                policy = ppo_math.clipped_policy_loss(
+                    logprobs, part.logprobs, part.advantages, part.response_mask, config.clip_range
+                )
+                (policy.loss * share).backward()
+                value = ppo_math.clipped_value_loss(
+                    agent.values(part),
+                    part.values,
+                    part.returns,
+                    part.response_mask,
+                    config.value_clip_range,
+                )
+                (config.value_loss_coef * value.loss * share).backward()
+                stats["policy_loss"].append(policy.loss.item())
+                stats["clip_fraction"].append(policy.clip_fraction.item())
+                stats["approx_kl"].append(policy.approx_kl.item())
+                stats["value_loss"].append(value.loss.item())
+                stats["value_clip_fraction"].append(value.clip_fraction.item())
+            torch.nn.utils.clip_grad_norm_(policy_params, config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(critic_params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    agent.model.eval()
+    return {name: float(np.mean(values)) for name, values in stats.items()}
+
+
+def _chunks(size: int, chunk: int, device: torch.device) -> list[torch.Tensor]:
+    return [torch.arange(s, min(s + chunk, size), device=device) for s in range(0, size, chunk)]
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    # Left padding shifts every prompt; positions count real tokens only, as `generate` counts them.
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _prompts_for_step(prompts: Sequence[Prompt], step: int, count: int, seed: int) -> list[Prompt]:
+    """Prompts for `step`: passes over a fresh seeded shuffle per epoch, so a resumed run sees the
+    same prompts at the same step."""
+    picked = []
+    for position in range(step * count, (step + 1) * count):
+        epoch, offset = divmod(position, len(prompts))
+        order = list(range(len(prompts)))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        picked.append(prompts[order[offset]])
+    return picked
+
+
+def _longest_prompt(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt]) -> int:
+    from training.engine.generation import render_prompt
+
+    return max(len(tokenizer(render_prompt(tokenizer, p))["input_ids"]) for p in prompts)
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def _save_checkpoint(
+    checkpoints_dir: Path,
+    step: int,
+    agent: PolicyAndCritic,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+) -> None:
+    directory = checkpoints_dir / f"checkpoint-{step}"
+    directory.mkdir(parents=True, exist_ok=True)
+    # The marker makes a half-written checkpoint invisible to `latest_checkpoint`.
+    marker = directory / ".incomplete"
+    marker.touch()
+    state = {
+        "step": step,
+        POLICY: get_peft_model_state_dict(agent.model, adapter_name=POLICY),
+        CRITIC: get_peft_model_state_dict(agent.model, adapter_name=CRITIC),
+        "value_head": agent.value_head.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "kl_controller": kl_controller.state_dict(),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+    }
+    torch.save(state, directory / _CHECKPOINT_FILENAME)
+    marker.unlink()
+    steps = sorted(
+        (checkpoint_step(p), p) for p in checkpoints_dir.glob("checkpoint-*") if p.is_dir()
+    )
+    for _, old in steps[:-_KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(
+    directory: Path,
+    agent: PolicyAndCritic,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+) -> int:
+    # weights_only=False: the file holds python and numpy RNG states; it is our own checkpoint.
+    state = torch.load(
+        directory / _CHECKPOINT_FILENAME, map_location=agent.model.device, weights_only=False
+    )
+    set_peft_model_state_dict(agent.model, state[POLICY], adapter_name=POLICY)
+    set_peft_model_state_dict(agent.model, state[CRITIC], adapter_name=CRITIC)
+    agent.value_head.load_state_dict(state["value_head"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    kl_controller.load_state_dict(state["kl_controller"])
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    return int(state["step"])
+
+
+def _save_policy_adapter(
+    model: PeftModel, tokenizer: PreTrainedTokenizerBase, output_dir: Path
+) -> Path:
+    """Write the policy adapter (and tokenizer) where `PeftModel.from_pretrained` finds it directly."""
+    staging = output_dir / ".adapter-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    # PEFT writes a non-default adapter into a sub-directory named after it.
+    model.save_pretrained(str(staging), selected_adapters=[POLICY])
+    adapter_dir = output_dir / ADAPTER_DIRNAME
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    (staging / POLICY).rename(adapter_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    tokenizer.save_pretrained(adapter_dir)
+    return adapter_dir

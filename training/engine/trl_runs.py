@@ -1,0 +1,146 @@
+"""Run TRL's trainers the engine's way: batch plan, checkpoints and resume, metrics callback, cancel.
+
+The reward-model and DPO runs hand their training loop to TRL (RewardTrainer, DPOTrainer, both on
+transformers' Trainer); this module adapts that loop to the engine's contract from `runs.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState
+
+from training.engine.batch_plan import BatchPlan, choose_batch_plan
+from training.engine.config import RunSettings
+from training.engine.runs import (
+    CHECKPOINTS_DIRNAME,
+    CancelCheck,
+    MetricsRecorder,
+    check_cancelled,
+    checkpoint_step,
+    gpu_memory_gb,
+    latest_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+# TRL's log keys -> the engine's metric names (see training/engine/__init__.py).
+_METRIC_NAMES = {
+    "mean_reward": "reward_mean",
+    "rewards/chosen": "chosen_reward",
+    "rewards/rejected": "rejected_reward",
+    "rewards/accuracies": "accuracy",
+    "rewards/margins": "margin",
+    "logps/chosen": "chosen_logp",
+    "logps/rejected": "rejected_logp",
+}
+# Summary keys transformers logs once at the end of `train()`.
+_SUMMARY_KEYS = {
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "train_loss",
+}
+
+
+def plan_batches(
+    config: RunSettings, model: PreTrainedModel, sequences_per_example: int
+) -> BatchPlan:
+    """The config's explicit batch settings, else a plan probed from free GPU memory."""
+    if config.batch_size is not None and config.gradient_accumulation_steps is not None:
+        return BatchPlan(
+            micro_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            gradient_checkpointing=bool(config.gradient_checkpointing),
+            predicted_peak_gb=None,
+            reason="set in the run config",
+        )
+    return choose_batch_plan(
+        model,
+        seq_len=config.max_length,
+        target_batch_size=config.batch_size,
+        gradient_checkpointing=config.gradient_checkpointing,
+        sequences_per_example=sequences_per_example,
+    )
+
+
+def trainer_arguments(
+    config: RunSettings, output_dir: Path, plan: BatchPlan, epochs: float, max_steps: int | None
+) -> dict[str, Any]:
+    """Keyword arguments shared by the TRL configs (both subclass transformers' TrainingArguments)."""
+    on_cuda = torch.cuda.is_available()
+    return {
+        "output_dir": str(output_dir / CHECKPOINTS_DIRNAME),
+        "per_device_train_batch_size": plan.micro_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "gradient_checkpointing": plan.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": epochs,
+        "max_steps": max_steps if max_steps is not None else -1,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "logging_steps": config.log_every,
+        "save_strategy": "steps",
+        "save_steps": config.checkpoint_every,
+        # Two, so that a checkpoint being written while the run is killed still leaves one whole.
+        "save_total_limit": 2,
+        "eval_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        # bf16 autocast only on CUDA: on the CPU it is slow and loses precision for nothing.
+        "bf16": on_cuda,
+        "fp16": False,
+        "use_cpu": not on_cuda,
+        "dataloader_num_workers": 0,
+    }
+
+
+class EngineCallback(TrainerCallback):
+    """Forwards Trainer logs as engine metrics and stops the run when the cancel check says so."""
+
+    def __init__(self, recorder: MetricsRecorder, should_cancel: CancelCheck | None):
+        self.recorder = recorder
+        self.should_cancel = should_cancel
+        self.summary: dict[str, float] = {}
+        self._last_tokens: float | None = None
+        self._last_time: float | None = None
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
+        check_cancelled(self.should_cancel, state.global_step)
+
+    def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if _SUMMARY_KEYS & logs.keys():
+            self.summary.update({k: v for k, v in logs.items() if k in _SUMMARY_KEYS})
+            return
+        metrics: dict[str, Any] = {"step": state.global_step}
+        for key, value in logs.items():
+            metrics[_METRIC_NAMES.get(key, key.replace("/", "_"))] = value
+        metrics["tokens_per_s"] = self._tokens_per_second(logs.get("num_tokens"))
+        metrics["gpu_memory_gb"] = gpu_memory_gb()
+        self.recorder.report(metrics)
+
+    def _tokens_per_second(self, total_tokens: float | None) -> float | None:
+        now = time.perf_counter()
+        rate = None
+        if total_tokens is not None and self._last_tokens is not None:
+            rate = (total_tokens - self._last_tokens) / max(now - self._last_time, 1e-9)
+        if total_tokens is not None:
+            self._last_tokens, self._last_time = total_tokens, now
+        return rate
+
+
+def resume_point(output_dir: Path, recorder: MetricsRecorder) -> tuple[Path | None, int | None]:
+    """The newest checkpoint to resume from (and its step), trimming metrics.json to match."""
+    checkpoint = latest_checkpoint(output_dir / CHECKPOINTS_DIRNAME)
+    if checkpoint is None:
+        return None, None
+    step = checkpoint_step(checkpoint)
+    recorder.resume_at(step)
+    logger.info("Resuming from %s (step %d).", checkpoint, step)
+    return checkpoint, step
