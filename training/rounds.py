@@ -212,7 +212,7 @@ def advance_annotating_rounds() -> list[int]:
 @transaction.atomic
 def start_training(round_id: int, *, by_user_id: int | None = None) -> AlignmentRound:
     """Leave annotation (at the quota, or early when an admin moves the round on) and train."""
-    from feedback.services.exports import export_pairs_to_file
+    from feedback.services.exports import ExportFilters, export_pairs_to_file
 
     round_ = AlignmentRound.objects.select_for_update().get(pk=round_id)
     if round_.state != RoundState.ANNOTATING:
@@ -220,7 +220,10 @@ def start_training(round_id: int, *, by_user_id: int | None = None) -> Alignment
             f"Round {round_.number} is {round_.get_state_display().lower()}, not annotating."
         )
     snapshot, _ = export_pairs_to_file(
-        project_id=round_.project_id, filters={"round": round_.pk}, created_by_id=by_user_id
+        project_id=round_.project_id,
+        filters=ExportFilters(alignment_round_id=round_.pk),
+        margin=True,
+        user_id=by_user_id,
     )
     if snapshot.row_count == 0:
         raise ServiceError("No preference pairs yet: collect some judgments before training.")

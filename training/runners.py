@@ -91,10 +91,12 @@ def hyperparameters(job: TrainingJob, config_class):
 
 def load_pairs(job: TrainingJob) -> list[PreferencePair]:
     """Preference pairs from the job's export snapshot (TRL standard or conversational JSONL)."""
-    if job.snapshot is None or not job.snapshot.path:
-        raise ValueError("This job names no export snapshot with a stored file.")
+    from feedback.services.exports import materialise_snapshot
+
+    if job.snapshot_id is None:
+        raise ValueError("This job names no export snapshot to train on.")
     pairs = []
-    with open(job.snapshot.path, encoding="utf-8") as lines:
+    with open(materialise_snapshot(job.snapshot_id), encoding="utf-8") as lines:
         for line in lines:
             row = json.loads(line)
             pairs.append(
@@ -185,7 +187,7 @@ def run_ppo(job: TrainingJob):
         config,
         prompts,
         jobs.job_output_dir(job),
-        reward_model_path=reward_version.adapter_path,
+        reward=reward_version.adapter_path,
         on_metrics=reporter.on_metrics,
         should_cancel=reporter.should_cancel,
     )

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         worker = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
-                "-Q", "default,gpu", "-c", "1", "--max-tasks-per-child", "1",
+                "-Q", "default,gpu", "-c", "1", "--max-tasks-per-child", "1", "-B",
                 "--loglevel", "INFO",
             ],
             env=os.environ.copy(),

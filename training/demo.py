@@ -1,0 +1,66 @@
+"""The demo's alignment loop: a tiny policy built locally (no download), with prompts it can answer.
+
+`make demo` calls `load_alignment_demo`, so a new user can launch a round on a laptop with no GPU:
+the policy trains on the CPU in minutes.
+"""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from feedback import services as feedback_services
+from feedback.demo import ensure_users
+from feedback.models import ModelVersion, Project, PromptSet
+from feedback.models.prompts import PromptSplit
+
+ALIGNMENT_PROJECT = "Demo: alignment loop"
+TINY_BASE_NAME = "tiny-base"
+HELD_OUT_EVERY = 8  # one prompt in eight is kept for evaluation
+GUIDELINES = """\
+The demo policy is a tiny model that answers in short sentences. Pick the answer you like better:
+for a quick experiment, prefer answers that mention **apples**, and watch the next version learn it.
+"""
+
+
+def tiny_base_path() -> Path:
+    return Path(settings.ARTIFACT_ROOT) / "demo" / TINY_BASE_NAME
+
+
+def ensure_tiny_base() -> Path:
+    """Build the tiny base model once (about half a minute on two CPU cores)."""
+    from training.engine.tiny import build_tiny_model
+
+    path = tiny_base_path()
+    if not (path / "config.json").exists():
+        partial = path.with_name(path.name + ".partial")
+        build_tiny_model(partial)
+        partial.rename(path)
+    return path
+
+
+@transaction.atomic
+def load_alignment_demo() -> Project:
+    from training.engine.tiny import demo_prompts
+
+    project = Project.objects.filter(name=ALIGNMENT_PROJECT).first() or feedback_services.create_project(
+        name=ALIGNMENT_PROJECT, guidelines=GUIDELINES, modes=("pairwise", "ranking"), overlap=1
+    )
+    ensure_users(project)
+    base_path = ensure_tiny_base()
+    if not ModelVersion.objects.filter(project=project, name=TINY_BASE_NAME).exists():
+        feedback_services.create_model_version(
+            project_id=project.pk, name=TINY_BASE_NAME, base_model=str(base_path), method="base"
+        )
+    prompt_set, created = PromptSet.objects.get_or_create(project=project, name="Demo prompts")
+    if created:
+        prompts = [
+            feedback_services.create_prompt(
+                project_id=project.pk,
+                text=text,
+                split=PromptSplit.HELD_OUT if index % HELD_OUT_EVERY == 0 else PromptSplit.TRAIN,
+            )
+            for index, text in enumerate(demo_prompts())
+        ]
+        prompt_set.prompts.set(prompts)
+    return project
