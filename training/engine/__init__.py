@@ -10,8 +10,10 @@ Runs (each takes a config, examples and an output directory, and returns a `RunR
     train_dpo(config: DPORunConfig, pairs: Sequence[PreferencePair], output_dir,
               *, eval_pairs=None, on_metrics=None, should_cancel=None) -> RunResult
     train_ppo(config: PPORunConfig, prompts: Sequence[Prompt], output_dir,
-              *, reward: str | Path | Callable[[list[str]], Sequence[float]],
+              *, reward_model_path: str | Path | None = None,
+              reward_fn: Callable[[list[str]], Sequence[float]] | None = None,
               on_metrics=None, should_cancel=None) -> RunResult
+        (exactly one of reward_model_path, reward_fn; reward_fn maps prompt+response texts to scores)
 
     - `on_metrics(dict)` is called at every report (every `log_every` optimizer steps).
     - `should_cancel()` is polled between steps; when it returns True the run raises `RunCancelled`

@@ -44,6 +44,7 @@ from training.engine.loading import (
     load_tokenizer,
     prepare_for_training,
 )
+from training.engine.policy import position_ids, token_logprobs
 from training.engine.runs import (
     ADAPTER_DIRNAME,
     CHECKPOINTS_DIRNAME,
@@ -62,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 # Full texts (rendered prompt + response) in, one score per text out.
 RewardFunction = Callable[[list[str]], Sequence[float]]
-RewardSource = str | Path | RewardFunction
 
 POLICY, CRITIC = "policy", "critic"
 _CHECKPOINT_FILENAME = "ppo_state.pt"
@@ -114,21 +114,13 @@ class PolicyAndCritic:
 
     def response_logprobs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """(log pi(token), entropy) for each response token, under the active adapter(s)."""
-        response_len = rollout.response_ids.shape[1]
-        output = self.model(
-            input_ids=rollout.input_ids,
-            attention_mask=rollout.attention_mask,
-            position_ids=_position_ids(rollout.attention_mask),
-            # Logits only where response tokens are predicted: the last response_len + 1 positions.
-            logits_to_keep=response_len + 1,
-            use_cache=False,
+        return token_logprobs(
+            self.model,
+            rollout.input_ids,
+            rollout.attention_mask,
+            rollout.response_ids,
+            self.temperature,
         )
-        # Sampling divided the logits by the temperature, so the logprobs must too (N+ details).
-        logits = output.logits[:, :-1] / self.temperature
-        logprobs = ppo_math.logprobs_from_logits(logits, rollout.response_ids)
-        with torch.no_grad():
-            entropy = ppo_math.entropy_from_logits(logits)
-        return logprobs, entropy
 
     def policy_logprobs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.set_adapter(POLICY)
@@ -144,7 +136,7 @@ class PolicyAndCritic:
         hidden = self.backbone(
             input_ids=rollout.input_ids,
             attention_mask=rollout.attention_mask,
-            position_ids=_position_ids(rollout.attention_mask),
+            position_ids=position_ids(rollout.attention_mask),
             use_cache=False,
         ).last_hidden_state
         start = rollout.query_length - 1
@@ -157,16 +149,19 @@ def train_ppo(
     prompts: Sequence[Prompt],
     output_dir: str | Path,
     *,
-    reward: RewardSource,
+    reward_model_path: str | Path | None = None,
+    reward_fn: RewardFunction | None = None,
     on_metrics: MetricsCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> RunResult:
-    """Optimise a LoRA policy against `reward` with PPO; the adapter lands in `<output_dir>/adapter`.
+    """Optimise a LoRA policy with PPO; the adapter lands in `<output_dir>/adapter`.
 
-    `reward` is a reward-model directory from `train_reward_model`, or a function from full texts
-    (rendered prompt + response) to scores. Reruns with the same `output_dir` resume from its newest
-    checkpoint.
+    The reward is either `reward_model_path`, a directory written by `train_reward_model`, or
+    `reward_fn`, a python function from full texts (rendered prompt + response) to scores; exactly one
+    must be given. Reruns with the same `output_dir` resume from its newest checkpoint.
     """
+    if (reward_model_path is None) == (reward_fn is None):
+        raise ValueError("Give train_ppo exactly one of reward_model_path and reward_fn.")
     if not prompts:
         raise ValueError("PPO needs at least one prompt.")
     output_dir = Path(output_dir)
@@ -176,7 +171,7 @@ def train_ppo(
     tokenizer = load_tokenizer(config.base_model)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{config.base_model} has no EOS token; PPO needs one to end responses.")
-    score_texts = _reward_scorer(reward, config)
+    score_texts = reward_fn or _reward_model_scorer(reward_model_path, config)
     base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
 
     rollout_size = config.prompts_per_step * config.generation.num_samples
@@ -283,12 +278,10 @@ def train_ppo(
     )
 
 
-def _reward_scorer(reward: RewardSource, config: PPORunConfig) -> RewardFunction:
-    if callable(reward):
-        return reward
+def _reward_model_scorer(path: str | Path, config: PPORunConfig) -> RewardFunction:
     from training.engine.reward import load_reward_model
 
-    reward_model = load_reward_model(reward, quantize=config.quantize)
+    reward_model = load_reward_model(path, quantize=config.quantize)
     return lambda texts: reward_model.score(texts, batch_size=config.reward_batch_size)
 
 
@@ -415,11 +408,6 @@ def _ppo_update(
 
 def _chunks(size: int, chunk: int, device: torch.device) -> list[torch.Tensor]:
     return [torch.arange(s, min(s + chunk, size), device=device) for s in range(0, size, chunk)]
-
-
-def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    # Left padding shifts every prompt; positions count real tokens only, as `generate` counts them.
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
 def _prompts_for_step(prompts: Sequence[Prompt], step: int, count: int, seed: int) -> list[Prompt]:
