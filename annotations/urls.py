@@ -1,9 +1,22 @@
 from django.urls import path
 
-from annotations import views
+from annotations import queue_api, views
 
 app_name = "annotations"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/<int:project_id>/work/", views.work, name="work"),
+    path("projects/<int:project_id>/tasks/<int:task_id>/judgment/", views.submit, name="submit"),
+    path("projects/<int:project_id>/tasks/<int:task_id>/skip/", views.skip, name="skip"),
+    path("projects/<int:project_id>/review/", views.review_list, name="review_list"),
+    path(
+        "projects/<int:project_id>/review/<int:task_id>/", views.review_task, name="review_task"
+    ),
+    path("annotate/api/projects/<int:project_id>/next/", queue_api.next_task, name="api_next"),
+    path(
+        "annotate/api/projects/<int:project_id>/tasks/<int:task_id>/judgment/",
+        queue_api.submit,
+        name="api_submit",
+    ),
 ]

@@ -1,13 +1,238 @@
-"""Annotator pages."""
+"""Annotator and reviewer pages. Each view parses input, calls a feedback service or selector and
+renders: the partial under templates/annotations/partials/ for htmx requests, the page otherwise."""
 
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from feedback import selectors
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+
+from annotations import presentation, rendering
+from annotations.forms import AdjudicationForm, JudgmentForm, SkipForm, form_error_message
+from annotations.timing import server_timed
+from feedback import selectors, services
+from feedback.errors import ServiceError
+from feedback.models import Role
+from feedback.models.tasks import SkipReason
+
+ERROR_STATUS = {"invalid": 422, "conflict": 409, "forbidden": 403, "not_found": 404}
+REVIEW_PAGE_SIZE = 50
 
 
-@login_required
-def home(request):
-    return render(
-        request, "annotations/home.html", {"summaries": selectors.queue_summaries_for(request.user)}
+def signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """login_required that, for htmx requests, sends the whole page to the login form instead of
+    swapping the login form into a piece of the page."""
+
+    @functools.wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            login = redirect_to_login(request.htmx.current_url_abs_path or "/")
+            return HttpResponseClientRedirect(login.url)
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
+
+
+def project_or_404(request: HttpRequest, project_id: int):
+    project = selectors.projects_for(request.user).filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project, or you are not a member of it.")
+    return project
+
+
+def inline_error(request: HttpRequest, message: str, status: int = 422) -> HttpResponse:
+    """An error shown next to the controls that caused it; the annotator's choices stay put."""
+    response = render(
+        request, "annotations/partials/_errors.html", {"errors": [message]}, status=status
     )
+    if request.htmx:
+        response = reswap(retarget(response, "#task-errors"), "innerHTML")
+    return response
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    summary: selectors.QueueSummary
+    role: str | None  # None: staff who are not members (they review, but have no queue)
+    can_review: bool
+
+
+@signed_in
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    roles = selectors.memberships_of(request.user)
+    rows = [
+        ProjectRow(
+            summary=summary,
+            role=roles.get(summary.project.pk),
+            can_review=request.user.is_staff
+            or roles.get(summary.project.pk) in (Role.REVIEWER, Role.ADMIN),
+        )
+        for summary in selectors.queue_summaries_for(request.user)
+    ]
+    return render(request, "annotations/home.html", {"rows": rows})
+
+
+def next_task_response(request: HttpRequest, project, *, errors: list[str] | None = None):
+    """Lease (or re-show) the annotator's next task in `project` and render it."""
+    try:
+        assignment = services.next_task_for(annotator_id=request.user.pk, project_id=project.pk)
+    except ServiceError as error:
+        return render(
+            request, "annotations/forbidden.html", {"message": error.message}, status=403
+        )
+    context = {
+        "project": project,
+        "assignment": assignment,
+        "judged_today": selectors.judged_today(request.user, project.pk),
+        "errors": errors or [],
+        "likert": presentation.LIKERT_SCALE,
+    }
+    if not request.htmx:
+        context["guidelines_html"] = rendering.render_markdown(project.guidelines)
+    if assignment is not None:
+        task = selectors.task_with_items(assignment.task_id)
+        context["view"] = presentation.task_view(task, assignment.shown_order)
+        context["idempotency_key"] = presentation.idempotency_key(assignment)
+        context["skip_reasons"] = [r for r in SkipReason if r != SkipReason.SKIP]
+    template = "annotations/partials/_work.html" if request.htmx else "annotations/work.html"
+    return render(request, template, context)
+
+
+@signed_in
+@server_timed
+@require_GET
+def work(request: HttpRequest, project_id: int) -> HttpResponse:
+    return next_task_response(request, project_or_404(request, project_id))
+
+
+@signed_in
+@server_timed
+@require_POST
+def submit(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+    """Store a judgment, then swap in the next task. A retry with the lease's idempotency key
+    stores nothing new and shows the next task all the same."""
+    project = project_or_404(request, project_id)
+    form = JudgmentForm(request.POST)
+    if not form.is_valid():
+        return answer_error(request, project, form_error_message(form), 422)
+    try:
+        services.submit_judgment(
+            annotator_id=request.user.pk, task_id=task_id, data=form.judgment_input()
+        )
+    except ServiceError as error:
+        return answer_error(request, project, error.message, ERROR_STATUS[error.code])
+    return next_task_response(request, project)
+
+
+@signed_in
+@server_timed
+@require_POST
+def skip(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+    """Give the task back (a plain skip or a flag); it goes to someone else."""
+    project = project_or_404(request, project_id)
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        return answer_error(request, project, form_error_message(form), 422)
+    try:
+        services.skip_task(
+            annotator_id=request.user.pk,
+            task_id=task_id,
+            reason=form.cleaned_data["reason"],
+            note=form.cleaned_data["note"],
+        )
+    except ServiceError as error:
+        return answer_error(request, project, error.message, ERROR_STATUS[error.code])
+    return next_task_response(request, project)
+
+
+def answer_error(request: HttpRequest, project, message: str, status: int) -> HttpResponse:
+    if request.htmx:
+        return inline_error(request, message, status)
+    # Without htmx (no JavaScript), show the same task again with the message above it.
+    response = next_task_response(request, project, errors=[message])
+    response.status_code = status
+    return response
+
+
+@signed_in
+@require_GET
+def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id)
+    if not selectors.has_role(request.user, project.pk, Role.REVIEWER, Role.ADMIN):
+        return render(
+            request, "annotations/forbidden.html",
+            {"message": "Only reviewers and admins of this project see its reviews."}, status=403,
+        )
+    disagreements_only = request.GET.get("disagreements") == "1"
+    tasks = selectors.tasks_for_review(project.pk, disagreements_only=disagreements_only)
+    page = Paginator(tasks, REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "project": project,
+        "page": page,
+        "rows": presentation.review_rows(list(page.object_list)),
+        "disagreements_only": disagreements_only,
+    }
+    template = (
+        "annotations/partials/_review_rows.html" if request.htmx else "annotations/review_list.html"
+    )
+    return render(request, template, context)
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id)
+    if not selectors.has_role(request.user, project.pk, Role.REVIEWER, Role.ADMIN):
+        return render(
+            request, "annotations/forbidden.html",
+            {"message": "Only reviewers and admins of this project adjudicate."}, status=403,
+        )
+    task = selectors.task_with_items(task_id)
+    if task is None or task.project_id != project.pk:
+        raise Http404("No such task in this project.")
+    errors: list[str] = []
+    if request.method == "POST":
+        form = AdjudicationForm(request.POST)
+        if form.is_valid():
+            try:
+                services.adjudicate_task(
+                    reviewer_id=request.user.pk,
+                    task_id=task.pk,
+                    action=form.cleaned_data["action"],
+                    judgment_id=form.cleaned_data["judgment_id"],
+                    choice=form.cleaned_data["choice"] or None,
+                    ranking=form.cleaned_data["ranking"],
+                    note=form.cleaned_data["note"],
+                )
+            except ServiceError as error:
+                errors.append(error.message)
+        else:
+            errors.append(form_error_message(form))
+        if errors and request.htmx:
+            return inline_error(request, errors[0], 422)
+        if not errors and not request.htmx:
+            return redirect("annotations:review_task", project_id=project.pk, task_id=task.pk)
+    view = presentation.task_view(task)
+    letters = {output.completion_id: output.letter for output in view.outputs}
+    rows = presentation.judgment_rows(list(selectors.judgments_of_task(task.pk)), letters)
+    adjudication = selectors.adjudication_of(task.pk)
+    context = {
+        "project": project,
+        "view": view,
+        "rows": rows,
+        "disagree": len({row.answer_group for row in rows}) > 1,
+        "adjudication": adjudication,
+        "adjudication_summary": presentation.describe_adjudication(adjudication, letters),
+        "errors": errors,
+    }
+    if request.htmx:
+        return render(request, "annotations/partials/_adjudication.html", context)
+    return render(request, "annotations/review_task.html", context)

@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, When
 from django.utils import timezone
 
-from feedback.models import AnnotationTask, Judgment, Membership, Project, Role
+from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Project, Role
+from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import TaskStatus
 
 
@@ -73,3 +74,52 @@ def task_with_items(task_id: int) -> AnnotationTask | None:
 
 def judgments_of_task(task_id: int) -> QuerySet[Judgment]:
     return Judgment.objects.filter(task_id=task_id).select_related("annotator").order_by("created_at")
+
+
+def judged_today(user, project_id: int) -> int:
+    """How many judgments the user has made in the project since local midnight."""
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Judgment.objects.filter(
+        annotator=user, task__project_id=project_id, created_at__gte=start_of_day
+    ).count()
+
+
+def judgment_answer(judgment: Judgment) -> object:
+    """What a judgment says, in a form where equal answers compare equal (ties in any order)."""
+    if judgment.kind == JudgmentMode.PAIRWISE:
+        return judgment.choice
+    if judgment.kind == JudgmentMode.RANKING:
+        return tuple(frozenset(group) for group in judgment.ranking or [])
+    return tuple(sorted((judgment.ratings or {}).items()))
+
+
+def tasks_for_review(project_id: int, *, disagreements_only: bool = False) -> QuerySet[AnnotationTask]:
+    """Tasks with at least one judgment, newest first, annotated with `distinct_answers` (more
+    than one means the annotators disagree) and their adjudication."""
+    answer_count = Case(
+        When(mode=JudgmentMode.PAIRWISE, then=Count("judgments__choice", distinct=True)),
+        When(mode=JudgmentMode.RANKING, then=Count("judgments__ranking", distinct=True)),
+        default=Count("judgments__ratings", distinct=True),
+    )
+    tasks = (
+        AnnotationTask.objects.filter(project_id=project_id, judgment_count__gte=1)
+        .select_related("prompt", "adjudication__reviewer")
+        .annotate(distinct_answers=answer_count)
+        .order_by("-id")
+    )
+    if disagreements_only:
+        tasks = tasks.filter(distinct_answers__gt=1)
+    return tasks
+
+
+def adjudication_of(task_id: int) -> Adjudication | None:
+    return (
+        Adjudication.objects.select_related("reviewer", "accepted_judgment__annotator")
+        .filter(task_id=task_id)
+        .first()
+    )
+
+
+def memberships_of(user) -> dict[int, str]:
+    """The user's role per project id, for the projects they are a member of."""
+    return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))

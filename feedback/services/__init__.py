@@ -4,11 +4,13 @@
 from .judgments import JudgmentInput, submit_judgment
 from .projects import add_member, create_completion, create_model_version, create_project, create_prompt
 from .queue import next_task_for, release_expired_leases, skip_task
+from .reviews import adjudicate_task
 from .tasks import create_task
 
 __all__ = [
     "JudgmentInput",
     "add_member",
+    "adjudicate_task",
     "create_completion",
     "create_model_version",
     "create_project",

@@ -1,0 +1,91 @@
+"""Parsing what the annotator pages post into the plain inputs that feedback services take.
+
+Forms check shape only (types, lengths, JSON); the rules of a valid judgment live in the services.
+"""
+
+import json
+
+from django import forms
+
+from feedback.models.judgments import JUDGMENT_FLAGS, AdjudicationAction
+from feedback.models.projects import JudgmentMode
+from feedback.models.tasks import SkipReason
+from feedback.services import JudgmentInput
+
+RATING_FIELD_PREFIX = "rating-"  # one radio group per output: rating-<completion id>
+
+
+def parse_ranking(raw: str) -> list[list[int]] | None:
+    """A ranking posted as JSON (groups of completion ids, best first); None when empty."""
+    if not raw.strip():
+        return None
+    try:
+        ranking = json.loads(raw)
+    except json.JSONDecodeError:
+        raise forms.ValidationError("The ranking could not be read; reload the page.") from None
+    if not isinstance(ranking, list):
+        raise forms.ValidationError("The ranking could not be read; reload the page.")
+    return ranking
+
+
+def form_error_message(form: forms.Form) -> str:
+    return " ".join(str(message) for errors in form.errors.values() for message in errors)
+
+
+class JudgmentForm(forms.Form):
+    kind = forms.ChoiceField(choices=JudgmentMode.choices)
+    idempotency_key = forms.CharField(max_length=100)
+    choice = forms.CharField(required=False, max_length=16)
+    strength = forms.CharField(required=False, max_length=16)
+    ranking = forms.CharField(required=False, max_length=10_000)
+    rationale = forms.CharField(required=False, max_length=10_000, strip=True)
+    time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
+    flags = forms.MultipleChoiceField(
+        required=False, choices=[(flag, flag) for flag in JUDGMENT_FLAGS]
+    )
+
+    def clean_ranking(self) -> list[list[int]] | None:
+        return parse_ranking(self.cleaned_data["ranking"])
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        ratings: dict[int, int] = {}
+        for key, value in self.data.items():
+            if not key.startswith(RATING_FIELD_PREFIX) or value == "":
+                continue
+            try:
+                ratings[int(key.removeprefix(RATING_FIELD_PREFIX))] = int(value)
+            except ValueError:
+                raise forms.ValidationError("A rating is a whole number.") from None
+        cleaned["ratings"] = ratings or None
+        return cleaned
+
+    def judgment_input(self) -> JudgmentInput:
+        data = self.cleaned_data
+        return JudgmentInput(
+            kind=data["kind"],
+            idempotency_key=data["idempotency_key"],
+            choice=data["choice"] or None,
+            strength=data["strength"] or None,
+            ranking=data["ranking"],
+            ratings=data["ratings"],
+            rationale=data["rationale"],
+            time_spent_ms=data["time_spent_ms"],
+            flags=list(data["flags"]),
+        )
+
+
+class SkipForm(forms.Form):
+    reason = forms.ChoiceField(choices=SkipReason.choices, initial=SkipReason.SKIP)
+    note = forms.CharField(required=False, max_length=2000, strip=True)
+
+
+class AdjudicationForm(forms.Form):
+    action = forms.ChoiceField(choices=AdjudicationAction.choices)
+    judgment_id = forms.IntegerField(required=False)
+    choice = forms.CharField(required=False, max_length=16)
+    ranking = forms.CharField(required=False, max_length=10_000)
+    note = forms.CharField(required=False, max_length=10_000, strip=True)
+
+    def clean_ranking(self) -> list[list[int]] | None:
+        return parse_ranking(self.cleaned_data["ranking"])

@@ -1,0 +1,233 @@
+"""What the annotator and reviewer pages show: a task's prompt and outputs, rendered, in the order
+a lease shows them, each output knowing its canonical letter (task position 0 is "A")."""
+
+import string
+from collections import Counter
+from dataclasses import dataclass
+
+from django.utils.safestring import SafeString
+
+from annotations import rendering
+from feedback.models import AnnotationTask, Assignment, Judgment
+from feedback.models.judgments import LIKERT_MAX, LIKERT_MIN
+from feedback.models.projects import JudgmentMode
+from feedback.selectors import judgment_answer
+
+LIKERT_SCALE = list(range(LIKERT_MIN, LIKERT_MAX + 1))
+SIDES = ("left", "right")
+PAIRWISE_LABELS = {"a": "A better", "b": "B better", "tie": "Tie", "both_bad": "Both bad"}
+
+
+@dataclass(frozen=True)
+class OutputView:
+    completion_id: int
+    number: int  # 1-based place on screen: the key that picks it
+    letter: str  # canonical name: "a" is task position 0
+    html: SafeString
+    diff_html: SafeString | None
+    snippet: str  # plain-text opening, to recognise the output on a ranking chip
+
+    @property
+    def number_label(self) -> str:
+        return str(self.number)
+
+    @property
+    def letter_upper(self) -> str:
+        return self.letter.upper()
+
+    @property
+    def side(self) -> str:
+        """"left"/"right" in a pairwise task (meaningless beyond two outputs)."""
+        return SIDES[self.number - 1] if self.number <= 2 else ""
+
+
+@dataclass(frozen=True)
+class PromptView:
+    chat: list[rendering.ChatTurn] | None
+    html: SafeString | None
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task: AnnotationTask
+    prompt: PromptView
+    outputs: list[OutputView]
+    has_differences: bool
+    asks_ratings: bool
+
+    @property
+    def mode(self) -> str:
+        return self.task.mode
+
+
+SNIPPET_CHARS = 60
+
+
+def snippet_of(text: str) -> str:
+    """The first words of an output on one line, markdown punctuation dropped."""
+    flat = " ".join(text.replace("`", "").replace("*", "").replace("#", "").split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def letter_of(position: int) -> str:
+    return string.ascii_lowercase[position]
+
+
+def prompt_view(task: AnnotationTask) -> PromptView:
+    prompt = task.prompt
+    if prompt.is_chat:
+        return PromptView(chat=rendering.render_chat(prompt.messages), html=None)
+    return PromptView(chat=None, html=rendering.render_markdown(prompt.text))
+
+
+def task_view(task: AnnotationTask, shown_order: list[int] | None = None) -> TaskView:
+    """The task's outputs in `shown_order` (completion ids), canonical order when None.
+
+    `task` must come with its items and their completions (selectors.task_with_items).
+    """
+    items = {item.completion_id: item for item in task.items.all()}
+    order = shown_order if shown_order else [item.completion_id for item in task.items.all()]
+    texts = [items[cid].completion.text for cid in order]
+    diffs = rendering.differences(texts)
+    outputs = [
+        OutputView(
+            completion_id=cid,
+            number=index + 1,
+            letter=letter_of(items[cid].position),
+            html=rendering.render_markdown(text),
+            diff_html=diffs[index] if diffs else None,
+            snippet=snippet_of(text),
+        )
+        for index, (cid, text) in enumerate(zip(order, texts, strict=True))
+    ]
+    asks_ratings = task.mode == JudgmentMode.RATING or (
+        task.mode == JudgmentMode.RANKING and task.project.rating_enabled
+    )
+    return TaskView(
+        task=task,
+        prompt=prompt_view(task),
+        outputs=outputs,
+        has_differences=diffs is not None,
+        asks_ratings=asks_ratings,
+    )
+
+
+def idempotency_key(assignment: Assignment) -> str:
+    """One key per lease: every retry of this lease's submission carries the same key."""
+    return f"lease-{assignment.pk}-{int(assignment.leased_at.timestamp() * 1000)}"
+
+
+@dataclass(frozen=True)
+class JudgmentRow:
+    judgment: Judgment
+    summary: str  # the answer in words, with outputs named by canonical letter
+    answer_group: int  # judgments with the same answer share a group number (0 = most common)
+    is_majority: bool
+    shown_letters: str  # the on-screen order this annotator saw, e.g. "B, A"
+    ratings_summary: str  # Likert scores given alongside a ranking, if any
+
+    @property
+    def seconds(self) -> int:
+        return round((self.judgment.time_spent_ms or 0) / 1000)
+
+
+def describe_answer(judgment: Judgment, letters: dict[int, str]) -> str:
+    """A judgment's answer in canonical letters, e.g. "A much better" or "B > A = C"."""
+    if judgment.kind == JudgmentMode.PAIRWISE:
+        text = PAIRWISE_LABELS.get(judgment.choice or "", judgment.choice or "")
+        if judgment.strength:
+            text = text.replace("better", f"{judgment.strength} better").replace(
+                "slight", "slightly"
+            )
+        return text
+    if judgment.kind == JudgmentMode.RANKING:
+        return describe_ranking(judgment.ranking or [], letters)
+    return describe_ratings(judgment.ratings or {}, letters)
+
+
+def describe_ratings(ratings: dict[str, int], letters: dict[int, str]) -> str:
+    return ", ".join(
+        f"{letters.get(int(cid), '?').upper()}: {score}"
+        for cid, score in sorted(ratings.items(), key=lambda kv: letters.get(int(kv[0]), "?"))
+    )
+
+
+def describe_ranking(ranking: list[list[int]], letters: dict[int, str]) -> str:
+    return " > ".join(
+        " = ".join(sorted(letters.get(cid, "?").upper() for cid in group)) for group in ranking
+    )
+
+
+def judgment_rows(judgments: list[Judgment], letters: dict[int, str]) -> list[JudgmentRow]:
+    """Judgments with their answers described and grouped, so the page can colour agreement."""
+    answers = [judgment_answer(j) for j in judgments]
+    counts = Counter(answers)
+    ranked = [answer for answer, _ in counts.most_common()]
+    top = counts.most_common(1)[0][1] if counts else 0
+    is_unique_top = sum(1 for c in counts.values() if c == top) == 1
+    return [
+        JudgmentRow(
+            judgment=j,
+            summary=describe_answer(j, letters),
+            answer_group=ranked.index(answer),
+            is_majority=is_unique_top and counts[answer] == top and len(judgments) > 1,
+            shown_letters=", ".join(letters.get(cid, "?").upper() for cid in j.shown_order),
+            ratings_summary=(
+                describe_ratings(j.ratings, letters)
+                if j.ratings and j.kind != JudgmentMode.RATING
+                else ""
+            ),
+        )
+        for j, answer in zip(judgments, answers, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    task: AnnotationTask
+    snippet: str
+    disagree: bool
+    adjudication: object | None
+
+
+def prompt_snippet(task: AnnotationTask) -> str:
+    """The prompt on one line: its text, or a chat's last user message."""
+    prompt = task.prompt
+    if prompt.is_chat:
+        users = [m["content"] for m in prompt.messages if m["role"] == "user"]
+        return snippet_of(users[-1] if users else prompt.messages[-1]["content"])
+    return snippet_of(prompt.text)
+
+
+def review_rows(tasks: list[AnnotationTask]) -> list[ReviewRow]:
+    """Rows of the review list; tasks come from selectors.tasks_for_review."""
+    rows = []
+    for task in tasks:
+        try:
+            adjudication = task.adjudication
+        except AnnotationTask.adjudication.RelatedObjectDoesNotExist:
+            adjudication = None
+        rows.append(
+            ReviewRow(
+                task=task,
+                snippet=prompt_snippet(task),
+                disagree=task.distinct_answers > 1,
+                adjudication=adjudication,
+            )
+        )
+    return rows
+
+
+def describe_adjudication(adjudication, letters: dict[int, str]) -> str:
+    """What a reviewer decided, in canonical letters."""
+    if adjudication is None:
+        return ""
+    if adjudication.action == "accept":
+        judgment = adjudication.accepted_judgment
+        if judgment is None:
+            return "Accepted a judgment that has since been deleted"
+        answer = describe_answer(judgment, letters)
+        return f"Accepted {judgment.annotator.username}'s judgment: {answer}"
+    if adjudication.choice:
+        return f"Overridden: {PAIRWISE_LABELS[adjudication.choice]}"
+    return f"Overridden: {describe_ranking(adjudication.ranking or [], letters)}"

@@ -1,0 +1,71 @@
+"""Adjudication: a reviewer's final word on a task, accepting one judgment or overriding them all.
+
+A task has at most one adjudication; adjudicating again replaces the answer and records who made
+the change and when (`reviewer`, `updated_at`).
+"""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from feedback.errors import ServiceError
+from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Role
+from feedback.models.judgments import AdjudicationAction, PairwiseChoice
+from feedback.models.projects import JudgmentMode
+
+from .judgments import check_ranking
+
+MAX_NOTE_CHARS = 10_000
+
+
+def require_reviewer(user_id: int, project_id: int) -> None:
+    user = get_user_model().objects.filter(pk=user_id).only("is_staff").first()
+    if user is None:
+        raise ServiceError(f"No user with id {user_id}.", code="not_found")
+    if user.is_staff:
+        return
+    if not Membership.objects.filter(
+        user_id=user_id, project_id=project_id, role__in=[Role.REVIEWER, Role.ADMIN]
+    ).exists():
+        raise ServiceError("Only reviewers and admins of this project adjudicate.", code="forbidden")
+
+
+@transaction.atomic
+def adjudicate_task(
+    *,
+    reviewer_id: int,
+    task_id: int,
+    action: str,
+    judgment_id: int | None = None,
+    choice: str | None = None,
+    ranking: list[list[int]] | None = None,
+    note: str = "",
+) -> Adjudication:
+    """Accept judgment `judgment_id` of the task, or override with a `choice` (pairwise tasks)
+    or a `ranking` (ranking and rating tasks: groups of completion ids, best first)."""
+    task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
+    if task is None:
+        raise ServiceError(f"No task with id {task_id}.", code="not_found")
+    require_reviewer(reviewer_id, task.project_id)
+    if len(note) > MAX_NOTE_CHARS:
+        raise ServiceError(f"Keep the note under {MAX_NOTE_CHARS} characters.")
+    fields: dict = {"accepted_judgment": None, "choice": None, "ranking": None}
+    if action == AdjudicationAction.ACCEPT:
+        judgment = Judgment.objects.filter(pk=judgment_id, task_id=task_id).first()
+        if judgment is None:
+            raise ServiceError("Pick one of this task's judgments to accept.")
+        fields["accepted_judgment"] = judgment
+    elif action == AdjudicationAction.OVERRIDE:
+        if task.mode == JudgmentMode.PAIRWISE:
+            if choice not in PairwiseChoice.values:
+                raise ServiceError("Override with A, B, tie or both bad.")
+            fields["choice"] = choice
+        else:
+            item_ids = list(task.items.values_list("completion_id", flat=True))
+            fields["ranking"] = check_ranking(ranking, item_ids)
+    else:
+        raise ServiceError("Accept a judgment or override it.")
+    adjudication, _ = Adjudication.objects.update_or_create(
+        task=task,
+        defaults={"reviewer_id": reviewer_id, "action": action, "note": note, **fields},
+    )
+    return adjudication

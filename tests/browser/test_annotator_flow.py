@@ -1,0 +1,138 @@
+"""An annotator's session in a real browser: pairwise and ranking by keys, ranking by drag and
+drop, a double-clicked submit and a skip; the database must hold exactly what was shown and chosen."""
+
+import pytest
+from playwright.sync_api import expect
+
+from feedback import services
+from feedback.models import Assignment, Judgment
+from tests.annotations import scenarios
+from tests.browser.conftest import sign_in, snap
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def shown_order(page) -> list[int]:
+    return page.locator("#task .output").evaluate_all(
+        "cards => cards.map(card => Number(card.dataset.completionId))"
+    )
+
+
+def chip_ids(page) -> dict[int, int]:
+    """Output number on screen -> completion id."""
+    pairs = page.locator("#task .chip").evaluate_all(
+        "chips => chips.map(c => [Number(c.dataset.number), Number(c.dataset.completionId)])"
+    )
+    return dict(pairs)
+
+
+def wait_for_task(page, task) -> None:
+    expect(page.locator(f'#task[data-task-id="{task.pk}"]')).to_be_visible()
+
+
+def drag(page, source, x: float, y: float) -> None:
+    box = source.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(x, y, steps=6)
+    page.mouse.up()
+
+
+def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
+    page, transactional_db, django_user_model
+):
+    project = scenarios.make_project()
+    annotator = django_user_model.objects.create_user("ann", password="pw")
+    services.add_member(project_id=project.pk, user_id=annotator.pk)
+    make = scenarios.make_task
+    pair = make(project, [scenarios.CODE_ANSWER, scenarios.SHORT_ANSWER],
+                text="How do I reverse a list in **Python**?", priority=5)
+    by_keys = make(project, scenarios.LISBON_ANSWERS, messages=scenarios.CHAT, mode="ranking",
+                   priority=4)
+    by_drag = make(project, ["Paris.", "It is Paris, on the Seine.", "Lyon.", "I am not sure."],
+                   text="What is the capital of France?", mode="ranking", priority=3)
+    double = make(project, ["Water boils at 100 °C.", "Water boils at 90 °C."],
+                  text="At what temperature does water boil at sea level?", priority=2)
+    skipped = make(project, ["Yes.", "No."], text="Is this prompt readable?", priority=1)
+
+    sign_in(page, "ann")
+    snap(page, "home", tablet=True)
+    page.get_by_role("link", name="Start annotating").click()
+
+    # Pairwise, keys only: 1 = left better, W = much, R = rationale, Esc, Enter submits.
+    wait_for_task(page, pair)
+    pair_order = shown_order(page)
+    page.keyboard.press("1")
+    page.keyboard.press("w")
+    page.keyboard.press("r")
+    page.keyboard.type("The left one shows both ways with code.")
+    page.keyboard.press("Escape")
+    snap(page, "pairwise", tablet=True)
+    page.keyboard.press("Enter")
+
+    # Ranking, keys only: place 2, then 3, then 1, and tie 1 with the place above.
+    wait_for_task(page, by_keys)
+    keys_order, numbers = shown_order(page), chip_ids(page)
+    page.keyboard.press("Enter")  # incomplete: refused inline, nothing sent
+    expect(page.locator("#task-errors")).to_contain_text("Rank every output")
+    for key in ("2", "3", "1", "t"):
+        page.keyboard.press(key)
+    expect(page.locator(".rank-place")).to_have_count(2)
+    snap(page, "ranking", tablet=True)
+    page.keyboard.press("Enter")
+
+    # Ranking by drag and drop: 4 first, 2 below it, 1 tied with 2, 3 last; submit by mouse.
+    wait_for_task(page, by_drag)
+    drag_order, numbers_drag = shown_order(page), chip_ids(page)
+    chip = lambda n: page.locator(f'#task .chip[data-number="{n}"]')  # noqa: E731
+    rank_list = page.locator("#task .rank-list").bounding_box()
+    drag(page, chip(4), rank_list["x"] + 40, rank_list["y"] + rank_list["height"] / 2)
+    first = page.locator(".rank-place").nth(0).bounding_box()
+    drag(page, chip(2), first["x"] + 60, first["y"] + first["height"] * 0.92)
+    second = page.locator(".rank-place").nth(1).bounding_box()
+    drag(page, chip(1), second["x"] + 60, second["y"] + second["height"] / 2)
+    second = page.locator(".rank-place").nth(1).bounding_box()
+    drag(page, chip(3), second["x"] + 60, second["y"] + second["height"] * 0.95)
+    expect(page.locator(".rank-place")).to_have_count(3)
+    snap(page, "ranking-dragged")
+    page.get_by_role("button", name="Submit").click()
+
+    # A double-clicked submit stores one judgment.
+    wait_for_task(page, double)
+    double_order = shown_order(page)
+    page.locator("label[for=choice-tie]").click()
+    page.get_by_role("button", name="Submit").dblclick()
+
+    # Skip with a reason.
+    wait_for_task(page, skipped)
+    page.keyboard.press("s")
+    expect(page.locator("#skip-dialog")).to_be_visible()
+    page.keyboard.type("Outside my expertise")
+    snap(page, "skip-dialog")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="All done for now")).to_be_visible()
+    expect(page.locator("#today-count")).to_have_text("4 judged today")
+    expect(page.locator("#task-errors")).to_have_count(0)
+
+    judgments = {j.task_id: j for j in Judgment.objects.filter(annotator=annotator)}
+    assert set(judgments) == {pair.pk, by_keys.pk, by_drag.pk, double.pk}
+
+    left_position = pair.items.get(completion_id=pair_order[0]).position
+    assert judgments[pair.pk].choice == "ab"[left_position]
+    assert judgments[pair.pk].strength == "much"
+    assert judgments[pair.pk].rationale == "The left one shows both ways with code."
+    assert judgments[pair.pk].shown_order == pair_order
+
+    assert judgments[by_keys.pk].ranking == [[numbers[2]], [numbers[3], numbers[1]]]
+    assert judgments[by_keys.pk].shown_order == keys_order
+    assert judgments[by_drag.pk].ranking == [
+        [numbers_drag[4]], [numbers_drag[2], numbers_drag[1]], [numbers_drag[3]]
+    ]
+    assert judgments[by_drag.pk].shown_order == drag_order
+    assert (judgments[double.pk].choice, judgments[double.pk].shown_order) == ("tie", double_order)
+    assert all(j.time_spent_ms and j.time_spent_ms > 0 for j in judgments.values())
+
+    skip = Assignment.objects.get(task=skipped, annotator=annotator)
+    assert (skip.status, skip.skip_reason, skip.skip_note) == (
+        "skipped", "skip", "Outside my expertise"
+    )
