@@ -66,7 +66,7 @@ def make_task(project):
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db):
+def celery_worker_process(transactional_db, tmp_path_factory):
     """A real `celery worker` process on Redis, writing to the test database."""
     if os.environ.get("ARBITER_TEST_SERVICES") != "1":
         pytest.skip("needs PostgreSQL and Redis: run through `make test`")
@@ -76,6 +76,7 @@ def celery_worker_process(transactional_db):
         "DJANGO_SETTINGS_MODULE": "config.test_settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "PYTHONUNBUFFERED": "1",
+        "ARBITER_ARTIFACT_ROOT": str(tmp_path_factory.mktemp("worker-artifacts")),
     }
     log_path = ROOT / "var" / f"test-worker-{os.getpid()}.log"
     log_path.parent.mkdir(exist_ok=True)

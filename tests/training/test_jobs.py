@@ -1,0 +1,84 @@
+"""Training job lifecycle: queueing, progress, cancel, resume, and noticing dead workers."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from feedback import services
+from feedback.errors import ServiceError
+from training import jobs
+from training.models import TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def version(project):
+    return services.create_model_version(project_id=project.pk, name="base", base_model="/models/x")
+
+
+def test_queue_job_sends_the_task_once_committed(version, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr("training.tasks.run_training_job.delay", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = jobs.queue_job(kind="dpo", model_version_id=version.pk, config={"hyperparameters": {}})
+    assert sent == [job.pk]
+    assert job.status == "queued"
+
+
+def test_queue_job_refuses_bad_input(project, version):
+    untrainable = services.create_model_version(project_id=project.pk, name="imported", method="imported")
+    with pytest.raises(ServiceError, match="Job kind"):
+        jobs.queue_job(kind="finetune", model_version_id=version.pk)
+    with pytest.raises(ServiceError, match="names no base model"):
+        jobs.queue_job(kind="dpo", model_version_id=untrainable.pk)
+    with pytest.raises(ServiceError, match="No model version"):
+        jobs.queue_job(kind="dpo", model_version_id=987654)
+    assert TrainingJob.objects.count() == 0
+
+
+def test_progress_and_metrics_are_recorded(version):
+    job = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
+    assert jobs.start(job.pk).status == "running"
+    jobs.record_metrics(job.pk, {"step": 1, "loss": 0.7}, progress=25.0)
+    jobs.record_metrics(job.pk, {"step": 2, "loss": 0.6}, progress=250.0)
+    job.refresh_from_db()
+    assert [row["loss"] for row in job.metrics_history] == [0.7, 0.6]
+    assert job.progress == 100.0
+    assert job.attempts == 1 and job.heartbeat_at is not None
+
+
+def test_cancel_a_queued_job_at_once_and_a_running_one_cooperatively(version):
+    queued = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
+    assert jobs.request_cancel(queued.pk).status == "cancelled"
+    running = TrainingJob.objects.create(
+        project=version.project, kind="dpo", model_version=version, status="running"
+    )
+    jobs.request_cancel(running.pk)
+    running.refresh_from_db()
+    assert running.status == "running" and jobs.is_cancel_requested(running.pk)
+    with pytest.raises(ServiceError, match="already ended"):
+        jobs.request_cancel(queued.pk)
+
+
+def test_a_job_whose_worker_died_is_failed_and_can_resume(version, django_capture_on_commit_callbacks, monkeypatch):
+    job = TrainingJob.objects.create(
+        project=version.project, kind="dpo", model_version=version, status="running",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    fresh = TrainingJob.objects.create(
+        project=version.project, kind="dpo", model_version=version, status="running",
+        heartbeat_at=timezone.now(),
+    )
+    assert jobs.fail_stale_jobs() == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "failed" and "stopped responding" in job.error
+    sent = []
+    monkeypatch.setattr("training.tasks.run_training_job.delay", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.resume(job.pk)
+    job.refresh_from_db()
+    assert job.status == "queued" and sent == [job.pk]
+    with pytest.raises(ServiceError, match="Only a failed or cancelled"):
+        jobs.resume(fresh.pk)
