@@ -1,0 +1,1 @@
+"""Arbiter's REST API (version 1), served under /api/v1/."""

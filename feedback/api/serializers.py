@@ -1,0 +1,238 @@
+"""Input and output shapes of the API. Inputs are parsed here and handed to a service as plain
+values; outputs list their fields explicitly."""
+
+from rest_framework import serializers
+
+from feedback.models import (
+    ApiToken,
+    ExportSnapshot,
+    ImportBatch,
+    Judgment,
+    ModelVersion,
+    PreferencePair,
+    Project,
+    Prompt,
+)
+from feedback.models.tasks import SkipReason
+from feedback.services.exports import PAIR_STYLES, ExportFilters
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    modes = serializers.ListField(source="enabled_modes", child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "guidelines", "modes", "overlap", "created_at"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "name", "base_model", "method", "status", "parent", "alignment_round",
+            "data_snapshot", "metrics", "created_at",
+        ]
+
+
+class PromptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prompt
+        fields = ["id", "text", "messages", "metadata", "split", "import_batch", "created_at"]
+
+
+class ImportBatchSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = ImportBatch
+        fields = ["id", "format", "source", "line_count", "created_by", "created_at"]
+
+
+class ImportResultSerializer(serializers.Serializer):
+    batch = ImportBatchSerializer()
+    format = serializers.CharField()
+    lines = serializers.IntegerField()
+    created = serializers.DictField(child=serializers.IntegerField())
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    details = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class LeasedItemSerializer(serializers.Serializer):
+    completion_id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class LeaseSerializer(serializers.Serializer):
+    """A task leased to the caller, its outputs in the order this annotator is to see them."""
+
+    task_id = serializers.IntegerField(source="task.id")
+    project_id = serializers.IntegerField(source="task.project_id")
+    mode = serializers.CharField(source="task.mode")
+    prompt_text = serializers.CharField(source="task.prompt.text")
+    prompt_messages = serializers.JSONField(source="task.prompt.messages")
+    items = serializers.SerializerMethodField()
+    lease_expires_at = serializers.DateTimeField(source="expires_at")
+
+    def get_items(self, assignment) -> list[dict]:
+        texts = dict(assignment.task.items.values_list("completion_id", "completion__text"))
+        return LeasedItemSerializer(
+            [{"completion_id": cid, "text": texts[cid]} for cid in assignment.shown_order], many=True
+        ).data
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=SkipReason.choices, default=SkipReason.SKIP)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class JudgmentInputSerializer(serializers.Serializer):
+    """Field rules live in feedback.services.judgments (shared with the annotator UI); this only
+    checks JSON types."""
+
+    task = serializers.IntegerField()
+    kind = serializers.CharField()
+    idempotency_key = serializers.CharField(max_length=100)
+    choice = serializers.CharField(required=False, allow_null=True, default=None)
+    strength = serializers.CharField(required=False, allow_null=True, default=None)
+    ranking = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), required=False, allow_null=True, default=None
+    )
+    ratings = serializers.DictField(child=serializers.IntegerField(), required=False, allow_null=True, default=None)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
+    flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class JudgmentSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+    project = serializers.IntegerField(source="task.project_id", read_only=True)
+
+    class Meta:
+        model = Judgment
+        fields = [
+            "id", "task", "project", "annotator", "kind", "choice", "strength", "ranking", "ratings",
+            "shown_order", "rationale", "time_spent_ms", "flags", "created_at",
+        ]
+
+
+class PairSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PreferencePair
+        fields = ["id", "prompt", "chosen", "rejected", "margin", "is_tie", "policy", "created_at"]
+
+
+class DeriveInputSerializer(serializers.Serializer):
+    policy = serializers.CharField(max_length=64)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class IssuedTokenSerializer(ApiTokenSerializer):
+    key = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "key"]
+
+
+class ExportSnapshotSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = ExportSnapshot
+        fields = [
+            "id", "project", "kind", "format", "filters", "row_count", "content_hash", "status",
+            "created_by", "created_at", "completed_at",
+        ]
+
+
+class CommaSeparatedIntegers(serializers.ListField):
+    """`?model_version=1,2` or `?model_version=1&model_version=2`."""
+
+    child = serializers.IntegerField()
+
+    def get_value(self, dictionary):
+        if self.field_name not in dictionary:
+            return serializers.empty
+        return [part for value in dictionary.getlist(self.field_name) for part in value.split(",") if part]
+
+
+class CommaSeparatedStrings(CommaSeparatedIntegers):
+    child = serializers.CharField()
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    """Query parameters of the export endpoints (`format` picks jsonl or parquet)."""
+
+    style = serializers.ChoiceField(choices=PAIR_STYLES, default="standard")
+    margin = serializers.BooleanField(default=False)
+    model_version = CommaSeparatedIntegers(required=False, default=list)
+    round = serializers.IntegerField(required=False, allow_null=True, default=None)
+    annotator = CommaSeparatedIntegers(required=False, default=list)
+    judged_after = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    judged_before = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    min_agreement = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+    policy = CommaSeparatedStrings(required=False, default=list)
+    include_ties = serializers.BooleanField(default=False)
+    up_to_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+    def filters(self) -> ExportFilters:
+        data = self.validated_data
+        return ExportFilters(
+            model_version_ids=tuple(data["model_version"]),
+            alignment_round_id=data["round"],
+            annotator_ids=tuple(data["annotator"]),
+            judged_after=data["judged_after"],
+            judged_before=data["judged_before"],
+            min_agreement=data["min_agreement"],
+            policies=tuple(data["policy"]),
+            include_ties=data["include_ties"],
+            up_to_id=data["up_to_id"],
+        )
+
+
+class RatingRowSerializer(serializers.Serializer):
+    model_version_id = serializers.IntegerField()
+    model = serializers.CharField()
+    games = serializers.IntegerField()
+    wins = serializers.FloatField()
+    bt_score = serializers.FloatField()
+    bt_low = serializers.FloatField()
+    bt_high = serializers.FloatField()
+    elo = serializers.FloatField()
+
+
+class LeaderboardSerializer(serializers.Serializer):
+    comparisons = serializers.IntegerField()
+    bootstrap_rounds = serializers.IntegerField()
+    confidence = serializers.FloatField()
+    rows = RatingRowSerializer(many=True)
+
+
+class AnnotatorStatsSerializer(serializers.Serializer):
+    annotator_id = serializers.IntegerField()
+    annotator = serializers.CharField()
+    judgments = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+    kappa = serializers.FloatField(allow_null=True)
+    gold_accuracy = serializers.FloatField(allow_null=True)
+    gold_judged = serializers.IntegerField()
+    position_bias = serializers.FloatField(allow_null=True)
+    is_outlier = serializers.BooleanField()
+
+
+class AgreementSerializer(serializers.Serializer):
+    judgments = serializers.IntegerField()
+    overlapping_tasks = serializers.IntegerField()
+    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    fleiss_kappa = serializers.FloatField(allow_null=True)
+    percent_agreement = serializers.FloatField(allow_null=True)
+    annotators = AnnotatorStatsSerializer(many=True)
+    over_time = serializers.ListField(child=serializers.DictField())

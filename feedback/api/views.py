@@ -1,0 +1,455 @@
+"""API views: parse input, call one service or selector, render. Rules live in the services."""
+
+import gzip
+import io
+from collections.abc import Iterator
+
+from django.db.models import Q
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from django_filters import rest_framework as filters
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, renderers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from feedback import insights, selectors
+from feedback.api import serializers as s
+from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectMember, IsProjectReviewer
+from feedback.errors import ServiceError
+from feedback.models import (
+    ApiToken,
+    ExportSnapshot,
+    ImportBatch,
+    Judgment,
+    Membership,
+    ModelVersion,
+    Project,
+    Prompt,
+)
+from feedback.models.exports import ExportKind
+from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
+from feedback.services.exports import ExportRequest, start_export
+from feedback.services.imports import FORMATS as IMPORT_FORMATS
+from feedback.services.imports import import_jsonl
+from feedback.services.tokens import issue_token, revoke_token
+
+ERROR_STATUS = {
+    "invalid": status.HTTP_400_BAD_REQUEST,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "conflict": status.HTTP_409_CONFLICT,
+}
+MAX_IMPORT_BYTES = 1 << 30
+
+
+def error_response(error: ServiceError) -> Response:
+    body = {"detail": error.message}
+    if error.details:
+        body["details"] = error.details
+    return Response(body, status=ERROR_STATUS.get(error.code, status.HTTP_400_BAD_REQUEST))
+
+
+class ServiceErrorMixin:
+    """Turns a service's refusal into an HTTP answer with its message and details."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ServiceError):
+            return error_response(exc)
+        return super().handle_exception(exc)
+
+
+def schema_only(view) -> bool:
+    """True while drf-spectacular inspects the view (no real request, user or URL kwargs)."""
+    return getattr(view, "swagger_fake_view", False)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"  # the primary key: indexed and immutable, as cursor pagination needs
+
+
+# --- projects --------------------------------------------------------------------------------
+
+
+class ProjectList(ServiceErrorMixin, generics.ListAPIView):
+    """Projects you belong to (staff: all)."""
+
+    serializer_class = s.ProjectSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        if schema_only(self):
+            return Project.objects.none()
+        return selectors.projects_for(self.request.user)
+
+
+class ProjectDetail(ServiceErrorMixin, generics.RetrieveAPIView):
+    serializer_class = s.ProjectSerializer
+    permission_classes = [IsProjectMember]
+    lookup_url_kwarg = "project_id"
+
+    def get_queryset(self):
+        if schema_only(self):
+            return Project.objects.none()
+        return selectors.projects_for(self.request.user)
+
+
+class ModelVersionList(ServiceErrorMixin, generics.ListAPIView):
+    serializer_class = s.ModelVersionSerializer
+    permission_classes = [IsProjectMember]
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        if schema_only(self):
+            return ModelVersion.objects.none()
+        return ModelVersion.objects.filter(project_id=self.kwargs["project_id"])
+
+
+class PromptList(ServiceErrorMixin, generics.ListAPIView):
+    serializer_class = s.PromptSerializer
+    permission_classes = [IsProjectReviewer]
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        if schema_only(self):
+            return Prompt.objects.none()
+        return Prompt.objects.filter(project_id=self.kwargs["project_id"])
+
+
+# --- imports ---------------------------------------------------------------------------------
+
+
+class JsonLinesParser(BaseParser):
+    """Leaves a JSONL body unread: the import view streams its lines."""
+
+    media_type = "application/jsonl"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+class NdjsonParser(JsonLinesParser):
+    media_type = "application/x-ndjson"
+
+
+def upload_lines(request) -> Iterator[bytes]:
+    """Lines of the uploaded file: multipart field `file`, or the raw body; gzip is unpacked."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > MAX_IMPORT_BYTES:
+        raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
+    if request.content_type.startswith("multipart/"):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ServiceError("Send the JSONL file in the multipart field 'file'.")
+        stream, gzipped = upload.file, upload.name.endswith(".gz")
+    else:
+        stream = request.stream or io.BytesIO()
+        gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
+    if gzipped:
+        stream = gzip.GzipFile(fileobj=stream)
+    return iter(stream.readline, b"")
+
+
+class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
+    """List a project's imports, or import a JSONL file (all lines valid, or nothing written)."""
+
+    serializer_class = s.ImportBatchSerializer
+    permission_classes = [IsProjectAdmin]
+    pagination_class = NewestFirst
+    parser_classes = [JsonLinesParser, NdjsonParser, MultiPartParser]
+    throttle_scope = "import"
+
+    def get_queryset(self):
+        if schema_only(self):
+            return ImportBatch.objects.none()
+        return ImportBatch.objects.filter(project_id=self.kwargs["project_id"]).select_related("created_by")
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            return throttles
+        return [t for t in throttles if not isinstance(t, ScopedRateThrottle)]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("import_format", str, enum=["auto", *IMPORT_FORMATS], description="Default: auto (from the first line's keys)."),
+            OpenApiParameter("source", str, description="A note on where the file came from."),
+        ],
+        request={"application/jsonl": OpenApiTypes.BINARY, "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+        responses={201: s.ImportResultSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        upload = request.FILES.get("file") if request.content_type.startswith("multipart/") else None
+        result = import_jsonl(
+            project_id=project_id,
+            user_id=request.user.pk,
+            lines=upload_lines(request),
+            format=request.query_params.get("import_format", "auto"),
+            source=request.query_params.get("source") or (upload.name if upload else ""),
+        )
+        return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+# --- annotating through the API --------------------------------------------------------------
+
+
+class NextTask(ServiceErrorMixin, APIView):
+    """Lease the next task in a project (or get your live lease). 204 when nothing is left."""
+
+    permission_classes = [IsProjectMember]
+
+    @extend_schema(request=None, responses={200: s.LeaseSerializer, 204: None})
+    def post(self, request, project_id: int):
+        assignment = next_task_for(annotator_id=request.user.pk, project_id=project_id)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.LeaseSerializer(assignment).data)
+
+
+class SkipTask(ServiceErrorMixin, APIView):
+    """Give a leased task back."""
+
+    @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
+    def post(self, request, task_id: int):
+        data = s.SkipSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        skip_task(annotator_id=request.user.pk, task_id=task_id, **data.validated_data)
+        return Response({"detail": "Skipped."})
+
+
+class JudgmentFilter(filters.FilterSet):
+    project = filters.NumberFilter(field_name="task__project_id")
+    round = filters.NumberFilter(field_name="task__alignment_round_id")
+    annotator = filters.NumberFilter(field_name="annotator_id")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Judgment
+        fields = ["project", "task", "round", "annotator", "kind", "choice", "created_after", "created_before"]
+
+
+class JudgmentList(ServiceErrorMixin, generics.ListCreateAPIView):
+    """Your judgments, plus every judgment in projects you review; POST submits one."""
+
+    serializer_class = s.JudgmentSerializer
+    filterset_class = JudgmentFilter
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        user = self.request.user
+        judgments = Judgment.objects.select_related("annotator", "task")
+        if schema_only(self):
+            return judgments.none()
+        if user.is_staff:
+            return judgments
+        reviewed = Membership.objects.filter(user=user, role__in=REVIEWERS).values("project_id")
+        return judgments.filter(Q(annotator=user) | Q(task__project_id__in=reviewed))
+
+    @extend_schema(request=s.JudgmentInputSerializer, responses={201: s.JudgmentSerializer, 400: s.ErrorSerializer})
+    def post(self, request):
+        data = s.JudgmentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        task_id = values.pop("task")
+        judgment = submit_judgment(annotator_id=request.user.pk, task_id=task_id, data=JudgmentInput(**values))
+        return Response(s.JudgmentSerializer(judgment).data, status=status.HTTP_201_CREATED)
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+
+class JsonLinesRenderer(renderers.JSONRenderer):
+    """Lets `?format=jsonl` pass content negotiation; errors still render as JSON."""
+
+    media_type = "application/jsonl"
+    format = "jsonl"
+
+
+class ParquetRenderer(renderers.JSONRenderer):
+    media_type = "application/vnd.apache.parquet"
+    format = "parquet"
+
+
+EXPORT_PARAMETERS = [
+    OpenApiParameter("format", str, enum=["jsonl", "parquet"], description="Default: jsonl."),
+    OpenApiParameter("style", str, enum=["standard", "conversational", "hh"], description="Pairs only."),
+    OpenApiParameter("margin", bool, description="Pairs only: add a margin column."),
+    OpenApiParameter("model_version", str, description="Comma-separated model version ids."),
+    OpenApiParameter("round", int, description="Alignment round id."),
+    OpenApiParameter("annotator", str, description="Comma-separated annotator user ids."),
+    OpenApiParameter("judged_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("judged_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("min_agreement", float, description="Pairs only: share of the task's judgments backing the pair."),
+    OpenApiParameter("policy", str, description="Comma-separated pair policies."),
+    OpenApiParameter("include_ties", bool),
+    OpenApiParameter("up_to_id", int, description="Ignore rows with a higher id (pins a snapshot)."),
+]
+
+
+class Export(ServiceErrorMixin, APIView):
+    """Stream pairs, judgments or ratings as JSONL or Parquet; records an ExportSnapshot whose id
+    comes back in the X-Export-Snapshot header (hash and row count once the stream ends)."""
+
+    permission_classes = [IsProjectReviewer]
+    renderer_classes = [JsonLinesRenderer, ParquetRenderer, renderers.JSONRenderer]
+    throttle_scope = "export"
+    kind = ExportKind.PAIRS
+
+    @extend_schema(parameters=EXPORT_PARAMETERS, responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer})
+    def get(self, request, project_id: int):
+        query = s.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        file_format = request.accepted_renderer.format
+        stream = start_export(
+            ExportRequest(
+                project_id=project_id,
+                kind=self.kind,
+                format="parquet" if file_format == "parquet" else "jsonl",
+                style=query.validated_data["style"],
+                margin=query.validated_data["margin"],
+                filters=query.filters(),
+            ),
+            user_id=request.user.pk,
+        )
+        response = StreamingHttpResponse(stream.chunks(), content_type=stream.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
+        response["X-Export-Snapshot"] = str(stream.snapshot.pk)
+        return response
+
+
+class ExportPairs(Export):
+    kind = ExportKind.PAIRS
+
+
+class ExportJudgments(Export):
+    kind = ExportKind.JUDGMENTS
+
+
+class ExportRatings(Export):
+    kind = ExportKind.RATINGS
+
+
+def snapshots_for(user):
+    """Export snapshots of projects the user reviews (staff: all)."""
+    snapshots = ExportSnapshot.objects.select_related("created_by")
+    if user.is_staff:
+        return snapshots
+    reviewed = Membership.objects.filter(user=user, role__in=REVIEWERS).values("project_id")
+    return snapshots.filter(project_id__in=reviewed)
+
+
+class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
+    """Export snapshots of projects you review."""
+
+    serializer_class = s.ExportSnapshotSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+
+
+class SnapshotDetail(ServiceErrorMixin, generics.RetrieveAPIView):
+    serializer_class = s.ExportSnapshotSerializer
+    lookup_url_kwarg = "snapshot_id"
+
+    def get_queryset(self):
+        return ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+
+
+# --- insights --------------------------------------------------------------------------------
+
+
+class Leaderboard(ServiceErrorMixin, APIView):
+    """Model versions ranked by Bradley-Terry with bootstrap intervals, and online Elo."""
+
+    permission_classes = [IsProjectReviewer]
+
+    @extend_schema(responses={200: s.LeaderboardSerializer})
+    def get(self, request, project_id: int):
+        board = insights.leaderboard(project_id)
+        return Response(s.LeaderboardSerializer(board.as_json()).data)
+
+
+class Agreement(ServiceErrorMixin, APIView):
+    """Inter-annotator agreement and per-annotator quality figures."""
+
+    permission_classes = [IsProjectReviewer]
+
+    @extend_schema(responses={200: s.AgreementSerializer})
+    def get(self, request, project_id: int):
+        report = insights.agreement_report(project_id)
+        return Response(s.AgreementSerializer(report.as_json()).data)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+class TokenList(ServiceErrorMixin, generics.ListCreateAPIView):
+    """Your API tokens. POST creates one and returns its key once."""
+
+    serializer_class = s.ApiTokenSerializer
+    pagination_class = NewestFirst
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        if schema_only(self):
+            return ApiToken.objects.none()
+        return self.request.user.api_tokens.all()
+
+    @extend_schema(request=s.ApiTokenSerializer, responses={201: s.IssuedTokenSerializer})
+    def post(self, request):
+        data = s.ApiTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = issue_token(user_id=request.user.pk, name=data.validated_data["name"])
+        body = {**s.ApiTokenSerializer(issued.token).data, "key": issued.key}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenDetail(ServiceErrorMixin, generics.RetrieveDestroyAPIView):
+    """DELETE revokes the token (it stays listed, with revoked_at set)."""
+
+    serializer_class = s.ApiTokenSerializer
+    lookup_url_kwarg = "token_id"
+
+    def get_queryset(self):
+        if schema_only(self):
+            return ApiToken.objects.none()
+        return self.request.user.api_tokens.all()
+
+    def destroy(self, request, token_id: int):
+        revoke_token(user_id=request.user.pk, token_id=token_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- docs ------------------------------------------------------------------------------------
+
+
+class ApiDocs(APIView):
+    """A readable, offline page generated from the OpenAPI schema (no CDN assets)."""
+
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [renderers.TemplateHTMLRenderer]
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        schema = SchemaGenerator(api_version="1").get_schema(request=None, public=True)
+        operations = []
+        for path, methods in schema["paths"].items():
+            for method, operation in methods.items():
+                operations.append({
+                    "path": path,
+                    "method": method.upper(),
+                    "summary": (operation.get("description") or "").strip(),
+                    "parameters": operation.get("parameters", []),
+                    "request": sorted(operation.get("requestBody", {}).get("content", {})),
+                    "responses": sorted(operation.get("responses", {})),
+                    "tag": (operation.get("tags") or ["api"])[0],
+                })
+        return render(request, "feedback/api_docs.html", {"schema": schema, "operations": operations})

@@ -1,0 +1,551 @@
+"""Exports of preference pairs, raw judgments and ratings as JSONL or Parquet, streamed in constant
+memory, each recorded as an ExportSnapshot (filters, row count, sha256 of the bytes).
+
+Pairs come out in TRL's formats (https://huggingface.co/docs/trl/dataset_formats):
+- `standard`: {"prompt", "chosen", "rejected"} strings. A chat prompt is written as an Anthropic HH
+  transcript ending in "\\n\\nAssistant:" and each answer gets a leading space, so prompt + chosen
+  is the whole conversation (and HH data comes back as its original transcripts).
+- `conversational`: prompt as a message list, chosen/rejected as one assistant message each.
+- `hh`: {"chosen", "rejected"} full transcripts, as Anthropic HH ships them.
+`margin=True` adds a "margin" column (RewardTrainer reads it). Rows are ordered by pair id, i.e.
+import order for imported data.
+
+A snapshot pins its rows by recording the highest pair/judgment id it saw, so the same filters
+give the same bytes later (`materialise_snapshot`) unless rows were deleted meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from json.encoder import encode_basestring as quote
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.db.models import Exists, F, FloatField, Func, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from feedback.formats import prompt_as_messages, prompt_as_text, render_hh_prompt
+from feedback.models import ExportSnapshot, Judgment, PreferencePair, Project, TaskItem
+from feedback.models.exports import ExportKind, ExportStatus
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "parquet")
+PAIR_STYLES = ("standard", "conversational", "hh")
+CHUNK_ROWS = 2000  # rows per database fetch and per streamed chunk
+ROW_GROUP_ROWS = 20_000  # rows per Parquet row group: bounds memory while writing
+PROMPT_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """What to export. Every field narrows; empty means "no restriction"."""
+
+    model_version_ids: tuple[int, ...] = ()
+    alignment_round_id: int | None = None
+    annotator_ids: tuple[int, ...] = ()
+    judged_after: datetime | None = None
+    judged_before: datetime | None = None
+    min_agreement: float | None = None
+    policies: tuple[str, ...] = ()
+    include_ties: bool = False
+    up_to_id: int | None = None
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        for key in ("judged_after", "judged_before"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        for key in ("model_version_ids", "annotator_ids", "policies"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExportFilters:
+        values = dict(data)
+        for key in ("judged_after", "judged_before"):
+            if values.get(key):
+                values[key] = datetime.fromisoformat(values[key])
+        for key in ("model_version_ids", "annotator_ids", "policies"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    project_id: int
+    kind: str = ExportKind.PAIRS
+    format: str = "jsonl"
+    style: str = "standard"
+    margin: bool = False
+    filters: ExportFilters = field(default_factory=ExportFilters)
+
+    def check(self) -> None:
+        if self.kind not in ExportKind.values:
+            raise ServiceError(f"Export kind must be one of {', '.join(ExportKind.values)}.")
+        if self.format not in FORMATS:
+            raise ServiceError(f"Export format must be one of {', '.join(FORMATS)}.")
+        if self.kind == ExportKind.PAIRS and self.style not in PAIR_STYLES:
+            raise ServiceError(f"Pair style must be one of {', '.join(PAIR_STYLES)}.")
+        agreement = self.filters.min_agreement
+        if agreement is not None and not 0 <= agreement <= 1:
+            raise ServiceError("The agreement threshold is a fraction between 0 and 1.")
+
+
+# --- what is exported ------------------------------------------------------------------------
+
+
+def judgments_matching(filters: ExportFilters) -> Q:
+    """Conditions on a Judgment row from the filters that concern judgments."""
+    condition = Q()
+    if filters.alignment_round_id is not None:
+        condition &= Q(task__alignment_round_id=filters.alignment_round_id)
+    if filters.annotator_ids:
+        condition &= Q(annotator_id__in=filters.annotator_ids)
+    if filters.judged_after is not None:
+        condition &= Q(created_at__gte=filters.judged_after)
+    if filters.judged_before is not None:
+        condition &= Q(created_at__lt=filters.judged_before)
+    return condition
+
+
+def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[PreferencePair]:
+    pairs = PreferencePair.objects.filter(project_id=project_id)
+    if filters.up_to_id is not None:
+        pairs = pairs.filter(pk__lte=filters.up_to_id)
+    if not filters.include_ties:
+        pairs = pairs.filter(is_tie=False)
+    if filters.policies:
+        pairs = pairs.filter(policy__in=filters.policies)
+    if filters.model_version_ids:
+        pairs = pairs.filter(
+            Q(chosen__model_version_id__in=filters.model_version_ids)
+            | Q(rejected__model_version_id__in=filters.model_version_ids)
+        )
+    judgment_condition = judgments_matching(filters)
+    if judgment_condition:
+        backing = Judgment.objects.filter(judgment_condition, pairs=OuterRef("pk"))
+        pairs = pairs.filter(Exists(backing))
+    if filters.min_agreement is not None:
+        # Agreement of a pair: the share of all judgments on its tasks that back it.
+        count = Func(F("pk"), function="COUNT")
+        backing_count = Judgment.objects.filter(pairs=OuterRef("pk")).annotate(n=count).values("n")
+        task_ids = Judgment.objects.filter(pairs=OuterRef(OuterRef("pk"))).values("task_id")
+        total_count = Judgment.objects.filter(task_id__in=task_ids).annotate(n=count).values("n")
+        pairs = pairs.annotate(
+            backing=Cast(Subquery(backing_count), FloatField()),
+            total=Cast(Subquery(total_count), FloatField()),
+        ).filter(total__gt=0, backing__gte=F("total") * filters.min_agreement)
+    return pairs.order_by("pk")
+
+
+def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Judgment]:
+    judgments = Judgment.objects.filter(task__project_id=project_id).filter(judgments_matching(filters))
+    if filters.up_to_id is not None:
+        judgments = judgments.filter(pk__lte=filters.up_to_id)
+    if filters.model_version_ids:
+        judgments = judgments.filter(
+            Exists(
+                TaskItem.objects.filter(
+                    task_id=OuterRef("task_id"), completion__model_version_id__in=filters.model_version_ids
+                )
+            )
+        )
+    return judgments.order_by("pk")
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+PAIR_FIELDS = ("prompt_id", "prompt__text", "prompt__messages", "chosen__text", "rejected__text", "margin")
+
+
+def compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class PromptCache:
+    """Encoded prompts by id, bounded so memory stays flat however many prompts stream past."""
+
+    def __init__(self, encode):
+        self.encode = encode
+        self.entries: dict[int, object] = {}
+
+    def get(self, prompt_id: int, text: str, messages) -> object:
+        value = self.entries.get(prompt_id)
+        if value is None:
+            if len(self.entries) >= PROMPT_CACHE_SIZE:
+                self.entries.clear()
+            value = self.entries[prompt_id] = self.encode(text, messages)
+        return value
+
+
+def pair_lines(rows, style: str, margin: bool) -> Iterator[str]:
+    """JSONL lines for pair rows, built by hand: json.dumps per row would dominate the export."""
+    if style == "standard":
+        prompts = PromptCache(lambda text, messages: '{"prompt":' + quote(prompt_as_text(text, messages)))
+        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
+            head = prompts.get(prompt_id, text, messages)
+            space = "" if messages is None else " "
+            line = f'{head},"chosen":{quote(space + chosen)},"rejected":{quote(space + rejected)}'
+            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
+    elif style == "conversational":
+        prompts = PromptCache(lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages)))
+        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
+            head = prompts.get(prompt_id, text, messages)
+            line = (
+                f'{head},"chosen":[{{"role":"assistant","content":{quote(chosen)}}}],'
+                f'"rejected":[{{"role":"assistant","content":{quote(rejected)}}}]'
+            )
+            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
+    else:
+        prompts = PromptCache(lambda text, messages: render_hh_prompt(text, messages) + "\n\nAssistant: ")
+        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
+            head = prompts.get(prompt_id, text, messages)
+            line = f'{{"chosen":{quote(head + chosen)},"rejected":{quote(head + rejected)}'
+            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
+
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+
+def pair_schema(style: str, margin: bool) -> pa.Schema:
+    if style == "conversational":
+        columns = [("prompt", pa.list_(MESSAGE)), ("chosen", pa.list_(MESSAGE)), ("rejected", pa.list_(MESSAGE))]
+    elif style == "standard":
+        columns = [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]
+    else:
+        columns = [("chosen", pa.string()), ("rejected", pa.string())]
+    if margin:
+        columns.append(("margin", pa.float64()))
+    return pa.schema(columns)
+
+
+def pair_record(row, style: str, margin: bool) -> dict:
+    _, text, messages, chosen, rejected, pair_margin = row
+    if style == "standard":
+        space = "" if messages is None else " "
+        record = {"prompt": prompt_as_text(text, messages), "chosen": space + chosen, "rejected": space + rejected}
+    elif style == "conversational":
+        record = {
+            "prompt": prompt_as_messages(text, messages),
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
+    else:
+        head = render_hh_prompt(text, messages) + "\n\nAssistant: "
+        record = {"chosen": head + chosen, "rejected": head + rejected}
+    if margin:
+        record["margin"] = pair_margin
+    return record
+
+
+def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
+    rows = judgments.values_list(
+        "pk", "task_id", "task__prompt_id", "annotator__username", "kind", "choice", "strength",
+        "ranking", "ratings", "shown_order", "rationale", "time_spent_ms", "flags", "created_at",
+    ).iterator(chunk_size=CHUNK_ROWS)
+    buffer: list[tuple] = []
+
+    def flush():
+        items: dict[int, list] = {}
+        for task_id, completion_id, model in (
+            TaskItem.objects.filter(task_id__in={row[1] for row in buffer})
+            .order_by("task_id", "position")
+            .values_list("task_id", "completion_id", "completion__model_version__name")
+        ):
+            items.setdefault(task_id, []).append({"completion_id": completion_id, "model": model})
+        for row in buffer:
+            (pk, task_id, prompt_id, annotator, kind, choice, strength, ranking, ratings,
+             shown_order, rationale, time_spent_ms, flags, created_at) = row
+            yield {
+                "id": pk, "task_id": task_id, "prompt_id": prompt_id, "annotator": annotator,
+                "kind": kind, "items": items.get(task_id, []), "choice": choice, "strength": strength,
+                "ranking": ranking, "ratings": ratings, "shown_order": shown_order,
+                "rationale": rationale, "time_spent_ms": time_spent_ms, "flags": flags,
+                "created_at": created_at.isoformat(),
+            }
+        buffer.clear()
+
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) >= CHUNK_ROWS:
+            yield from flush()
+    if buffer:
+        yield from flush()
+
+
+def judgment_schema() -> pa.Schema:
+    item = pa.struct([("completion_id", pa.int64()), ("model", pa.string())])
+    return pa.schema([
+        ("id", pa.int64()), ("task_id", pa.int64()), ("prompt_id", pa.int64()), ("annotator", pa.string()),
+        ("kind", pa.string()), ("items", pa.list_(item)), ("choice", pa.string()), ("strength", pa.string()),
+        ("ranking", pa.list_(pa.list_(pa.int64()))), ("ratings", pa.string()),
+        ("shown_order", pa.list_(pa.int64())), ("rationale", pa.string()), ("time_spent_ms", pa.int64()),
+        ("flags", pa.list_(pa.string())), ("created_at", pa.string()),
+    ])
+
+
+def rating_records(project_id: int) -> list[dict]:
+    from feedback.insights import leaderboard  # insights reads judgments; keep imports one-way
+
+    return [row.as_record() for row in leaderboard(project_id).rows]
+
+
+def rating_schema() -> pa.Schema:
+    return pa.schema([
+        ("model_version_id", pa.int64()), ("model", pa.string()), ("games", pa.int64()),
+        ("wins", pa.float64()), ("bt_score", pa.float64()), ("bt_low", pa.float64()),
+        ("bt_high", pa.float64()), ("elo", pa.float64()),
+    ])
+
+
+class ParquetSink:
+    """A write-only file object that hands back what pyarrow wrote since the last `drain`."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.position = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        chunk = bytes(data)
+        self.parts.append(chunk)
+        self.position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def parquet_chunks(records: Iterator[dict], schema: pa.Schema) -> Iterator[tuple[bytes, int]]:
+    sink = ParquetSink()
+    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    names = schema.names
+    columns: dict[str, list] = {name: [] for name in names}
+    pending = 0
+
+    def write_group() -> None:
+        writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+        for values in columns.values():
+            values.clear()
+
+    for record in records:
+        for name in names:
+            columns[name].append(record[name])
+        pending += 1
+        if pending >= ROW_GROUP_ROWS:
+            write_group()
+            yield sink.drain(), pending
+            pending = 0
+    if pending or not writer.is_open:
+        write_group()
+    writer.close()
+    yield sink.drain(), pending
+
+
+def jsonl_chunks(lines: Iterator[str]) -> Iterator[tuple[bytes, int]]:
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        if len(buffer) >= CHUNK_ROWS:
+            yield "".join(buffer).encode("utf-8"), len(buffer)
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer).encode("utf-8"), len(buffer)
+
+
+def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tuple[bytes, int]]:
+    """(bytes, rows) chunks of the export."""
+    if request.kind == ExportKind.PAIRS:
+        rows = pairs_for_export(request.project_id, pinned).values_list(*PAIR_FIELDS).iterator(
+            chunk_size=CHUNK_ROWS
+        )
+        if request.format == "jsonl":
+            return jsonl_chunks(pair_lines(rows, request.style, request.margin))
+        records = (pair_record(row, request.style, request.margin) for row in rows)
+        return parquet_chunks(records, pair_schema(request.style, request.margin))
+    if request.kind == ExportKind.JUDGMENTS:
+        records = judgment_records(judgments_for_export(request.project_id, pinned))
+        if request.format == "jsonl":
+            return jsonl_chunks(compact(record) + "\n" for record in records)
+        return parquet_chunks(
+            ({**r, "ratings": None if r["ratings"] is None else compact(r["ratings"])} for r in records),
+            judgment_schema(),
+        )
+    records = iter(rating_records(request.project_id))
+    if request.format == "jsonl":
+        return jsonl_chunks(compact(record) + "\n" for record in records)
+    return parquet_chunks(records, rating_schema())
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+
+def pin(request: ExportRequest) -> ExportFilters:
+    """The request's filters with an id ceiling, so the snapshot can be reproduced."""
+    if request.kind == ExportKind.PAIRS:
+        ceiling = PreferencePair.objects.filter(project_id=request.project_id).order_by("-pk")
+    elif request.kind == ExportKind.JUDGMENTS:
+        ceiling = Judgment.objects.filter(task__project_id=request.project_id).order_by("-pk")
+    else:
+        return request.filters
+    highest = ceiling.values_list("pk", flat=True).first() or 0
+    if request.filters.up_to_id is not None:
+        highest = min(highest, request.filters.up_to_id)
+    return ExportFilters(**{**request.filters.__dict__, "up_to_id": highest})
+
+
+def snapshot_filters(request: ExportRequest, pinned: ExportFilters) -> dict:
+    return {"style": request.style, "margin": request.margin, **pinned.as_json()}
+
+
+@dataclass
+class ExportStream:
+    """An export in progress: iterate `chunks()` for the bytes; the snapshot completes at the end."""
+
+    snapshot: ExportSnapshot
+    request: ExportRequest
+    pinned: ExportFilters
+
+    @property
+    def content_type(self) -> str:
+        return "application/jsonl" if self.request.format == "jsonl" else "application/vnd.apache.parquet"
+
+    @property
+    def filename(self) -> str:
+        extension = "jsonl" if self.request.format == "jsonl" else "parquet"
+        return f"arbiter-{self.request.kind}-{self.snapshot.pk}.{extension}"
+
+    def chunks(self) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        rows = 0
+        finished = False
+        try:
+            for data, count in encoded_chunks(self.request, self.pinned):
+                digest.update(data)
+                rows += count
+                yield data
+            finished = True
+        finally:
+            # A client that hangs up mid-download leaves a failed snapshot, never a complete one.
+            status = ExportStatus.COMPLETE if finished else ExportStatus.FAILED
+            ExportSnapshot.objects.filter(pk=self.snapshot.pk).update(
+                status=status,
+                row_count=rows,
+                content_hash=digest.hexdigest() if finished else "",
+                completed_at=timezone.now(),
+            )
+            self.snapshot.refresh_from_db()
+            if not finished:
+                logger.warning("Export %s stopped after %d rows.", self.snapshot.pk, rows)
+
+
+def start_export(request: ExportRequest, *, user_id: int | None) -> ExportStream:
+    """Validate an export and record its snapshot; the caller streams `chunks()`."""
+    request.check()
+    if not Project.objects.filter(pk=request.project_id).exists():
+        raise ServiceError(f"No project with id {request.project_id}.", code="not_found")
+    pinned = pin(request)
+    snapshot = ExportSnapshot.objects.create(
+        project_id=request.project_id,
+        kind=request.kind,
+        format=request.format,
+        filters=snapshot_filters(request, pinned),
+        created_by_id=user_id,
+    )
+    return ExportStream(snapshot, request, pinned)
+
+
+def write_to_file(stream: ExportStream) -> Path:
+    folder = Path(settings.ARTIFACT_ROOT) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / stream.filename
+    partial = path.with_suffix(path.suffix + ".partial")
+    with partial.open("wb") as handle:
+        for data in stream.chunks():
+            handle.write(data)
+    partial.replace(path)
+    ExportSnapshot.objects.filter(pk=stream.snapshot.pk).update(path=str(path))
+    stream.snapshot.path = str(path)
+    return path
+
+
+def export_pairs_to_file(
+    *,
+    project_id: int,
+    filters: ExportFilters | None = None,
+    style: str = "standard",
+    margin: bool = False,
+    format: str = "jsonl",
+    user_id: int | None = None,
+) -> tuple[ExportSnapshot, Path]:
+    """Write pairs to a file under ARTIFACT_ROOT/exports/ and return its snapshot and path.
+
+    Training jobs call this and record the snapshot on the model version they produce.
+    """
+    request = ExportRequest(
+        project_id=project_id, kind=ExportKind.PAIRS, format=format, style=style, margin=margin,
+        filters=filters or ExportFilters(),
+    )
+    stream = start_export(request, user_id=user_id)
+    path = write_to_file(stream)
+    return stream.snapshot, path
+
+
+def materialise_snapshot(snapshot_id: int) -> Path:
+    """A file holding exactly the snapshot's bytes: its stored copy, or a fresh export from its
+    pinned filters, checked against its hash."""
+    snapshot = ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportStatus.COMPLETE).first()
+    if snapshot is None:
+        raise ServiceError(f"No complete export snapshot with id {snapshot_id}.", code="not_found")
+    if snapshot.path and Path(snapshot.path).is_file():
+        digest = hashlib.sha256()
+        with open(snapshot.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() == snapshot.content_hash:
+            return Path(snapshot.path)
+    stored = dict(snapshot.filters)
+    request = ExportRequest(
+        project_id=snapshot.project_id, kind=snapshot.kind, format=snapshot.format,
+        style=stored.pop("style", "standard"), margin=stored.pop("margin", False),
+        filters=ExportFilters.from_json(stored),
+    )
+    request.check()
+    folder = Path(settings.ARTIFACT_ROOT) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"snapshot-{snapshot.pk}.{'jsonl' if snapshot.format == 'jsonl' else 'parquet'}"
+    digest = hashlib.sha256()
+    with path.open("wb") as handle:
+        for data, _ in encoded_chunks(request, request.filters):
+            digest.update(data)
+            handle.write(data)
+    if digest.hexdigest() != snapshot.content_hash:
+        path.unlink()
+        raise ServiceError(
+            f"Snapshot {snapshot.pk}'s data has changed since it was taken (rows were edited or "
+            "deleted); export afresh.",
+            code="conflict",
+        )
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(path=str(path))
+    return path

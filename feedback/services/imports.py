@@ -1,0 +1,331 @@
+"""Bulk import of JSONL: prompts, model versions, completions, and preference data (TRL, Anthropic
+HH, Chatbot Arena battles). See feedback/formats.py for how each format maps onto the model.
+
+A file is validated whole, in plain Python, before anything is written: if any line is bad, the
+import is refused with every bad line named (ServiceError.details) and nothing is written. A good
+file is written in one transaction (COPY on PostgreSQL).
+
+Imported preference data is stored the way annotated data is, so everything downstream (pairs,
+exports, leaderboards) reads one shape: each line becomes a prompt (deduplicated by content), two
+completions, a completed pairwise AnnotationTask with the first completion at position "a", a
+Judgment by the "arbiter-import" user with the file's verdict (TRL and HH: "a", the chosen one;
+Arena: a / b / tie / both_bad), and, unless it is a tie, a PreferencePair under the "import"
+policy with the line's margin. Exports of that policy read the pairs back in import order, so a
+file round-trips exactly (what is not kept: extra keys on a line and on chat messages; prompts that
+differ only in leading or trailing whitespace count as one, as everywhere in Arbiter).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from feedback.errors import ServiceError
+from feedback.formats import (
+    PREFERENCE_FORMATS,
+    READERS,
+    CompletionRecord,
+    LineError,
+    ModelVersionRecord,
+    PairRecord,
+    PromptRecord,
+    detect_format,
+)
+from feedback.models import (
+    AnnotationTask,
+    Completion,
+    ImportBatch,
+    Judgment,
+    ModelVersion,
+    PreferencePair,
+    Project,
+    Prompt,
+    TaskItem,
+)
+from feedback.models.tasks import TaskStatus
+from feedback.services.bulk import insert_rows, reserve_ids
+
+IMPORT_USERNAME = "arbiter-import"
+IMPORT_POLICY = "import"
+FORMATS = tuple(READERS)
+LOOKUP_CHUNK = 5000
+
+
+@dataclass
+class ImportResult:
+    batch: ImportBatch
+    format: str
+    lines: int
+    created: dict[str, int] = field(default_factory=dict)
+
+
+def import_user():
+    """The user that imported judgments belong to; it cannot log in."""
+    user, created = get_user_model().objects.get_or_create(
+        username=IMPORT_USERNAME, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, int]:
+    """Validate every line; return (format, records, line count) or raise naming every bad line."""
+    if format != "auto" and format not in READERS:
+        raise ServiceError(f"Unknown import format {format!r}; use one of auto, {', '.join(FORMATS)}.")
+    reader = READERS.get(format)
+    records: list = []
+    errors: list[str] = []
+    count = 0
+    for number, raw in enumerate(lines, start=1):
+        count = number
+        if not raw.strip():
+            continue  # blank lines (a trailing newline, say) carry nothing
+        if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+            errors.append(f"line {number}: contains a NUL character (\\u0000), which cannot be stored.")
+            continue
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            errors.append(f"line {number}: not valid JSON ({error}).")
+            continue
+        if not isinstance(record, dict):
+            errors.append(f"line {number}: expected a JSON object.")
+            continue
+        if reader is None:
+            format = detect_format(record) or "unknown"
+            if format == "unknown":
+                raise ServiceError(
+                    f"line {number}: cannot tell the format from its keys; name it "
+                    f"({', '.join(FORMATS)})."
+                )
+            reader = READERS[format]
+        try:
+            records.append(reader(record))
+        except LineError as error:
+            errors.append(f"line {number}: {error}")
+    if errors:
+        raise ServiceError(
+            f"{len(errors)} of {count} lines are invalid; nothing was imported. Fix them and retry.",
+            details=errors,
+        )
+    if not records:
+        raise ServiceError("The file has no records.")
+    return format, records, count
+
+
+def import_jsonl(
+    *,
+    project_id: int,
+    user_id: int | None,
+    lines: Iterable[bytes | str],
+    format: str = "auto",
+    source: str = "",
+) -> ImportResult:
+    """Import a JSONL file into a project, all or nothing."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    format, records, count = parse_lines(lines, format)
+    if format in PREFERENCE_FORMATS and not project.pairwise_enabled:
+        raise ServiceError(
+            f"Project {project.name!r} does not collect pairwise judgments; enable them to import "
+            "preference data."
+        )
+    annotator = import_user() if format in PREFERENCE_FORMATS else None
+    with transaction.atomic():
+        batch = ImportBatch.objects.create(
+            project=project, source=source[:500], format=format, line_count=count, created_by_id=user_id
+        )
+        writer = ImportWriter(project, batch)
+        if format == "prompts":
+            writer.write_prompts(records)
+        elif format == "model_versions":
+            writer.write_model_versions(records)
+        elif format == "completions":
+            writer.write_completions(records)
+        else:
+            writer.write_pairs(records, annotator.pk)
+    return ImportResult(batch=batch, format=format, lines=count, created=writer.created)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class ImportWriter:
+    """Writes validated records of one batch; ids are reserved first so rows can link up."""
+
+    def __init__(self, project: Project, batch: ImportBatch):
+        self.project = project
+        self.batch = batch
+        self.now = timezone.now()
+        self.created: dict[str, int] = {}
+
+    def count(self, what: str, number: int) -> None:
+        self.created[what] = self.created.get(what, 0) + number
+
+    def prompt_ids(self, prompts: list[PromptRecord]) -> list[int]:
+        """The id of each record's prompt: existing prompts are reused, new ones written."""
+        hashes = list(dict.fromkeys(p.content_hash for p in prompts))
+        known: dict[str, int] = {}
+        for start in range(0, len(hashes), LOOKUP_CHUNK):
+            known.update(
+                Prompt.objects.filter(
+                    project=self.project, content_hash__in=hashes[start : start + LOOKUP_CHUNK]
+                ).values_list("content_hash", "id")
+            )
+        fresh: dict[str, PromptRecord] = {}
+        for prompt in prompts:
+            if prompt.content_hash not in known:
+                fresh.setdefault(prompt.content_hash, prompt)
+        ids = reserve_ids(Prompt, len(fresh))
+        known.update(zip(fresh, ids, strict=True))
+        batch_id, project_id, now = self.batch.pk, self.project.pk, self.now
+        insert_rows(
+            Prompt,
+            ("id", "project_id", "text", "messages", "content_hash", "metadata", "split",
+             "import_batch_id", "created_at"),
+            (
+                (known[h], project_id, p.text, None if p.messages is None else dumps(p.messages), h,
+                 dumps(p.metadata), p.split, batch_id, now)
+                for h, p in fresh.items()
+            ),
+        )
+        self.count("prompts", len(fresh))
+        return [known[p.content_hash] for p in prompts]
+
+    def model_version_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """Ids of the named model versions, creating the missing ones as 'imported'."""
+        wanted = set(names)
+        known = dict(
+            ModelVersion.objects.filter(project=self.project, name__in=wanted).values_list("name", "id")
+        )
+        missing = sorted(wanted - set(known))
+        ModelVersion.objects.bulk_create(
+            ModelVersion(project=self.project, name=name, method="imported") for name in missing
+        )
+        known.update(
+            ModelVersion.objects.filter(project=self.project, name__in=missing).values_list("name", "id")
+        )
+        self.count("model_versions", len(missing))
+        return known
+
+    def write_prompts(self, records: list[PromptRecord]) -> None:
+        self.prompt_ids(records)
+
+    def write_model_versions(self, records: list[ModelVersionRecord]) -> None:
+        names = [r.name for r in records]
+        repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+        existing = sorted(
+            ModelVersion.objects.filter(project=self.project, name__in=names).values_list("name", flat=True)
+        )
+        if repeated or existing:
+            details = [f"model version {n!r} appears more than once in the file." for n in repeated]
+            details += [f"model version {n!r} exists already in this project." for n in existing]
+            raise ServiceError(
+                "Some model versions clash; nothing was imported.", details=details, code="conflict"
+            )
+        ModelVersion.objects.bulk_create(
+            ModelVersion(
+                project=self.project, name=r.name, base_model=r.base_model, method=r.method,
+                adapter_path=r.adapter_path, hyperparameters=r.hyperparameters, metrics=r.metrics,
+            )
+            for r in records
+        )
+        self.count("model_versions", len(records))
+
+    def write_completions(self, records: list[CompletionRecord]) -> None:
+        prompt_ids = self.prompt_ids([r.prompt for r in records])
+        models_by_name = self.model_version_ids(r.model for r in records if r.model)
+        ids = reserve_ids(Completion, len(records))
+        batch_id, now = self.batch.pk, self.now
+        insert_rows(
+            Completion,
+            ("id", "prompt_id", "model_version_id", "text", "generation_settings", "token_count",
+             "import_batch_id", "created_at"),
+            (
+                (cid, pid, models_by_name.get(r.model) if r.model else None, r.text,
+                 dumps(r.generation_settings), r.token_count, batch_id, now)
+                for cid, pid, r in zip(ids, prompt_ids, records, strict=True)
+            ),
+        )
+        self.count("completions", len(records))
+
+    def write_pairs(self, records: list[PairRecord], annotator_id: int) -> None:
+        n = len(records)
+        prompt_ids = self.prompt_ids([r.prompt for r in records])
+        names = {name for r in records for name in (r.model_a, r.model_b) if name}
+        models_by_name = self.model_version_ids(names) if names else {}
+        completion_ids = reserve_ids(Completion, 2 * n)
+        task_ids = reserve_ids(AnnotationTask, n)
+        item_ids = reserve_ids(TaskItem, 2 * n)
+        judgment_ids = reserve_ids(Judgment, n)
+        decided = [i for i, r in enumerate(records) if r.choice in ("a", "b")]
+        pair_ids = reserve_ids(PreferencePair, len(decided))
+        link_ids = reserve_ids(PreferencePair.judgments.through, len(decided))
+        project_id, batch_id, now = self.project.pk, self.batch.pk, self.now
+
+        def completion_rows():
+            for i, r in enumerate(records):
+                for offset, (text, model) in enumerate(((r.a_text, r.model_a), (r.b_text, r.model_b))):
+                    yield (completion_ids[2 * i + offset], prompt_ids[i],
+                           models_by_name[model] if model else None, text, "{}", batch_id, now)
+
+        insert_rows(
+            Completion,
+            ("id", "prompt_id", "model_version_id", "text", "generation_settings", "import_batch_id",
+             "created_at"),
+            completion_rows(),
+        )
+        insert_rows(
+            AnnotationTask,
+            ("id", "project_id", "prompt_id", "mode", "judgments_wanted", "slots_taken",
+             "judgment_count", "status", "priority", "is_gold", "created_at"),
+            ((task_ids[i], project_id, prompt_ids[i], "pairwise", 1, 1, 1, TaskStatus.COMPLETE.value,
+              0, False, now) for i in range(n)),
+        )
+        insert_rows(
+            TaskItem,
+            ("id", "task_id", "completion_id", "position"),
+            ((item_ids[k], task_ids[k // 2], completion_ids[k], k % 2) for k in range(2 * n)),
+        )
+        key = f"import-{batch_id}-"
+        insert_rows(
+            Judgment,
+            ("id", "task_id", "annotator_id", "kind", "choice", "shown_order", "rationale", "flags",
+             "idempotency_key", "created_at"),
+            ((judgment_ids[i], task_ids[i], annotator_id, "pairwise", r.choice,
+              f"[{completion_ids[2 * i]},{completion_ids[2 * i + 1]}]", "", "[]", f"{key}{i + 1}", now)
+             for i, r in enumerate(records)),
+        )
+
+        def pair_rows():
+            for pair_id, i in zip(pair_ids, decided, strict=True):
+                r = records[i]
+                a, b = completion_ids[2 * i], completion_ids[2 * i + 1]
+                chosen, rejected = (a, b) if r.choice == "a" else (b, a)
+                yield (pair_id, project_id, prompt_ids[i], chosen, rejected, r.margin or 0.0, False,
+                       IMPORT_POLICY, now)
+
+        insert_rows(
+            PreferencePair,
+            ("id", "project_id", "prompt_id", "chosen_id", "rejected_id", "margin", "is_tie", "policy",
+             "created_at"),
+            pair_rows(),
+        )
+        insert_rows(
+            PreferencePair.judgments.through,
+            ("id", "preferencepair_id", "judgment_id"),
+            zip(link_ids, pair_ids, (judgment_ids[i] for i in decided), strict=True),
+        )
+        self.count("completions", 2 * n)
+        self.count("tasks", n)
+        self.count("judgments", n)
+        self.count("pairs", len(decided))

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from feedback import views
+
+app_name = "insights"
+
+urlpatterns = [
+    path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
+    path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
+]
