@@ -1,0 +1,86 @@
+"""What the pages show (annotations/presentation.py): order, canonical letters, answers in words."""
+
+import pytest
+
+from annotations import presentation
+from feedback import selectors, services
+from feedback.models import Judgment
+
+pytestmark = pytest.mark.django_db
+
+
+def test_outputs_follow_the_shown_order_and_keep_their_canonical_letters(make_task):
+    task = make_task(n=3, mode="ranking")
+    ids = list(task.items.values_list("completion_id", flat=True))  # positions 0, 1, 2
+    view = presentation.task_view(selectors.task_with_items(task.pk), [ids[2], ids[0], ids[1]])
+    assert [(o.completion_id, o.number, o.letter) for o in view.outputs] == [
+        (ids[2], 1, "c"), (ids[0], 2, "a"), (ids[1], 3, "b")
+    ]
+    canonical = presentation.task_view(selectors.task_with_items(task.pk))
+    assert [o.letter for o in canonical.outputs] == ["a", "b", "c"]
+
+
+def test_pairwise_outputs_know_their_side(make_task):
+    task = make_task()
+    ids = list(task.items.values_list("completion_id", flat=True))
+    view = presentation.task_view(selectors.task_with_items(task.pk), [ids[1], ids[0]])
+    assert [(o.side, o.letter) for o in view.outputs] == [("left", "b"), ("right", "a")]
+
+
+def test_differences_are_offered_for_near_identical_outputs(project):
+    prompt = services.create_prompt(project_id=project.pk, text="Say hello")
+    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk
+           for t in ("Hello there, friend!", "Hello there, friend.")]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
+    view = presentation.task_view(selectors.task_with_items(task.pk))
+    assert view.has_differences
+    assert '<mark class="diff">!</mark>' in view.outputs[0].diff_html
+
+
+def test_the_idempotency_key_is_fixed_per_lease(project, make_member, make_task):
+    make_task()
+    user = make_member()
+    lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    again = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    assert presentation.idempotency_key(lease) == presentation.idempotency_key(again)
+    assert str(lease.pk) in presentation.idempotency_key(lease)
+
+
+def test_snippets_are_one_short_line():
+    assert presentation.snippet_of("# Title\n\n**Bold** `code`") == "Title Bold code"
+    assert len(presentation.snippet_of("word " * 50)) == presentation.SNIPPET_CHARS
+
+
+def judgment(kind, **fields):
+    return Judgment(kind=kind, **fields)
+
+
+def test_answers_are_described_with_canonical_letters():
+    letters = {10: "a", 11: "b", 12: "c"}
+    describe = presentation.describe_answer
+    assert describe(judgment("pairwise", choice="a", strength="slight"), letters) == "A slightly better"
+    assert describe(judgment("pairwise", choice="b", strength="much"), letters) == "B much better"
+    assert describe(judgment("pairwise", choice="both_bad"), letters) == "Both bad"
+    assert describe(judgment("ranking", ranking=[[12], [11, 10]]), letters) == "C > A = B"
+    assert describe(judgment("rating", ratings={"11": 2, "10": 7}), letters) == "A: 7, B: 2"
+
+
+def test_judgment_rows_group_equal_answers_and_mark_a_clear_majority():
+    letters = {1: "a", 2: "b"}
+    rows = presentation.judgment_rows(
+        [judgment("ranking", ranking=[[1], [2]], shown_order=[2, 1]),
+         judgment("ranking", ranking=[[2], [1]], shown_order=[1, 2]),
+         judgment("ranking", ranking=[[1], [2]], shown_order=[1, 2])],
+        letters,
+    )
+    assert [r.answer_group for r in rows] == [0, 1, 0]
+    assert [r.is_majority for r in rows] == [True, False, True]
+    assert rows[0].shown_letters == "B, A"
+    tied = presentation.judgment_rows(
+        [judgment("pairwise", choice="a"), judgment("pairwise", choice="b")], letters
+    )
+    assert not any(r.is_majority for r in tied)
+    tie_orders = presentation.judgment_rows(
+        [judgment("ranking", ranking=[[1, 2]]), judgment("ranking", ranking=[[2, 1]])], letters
+    )
+    assert [r.answer_group for r in tie_orders] == [0, 0]  # a tie is the same in any order
