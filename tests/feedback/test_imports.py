@@ -1,0 +1,214 @@
+"""Bulk JSONL import: every format, the all-or-nothing rule, and the HH round trip."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from feedback.errors import ServiceError
+from feedback.models import (
+    AnnotationTask,
+    Completion,
+    ImportBatch,
+    Judgment,
+    ModelVersion,
+    PreferencePair,
+    Prompt,
+)
+from feedback.services.exports import ExportFilters, ExportRequest, start_export
+from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl
+
+pytestmark = pytest.mark.django_db
+HH_FILE = Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
+if not HH_FILE.exists():  # CI lays shared/ beside the clone
+    HH_FILE = Path(__file__).resolve().parents[3] / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz"
+
+
+def jsonl(*records) -> list[str]:
+    return [json.dumps(record) for record in records]
+
+
+def export(project, **request) -> list[dict]:
+    stream = start_export(ExportRequest(project_id=project.pk, **request), user_id=None)
+    return [json.loads(line) for line in b"".join(stream.chunks()).decode().splitlines()]
+
+
+def test_trl_standard_lines_become_tasks_judgments_and_pairs(project):
+    result = import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        lines=jsonl(
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 2.5},
+            {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon"},
+        ),
+        format="trl",
+    )
+    assert result.created == {"prompts": 2, "completions": 4, "tasks": 2, "judgments": 2, "pairs": 2}
+    pair = PreferencePair.objects.get(prompt__text="2+2?")
+    assert (pair.chosen.text, pair.rejected.text, pair.margin, pair.policy) == ("4", "5", 2.5, IMPORT_POLICY)
+    judgment = pair.judgments.get()
+    assert judgment.annotator.username == IMPORT_USERNAME and judgment.choice == "a"
+    task = judgment.task
+    assert task.status == "complete" and task.judgment_count == 1
+    assert list(task.items.values_list("completion_id", flat=True)) == [pair.chosen_id, pair.rejected_id]
+    assert ImportBatch.objects.get().line_count == 2
+    assert export(project, margin=True) == [
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 2.5},
+        {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon", "margin": 0.0},
+    ]
+
+
+def test_trl_conversational_explicit_and_implicit_prompts_round_trip(project):
+    user = {"role": "user", "content": "Hi"}
+    explicit = {
+        "prompt": [{"role": "system", "content": "Be brief."}, user],
+        "chosen": [{"role": "assistant", "content": "Hello."}],
+        "rejected": [{"role": "assistant", "content": "Greetings, human."}],
+    }
+    implicit = {
+        "chosen": [user, {"role": "assistant", "content": "Hey"}],
+        "rejected": [user, {"role": "assistant", "content": "Go away"}],
+    }
+    import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(explicit, implicit), format="auto")
+    out = export(project, style="conversational")
+    assert out[0] == explicit
+    assert out[1] == {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": "Hey"}],
+        "rejected": [{"role": "assistant", "content": "Go away"}],
+    }
+
+
+def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
+    lines = jsonl(
+        {
+            "model_a": "alpha", "model_b": "beta", "winner": "model_b",
+            "conversation_a": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A-alpha"}],
+            "conversation_b": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A-beta"}],
+        },
+        {"model_a": "beta", "model_b": "gamma", "winner": "tie (bothbad)", "prompt": "Q2",
+         "response_a": "x", "response_b": "y"},
+        {"model_a": "alpha", "model_b": "gamma", "winner": "tie", "prompt": "Q3",
+         "response_a": "x", "response_b": "y"},
+    )
+    result = import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
+    assert result.created["model_versions"] == 3 and result.created["pairs"] == 1
+    assert sorted(Judgment.objects.values_list("choice", flat=True)) == ["b", "both_bad", "tie"]
+    pair = PreferencePair.objects.get()
+    assert (pair.chosen.text, pair.chosen.model_version.name) == ("A-beta", "beta")
+    assert (pair.rejected.text, pair.rejected.model_version.name) == ("A-alpha", "alpha")
+    # A chat prompt in TRL's standard (string) style reads as an HH transcript.
+    assert export(project, filters=ExportFilters(include_ties=True)) == [
+        {"prompt": "\n\nHuman: Q1\n\nAssistant:", "chosen": " A-beta", "rejected": " A-alpha"}
+    ]
+
+
+def test_prompts_completions_and_model_versions(project):
+    import_jsonl(
+        project_id=project.pk, user_id=None, format="model_versions",
+        lines=jsonl({"name": "base-7b", "method": "base", "base_model": "org/base-7b"}),
+    )
+    import_jsonl(
+        project_id=project.pk, user_id=None, format="prompts",
+        lines=jsonl({"prompt": "Tell a joke", "metadata": {"topic": "fun"}, "split": "held_out"}),
+    )
+    result = import_jsonl(
+        project_id=project.pk, user_id=None, format="completions",
+        lines=jsonl(
+            {"prompt": "Tell a joke", "completion": "Knock knock", "model": "base-7b", "token_count": 2},
+            {"prompt": [{"role": "user", "content": "Hi"}], "completion": "Hello", "model": "new-model"},
+        ),
+    )
+    assert result.created == {"prompts": 1, "model_versions": 1, "completions": 2}
+    joke = Prompt.objects.get(text="Tell a joke")
+    assert joke.split == "held_out" and joke.metadata == {"topic": "fun"}
+    completion = Completion.objects.get(text="Knock knock")
+    assert completion.prompt == joke and completion.model_version.base_model == "org/base-7b"
+    assert ModelVersion.objects.get(name="new-model").method == "imported"
+
+
+def test_a_file_with_bad_lines_is_refused_whole_naming_every_bad_line(project):
+    lines = [
+        json.dumps({"prompt": "ok", "chosen": "a", "rejected": "b"}),
+        "{not json",
+        json.dumps({"prompt": "p", "chosen": "a"}),
+        json.dumps(["a list"]),
+        "",
+        json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "margin": -1}),
+        json.dumps({"prompt": [{"role": "robot", "content": "x"}], "chosen": [], "rejected": []}),
+        json.dumps({"prompt": "fine", "chosen": "a", "rejected": "b"}),
+    ]
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="trl")
+    details = refused.value.details
+    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 6", "line 7"]
+    assert "not valid JSON" in details[0]
+    assert "missing 'rejected'" in details[1]
+    assert "expected a JSON object" in details[2]
+    assert "margin" in details[3]
+    assert "5 of 8 lines are invalid" in refused.value.message
+    assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
+    assert not Judgment.objects.exists() and not AnnotationTask.objects.exists()
+
+
+def test_a_clash_found_while_writing_rolls_everything_back(project):
+    import_jsonl(project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "m1"}))
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(
+            project_id=project.pk, user_id=None, format="model_versions",
+            lines=jsonl({"name": "m2"}, {"name": "m1"}, {"name": "m2"}),
+        )
+    assert refused.value.code == "conflict"
+    assert len(refused.value.details) == 2
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == ["m1"]
+    assert ImportBatch.objects.count() == 1
+
+
+def test_preference_data_needs_a_pairwise_project(make_user):
+    from feedback import services
+
+    ranking_only = services.create_project(name="Rankings", modes=("ranking",))
+    with pytest.raises(ServiceError, match="pairwise"):
+        import_jsonl(
+            project_id=ranking_only.pk, user_id=None, format="trl",
+            lines=jsonl({"prompt": "p", "chosen": "a", "rejected": "b"}),
+        )
+
+
+def test_nul_characters_are_refused_by_line(project):
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(
+            project_id=project.pk, user_id=None, format="prompts",
+            lines=jsonl({"prompt": "fine"}, {"prompt": "bad\u0000"}),
+        )
+    assert refused.value.details == [
+        "line 2: contains a NUL character (\\u0000), which cannot be stored."
+    ]
+
+
+def test_repeated_prompts_share_one_prompt_row(project):
+    lines = jsonl(
+        {"prompt": "same", "chosen": "a", "rejected": "b"},
+        {"prompt": "same", "chosen": "c", "rejected": "d"},
+    )
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="trl")
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines[:1], format="trl")
+    assert Prompt.objects.count() == 1 and PreferencePair.objects.count() == 3
+
+
+@pytest.mark.skipif(not HH_FILE.exists(), reason="needs shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
+def test_anthropic_hh_round_trips_exactly(project):
+    with gzip.open(HH_FILE, "rt", encoding="utf-8") as handle:
+        lines = [next(handle) for _ in range(300)]
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="auto")
+    originals = [json.loads(line) for line in lines]
+    assert export(project, style="hh") == originals
+    standard = export(project, style="standard")
+    assert [row["prompt"] + row["chosen"] for row in standard] == [o["chosen"] for o in originals]
+    assert [row["prompt"] + row["rejected"] for row in standard] == [o["rejected"] for o in originals]
+    conversational = export(project, style="conversational")
+    first = conversational[0]
+    assert first["prompt"][0] == {"role": "user", "content": "what are some pranks with a pen i can do?"}
+    assert first["prompt"][-1]["role"] == "user"
+    assert first["chosen"][0]["content"].startswith("No, sorry!")
