@@ -1,0 +1,310 @@
+"""Elo, Bradley-Terry, the bootstrap and win rates, against plain re-derivations and known values."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+from scipy.special import expit
+
+from feedback import ratings
+
+
+def simulate(strength, n, rng, tie_rate=0.1):
+    """n judgments between random pairs of players from Bradley-Terry with ties as half wins.
+
+    A tie comes with probability tie_rate * 2 min(p, 1 - p), so a's expected score is p.
+    """
+    v = strength.size
+    a = rng.integers(0, v, n)
+    b = (a + rng.integers(1, v, n)) % v
+    p = expit(strength[a] - strength[b])
+    p_tie = tie_rate * 2 * np.minimum(p, 1 - p)
+    u = rng.random(n)
+    return a, b, np.where(u < p_tie, 0.5, (u < p_tie + p - p_tie / 2).astype(float))
+
+
+def test_elo_equals_a_sequential_loop():
+    rng = np.random.default_rng(0)
+    a, b, o = simulate(rng.normal(size=6), 500, rng)
+    expected = [1200.0] * 6
+    for i, j, s in zip(a, b, o, strict=True):
+        e_i = 1 / (1 + 2 ** ((expected[j] - expected[i]) / 100))
+        expected[i] += 16 * (s - e_i)
+        expected[j] += 16 * ((1 - s) - (1 - e_i))
+
+    scale = ratings.EloScale(scale=100, base=2, initial=1200)
+    got = ratings.elo_ratings(a, b, o, 6, k=16, scale=scale)
+
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_elo_tie_between_equals_moves_nothing_and_a_win_moves_k_over_two():
+    assert ratings.elo_ratings([0], [1], [0.5], 2).tolist() == [1000.0, 1000.0]
+    assert ratings.elo_ratings([0], [1], [1.0], 2, k=32).tolist() == [1016.0, 984.0]
+
+
+def test_count_outcomes_canonicalises_pairs_and_outcomes():
+    counts = ratings.count_outcomes([2, 0, 0, 1], [0, 2, 2, 0], [1.0, 0.0, 0.5, 0.5], 3)
+    cells = list(
+        zip(counts.first.tolist(), counts.second.tolist(), counts.outcome.tolist(), strict=True)
+    )
+    # (2 beat 0) and (0 lost to 2) are one cell seen from player 0's side.
+    assert cells == [(0, 1, 0.5), (0, 2, 0.0), (0, 2, 0.5)]
+    assert counts.count.tolist() == [1, 2, 1]
+    assert counts.total == 4
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "o", "message"),
+    [([0], [0], [1.0], "itself"), ([0], [3], [1.0], "0..2"), ([0], [1], [0.7], "outcome")],
+)
+def test_count_outcomes_refuses_bad_input(a, b, o, message):
+    with pytest.raises(ValueError, match=message):
+        ratings.count_outcomes(a, b, o, 3)
+
+
+def test_win_matrix_counts_ties_half_each_way():
+    counts = ratings.count_outcomes([0, 0, 1, 2], [1, 1, 0, 0], [1.0, 0.5, 1.0, 0.0], 3)
+    wins = ratings.win_matrix(counts)
+    np.testing.assert_allclose(wins, [[0, 1.5, 1], [1.5, 0, 0], [0, 0, 0]])
+    rates = ratings.win_rate_matrix(counts)
+    assert rates[0, 1] == pytest.approx(0.5)
+    assert rates[0, 2] == 1.0 and rates[2, 0] == 0.0
+    assert np.isnan(rates[1, 2])
+
+
+def logistic_regression_strengths(a, b, o, n, l2=0.0):
+    """Per-judgment logistic regression with player 0 fixed at 0 (plain scipy, no counts)."""
+    rows = np.arange(a.size)
+    design = np.zeros((a.size, n))
+    design[rows, a] += 1.0
+    design[rows, b] -= 1.0
+    design = design[:, 1:]
+
+    def loss(free):
+        z = design @ free
+        full = np.r_[0.0, free]
+        value = o @ np.logaddexp(0, -z) + (1 - o) @ np.logaddexp(0, z) + 0.5 * l2 * full @ full
+        grad = design.T @ (expit(z) - o) + l2 * free
+        return value, grad
+
+    fit = scipy.optimize.minimize(
+        loss, np.zeros(n - 1), jac=True, method="BFGS", options={"gtol": 1e-10}
+    )
+    return np.r_[0.0, fit.x]
+
+
+def test_bradley_terry_equals_logistic_regression():
+    rng = np.random.default_rng(1)
+    a, b, o = simulate(rng.normal(size=8), 3000, rng, tie_rate=0.2)
+    reference = logistic_regression_strengths(a, b, o, 8)
+
+    got = ratings.bradley_terry(ratings.count_outcomes(a, b, o, 8))
+
+    assert got.mean() == pytest.approx(0, abs=1e-12)
+    np.testing.assert_allclose(got, reference - reference.mean(), atol=1e-6)
+
+
+def test_bradley_terry_with_l2_prior_equals_penalised_logistic_regression():
+    rng = np.random.default_rng(2)
+    a, b, o = simulate(rng.normal(size=5), 60, rng)
+    # The prior breaks the shift invariance, so player 0 at 0 is no longer free: fit all.
+    n = 5
+    rows = np.arange(a.size)
+    design = np.zeros((a.size, n))
+    design[rows, a] += 1.0
+    design[rows, b] -= 1.0
+
+    def loss(s):
+        z = design @ s
+        value = o @ np.logaddexp(0, -z) + (1 - o) @ np.logaddexp(0, z) + 0.25 * s @ s
+        return value, design.T @ (expit(z) - o) + 0.5 * s
+
+    reference = scipy.optimize.minimize(loss, np.zeros(n), jac=True, options={"gtol": 1e-10}).x
+
+    got = ratings.bradley_terry(ratings.count_outcomes(a, b, o, n), l2=0.5)
+
+    np.testing.assert_allclose(got, reference, atol=1e-6)
+
+
+def test_bradley_terry_without_prior_refuses_a_player_who_never_lost():
+    counts = ratings.count_outcomes([0, 0, 1, 2], [1, 2, 2, 1], [1.0, 1.0, 1.0, 1.0], 3)
+    with pytest.raises(ValueError, match="l2 > 0"):
+        ratings.bradley_terry(counts)
+    strengths = ratings.bradley_terry(counts, l2=0.1)
+    assert np.isfinite(strengths).all() and strengths.argmax() == 0
+
+
+def test_two_players_strength_gap_is_the_log_odds_of_the_win_share():
+    # 3 wins, 1 tie, 1 loss: a share of 3.5 / 5, so the MLE gap is log(3.5 / 1.5).
+    counts = ratings.count_outcomes([0] * 5, [1] * 5, [1, 1, 1, 0.5, 0], 2)
+    s = ratings.bradley_terry(counts)
+    assert s[0] - s[1] == pytest.approx(math.log(3.5 / 1.5), abs=1e-9)
+    elo = ratings.to_elo(s)
+    assert elo.mean() == pytest.approx(1000)
+    assert elo[0] - elo[1] == pytest.approx(400 * math.log10(3.5 / 1.5), abs=1e-6)
+    anchored = ratings.to_elo(s, anchor=1, scale=ratings.EloScale(initial=1500))
+    assert anchored[1] == pytest.approx(1500)
+
+
+def test_shares_and_expected_win_rate_follow_the_strengths():
+    s = np.array([0.0, math.log(3.0), -1.0])
+    shares = ratings.strength_shares(s)
+    assert shares.sum() == pytest.approx(1)
+    assert shares[1] / shares[0] == pytest.approx(3)
+    rate = ratings.expected_win_rate(s)
+    assert rate[1] == pytest.approx((0.75 + expit(math.log(3) + 1)) / 2)
+    p = ratings.predicted_win_rate_matrix(s)
+    np.testing.assert_allclose(p + p.T, 1)
+
+
+def test_ranks_from_intervals_count_players_clearly_above():
+    lower = np.array([1100, 1050, 900, 880])
+    upper = np.array([1200, 1120, 1000, 1060])
+    # Player 2's upper (1000) is below 1100 and 1050: rank 3. Player 3 overlaps player 1.
+    assert ratings.ranks_from_intervals(lower, upper).tolist() == [1, 1, 3, 2]
+
+
+def test_bootstrap_counts_are_multinomial_resamples():
+    counts = ratings.count_outcomes([0, 0, 0, 1, 1], [1, 1, 2, 2, 2], [1, 0, 0.5, 1, 0], 3)
+    counts = counts.with_counts(np.array([5000, 3000, 1000, 600, 400]))
+    n, p = counts.total, counts.count / counts.total
+    rounds = 4000
+
+    draws = ratings.sample_bootstrap_counts(counts, rounds, seed=3)
+
+    assert draws.shape == (rounds, 5)
+    assert (draws.sum(axis=1) == n).all()
+    se = np.sqrt(n * p * (1 - p) / rounds)
+    assert np.all(np.abs(draws.mean(axis=0) - n * p) < 4.5 * se)
+    # Multinomial covariance n (diag(p) - p p'): negative off the diagonal, unlike Poisson.
+    covariance = n * (np.diag(p) - np.outer(p, p))
+    np.testing.assert_allclose(np.cov(draws.T), covariance, rtol=0.1, atol=0.05 * n * p.min())
+    # One cell's count against its Binomial(n, p) law.
+    values, observed = np.unique(draws[:, 3], return_counts=True)
+    edges = np.r_[values[0] - 0.5, (values[1:] + values[:-1]) / 2, values[-1] + 0.5]
+    probability = np.diff(scipy.stats.binom.cdf(edges, n, p[3]))
+    probability[0] += scipy.stats.binom.cdf(edges[0], n, p[3])
+    probability[-1] += scipy.stats.binom.sf(edges[-1], n, p[3])
+    grouped = np.add.reduceat(observed, range(0, values.size, 8))
+    expected = np.add.reduceat(probability, range(0, values.size, 8)) * rounds
+    assert scipy.stats.chisquare(grouped, expected).pvalue > 1e-3
+
+
+def test_bootstrap_counts_for_a_handful_of_judgments():
+    # N = 3 leaves no room for the Poisson part: every count comes from the exact top-up.
+    counts = ratings.count_outcomes([0, 0, 1], [1, 1, 0], [1.0, 0.0, 1.0], 2)
+    draws = ratings.sample_bootstrap_counts(counts, 30000, seed=4)
+    assert (draws.sum(axis=1) == 3).all()
+    # Cell "0 beat 1" holds 1 of 3 judgments and cell "0 lost to 1" 2 of 3.
+    loss_share = np.bincount(draws[:, 0], minlength=4) / 30000
+    np.testing.assert_allclose(loss_share, scipy.stats.binom.pmf(range(4), 3, 2 / 3), atol=0.01)
+
+
+def test_bootstrap_is_reproducible_and_independent_of_workers():
+    rng = np.random.default_rng(5)
+    counts = ratings.count_outcomes(*simulate(rng.normal(size=12), 5000, rng), 12)
+    one = ratings.sample_bootstrap_counts(counts, 70, seed=9, workers=1)
+    two = ratings.sample_bootstrap_counts(counts, 70, seed=9, workers=2)
+    other = ratings.sample_bootstrap_counts(counts, 70, seed=10, workers=2)
+    np.testing.assert_array_equal(one, two)
+    assert (one != other).any()
+
+
+def test_batched_round_fits_equal_one_by_one_fits():
+    rng = np.random.default_rng(6)
+    counts = ratings.count_outcomes(*simulate(rng.normal(size=10), 4000, rng), 10)
+    draws = ratings.sample_bootstrap_counts(counts, 40, seed=1)
+
+    batched = ratings.fit_bradley_terry_rounds(counts, draws, tol=1e-9)
+
+    single = np.array([ratings.bradley_terry(counts.with_counts(row)) for row in draws])
+    np.testing.assert_allclose(batched, single, atol=1e-8)
+
+
+def test_batched_round_fits_fall_back_to_newton_on_a_sparse_graph():
+    # Few judgments: resampled Hessians differ a lot, and l2 keeps every round finite.
+    rng = np.random.default_rng(7)
+    counts = ratings.count_outcomes(*simulate(rng.normal(0, 2, 6), 25, rng), 6)
+    draws = ratings.sample_bootstrap_counts(counts, 30, seed=2)
+
+    batched = ratings.fit_bradley_terry_rounds(counts, draws, l2=0.05, tol=1e-9)
+
+    single = np.array([ratings.bradley_terry(counts.with_counts(row), l2=0.05) for row in draws])
+    np.testing.assert_allclose(batched, single, atol=1e-7)
+
+
+def test_bootstrap_without_prior_names_a_round_without_finite_ratings():
+    counts = ratings.count_outcomes([0, 1, 0, 2, 1, 2], [1, 0, 2, 0, 2, 1], [1, 1, 1, 1, 1, 1], 3)
+    with pytest.raises(ValueError, match="bootstrap round"):
+        ratings.bootstrap_bradley_terry(counts, rounds=50, seed=0)
+
+
+def test_bootstrap_intervals_cover_the_true_ratings():
+    rng = np.random.default_rng(11)
+    covered = []
+    for dataset in range(10):
+        truth = rng.normal(0, 0.8, 25)
+        counts = ratings.count_outcomes(*simulate(truth, 6000, rng), 25)
+        board = ratings.bootstrap_bradley_terry(counts, rounds=300, seed=dataset)
+        true_elo = ratings.to_elo(truth)
+        covered.extend((board.lower <= true_elo) & (true_elo <= board.upper))
+        assert ((board.lower <= board.rating) & (board.rating <= board.upper)).all()
+    # Nominal 0.95; the percentile interval from 300 rounds runs a little narrow.
+    assert 0.85 <= np.mean(covered) <= 0.99
+
+
+def test_bootstrap_reports_the_full_fit_and_consistent_summaries():
+    rng = np.random.default_rng(12)
+    counts = ratings.count_outcomes(*simulate(np.linspace(-1, 1, 6), 3000, rng), 6)
+    board = ratings.bootstrap_bradley_terry(counts, rounds=100, seed=0, anchor=2)
+
+    np.testing.assert_allclose(board.strength, ratings.bradley_terry(counts))
+    assert board.rating[2] == pytest.approx(1000)
+    np.testing.assert_allclose(board.round_ratings[:, 2], 1000)
+    assert board.round_ratings.shape == (100, 6)
+    np.testing.assert_array_equal(
+        board.rank, ratings.ranks_from_intervals(board.lower, board.upper)
+    )
+    assert board.share.sum() == pytest.approx(1)
+    assert (np.diff(board.win_rate[np.argsort(board.strength)]) > 0).all()
+
+
+def test_wilson_interval_matches_the_textbook_case():
+    # 8 of 10: Wilson 95% interval (0.490, 0.943) (Newcombe 1998, table I method 3).
+    rate = ratings.pairwise_win_rate(8, 0, 2)
+    assert rate.rate == pytest.approx(0.8)
+    assert (rate.lower, rate.upper) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    # Two ties count as one win.
+    assert ratings.pairwise_win_rate(7, 2, 1).rate == pytest.approx(0.8)
+
+
+def test_bootstrap_win_rate_interval_is_near_wilson_for_many_judgments():
+    wilson = ratings.pairwise_win_rate(300, 50, 150)
+    boot = ratings.pairwise_win_rate(300, 50, 150, method="bootstrap", rounds=4000, seed=0)
+    assert boot.rate == wilson.rate
+    assert boot.lower == pytest.approx(wilson.lower, abs=0.01)
+    assert boot.upper == pytest.approx(wilson.upper, abs=0.01)
+    assert math.isnan(ratings.pairwise_win_rate(0, 0, 0).rate)
+
+
+def test_style_control_recovers_a_style_effect_and_the_strengths():
+    rng = np.random.default_rng(13)
+    truth = np.array([0.5, 0.0, -0.5, 0.2])
+    n = 20000
+    a = rng.integers(0, 4, n)
+    b = (a + rng.integers(1, 4, n)) % 4
+    length_a, length_b = rng.integers(50, 500, n), rng.integers(50, 500, n)
+    style = ratings.style_feature_difference(length_a[:, None], length_b[:, None])
+    o = (rng.random(n) < expit(truth[a] - truth[b] + 0.7 * style[:, 0])).astype(float)
+
+    fit = ratings.bradley_terry_with_covariates(a, b, o, style, 4)
+
+    assert fit.coefficients[0] == pytest.approx(0.7, abs=0.06)
+    np.testing.assert_allclose(fit.strength, truth - truth.mean(), atol=0.06)
+    # With no covariates it is plain Bradley-Terry.
+    plain = ratings.bradley_terry_with_covariates(a, b, o, np.zeros((n, 0)), 4)
+    counts = ratings.count_outcomes(a, b, o, 4)
+    np.testing.assert_allclose(plain.strength, ratings.bradley_terry(counts), atol=1e-6)
