@@ -1,6 +1,7 @@
 """Shared fixtures: small builders for domain objects and a real Celery worker process."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,24 @@ requires_services = pytest.mark.skipif(
     os.environ.get("ARBITER_TEST_SERVICES") != "1",
     reason="needs PostgreSQL and Redis: run through `make test` (tests/services.sh)",
 )
+
+
+@pytest.fixture(scope="session")
+def tiny_base() -> str:
+    """A pretrained 2-layer Llama answering the demo prompts; cached so later runs skip the build."""
+    import hashlib
+
+    from training.engine import tiny
+
+    # Keyed on the builder's source, so a change to what it builds rebuilds the cache.
+    version = hashlib.sha256(Path(tiny.__file__).read_bytes()).hexdigest()[:12]
+    cached = ROOT / "var" / "cache" / f"tiny-base-{version}"
+    if not (cached / "config.json").exists():
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        tiny.build_tiny_model(partial)
+        partial.rename(cached)
+    return str(cached)
 
 
 @pytest.fixture
@@ -59,7 +78,10 @@ def make_task(project):
             for i in range(n)
         ]
         return services.create_task(
-            prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode=mode, **task_fields
+            prompt_id=prompt.pk,
+            completion_ids=[c.pk for c in completions],
+            mode=mode,
+            **task_fields,
         )
 
     return build
@@ -82,10 +104,29 @@ def celery_worker_process(transactional_db, tmp_path_factory):
     log_path.parent.mkdir(exist_ok=True)
     log = log_path.open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu",
-         "-c", "1", "--pool", "solo", "--loglevel", "INFO", "--without-gossip",
-         "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while "ready." not in log_path.read_text():

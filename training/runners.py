@@ -187,7 +187,7 @@ def run_ppo(job: TrainingJob):
         config,
         prompts,
         jobs.job_output_dir(job),
-        reward=reward_version.adapter_path,
+        reward_model_path=reward_version.adapter_path,
         on_metrics=reporter.on_metrics,
         should_cancel=reporter.should_cancel,
     )

@@ -1,0 +1,162 @@
+"""The whole loop, closed: samples -> judgments -> pairs -> (reward model) -> policy -> new samples.
+
+A simulated annotator with a hidden preference (responses that mention "apple") judges through the
+same services people use. From one tiny base, two DPO rounds and two PPO rounds each; the newest
+version must win clearly against the base as that annotator judges it, with KL to the base bounded.
+"""
+
+import pytest
+
+from feedback import services
+from feedback.models import Judgment, ModelVersion, PromptSet
+from feedback.models.prompts import PromptSplit
+from feedback.simulation import prefers_word, simulate_annotator
+from training import jobs, rounds, runners
+from training.engine.config import GenerationSettings
+from training.engine.policy import load_policy, response_logprobs, sample
+from training.engine.tiny import demo_prompts
+from training.models import AlignmentRound
+
+pytestmark = pytest.mark.slow
+
+WORD = "apple"
+GENERATION = {"max_new_tokens": 16, "temperature": 1.0}
+LORA = {"rank": 8, "alpha": 16, "dropout": 0.0}
+HYPERPARAMETERS = {
+    "dpo": {
+        "generation": GENERATION,
+        "dpo": {
+            "learning_rate": 2e-3,
+            "beta": 0.1,
+            "epochs": 4,
+            "batch_size": 16,
+            "max_length": 64,
+            "lora": LORA,
+            "checkpoint_every": 1000,
+        },
+    },
+    "ppo": {
+        "generation": GENERATION,
+        "reward": {
+            "learning_rate": 2e-3,
+            "epochs": 4,
+            "batch_size": 16,
+            "max_length": 64,
+            "lora": LORA,
+            "eval_fraction": 0.1,
+            "checkpoint_every": 1000,
+        },
+        "ppo": {
+            "learning_rate": 3e-3,
+            "total_steps": 24,
+            "prompts_per_step": 16,
+            "ppo_epochs": 2,
+            "kl_coef": 0.02,
+            "max_length": 64,
+            "lora": LORA,
+            "checkpoint_every": 1000,
+            "generation": {"max_new_tokens": 16, "temperature": 1.0, "num_samples": 1},
+        },
+    },
+}
+
+
+@pytest.fixture
+def pending(monkeypatch):
+    """Jobs run here, one after another, in place of a worker (the worker path has its own test)."""
+    queue: list[int] = []
+    monkeypatch.setattr(jobs, "dispatch", lambda job: queue.append(job.pk))
+    return queue
+
+
+def drain(queue: list[int]) -> None:
+    while queue:
+        runners.run_job(queue.pop(0))
+
+
+def run_round(round_: AlignmentRound, queue: list[int], annotator_id: int) -> AlignmentRound:
+    drain(queue)  # generate
+    round_.refresh_from_db()
+    assert round_.state == "annotating", round_.error
+    simulate_annotator(
+        annotator_id=annotator_id, project_id=round_.project_id, prefers=prefers_word(WORD)
+    )
+    assert rounds.advance_annotating_rounds() == [round_.pk]
+    drain(queue)  # [reward model,] policy, evaluation
+    round_.refresh_from_db()
+    assert round_.state == "done", round_.error
+    return round_
+
+
+def compare_with_base(project, new: ModelVersion, base: ModelVersion, prompts, annotator_id: int):
+    """(win rate, KL to base): pairwise tasks new-vs-base on held-out prompts, judged by the
+    simulated annotator, and the mean per-sequence KL(new || base) on the new version's samples."""
+    settings = GenerationSettings(num_samples=4, **GENERATION)
+    policies = {v.pk: load_policy(v.base_model, v.adapter_path or None) for v in (new, base)}
+    texts = {
+        pk: sample(policy, [p.text for p in prompts], settings).texts
+        for pk, policy in policies.items()
+    }
+    sampled_prompts = [prompts[i // settings.num_samples].text for i in range(len(texts[new.pk]))]
+    logprobs = {
+        pk: response_logprobs(policy.model, policy.tokenizer, sampled_prompts, texts[new.pk])
+        for pk, policy in policies.items()
+    }
+    kl = sum(
+        float((n - b).sum()) for n, b in zip(logprobs[new.pk], logprobs[base.pk], strict=True)
+    ) / len(sampled_prompts)
+    before = set(Judgment.objects.values_list("pk", flat=True))
+    for index, (new_text, base_text) in enumerate(zip(texts[new.pk], texts[base.pk], strict=True)):
+        prompt = prompts[index // settings.num_samples]
+        a = services.create_completion(prompt_id=prompt.pk, text=new_text, model_version_id=new.pk)
+        b = services.create_completion(
+            prompt_id=prompt.pk, text=base_text, model_version_id=base.pk
+        )
+        services.create_task(prompt_id=prompt.pk, completion_ids=[a.pk, b.pk])
+    simulate_annotator(annotator_id=annotator_id, project_id=project.pk, prefers=prefers_word(WORD))
+    judged = Judgment.objects.exclude(pk__in=before)
+    score = {"a": 1.0, "tie": 0.5, "b": 0.0}
+    return sum(score[j.choice] for j in judged) / judged.count(), kl
+
+
+@pytest.mark.parametrize("method", ["dpo", "ppo"])
+def test_two_rounds_learn_the_hidden_preference(
+    method, tiny_base, artifact_root, pending, make_user
+):
+    project = services.create_project(
+        name=f"loop-{method}", modes=("pairwise", "ranking"), overlap=1
+    )
+    annotator = make_user()
+    services.add_member(project_id=project.pk, user_id=annotator.pk)
+    base = services.create_model_version(
+        project_id=project.pk, name="tiny-base", base_model=tiny_base
+    )
+    texts = demo_prompts()
+    train = [services.create_prompt(project_id=project.pk, text=t) for t in texts[:24]]
+    held_out = [
+        services.create_prompt(project_id=project.pk, text=t, split=PromptSplit.HELD_OUT)
+        for t in texts[24:]
+    ]
+    prompt_set = PromptSet.objects.create(project=project, name="train")
+    prompt_set.prompts.set(train)
+
+    first = rounds.launch_round(
+        project_id=project.pk,
+        policy_id=base.pk,
+        prompt_set_id=prompt_set.pk,
+        method=method,
+        hyperparameters=HYPERPARAMETERS[method],
+        samples_per_prompt=8,
+    )
+    first = run_round(first, pending, annotator.pk)
+    second = run_round(rounds.next_round(first.pk), pending, annotator.pk)
+
+    newest = second.result_version
+    assert newest.parent == first.result_version and first.result_version.parent == base
+    assert newest.data_snapshot_id == second.snapshot_id
+    for round_ in (first, second):
+        assert 0 <= round_.evaluation["kl_to_parent"] < 10.0, round_.evaluation
+    rate, kl = compare_with_base(project, newest, base, held_out, annotator.pk)
+    print(f"{method}: newest version against the base: win rate {rate:.2f}, KL {kl:.2f} nats")
+    assert rate >= 0.75
+    assert 0 <= kl < 20.0

@@ -1,0 +1,187 @@
+"""The round state machine: every transition, failure, cancel and resume, with jobs faked."""
+
+import pytest
+
+from feedback import services
+from feedback.errors import ServiceError
+from feedback.models import AnnotationTask, Completion, PromptSet
+from feedback.simulation import prefers_word, simulate_annotator
+from training import jobs, rounds
+from training.hyperparameters import default_hyperparameters
+from training.models import AlignmentRound, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Job ids sent to Celery, in order, instead of a worker."""
+    sent: list[int] = []
+    monkeypatch.setattr(jobs, "dispatch", lambda job: sent.append(job.pk))
+    return sent
+
+
+@pytest.fixture
+def setup(project):
+    policy = services.create_model_version(
+        project_id=project.pk, name="base", base_model="/models/tiny"
+    )
+    prompt_set = PromptSet.objects.create(project=project, name="train")
+    prompts = [services.create_prompt(project_id=project.pk, text=f"q{i}") for i in range(3)]
+    prompt_set.prompts.set(prompts)
+    return policy, prompt_set, prompts
+
+
+def launch(project, setup, method="dpo", **kwargs):
+    policy, prompt_set, _ = setup
+    return rounds.launch_round(
+        project_id=project.pk,
+        policy_id=policy.pk,
+        prompt_set_id=prompt_set.pk,
+        method=method,
+        **kwargs,
+    )
+
+
+def succeed(job_id: int, **artifacts) -> TrainingJob:
+    job = jobs.finish_succeeded(
+        job_id,
+        artifacts=artifacts.get("artifacts", {}),
+        result_version_id=artifacts.get("result_version_id"),
+    )
+    rounds.on_job_finished(job)
+    return job
+
+
+def fake_samples(job: TrainingJob, prompts) -> None:
+    """What the generate runner does, without a model: two samples per prompt, one with 'apple'."""
+    created = []
+    for prompt in prompts:
+        for text in ("an apple", "some water"):
+            created.append(
+                Completion.objects.create(prompt=prompt, model_version=job.model_version, text=text)
+            )
+    rounds.open_tasks_for_samples(job, prompts, created)
+
+
+def test_launch_validates_and_shows_defaults(project, setup, queued):
+    with pytest.raises(ServiceError, match="Unknown dpo hyperparameters: warp"):
+        launch(project, setup, hyperparameters={"dpo": {"warp": 9}})
+    with pytest.raises(ServiceError, match="Bad dpo hyperparameters"):
+        launch(project, setup, hyperparameters={"dpo": {"lora": {"rank": 0}}})
+    with pytest.raises(ServiceError, match="at least 2"):
+        launch(project, setup, samples_per_prompt=1)
+    assert AlignmentRound.objects.count() == 0 and queued == []
+    round_ = launch(project, setup, hyperparameters={"dpo": {"beta": 0.3}})
+    assert round_.hyperparameters["dpo"]["beta"] == 0.3
+    assert (
+        round_.hyperparameters["dpo"]["learning_rate"]
+        == default_hyperparameters("dpo")["dpo"]["learning_rate"]
+    )
+    assert (round_.state, round_.number, round_.judgments_wanted) == ("generating", 1, 3)
+    assert TrainingJob.objects.get(pk=queued[0]).kind == "generate"
+
+
+def test_dpo_round_walks_every_state(project, setup, queued, make_member, monkeypatch):
+    policy, _, prompts = setup
+    round_ = launch(project, setup)
+    generate = TrainingJob.objects.get(pk=queued[0])
+    fake_samples(generate, prompts)
+    succeed(generate.pk)
+    round_.refresh_from_db()
+    assert round_.state == "annotating"
+    assert AnnotationTask.objects.filter(alignment_round=round_).count() == 3
+    assert rounds.advance_annotating_rounds() == []  # quota not met
+
+    annotator = make_member()
+    simulate_annotator(
+        annotator_id=annotator.pk, project_id=project.pk, prefers=prefers_word("apple")
+    )
+    assert rounds.judgments_collected(round_) == 3
+    assert rounds.advance_annotating_rounds() == [round_.pk]
+    round_.refresh_from_db()
+    assert round_.state == "training_policy" and round_.snapshot.row_count == 3
+    dpo = TrainingJob.objects.get(pk=queued[1])
+    assert (dpo.kind, dpo.snapshot_id) == ("dpo", round_.snapshot_id)
+
+    child = services.create_model_version(
+        project_id=project.pk,
+        name="child",
+        base_model="/models/tiny",
+        parent_id=policy.pk,
+        method="dpo",
+    )
+    succeed(dpo.pk, result_version_id=child.pk)
+    round_.refresh_from_db()
+    assert round_.state == "evaluating" and round_.result_version == child
+    evaluate = TrainingJob.objects.get(pk=queued[2])
+    assert (evaluate.kind, evaluate.model_version_id) == ("evaluate", child.pk)
+    succeed(evaluate.pk, artifacts={"evaluation": {"kl_to_parent": 0.4}})
+    round_.refresh_from_db()
+    assert round_.state == "done" and round_.evaluation == {"kl_to_parent": 0.4}
+
+    following = rounds.next_round(round_.pk)
+    assert (following.number, following.policy_id, following.state) == (2, child.pk, "generating")
+
+
+def test_ppo_round_trains_a_reward_model_first(project, setup, queued, make_member):
+    _, _, prompts = setup
+    round_ = launch(project, setup, method="ppo")
+    generate = TrainingJob.objects.get(pk=queued[0])
+    fake_samples(generate, prompts)
+    succeed(generate.pk)
+    simulate_annotator(
+        annotator_id=make_member().pk, project_id=project.pk, prefers=prefers_word("apple")
+    )
+    rounds.start_training(round_.pk)  # an admin moves it on
+    round_.refresh_from_db()
+    assert round_.state == "training_reward"
+    reward_job = TrainingJob.objects.get(pk=queued[1])
+    reward = services.create_model_version(
+        project_id=project.pk, name="rm", base_model="x", method="reward_model"
+    )
+    succeed(reward_job.pk, result_version_id=reward.pk)
+    ppo = TrainingJob.objects.get(pk=queued[2])
+    assert ppo.kind == "ppo" and ppo.config["reward_model_version_id"] == reward.pk
+    assert sorted(ppo.config["prompt_ids"]) == sorted(p.pk for p in prompts)
+
+
+def test_moving_on_without_pairs_is_refused(project, setup, queued):
+    round_ = launch(project, setup)
+    succeed(queued[0])
+    with pytest.raises(ServiceError, match="No preference pairs"):
+        rounds.start_training(round_.pk)
+    round_.refresh_from_db()
+    assert round_.state == "annotating"
+
+
+def test_failure_then_resume_reruns_the_step(project, setup, queued):
+    round_ = launch(project, setup)
+    job = jobs.finish_failed(queued[0], "CUDA out of memory")
+    rounds.on_job_finished(job)
+    round_.refresh_from_db()
+    assert (round_.state, round_.failed_state, round_.error) == (
+        "failed",
+        "generating",
+        "CUDA out of memory",
+    )
+    rounds.resume_round(round_.pk)
+    round_.refresh_from_db()
+    assert round_.state == "generating" and round_.error == ""
+    assert TrainingJob.objects.get(pk=queued[0]).status == "queued"
+    assert queued == [queued[0], queued[0]]  # the same job is sent again and resumes
+
+
+def test_cancel_stops_jobs_and_can_resume(project, setup, queued):
+    round_ = launch(project, setup)
+    rounds.cancel_round(round_.pk)
+    round_.refresh_from_db()
+    assert (round_.state, round_.failed_state) == ("cancelled", "generating")
+    assert TrainingJob.objects.get(pk=queued[0]).status == "cancelled"
+    with pytest.raises(ServiceError, match="not running"):
+        rounds.cancel_round(round_.pk)
+    rounds.resume_round(round_.pk)
+    round_.refresh_from_db()
+    assert round_.state == "generating"
+    with pytest.raises(ServiceError, match="nothing to resume"):
+        rounds.resume_round(round_.pk)
