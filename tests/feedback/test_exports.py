@@ -1,0 +1,218 @@
+"""Exports: TRL styles, Parquet, filters, snapshots (hash of the bytes, pinning, materialising), and
+exported pairs training TRL's DPOTrainer and RewardTrainer unchanged."""
+
+import copy
+import hashlib
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from feedback import services
+from feedback.errors import ServiceError
+from feedback.models import ExportSnapshot, PreferencePair
+from feedback.services.exports import (
+    ExportFilters,
+    ExportRequest,
+    export_pairs_to_file,
+    materialise_snapshot,
+    start_export,
+)
+from feedback.services.imports import import_jsonl
+
+pytestmark = pytest.mark.django_db
+
+
+def run(project, **request) -> tuple[bytes, ExportSnapshot]:
+    stream = start_export(ExportRequest(project_id=project.pk, **request), user_id=None)
+    data = b"".join(stream.chunks())
+    stream.snapshot.refresh_from_db()
+    return data, stream.snapshot
+
+
+def lines_of(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+@pytest.fixture
+def imported(project):
+    rows = [
+        {"prompt": f"Question {i}?", "chosen": f"good answer {i}", "rejected": f"bad answer {i}", "margin": i / 2}
+        for i in range(5)
+    ]
+    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    return rows
+
+
+def test_snapshot_records_row_count_and_sha256_of_the_bytes(project, imported):
+    data, snapshot = run(project, margin=True)
+    assert lines_of(data) == imported
+    assert snapshot.status == "complete" and snapshot.row_count == 5
+    assert snapshot.content_hash == hashlib.sha256(data).hexdigest()
+    assert snapshot.filters["up_to_id"] == PreferencePair.objects.order_by("-pk").first().pk
+    again, second = run(project, margin=True)
+    assert again == data and second.content_hash == snapshot.content_hash
+
+
+def test_parquet_export_holds_the_same_rows_in_row_groups(project, imported, monkeypatch):
+    monkeypatch.setattr("feedback.services.exports.ROW_GROUP_ROWS", 2)
+    data, snapshot = run(project, format="parquet", margin=True)
+    table = pq.read_table(io.BytesIO(data))
+    assert table.to_pylist() == imported
+    assert pq.ParquetFile(io.BytesIO(data)).num_row_groups == 3
+    assert snapshot.row_count == 5 and snapshot.content_hash == hashlib.sha256(data).hexdigest()
+    conversational, _ = run(project, format="parquet", style="conversational")
+    first = pq.read_table(io.BytesIO(conversational)).to_pylist()[0]
+    assert first["prompt"] == [{"role": "user", "content": "Question 0?"}]
+    assert first["chosen"] == [{"role": "assistant", "content": "good answer 0"}]
+
+
+def test_a_snapshot_ignores_pairs_added_later_and_materialises_exactly(project, imported, settings, tmp_path):
+    settings.ARTIFACT_ROOT = tmp_path
+    snapshot, path = export_pairs_to_file(project_id=project.pk, margin=True)
+    assert path.parent == tmp_path / "exports" and path.read_bytes().count(b"\n") == 5
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == snapshot.content_hash
+    import_jsonl(
+        project_id=project.pk, user_id=None, format="trl",
+        lines=[json.dumps({"prompt": "late", "chosen": "x", "rejected": "y"})],
+    )
+    path.unlink()
+    rebuilt = materialise_snapshot(snapshot.pk)
+    assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == snapshot.content_hash
+    PreferencePair.objects.filter(prompt__text="Question 0?").delete()
+    rebuilt.unlink()
+    with pytest.raises(ServiceError, match="changed"):
+        materialise_snapshot(snapshot.pk)
+
+
+def test_an_abandoned_stream_leaves_a_failed_snapshot(project, imported, monkeypatch):
+    monkeypatch.setattr("feedback.services.exports.CHUNK_ROWS", 2)
+    stream = start_export(ExportRequest(project_id=project.pk), user_id=None)
+    chunks = stream.chunks()
+    next(chunks)
+    chunks.close()
+    stream.snapshot.refresh_from_db()
+    assert stream.snapshot.status == "failed" and stream.snapshot.content_hash == ""
+
+
+def judged_project(project, make_member):
+    """Two model versions, three tasks judged by two annotators (one agreeing, one split)."""
+    left = services.create_model_version(project_id=project.pk, name="left")
+    right = services.create_model_version(project_id=project.pk, name="right")
+    ann1, ann2 = make_member(), make_member()
+    for n, choices in enumerate([("a", "a"), ("a", "b"), ("b", "b")]):
+        prompt = services.create_prompt(project_id=project.pk, text=f"prompt {n}")
+        a = services.create_completion(prompt_id=prompt.pk, text=f"left {n}", model_version_id=left.pk)
+        b = services.create_completion(prompt_id=prompt.pk, text=f"right {n}", model_version_id=right.pk)
+        task = services.create_task(prompt_id=prompt.pk, completion_ids=[a.pk, b.pk], judgments_wanted=2)
+        for annotator, choice in zip((ann1, ann2), choices, strict=True):
+            services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+            judgment = services.submit_judgment(
+                annotator_id=annotator.pk, task_id=task.pk,
+                data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"{n}-{annotator.pk}"),
+            )
+            chosen, rejected = (a, b) if choice == "a" else (b, a)
+            pair, _ = PreferencePair.objects.get_or_create(
+                project=project, prompt=prompt, chosen=chosen, rejected=rejected, policy="test"
+            )
+            pair.judgments.add(judgment)
+    return left, right, ann1, ann2
+
+
+def test_filters_narrow_pairs(project, make_member):
+    left, right, ann1, ann2 = judged_project(project, make_member)
+    assert PreferencePair.objects.count() == 4
+
+    def prompts(**filters) -> list[tuple[str, str]]:
+        data, _ = run(project, filters=ExportFilters(**filters))
+        return [(row["prompt"], row["chosen"]) for row in lines_of(data)]
+
+    assert len(prompts()) == 4
+    # Agreement: the split task's two pairs each have half of its judgments behind them.
+    assert prompts(min_agreement=1.0) == [("prompt 0", "left 0"), ("prompt 2", "right 2")]
+    assert len(prompts(min_agreement=0.5)) == 4
+    assert prompts(annotator_ids=(ann2.pk,)) == [("prompt 0", "left 0"), ("prompt 1", "right 1"), ("prompt 2", "right 2")]
+    assert prompts(policies=("other",)) == []
+    other = services.create_model_version(project_id=project.pk, name="other")
+    assert prompts(model_version_ids=(other.pk,)) == []
+    assert len(prompts(model_version_ids=(left.pk,))) == 4
+
+
+def test_judgment_and_rating_exports(project, make_member):
+    judged_project(project, make_member)
+    data, snapshot = run(project, kind="judgments")
+    rows = lines_of(data)
+    assert snapshot.row_count == 6 and [row["choice"] for row in rows] == ["a", "a", "a", "b", "b", "b"]
+    assert [item["model"] for item in rows[0]["items"]] == ["left", "right"]
+    parquet, _ = run(project, kind="judgments", format="parquet")
+    assert pq.read_table(io.BytesIO(parquet)).column("choice").to_pylist() == [r["choice"] for r in rows]
+    ratings, _ = run(project, kind="ratings")
+    board = lines_of(ratings)
+    assert {row["model"] for row in board} == {"left", "right"}
+    assert all(row["bt_low"] <= row["bt_score"] <= row["bt_high"] for row in board)
+
+
+def test_bad_requests_are_refused(project):
+    for request in (
+        ExportRequest(project_id=project.pk, format="csv"),
+        ExportRequest(project_id=project.pk, style="alpaca"),
+        ExportRequest(project_id=project.pk, filters=ExportFilters(min_agreement=1.5)),
+    ):
+        with pytest.raises(ServiceError):
+            start_export(request, user_id=None)
+    with pytest.raises(ServiceError) as missing:
+        start_export(ExportRequest(project_id=99999), user_id=None)
+    assert missing.value.code == "not_found"
+    assert not ExportSnapshot.objects.exists()
+
+
+@pytest.mark.slow
+def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_path):
+    """The files go to datasets.load_dataset and TRL's trainers unchanged."""
+    import torch
+    from datasets import load_dataset
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+    from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
+
+    from training.engine.tiny import build_tiny_tokenizer, tiny_llama_config
+
+    settings.ARTIFACT_ROOT = tmp_path
+    rows = [
+        {"prompt": f"tell me about the {animal}", "chosen": f"the {animal} is kind .",
+         "rejected": f"the {animal} is rude .", "margin": 1.0}
+        for animal in ("cat", "dog", "bird", "fox", "cow", "owl")
+    ]
+    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    _, standard = export_pairs_to_file(project_id=project.pk, margin=True)
+    _, conversational = export_pairs_to_file(project_id=project.pk, style="conversational")
+    standard_set = load_dataset("json", data_files=str(standard), split="train")
+    chat_set = load_dataset("json", data_files=str(conversational), split="train")
+    assert standard_set.column_names == ["prompt", "chosen", "rejected", "margin"]
+    assert chat_set[0]["chosen"] == [{"role": "assistant", "content": "the cat is kind ."}]
+
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer([r["prompt"] + " " + r["chosen"] + " " + r["rejected"] for r in rows])
+    config = tiny_llama_config(tokenizer, hidden_size=32)
+    common = {
+        "max_steps": 2, "per_device_train_batch_size": 2, "report_to": "none", "use_cpu": True,
+        "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True, "max_length": 64,
+    }
+    for dataset in (standard_set.remove_columns("margin"), chat_set):
+        policy = LlamaForCausalLM(config)
+        dpo = DPOTrainer(
+            model=policy,
+            ref_model=copy.deepcopy(policy),
+            args=DPOConfig(output_dir=str(tmp_path / "dpo"), **common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )
+        assert dpo.train().global_step == 2
+    config.num_labels = 1
+    reward = RewardTrainer(
+        model=LlamaForSequenceClassification(config),
+        args=RewardConfig(output_dir=str(tmp_path / "reward"), **common),
+        train_dataset=standard_set,
+        processing_class=tokenizer,
+    )
+    assert reward.train().global_step == 2
