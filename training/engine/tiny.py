@@ -169,6 +169,32 @@ def pretrain(
 ) -> float:
     """Next-token training on `texts`; returns the final loss. A few seconds on two CPU cores."""
     started = time.perf_counter()
+    # Matrices this small gain nothing from threads, and OpenMP threads spin badly when other
+    # processes share the cores (measured: 5x slower with two threads on a busy 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loss = _pretrain_steps(model, tokenizer, texts, steps, seed, batch_size, learning_rate)
+    finally:
+        torch.set_num_threads(threads)
+    logger.info(
+        "Pretrained the tiny model for %d steps in %.1fs (loss %.3f).",
+        steps,
+        time.perf_counter() - started,
+        loss,
+    )
+    return loss
+
+
+def _pretrain_steps(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    steps: int,
+    seed: int,
+    batch_size: int,
+    learning_rate: float,
+) -> float:
     encoded = tokenizer(texts, padding=False, truncation=True, max_length=64)["input_ids"]
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
@@ -194,10 +220,4 @@ def pretrain(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     model.eval()
-    logger.info(
-        "Pretrained the tiny model for %d steps in %.1fs (loss %.3f).",
-        steps,
-        time.perf_counter() - started,
-        loss.item(),
-    )
     return loss.item()
