@@ -17,6 +17,7 @@ from feedback import ratings
 from feedback.models import Judgment, ModelVersion, TaskItem
 from feedback.models.judgments import PairwiseChoice
 from feedback.models.projects import JudgmentMode
+from feedback.pairs import JudgmentView
 
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95
@@ -27,6 +28,44 @@ OUTCOME = {
     PairwiseChoice.TIE: ratings.TIE,
     PairwiseChoice.BOTH_BAD: ratings.TIE,
 }
+
+
+def judgment_views(project_id: int, *, include_imported: bool = False) -> list[JudgmentView]:
+    """A project's judgments as the pair and agreement maths read them, oldest first."""
+    from feedback.services.imports import IMPORT_USERNAME
+
+    judgments = Judgment.objects.filter(task__project_id=project_id)
+    if not include_imported:
+        judgments = judgments.exclude(annotator__username=IMPORT_USERNAME)
+    rows = list(
+        judgments.order_by("created_at", "pk").values_list(
+            "pk", "task_id", "task__prompt_id", "annotator_id", "kind", "choice", "strength",
+            "ranking", "ratings", "shown_order",
+        )
+    )
+    items: dict[int, list[int]] = {}
+    for task_id, completion_id in (
+        TaskItem.objects.filter(task__project_id=project_id)
+        .order_by("task_id", "position")
+        .values_list("task_id", "completion_id")
+    ):
+        items.setdefault(task_id, []).append(completion_id)
+    return [
+        JudgmentView(
+            judgment_id=pk,
+            task_id=task_id,
+            prompt_id=prompt_id,
+            annotator_id=annotator_id,
+            kind=kind,
+            items=tuple(items.get(task_id, ())),
+            choice=choice,
+            strength=strength,
+            ranking=tuple(tuple(group) for group in ranking) if ranking is not None else None,
+            ratings={int(k): v for k, v in ratings.items()} if ratings is not None else None,
+            shown_order=tuple(shown_order or ()),
+        )
+        for pk, task_id, prompt_id, annotator_id, kind, choice, strength, ranking, ratings, shown_order in rows
+    ]
 
 
 def finite_or_none(value: float) -> float | None:

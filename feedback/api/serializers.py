@@ -124,8 +124,29 @@ class PairSerializer(serializers.ModelSerializer):
         fields = ["id", "prompt", "chosen", "rejected", "margin", "is_tie", "policy", "created_at"]
 
 
-class DeriveInputSerializer(serializers.Serializer):
-    policy = serializers.CharField(max_length=64)
+class PairPolicySerializer(serializers.Serializer):
+    """A feedback.pairs.PairPolicy; see its docstring for what each setting does."""
+
+    name = serializers.CharField(max_length=64)
+    ranking_pairs = serializers.ChoiceField(choices=["all", "adjacent", "best_vs_rest"], default="all")
+    ties = serializers.ChoiceField(choices=["drop", "keep"], default="drop")
+    both_bad = serializers.ChoiceField(choices=["drop", "tie"], default="drop")
+    aggregate = serializers.ChoiceField(choices=["majority", "bradley_terry"], default="majority")
+    plain_margin = serializers.FloatField(min_value=0, default=1.0)
+    slight_margin = serializers.FloatField(min_value=0, default=1.0)
+    much_margin = serializers.FloatField(min_value=0, default=2.0)
+    rank_step_margin = serializers.FloatField(min_value=0, default=1.0)
+    rating_point_margin = serializers.FloatField(min_value=0, default=1.0)
+    min_rating_gap = serializers.IntegerField(min_value=1, default=1)
+    bradley_terry_l2 = serializers.FloatField(min_value=0, default=0.1)
+
+
+class DeriveResultSerializer(serializers.Serializer):
+    policy = serializers.CharField()
+    judgments = serializers.IntegerField()
+    pairs = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    replaced = serializers.IntegerField()
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):

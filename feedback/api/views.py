@@ -34,10 +34,12 @@ from feedback.models import (
     Prompt,
 )
 from feedback.models.exports import ExportKind
+from feedback.pairs import PairPolicy
 from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
 from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import import_jsonl
+from feedback.services.pairs import derive_pairs
 from feedback.services.tokens import issue_token, revoke_token
 
 ERROR_STATUS = {
@@ -260,6 +262,19 @@ class JudgmentList(ServiceErrorMixin, generics.ListCreateAPIView):
         task_id = values.pop("task")
         judgment = submit_judgment(annotator_id=request.user.pk, task_id=task_id, data=JudgmentInput(**values))
         return Response(s.JudgmentSerializer(judgment).data, status=status.HTTP_201_CREATED)
+
+
+class DerivePairs(ServiceErrorMixin, APIView):
+    """(Re)derive the project's preference pairs from its judgments under a pair policy."""
+
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(request=s.PairPolicySerializer, responses={200: s.DeriveResultSerializer, 400: s.ErrorSerializer})
+    def post(self, request, project_id: int):
+        data = s.PairPolicySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = derive_pairs(project_id=project_id, policy=PairPolicy(**data.validated_data))
+        return Response(s.DeriveResultSerializer(result.as_json()).data)
 
 
 # --- exports ---------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Deriving a project's PreferencePair rows from its judgments under a named pair policy
+(feedback.pairs holds the rules). Re-deriving a policy replaces the pairs it made before, in one
+transaction; imported pairs (policy "import") are never touched."""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from feedback.errors import ServiceError
+from feedback.insights import judgment_views
+from feedback.models import PreferencePair, Project
+from feedback.pairs import PairPolicy, preference_pairs
+from feedback.services.imports import IMPORT_POLICY
+
+
+@dataclass(frozen=True)
+class DeriveResult:
+    policy: str
+    judgments: int
+    pairs: int
+    ties: int
+    replaced: int
+
+    def as_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
+    """Replace the project's pairs under `policy.name` with those its judgments give now."""
+    if policy.name == IMPORT_POLICY:
+        raise ServiceError(f"The policy name {IMPORT_POLICY!r} is kept for imported pairs; pick another.")
+    if not policy.name or len(policy.name) > 64:
+        raise ServiceError("Name the policy (1 to 64 characters).")
+    if policy.aggregate == "none":
+        raise ServiceError(
+            "Pairs are stored once per (policy, chosen, rejected); aggregate votes with 'majority' "
+            "or 'bradley_terry'."
+        )
+    if not Project.objects.filter(pk=project_id).exists():
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    views = judgment_views(project_id)
+    try:
+        pairs = preference_pairs(views, policy)
+    except ValueError as error:
+        raise ServiceError(f"The judgments do not fit the policy: {error}") from error
+    with transaction.atomic():
+        _, deleted = PreferencePair.objects.filter(project_id=project_id, policy=policy.name).delete()
+        rows = PreferencePair.objects.bulk_create(
+            PreferencePair(
+                project_id=project_id,
+                prompt_id=pair.prompt_id,
+                chosen_id=pair.chosen_id,
+                rejected_id=pair.rejected_id,
+                margin=pair.margin,
+                is_tie=pair.is_tie,
+                policy=policy.name,
+            )
+            for pair in pairs
+        )
+        if not all(row.pk for row in rows):  # backends that cannot return ids from bulk inserts
+            ids = dict(
+                ((chosen, rejected), pk)
+                for pk, chosen, rejected in PreferencePair.objects.filter(
+                    project_id=project_id, policy=policy.name
+                ).values_list("pk", "chosen_id", "rejected_id")
+            )
+            for row in rows:
+                row.pk = ids[(row.chosen_id, row.rejected_id)]
+        link = PreferencePair.judgments.through
+        link.objects.bulk_create(
+            link(preferencepair_id=row.pk, judgment_id=judgment_id)
+            for row, pair in zip(rows, pairs, strict=True)
+            for judgment_id in pair.judgment_ids
+        )
+    return DeriveResult(
+        policy=policy.name,
+        judgments=len(views),
+        pairs=len(pairs),
+        ties=sum(pair.is_tie for pair in pairs),
+        replaced=deleted.get(PreferencePair._meta.label, 0),
+    )

@@ -1,0 +1,107 @@
+"""Every endpoint against anonymous, annotator, reviewer, admin (project roles) and an outsider."""
+
+import json
+
+import pytest
+
+from feedback import services
+from feedback.services.tokens import issue_token
+
+pytestmark = pytest.mark.django_db
+
+ALLOW = "allow"
+DENY = "deny"  # 403: a member whose role is too low
+HIDDEN = "hidden"  # 404: not a member, so the project is not revealed
+ANON = 401
+
+# endpoint -> expected outcome per caller: (anonymous, outsider, annotator, reviewer, admin)
+EVERY_ROLE = (ANON, ALLOW, ALLOW, ALLOW, ALLOW)
+MEMBERS = (ANON, HIDDEN, ALLOW, ALLOW, ALLOW)
+REVIEWERS = (ANON, HIDDEN, DENY, ALLOW, ALLOW)
+ADMINS = (ANON, HIDDEN, DENY, DENY, ALLOW)
+
+CASES = [
+    ("get", "/api/v1/schema/", EVERY_ROLE),
+    ("get", "/api/v1/docs/", EVERY_ROLE),
+    ("get", "/api/v1/tokens/", EVERY_ROLE),
+    ("post", "/api/v1/tokens/", EVERY_ROLE),
+    ("delete", "/api/v1/tokens/{own_token}/", EVERY_ROLE),
+    ("get", "/api/v1/projects/", EVERY_ROLE),
+    ("get", "/api/v1/projects/{project}/", MEMBERS),
+    ("get", "/api/v1/projects/{project}/model-versions/", MEMBERS),
+    ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/imports/", ADMINS),
+    ("post", "/api/v1/projects/{project}/imports/", ADMINS),
+    ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
+    ("post", "/api/v1/projects/{project}/pairs/derive/", ADMINS),
+    ("get", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/exports/judgments/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/exports/ratings/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/leaderboard/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/agreement/", REVIEWERS),
+    ("get", "/api/v1/judgments/", EVERY_ROLE),
+    ("get", "/api/v1/exports/", EVERY_ROLE),
+]
+CALLERS = ("anonymous", "outsider", "annotator", "reviewer", "admin")
+BODIES = {
+    "/api/v1/tokens/": {"name": "ci"},
+    "/api/v1/projects/{project}/pairs/derive/": {"name": "majority"},
+}
+
+
+@pytest.fixture
+def callers(make_user, make_member):
+    return {
+        "anonymous": None,
+        "outsider": make_user(),
+        "annotator": make_member(role="annotator"),
+        "reviewer": make_member(role="reviewer"),
+        "admin": make_member(role="admin"),
+    }
+
+
+def call(client, method: str, url: str, template: str):
+    if template.endswith("/imports/") and method == "post":
+        body = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
+        return client.post(url, data=body, content_type="application/jsonl")
+    if method == "post":
+        return client.post(url, data=BODIES.get(template, {}), format="json")
+    return getattr(client, method)(url)
+
+
+@pytest.mark.parametrize("caller_index,caller", list(enumerate(CALLERS)))
+@pytest.mark.parametrize("method,template,expected", CASES, ids=[f"{m} {t}" for m, t, _ in CASES])
+def test_permission_matrix(client_for, callers, project, make_task, method, template, expected, caller_index, caller):
+    make_task()
+    user = callers[caller]
+    client = client_for(user)
+    own_token = issue_token(user_id=user.pk, name="to revoke").token.pk if user else 1
+    url = template.format(project=project.pk, own_token=own_token)
+    response = call(client, method, url, template)
+    outcome = expected[caller_index]
+    if outcome == ALLOW:
+        assert response.status_code < 300, (response.status_code, getattr(response, "data", None))
+    elif outcome == DENY:
+        assert response.status_code == 403
+    elif outcome == HIDDEN:
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_staff_are_admins_of_every_project(client_for, make_user, project):
+    staff = make_user(is_staff=True)
+    response = client_for(staff).get(f"/api/v1/projects/{project.pk}/imports/")
+    assert response.status_code == 200
+
+
+def test_lists_only_show_what_the_caller_may_see(client_for, make_member, make_user, project):
+    other = services.create_project(name="Other project")
+    outsider_admin = make_user()
+    services.add_member(project_id=other.pk, user_id=outsider_admin.pk, role="admin")
+    reviewer = make_member(role="reviewer")
+    ids = [row["id"] for row in client_for(reviewer).get("/api/v1/projects/").data["results"]]
+    assert ids == [project.pk]
+    client_for(outsider_admin).get(f"/api/v1/projects/{other.pk}/exports/pairs/")
+    assert client_for(reviewer).get("/api/v1/exports/").data["results"] == []
