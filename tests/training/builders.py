@@ -6,6 +6,7 @@ import itertools
 
 from feedback import services
 from feedback.models import Judgment, ModelVersion, PromptSet
+from training.hyperparameters import default_hyperparameters
 from training.models import AlignmentRound, RoundState
 
 _counter = itertools.count(1)
@@ -44,6 +45,7 @@ def make_round(
 ) -> AlignmentRound:
     """A round row in any state, without queueing jobs (for pages that only read rounds)."""
     fields.setdefault("method", "dpo")
+    fields.setdefault("hyperparameters", default_hyperparameters(fields["method"]))
     fields.setdefault("judgments_wanted", 4)
     number = AlignmentRound.objects.filter(project=project).count() + 1
     return AlignmentRound.objects.create(

@@ -1,0 +1,167 @@
+"""REST endpoints for alignment rounds (/api/v1/rounds/): list, retrieve, launch, and the round's
+actions. Project admins (and staff) only; every write goes through training.rounds."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from feedback.errors import ServiceError
+from feedback.models import Role
+from feedback.selectors import has_role
+from training import rounds
+from training.models import AlignmentRound, RoundMethod, TrainingJob
+
+ERROR_STATUS = {
+    "invalid": status.HTTP_400_BAD_REQUEST,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "conflict": status.HTTP_409_CONFLICT,
+}
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingJob
+        fields = ["id", "kind", "status", "progress", "error", "created_at", "finished_at"]
+
+
+class RoundSerializer(serializers.ModelSerializer):
+    judgments_collected = serializers.SerializerMethodField()
+    jobs = JobSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AlignmentRound
+        fields = [
+            "id",
+            "project",
+            "number",
+            "policy",
+            "prompt_set",
+            "method",
+            "hyperparameters",
+            "samples_per_prompt",
+            "judgments_wanted",
+            "judgments_collected",
+            "mix_parent_outputs",
+            "state",
+            "failed_state",
+            "error",
+            "snapshot",
+            "reward_model",
+            "result_version",
+            "evaluation",
+            "jobs",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_judgments_collected(self, round_: AlignmentRound) -> int:
+        return rounds.judgments_collected(round_)
+
+
+class LaunchRoundSerializer(serializers.Serializer):
+    """What launching a round takes; omitted hyperparameters keep the engine's defaults."""
+
+    project = serializers.IntegerField()
+    policy = serializers.IntegerField()
+    prompt_set = serializers.IntegerField()
+    method = serializers.ChoiceField(choices=RoundMethod.choices)
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    samples_per_prompt = serializers.IntegerField(min_value=2, max_value=9, default=2)
+    judgments_wanted = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    mix_parent_outputs = serializers.BooleanField(default=False)
+
+
+class RoundPagination(CursorPagination):
+    ordering = "-id"  # indexed and immutable, as cursor pagination needs
+
+
+def service_error_response(error: ServiceError) -> Response:
+    return Response(
+        {"detail": error.message, "details": error.details},
+        status=ERROR_STATUS.get(error.code, status.HTTP_400_BAD_REQUEST),
+    )
+
+
+class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Rounds of the projects the caller administers. Filter with `?project=<id>`."""
+
+    serializer_class = RoundSerializer
+    pagination_class = RoundPagination
+
+    def get_queryset(self):
+        user = self.request.user
+        queryset = AlignmentRound.objects.prefetch_related("jobs")
+        if not user.is_staff:
+            queryset = queryset.filter(
+                Q(project__memberships__user=user) & Q(project__memberships__role=Role.ADMIN)
+            )
+        project = self.request.query_params.get("project")
+        if project is not None:
+            queryset = queryset.filter(project_id=project if project.isdigit() else -1)
+        return queryset
+
+    def get_serializer_class(self):
+        return LaunchRoundSerializer if self.action == "create" else RoundSerializer
+
+    def create(self, request: Request) -> Response:
+        given = LaunchRoundSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        if not has_role(request.user, data["project"], Role.ADMIN):
+            raise PermissionDenied("Only admins of the project launch rounds.")
+        try:
+            round_ = rounds.launch_round(
+                project_id=data["project"],
+                policy_id=data["policy"],
+                prompt_set_id=data["prompt_set"],
+                method=data["method"],
+                hyperparameters=data["hyperparameters"],
+                samples_per_prompt=data["samples_per_prompt"],
+                judgments_wanted=data.get("judgments_wanted"),
+                mix_parent_outputs=data["mix_parent_outputs"],
+                created_by_id=request.user.pk,
+            )
+        except ServiceError as error:
+            return service_error_response(error)
+        return Response(RoundSerializer(round_).data, status=status.HTTP_201_CREATED)
+
+    def run_action(self, service, **kwargs) -> Response:
+        round_ = self.get_object()
+        try:
+            result = service(round_.pk, **kwargs)
+        except ServiceError as error:
+            return service_error_response(error)
+        result = AlignmentRound.objects.prefetch_related("jobs").get(pk=result.pk)
+        return Response(RoundSerializer(result).data)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        return self.run_action(rounds.cancel_round)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        return self.run_action(rounds.resume_round)
+
+    @action(detail=True, methods=["post"], url_path="move-on")
+    def move_on(self, request: Request, pk=None) -> Response:
+        """Leave annotation now and train on the judgments collected so far."""
+        return self.run_action(rounds.start_training, by_user_id=request.user.pk)
+
+    @action(detail=True, methods=["post"], url_path="next")
+    def next_round(self, request: Request, pk=None) -> Response:
+        """Launch the following round from this finished round's new version."""
+        round_ = self.get_object()
+        try:
+            new = rounds.next_round(round_.pk, created_by_id=request.user.pk)
+        except ServiceError as error:
+            return service_error_response(error)
+        return Response(RoundSerializer(new).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,35 @@
+"""Training pages (mounted at /training/) and the rounds API (`api_urlpatterns`, at /api/v1/rounds/)."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from training import api, views
+
+app_name = "training"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("projects/<int:project_id>/rounds/", views.round_list, name="round_list"),
+    path("projects/<int:project_id>/rounds/new/", views.launch, name="launch"),
+    path(
+        "projects/<int:project_id>/rounds/new/hyperparameters/",
+        views.launch_hyperparameters,
+        name="launch_hyperparameters",
+    ),
+    path("rounds/<int:round_id>/", views.round_detail, name="round_detail"),
+    path("rounds/<int:round_id>/live/", views.round_live, name="round_live"),
+    path("rounds/<int:round_id>/<slug:action>/", views.round_action, name="round_action"),
+    path("projects/<int:project_id>/models/", views.registry, name="registry"),
+    path("models/<int:version_id>/adapter.zip", views.adapter_download, name="adapter_download"),
+    path("projects/<int:project_id>/compare/", views.compare, name="compare"),
+    path("projects/<int:project_id>/compare/blind/", views.compare_blind, name="compare_blind"),
+    path(
+        "projects/<int:project_id>/compare/generate/",
+        views.compare_generate,
+        name="compare_generate",
+    ),
+]
+
+_router = SimpleRouter()
+_router.register("", api.RoundViewSet, basename="round")
+api_urlpatterns = _router.urls
