@@ -19,7 +19,9 @@ def test_render_prompt_uses_chat_template_or_plain_fallback(tiny_model_dir):
 
 def test_prompts_are_left_padded_with_bos_once(tiny_model_dir):
     tokenizer = load_tokenizer(tiny_model_dir)
-    encoded = encode_prompts(tokenizer, ["<|user|>hi<|assistant|>", "<|user|>tell me about the cat"])
+    encoded = encode_prompts(
+        tokenizer, ["<|user|>hi<|assistant|>", "<|user|>tell me about the cat"]
+    )
     assert encoded["attention_mask"][0, 0] == 0 and encoded["attention_mask"][1, 0] == 1
     first_real = encoded["input_ids"][0][encoded["attention_mask"][0].bool()]
     assert first_real[0] == tokenizer.bos_token_id

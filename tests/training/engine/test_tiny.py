@@ -26,7 +26,9 @@ def test_pretrained_tiny_model_answers_in_corpus_words_and_stops(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     prompts = [[{"role": "user", "content": p}] for p in demo_prompts()[::4]]
-    out = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=24, temperature=0.7))
+    out = generate(
+        model, tokenizer, prompts, GenerationSettings(max_new_tokens=24, temperature=0.7)
+    )
     starts_with_subject = sum(any(t.startswith(s) for s in SUBJECTS) for t in out.texts)
     has_verb = sum(any(f" {v} " in t for v in VERBS) for t in out.texts)
     assert starts_with_subject >= 0.7 * len(out)

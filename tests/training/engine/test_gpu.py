@@ -1,0 +1,83 @@
+"""The CUDA path: 4-bit NF4 QLoRA loading, a QLoRA reward run and PPO steps, the memory probe.
+
+Skipped without CUDA; run on a GPU machine with `python -m pytest -m gpu tests/training/engine`.
+"""
+
+import pytest
+import torch
+
+from training.engine.batch_plan import choose_batch_plan
+from training.engine.config import GenerationSettings, LoraSettings, PPORunConfig, RewardRunConfig
+from training.engine.loading import is_quantized, load_base_model
+from training.engine.ppo import train_ppo
+from training.engine.reward import load_reward_model, train_reward_model
+from training.engine.tiny import demo_prompts
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_cuda_loads_4bit_nf4_with_bf16_compute_and_full_precision_heads(tiny_model_dir):
+    import bitsandbytes as bnb
+
+    model = load_base_model(tiny_model_dir)
+    assert is_quantized(model)
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj, bnb.nn.Linear4bit)
+    assert q_proj.weight.quant_type == "nf4"
+    assert q_proj.weight.quant_state.nested  # double quantization
+    assert q_proj.compute_dtype == torch.bfloat16
+    assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
+
+    reward_base = load_base_model(tiny_model_dir, kind="reward")
+    assert not isinstance(reward_base.score, bnb.nn.Linear4bit)
+
+
+def test_qlora_reward_model_trains_saves_and_loads(tiny_model_dir, tmp_path, preference_pairs):
+    result = train_reward_model(
+        RewardRunConfig(
+            base_model=tiny_model_dir,
+            learning_rate=3e-3,
+            batch_size=16,
+            gradient_accumulation_steps=1,
+            eval_fraction=0.25,
+            max_length=64,
+            lora=LoraSettings(rank=8, alpha=16, dropout=0.0),
+        ),
+        preference_pairs(160),
+        tmp_path,
+    )
+    assert result.final_metrics["eval_accuracy"] >= 0.8
+    assert result.final_metrics["gpu_memory_gb"] > 0
+    reward_model = load_reward_model(result.adapter_dir)
+    assert is_quantized(reward_model.model.get_base_model())
+
+
+def test_qlora_ppo_steps_run(tiny_model_dir, tmp_path):
+    prompts = [[{"role": "user", "content": p}] for p in demo_prompts()]
+    result = train_ppo(
+        PPORunConfig(
+            base_model=tiny_model_dir,
+            learning_rate=3e-3,
+            total_steps=3,
+            prompts_per_step=16,
+            generation=GenerationSettings(max_new_tokens=16),
+            lora=LoraSettings(rank=8, alpha=16, dropout=0.0),
+        ),
+        prompts,
+        tmp_path,
+        reward_fn=lambda texts: [float("blue" in t) for t in texts],
+    )
+    assert result.final_metrics["gpu_memory_gb"] > 0
+    assert (result.adapter_dir / "adapter_model.safetensors").exists()
+
+
+def test_memory_probe_plans_a_batch_that_fits(tiny_model_dir):
+    model = load_base_model(tiny_model_dir, quantize=False)
+    plan = choose_batch_plan(model, seq_len=128, target_batch_size=32)
+    free, _ = torch.cuda.mem_get_info()
+    assert 1 <= plan.micro_batch_size <= 32
+    assert plan.micro_batch_size * plan.gradient_accumulation_steps >= 32
+    assert plan.predicted_peak_gb * 2**30 < free + torch.cuda.memory_allocated()

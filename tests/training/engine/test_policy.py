@@ -1,0 +1,60 @@
+"""Trained policies after the run: sampling, KL to a parent, merging an adapter into the base."""
+
+import pytest
+import torch
+from peft import PeftModel
+
+from training.engine.config import DPORunConfig, GenerationSettings, LoraSettings
+from training.engine.dpo import train_dpo
+from training.engine.loading import load_base_model, load_tokenizer
+from training.engine.policy import kl_to_parent, load_policy, merge_adapter, sample
+from training.engine.tiny import demo_prompts
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [[{"role": "user", "content": p}] for p in demo_prompts()[:8]]
+
+
+@pytest.fixture(scope="module")
+def dpo_adapter(tiny_model_dir, tmp_path_factory):
+    from tests.training.engine.conftest import blue_sky_pairs
+
+    config = DPORunConfig(
+        base_model=tiny_model_dir,
+        learning_rate=2e-3,
+        max_steps=6,
+        batch_size=16,
+        gradient_accumulation_steps=1,
+        max_length=64,
+        lora=LoraSettings(rank=8, alpha=16, dropout=0.0),
+    )
+    return train_dpo(config, blue_sky_pairs(96), tmp_path_factory.mktemp("dpo")).adapter_dir
+
+
+def test_sampled_version_differs_from_its_parent_and_not_from_itself(tiny_model_dir, dpo_adapter):
+    policy = load_policy(tiny_model_dir, dpo_adapter)
+    torch.manual_seed(0)
+    out = sample(policy, PROMPTS, GenerationSettings(max_new_tokens=12, num_samples=2))
+    assert len(out) == 16
+    prompts = [PROMPTS[i] for i in out.prompt_indices]
+    to_base = kl_to_parent(tiny_model_dir, dpo_adapter, None, prompts, out.texts)
+    to_itself = kl_to_parent(tiny_model_dir, dpo_adapter, dpo_adapter, prompts, out.texts)
+    assert to_base > 0.05
+    assert to_itself == pytest.approx(0.0, abs=1e-4)
+
+
+def test_merged_weights_compute_what_base_plus_adapter_computes(
+    tiny_model_dir, dpo_adapter, tmp_path
+):
+    merged_dir = merge_adapter(tiny_model_dir, dpo_adapter, tmp_path / "merged")
+    assert merge_adapter(tiny_model_dir, dpo_adapter, tmp_path / "merged") == merged_dir
+    tokenizer = load_tokenizer(str(merged_dir))
+    ids = tokenizer(["<|user|>describe the cat<|assistant|>the cat"], return_tensors="pt")
+    merged = load_base_model(str(merged_dir)).eval()
+    adapted = PeftModel.from_pretrained(load_base_model(tiny_model_dir), str(dpo_adapter)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged(**ids).logits, adapted(**ids).logits, atol=1e-4, rtol=1e-4
+        )
+        base = load_base_model(tiny_model_dir).eval()
+        assert not torch.allclose(base(**ids).logits, adapted(**ids).logits, atol=1e-3)

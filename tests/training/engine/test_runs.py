@@ -1,0 +1,46 @@
+"""Run plumbing: metrics history across resumes, checkpoint discovery, cancellation."""
+
+import json
+
+import pytest
+
+from training.engine.runs import (
+    MetricsRecorder,
+    RunCancelled,
+    check_cancelled,
+    latest_checkpoint,
+)
+
+
+def test_metrics_recorder_forwards_reports_and_trims_history_on_resume(tmp_path):
+    seen = []
+    recorder = MetricsRecorder(tmp_path, on_metrics=seen.append)
+    for step in (1, 2, 3):
+        recorder.report({"step": step, "loss": 1.0 / step})
+    assert [row["step"] for row in seen] == [1, 2, 3]
+
+    resumed = MetricsRecorder(tmp_path)
+    resumed.resume_at(2)
+    resumed.report({"step": 3, "loss": 0.25})
+    resumed.finish({"step": 3})
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["step"] for row in saved["history"]] == [1, 2, 3]
+    assert saved["history"][-1]["loss"] == 0.25
+    assert saved["final"] == {"step": 3}
+
+
+def test_latest_checkpoint_skips_incomplete_ones(tmp_path):
+    assert latest_checkpoint(tmp_path / "missing") is None
+    for step in (2, 10, 12):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-12" / ".incomplete").touch()
+    (tmp_path / "not-a-checkpoint").mkdir()
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+
+
+def test_check_cancelled_raises_only_when_asked():
+    check_cancelled(None, 1)
+    check_cancelled(lambda: False, 1)
+    with pytest.raises(RunCancelled) as cancelled:
+        check_cancelled(lambda: True, 7)
+    assert cancelled.value.step == 7
