@@ -12,13 +12,13 @@ FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+    """About `count` round values (steps of 1, 2 or 5 times a power of ten) within [low, high]."""
     if not math.isfinite(low) or not math.isfinite(high) or high <= low:
         return [low]
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = min((m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw), default=raw)
-    start = math.floor(low / step) * step
+    start = math.ceil(low / step - 1e-9) * step
     ticks = []
     value = start
     while value <= high + step * 1e-9:

@@ -8,20 +8,23 @@ Arena battle is a real comparison — but not for agreement, which is about peop
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Subquery
 
-from feedback import ratings
-from feedback.models import Judgment, ModelVersion, TaskItem
+from feedback import agreement, ratings
+from feedback.models import AnnotationTask, Judgment, ModelVersion, TaskItem
 from feedback.models.judgments import PairwiseChoice
 from feedback.models.projects import JudgmentMode
-from feedback.pairs import JudgmentView
+from feedback.pairs import JudgmentView, PairPolicy, ranking_verdicts
 
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
+# Every two places of a ranking is one comparison; equal places are a tie.
+RANKING_AS_COMPARISONS = PairPolicy(name="leaderboard", ranking_pairs="all", ties="keep")
 OUTCOME = {
     PairwiseChoice.A: ratings.A_WINS,
     PairwiseChoice.B: ratings.B_WINS,
@@ -113,16 +116,11 @@ def model_comparisons(project_id: int) -> Comparisons:
             )
         )
         for created, pk, _, ranking in ranked:
-            places = [[model_of.get(cid) for cid in group] for group in ranking]
-            found: list[tuple[int | None, int | None, float]] = []
-            for i, group in enumerate(places):
-                found += [(a, b, ratings.TIE) for x, a in enumerate(group) for b in group[x + 1 :]]
-                found += [(a, b, ratings.A_WINS) for lower in places[i + 1 :] for a in group for b in lower]
-            events += [
-                (created, pk, a, b, outcome)
-                for a, b, outcome in found
-                if a is not None and b is not None and a != b
-            ]
+            ordered = tuple(tuple(group) for group in ranking)
+            for better, worse, _, is_tie in ranking_verdicts(ordered, RANKING_AS_COMPARISONS):
+                a, b = model_of.get(better), model_of.get(worse)
+                if a is not None and b is not None and a != b:
+                    events.append((created, pk, a, b, ratings.TIE if is_tie else ratings.A_WINS))
         events.sort(key=lambda event: (event[0], event[1]))
     model_ids = sorted({m for event in events for m in event[2:4]})
     index = {model_id: i for i, model_id in enumerate(model_ids)}
@@ -218,12 +216,7 @@ def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 
 
 # --- agreement -------------------------------------------------------------------------------
 
-MIN_SHARED_FOR_KAPPA = 5
-OUTLIER_GAP = 0.15
-BIAS_FLAG = 0.8  # picking the left/first output this often (or 1 - this) is flagged
-BIAS_MIN_JUDGMENTS = 20
-GOLD_FLAG = 0.6
-GOLD_MIN_JUDGED = 5
+MIN_SHARED_FOR_KAPPA = 5  # units two annotators must share before their kappa means much
 
 
 @dataclass(frozen=True)
@@ -231,21 +224,22 @@ class AnnotatorStats:
     annotator_id: int
     annotator: str
     judgments: int
-    agreement: float | None  # share of co-annotators' labels on shared tasks that match theirs
-    kappa: float | None  # Cohen's kappa of their labels against co-annotators' on shared tasks
+    agreement: float | None  # share of co-annotators' verdicts on shared pairs that match theirs
+    consensus: float | None  # agreement with the other annotators' majority, leave-one-out
+    kappa: float | None  # mean Cohen's kappa with each co-annotator sharing enough pairs
     gold_accuracy: float | None
     gold_judged: int
-    position_bias: float | None  # share of decisive judgments that picked the output shown first
+    position_bias: float | None  # share of decisive pairwise judgments won by the left output
     is_outlier: bool
 
 
 @dataclass(frozen=True)
 class AgreementReport:
     judgments: int
-    overlapping_tasks: int
-    krippendorff_alpha: float | None
-    fleiss_kappa: float | None
+    overlapping_units: int  # pairs of completions judged by two or more annotators
+    krippendorff_alpha: float | None  # ordinal, over verdicts on pairs of completions
     percent_agreement: float | None
+    mean_kappa: float | None
     annotators: list[AnnotatorStats]
     over_time: list[dict]  # {"period": "2026-W47", "agreement": 0.8, "tasks": 12}
 
@@ -253,157 +247,72 @@ class AgreementReport:
         return {**asdict(self), "annotators": [asdict(a) for a in self.annotators]}
 
 
-def cohen_kappa(left: list[str], right: list[str]) -> float | None:
-    """Cohen (1960): (observed - chance agreement) / (1 - chance), over paired nominal labels."""
-    if not left:
-        return None
-    labels = sorted(set(left) | set(right))
-    n = len(left)
-    observed = sum(x == y for x, y in zip(left, right, strict=True)) / n
-    chance = sum((left.count(label) / n) * (right.count(label) / n) for label in labels)
-    if chance >= 1.0:
-        return None
-    return (observed - chance) / (1.0 - chance)
-
-
-def fleiss_kappa(units: list[list[str]]) -> tuple[float | None, float | None]:
-    """Fleiss (1971) kappa over units of two or more labels, allowing the number of raters to vary
-    per unit; also returns the mean per-unit agreement P_i (percent agreement)."""
-    units = [labels for labels in units if len(labels) >= 2]
-    if not units:
-        return None, None
-    categories = sorted({label for labels in units for label in labels})
-    agreement = []
-    totals = dict.fromkeys(categories, 0)
-    for labels in units:
-        n = len(labels)
-        counts = [labels.count(c) for c in categories]
-        agreement.append((sum(k * k for k in counts) - n) / (n * (n - 1)))
-        for c, k in zip(categories, counts, strict=True):
-            totals[c] += k
-    all_labels = sum(totals.values())
-    p_bar = float(np.mean(agreement))
-    p_e = sum((k / all_labels) ** 2 for k in totals.values())
-    kappa = None if p_e >= 1.0 else (p_bar - p_e) / (1.0 - p_e)
-    return kappa, p_bar
+def gold_answers(project_id: int) -> dict[int, agreement.GoldAnswer]:
+    answers = {}
+    for task_id, answer in AnnotationTask.objects.filter(project_id=project_id, is_gold=True).values_list(
+        "pk", "gold_answer"
+    ):
+        if isinstance(answer, dict) and answer.get("choice"):
+            answers[task_id] = agreement.GoldAnswer(choice=answer["choice"])
+        elif isinstance(answer, dict) and answer.get("ranking"):
+            answers[task_id] = agreement.GoldAnswer(ranking=tuple(tuple(g) for g in answer["ranking"]))
+    return answers
 
 
 def agreement_report(project_id: int) -> AgreementReport:
-    """Agreement on pairwise judgments by people (imported judgments left out)."""
-    import krippendorff  # heavy import, only for this page
-
-    from feedback.services.imports import IMPORT_USERNAME
-
-    rows = list(
-        Judgment.objects.filter(task__project_id=project_id, kind=JudgmentMode.PAIRWISE)
-        .exclude(annotator__username=IMPORT_USERNAME)
-        .order_by("created_at", "pk")
-        .values_list(
-            "task_id", "annotator_id", "annotator__username", "choice", "shown_order", "created_at",
-            "task__is_gold", "task__gold_answer",
-        )
+    """Agreement between the people who judged the project (imported judgments left out): on
+    verdicts about pairs of completions, so pairwise, ranking and rating judgments all count."""
+    views = judgment_views(project_id)
+    table = agreement.verdict_labels(views)
+    shared_units = int((table.labelled().sum(axis=0) >= 2).sum()) if table.values.size else 0
+    kappas = agreement.cohen_kappa_by_pair(table, min_shared=MIN_SHARED_FOR_KAPPA)
+    quality = agreement.annotator_quality(views, gold_answers(project_id))
+    names = dict(
+        get_user_model().objects.filter(pk__in=[q.annotator_id for q in quality]).values_list("pk", "username")
     )
-    first_item = dict(
-        TaskItem.objects.filter(task__project_id=project_id, position=0).values_list("task_id", "completion_id")
-    )
-    by_task: dict[int, list[tuple[int, str]]] = {}
-    for task_id, annotator_id, _, choice, *_ in rows:
-        by_task.setdefault(task_id, []).append((annotator_id, choice))
-    shared = {task: labels for task, labels in by_task.items() if len(labels) >= 2}
-
-    names: dict[int, str] = {}
-    counts: dict[int, int] = {}
-    gold: dict[int, list[bool]] = {}
-    first_picks: dict[int, list[bool]] = {}
-    for task_id, annotator_id, username, choice, shown_order, _, is_gold, gold_answer in rows:
-        names[annotator_id] = username
-        counts[annotator_id] = counts.get(annotator_id, 0) + 1
-        if is_gold and isinstance(gold_answer, dict) and "choice" in gold_answer:
-            gold.setdefault(annotator_id, []).append(choice == gold_answer["choice"])
-        if choice in (PairwiseChoice.A, PairwiseChoice.B) and shown_order:
-            a_shown_first = shown_order[0] == first_item.get(task_id)
-            first_picks.setdefault(annotator_id, []).append((choice == PairwiseChoice.A) == a_shown_first)
-
-    mine: dict[int, list[str]] = {}
-    theirs: dict[int, list[str]] = {}
-    for labels in shared.values():
-        for annotator_id, label in labels:
-            for other_id, other in labels:
-                if other_id != annotator_id:
-                    mine.setdefault(annotator_id, []).append(label)
-                    theirs.setdefault(annotator_id, []).append(other)
-
-    stats = []
-    for annotator_id in sorted(names, key=lambda a: names[a]):
-        left, right = mine.get(annotator_id, []), theirs.get(annotator_id, [])
-        agreement = sum(x == y for x, y in zip(left, right, strict=True)) / len(left) if left else None
-        kappa = cohen_kappa(left, right) if len(left) >= MIN_SHARED_FOR_KAPPA else None
-        golds = gold.get(annotator_id, [])
-        picks = first_picks.get(annotator_id, [])
-        stats.append(
+    rows = []
+    for q in quality:
+        own = [k for pair, k in kappas.items() if q.annotator_id in pair and math.isfinite(k)]
+        rows.append(
             AnnotatorStats(
-                annotator_id=annotator_id,
-                annotator=names[annotator_id],
-                judgments=counts[annotator_id],
-                agreement=agreement,
-                kappa=kappa,
-                gold_accuracy=sum(golds) / len(golds) if golds else None,
-                gold_judged=len(golds),
-                position_bias=sum(picks) / len(picks) if picks else None,
-                is_outlier=False,
+                annotator_id=q.annotator_id,
+                annotator=names.get(q.annotator_id, str(q.annotator_id)),
+                judgments=q.judgments,
+                agreement=finite_or_none(q.agreement),
+                consensus=finite_or_none(q.consensus_agreement),
+                kappa=float(np.mean(own)) if own else None,
+                gold_accuracy=finite_or_none(q.gold_accuracy),
+                gold_judged=q.gold_tasks,
+                position_bias=finite_or_none(q.left_win_rate),
+                is_outlier=q.is_outlier,
             )
         )
-    stats = flag_outliers(stats, {a: len(p) for a, p in first_picks.items()})
-
-    kappa, percent = fleiss_kappa([[label for _, label in labels] for labels in shared.values()])
-    alpha = None
-    if shared:
-        annotators = sorted({a for labels in shared.values() for a, _ in labels})
-        codes = {label: i for i, label in enumerate(PairwiseChoice.values)}
-        matrix = np.full((len(annotators), len(shared)), np.nan)
-        row_of = {a: i for i, a in enumerate(annotators)}
-        for column, labels in enumerate(shared.values()):
-            for annotator_id, label in labels:
-                matrix[row_of[annotator_id], column] = codes[label]
-        if len({label for labels in shared.values() for _, label in labels}) > 1:
-            alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"))
-
-    last_judged = {task_id: created for task_id, _, _, _, _, created, *_ in rows}
-    weeks: dict[str, list[list[str]]] = {}
-    for task_id, labels in shared.items():
-        year, week, _ = last_judged[task_id].isocalendar()
-        weeks.setdefault(f"{year}-W{week:02d}", []).append([label for _, label in labels])
-    over_time = [
-        {"period": period, "agreement": fleiss_kappa(units)[1], "tasks": len(units)}
-        for period, units in sorted(weeks.items())
-    ]
+    finite_kappas = [k for k in kappas.values() if math.isfinite(k)]
     return AgreementReport(
-        judgments=len(rows),
-        overlapping_tasks=len(shared),
-        krippendorff_alpha=finite_or_none(alpha) if alpha is not None else None,
-        fleiss_kappa=kappa,
-        percent_agreement=percent,
-        annotators=stats,
-        over_time=over_time,
+        judgments=len(views),
+        overlapping_units=shared_units,
+        krippendorff_alpha=finite_or_none(agreement.krippendorff_alpha(table, "ordinal")) if shared_units else None,
+        percent_agreement=finite_or_none(agreement.percent_agreement(table)) if shared_units else None,
+        mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
+        annotators=sorted(rows, key=lambda row: row.annotator),
+        over_time=agreement_by_week(project_id, views),
     )
 
 
-def flag_outliers(stats: list[AnnotatorStats], decisive: dict[int, int]) -> list[AnnotatorStats]:
-    """Flag annotators whose agreement is far below the others' (more than two of the others'
-    standard deviations, and at least OUTLIER_GAP, under their mean), who favour one screen
-    position, or who miss gold tasks."""
-    flagged = []
-    for s in stats:
-        others = [o.agreement for o in stats if o is not s and o.agreement is not None]
-        low_agreement = False
-        if s.agreement is not None and len(others) >= 2:
-            gap = max(2 * float(np.std(others)), OUTLIER_GAP)
-            low_agreement = s.agreement < float(np.mean(others)) - gap
-        biased = (
-            s.position_bias is not None
-            and decisive.get(s.annotator_id, 0) >= BIAS_MIN_JUDGMENTS
-            and not 1 - BIAS_FLAG < s.position_bias < BIAS_FLAG
-        )
-        misses_gold = s.gold_judged >= GOLD_MIN_JUDGED and (s.gold_accuracy or 0.0) < GOLD_FLAG
-        flagged.append(replace(s, is_outlier=bool(low_agreement or biased or misses_gold)))
-    return flagged
+def agreement_by_week(project_id: int, views: list[JudgmentView]) -> list[dict]:
+    """Percent agreement on the tasks whose last judgment fell in each ISO week."""
+    created = dict(Judgment.objects.filter(task__project_id=project_id).values_list("pk", "created_at"))
+    last: dict[int, object] = {}
+    for view in views:
+        last[view.task_id] = max(last.get(view.task_id, created[view.judgment_id]), created[view.judgment_id])
+    weeks: dict[str, set[int]] = {}
+    for task_id, moment in last.items():
+        year, week, _ = moment.isocalendar()
+        weeks.setdefault(f"{year}-W{week:02d}", set()).add(task_id)
+    found = []
+    for period, tasks in sorted(weeks.items()):
+        table = agreement.verdict_labels([v for v in views if v.task_id in tasks])
+        shared = table.values.size and (table.labelled().sum(axis=0) >= 2).any()
+        value = finite_or_none(agreement.percent_agreement(table)) if shared else None
+        found.append({"period": period, "agreement": value, "tasks": len(tasks)})
+    return found

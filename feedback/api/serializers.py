@@ -228,13 +228,19 @@ class RatingRowSerializer(serializers.Serializer):
     bt_low = serializers.FloatField()
     bt_high = serializers.FloatField()
     elo = serializers.FloatField()
+    rank = serializers.IntegerField()
 
 
 class LeaderboardSerializer(serializers.Serializer):
     comparisons = serializers.IntegerField()
     bootstrap_rounds = serializers.IntegerField()
     confidence = serializers.FloatField()
+    regularised = serializers.BooleanField()
     rows = RatingRowSerializer(many=True)
+    win_rates = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        help_text="win_rates[i][j]: share of row i's wins over column j (ties half), rows in leaderboard order.",
+    )
 
 
 class AnnotatorStatsSerializer(serializers.Serializer):
@@ -242,6 +248,7 @@ class AnnotatorStatsSerializer(serializers.Serializer):
     annotator = serializers.CharField()
     judgments = serializers.IntegerField()
     agreement = serializers.FloatField(allow_null=True)
+    consensus = serializers.FloatField(allow_null=True)
     kappa = serializers.FloatField(allow_null=True)
     gold_accuracy = serializers.FloatField(allow_null=True)
     gold_judged = serializers.IntegerField()
@@ -249,11 +256,17 @@ class AnnotatorStatsSerializer(serializers.Serializer):
     is_outlier = serializers.BooleanField()
 
 
+class AgreementPeriodSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    agreement = serializers.FloatField(allow_null=True)
+    tasks = serializers.IntegerField()
+
+
 class AgreementSerializer(serializers.Serializer):
     judgments = serializers.IntegerField()
-    overlapping_tasks = serializers.IntegerField()
+    overlapping_units = serializers.IntegerField()
     krippendorff_alpha = serializers.FloatField(allow_null=True)
-    fleiss_kappa = serializers.FloatField(allow_null=True)
     percent_agreement = serializers.FloatField(allow_null=True)
+    mean_kappa = serializers.FloatField(allow_null=True)
     annotators = AnnotatorStatsSerializer(many=True)
-    over_time = serializers.ListField(child=serializers.DictField())
+    over_time = AgreementPeriodSerializer(many=True)

@@ -1,0 +1,138 @@
+"""Leaderboard and agreement reads, and the insight pages built on them."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from feedback import charts, insights, services
+from feedback.services.imports import import_jsonl
+
+pytestmark = pytest.mark.django_db
+
+
+def battle(model_a: str, model_b: str, winner: str, n: int) -> str:
+    return json.dumps({"model_a": model_a, "model_b": model_b, "winner": winner, "prompt": f"q{n}",
+                       "response_a": f"{model_a} says {n}", "response_b": f"{model_b} says {n}"})
+
+
+@pytest.fixture
+def arena(project):
+    """strong beats medium 8:2, medium beats weak 8:2, strong beats weak 9:1, plus ties."""
+    lines, n = [], 0
+    for a, b, wins, losses in (("strong", "medium", 8, 2), ("medium", "weak", 8, 2), ("strong", "weak", 9, 1)):
+        for winner, count in (("model_a", wins), ("model_b", losses)):
+            for _ in range(count):
+                lines.append(battle(a, b, winner, n))
+                n += 1
+    lines.append(battle("weak", "strong", "tie", n))
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
+    return project
+
+
+def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
+    board = insights.leaderboard(arena.pk, rounds=200)
+    assert [row.model for row in board.rows] == ["strong", "medium", "weak"]
+    assert board.comparisons == 31
+    for row in board.rows:
+        assert row.bt_low <= row.bt_score <= row.bt_high
+    strong, medium, weak = board.rows
+    assert (strong.games, medium.games, weak.games) == (21, 20, 21)
+    assert strong.wins == 8 + 9 + 0.5 and weak.wins == 2 + 1 + 0.5
+    assert strong.elo > 1000 > weak.elo
+    # win_rates follow the rows' order: strong over medium is 8 of 10.
+    assert board.win_rates[0][1] == pytest.approx(0.8)
+    assert board.win_rates[1][0] == pytest.approx(0.2)
+    assert board.win_rates[0][0] is None
+    same = insights.leaderboard(arena.pk, rounds=200)
+    assert [r.bt_low for r in same.rows] == [r.bt_low for r in board.rows]  # seeded: reproducible
+
+
+def test_rankings_count_as_comparisons_between_model_versions(project, make_member):
+    versions = [services.create_model_version(project_id=project.pk, name=name) for name in ("x", "y", "z")]
+    prompt = services.create_prompt(project_id=project.pk, text="rank these")
+    completions = [
+        services.create_completion(prompt_id=prompt.pk, text=v.name, model_version_id=v.pk) for v in versions
+    ]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode="ranking")
+    annotator = make_member()
+    services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    services.submit_judgment(
+        annotator_id=annotator.pk, task_id=task.pk,
+        data=services.JudgmentInput(kind="ranking", idempotency_key="r",
+                                    ranking=[[completions[0].pk], [completions[1].pk, completions[2].pk]]),
+    )
+    found = insights.model_comparisons(project.pk)
+    names = {v.pk: v.name for v in versions}
+    events = sorted(
+        (names[found.model_ids[a]], names[found.model_ids[b]], o)
+        for a, b, o in zip(found.a, found.b, found.outcome, strict=True)
+    )
+    assert events == [("x", "y", 1.0), ("x", "z", 1.0), ("y", "z", 0.5)]
+    board = insights.leaderboard(project.pk, rounds=50)
+    assert board.regularised  # one judgment cannot bound Bradley-Terry without a prior
+    assert board.rows[0].model == "x"
+
+
+def judge(project, annotator, task, choice, key):
+    services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    return services.submit_judgment(
+        annotator_id=annotator.pk, task_id=task.pk,
+        data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=key),
+    )
+
+
+def test_agreement_report_figures(project, make_member, make_task):
+    ann = [make_member(username=name) for name in ("ann", "bob", "cat")]
+    tasks = [make_task(judgments_wanted=3) for _ in range(4)]
+    # ann and bob always agree; cat disagrees on two of four tasks.
+    plan = {"ann": "aaba", "bob": "aaba", "cat": "abbb"}
+    for annotator in ann:
+        for n, task in enumerate(tasks):
+            judge(project, annotator, task, plan[annotator.username][n], f"{n}")
+    gold = make_task(gold_answer={"choice": "a"})
+    judge(project, ann[0], gold, "b", "gold")
+    import_jsonl(project_id=project.pk, user_id=None, format="trl",
+                 lines=[json.dumps({"prompt": "imported", "chosen": "c", "rejected": "r"})])
+
+    report = insights.agreement_report(project.pk)
+    assert report.judgments == 13  # the imported judgment is left out
+    assert report.overlapping_units == 4
+    # Agreeing pairs of annotators per task: 3, 1, 3, 1 of 3 each -> 8 / 12.
+    assert report.percent_agreement == pytest.approx(8 / 12)
+    rows = {row.annotator: row for row in report.annotators}
+    assert set(rows) == {"ann", "bob", "cat"}
+    assert rows["ann"].agreement == pytest.approx(6 / 8)
+    assert rows["cat"].agreement == pytest.approx(4 / 8)
+    assert rows["ann"].gold_accuracy == 0.0 and rows["ann"].gold_judged == 1
+    assert rows["bob"].gold_accuracy is None
+    assert 0.0 <= rows["cat"].position_bias <= 1.0
+    assert rows["ann"].judgments == 5
+    assert report.over_time and report.over_time[-1]["tasks"] == 5
+
+
+def test_pages_are_for_reviewers_and_admins(arena, make_member, make_user):
+    client = Client()
+    url = f"/insights/projects/{arena.pk}/leaderboard/"
+    assert client.get(url).status_code == 302  # to the login page
+    client.force_login(make_member(role="annotator"))
+    assert client.get(url).status_code == 403
+    client.force_login(make_user())
+    assert client.get(url).status_code == 404
+    client.force_login(make_member(role="reviewer"))
+    page = client.get(url)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.count("<svg") == 2 and "strong" in html and "0.80" in html
+    assert "cdn" not in html.lower()
+    agreement_page = client.get(f"/insights/projects/{arena.pk}/agreement/")
+    assert agreement_page.status_code == 200 and "Krippendorff" in agreement_page.content.decode()
+
+
+def test_charts_escape_labels_and_scale_points():
+    svg = charts.interval_plot(["<b>"], [10.0], [5.0], [15.0], title="t")
+    assert "<b>" not in svg and "&lt;b&gt;" in svg
+    heat = charts.heatmap(["a", "b"], [[None, 0.75], [0.25, None]], title="h")
+    assert "0.75" in heat and "0.25" in heat and heat.count("<rect") == 4
+    assert charts.nice_ticks(0, 1, 4) == [0, 0.5, 1.0]
+    assert charts.nice_ticks(940, 1060) == [950, 1000, 1050]
