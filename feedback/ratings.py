@@ -266,35 +266,45 @@ def _negative_log_likelihood(
     return nll.sum(axis=-1) + 0.5 * l2 * (strength**2).sum(axis=-1)
 
 
-def _check_identifiable(counts: OutcomeCounts) -> None:
+def _unbounded_player(
+    n: int, first: np.ndarray, second: np.ndarray, forward: np.ndarray, backward: np.ndarray
+) -> int | None:
     """Without a prior, finite MLE ratings need every player linked by wins both ways.
 
     Zermelo (1929), Ford (1957): the graph with an edge i -> j when i beat (or tied) j at least
-    once must be strongly connected.
+    once must be strongly connected. Edges are first -> second where `forward`, second -> first
+    where `backward`. Returns a player of the smallest strong component, or None if connected.
     """
-    n = counts.n_players
-    played = counts.count > 0
-    forward = played & (counts.outcome > 0)
-    backward = played & (counts.outcome < 1)
     edges = scipy.sparse.csr_matrix(
         (
             np.ones(int(forward.sum() + backward.sum())),
-            (
-                np.r_[counts.first[forward], counts.second[backward]],
-                np.r_[counts.second[forward], counts.first[backward]],
-            ),
+            (np.r_[first[forward], second[backward]], np.r_[second[forward], first[backward]]),
         ),
         shape=(n, n),
     )
     n_parts, labels = connected_components(edges, directed=True, connection="strong")
-    if n_parts > 1:
-        lonely = int(np.flatnonzero(labels == np.argmin(np.bincount(labels)))[0])
-        has_games = np.isin(lonely, np.r_[counts.first[played], counts.second[played]])
-        what = "never lost to some players or never beat them" if has_games else "has no judgments"
-        raise ValueError(
-            f"Bradley-Terry ratings are unbounded without a prior: player {lonely} of {n} {what}. "
-            "Pass l2 > 0 (e.g. 0.01) or collect judgments that link every player both ways."
-        )
+    if n_parts == 1:
+        return None
+    return int(np.flatnonzero(labels == np.argmin(np.bincount(labels)))[0])
+
+
+def _unbounded_message(player: int, n: int, has_games: bool) -> str:
+    what = "never lost to some players or never beat them" if has_games else "has no judgments"
+    return (
+        f"Bradley-Terry ratings are unbounded without a prior: player {player} of {n} {what}. "
+        "Pass l2 > 0 (e.g. 0.01) or collect judgments that link every player both ways."
+    )
+
+
+def _check_identifiable(counts: OutcomeCounts) -> None:
+    played = counts.count > 0
+    forward = played & (counts.outcome > 0)
+    backward = played & (counts.outcome < 1)
+    n = counts.n_players
+    player = _unbounded_player(n, counts.first, counts.second, forward, backward)
+    if player is not None:
+        has_games = np.isin(player, np.r_[counts.first[played], counts.second[played]])
+        raise ValueError(_unbounded_message(player, n, bool(has_games)))
 
 
 def bradley_terry(
@@ -593,6 +603,7 @@ def _fit_rounds(
     p0 = expit(pairs.differences(start))
     wins0, games0 = pairs.stats(counts.count)
     inverse_hessian = np.linalg.inv(pairs.hessian(games0 * p0 * (1.0 - p0), l2))
+    hub_pairs = _hub_pairs(pairs, wins0, games0)
     # Rows of the Poisson counts to [wins | games] per pair.
     to_pairs = pairs.aggregate[draws.cells].T.tocsr()
     n_pairs = pairs.first.size
@@ -614,11 +625,7 @@ def _fit_rounds(
         games = both[n_pairs:]
         games += np.bincount(at, signs, size).reshape(n_pairs, -1)
         if l2 == 0:
-            lost = ((wins == 0) & (wins0 > 0)[:, None]) | (
-                (games == wins) & (games0 > wins0)[:, None]
-            )
-            for r in r0 + np.flatnonzero(lost.any(axis=0)):
-                _check_round_identifiable(counts, draws, r)
+            _check_rounds_identifiable(pairs, wins, games, wins0, games0, hub_pairs, r0)
         s = np.repeat(start[:, None], r1 - r0, axis=1)
         residual = wins - games * p0[:, None]
         for _ in range(_MAX_CHORD_STEPS):
@@ -640,20 +647,48 @@ def _fit_rounds(
     return strength
 
 
-def _check_round_identifiable(counts: OutcomeCounts, draws: _BootstrapDraws, r: int) -> None:
-    # Called only for a round that lost a win direction the data has: the data's own strong
-    # connectivity was checked by bradley_terry.
-    count = np.zeros(counts.count.size, dtype=np.int64)
-    count[draws.cells] = draws.poisson[:, r]
-    for rounds, rows, signs in draws.events:
-        mine = rounds == r
-        np.add.at(count, draws.cells[rows[mine]], signs[mine])
-    try:
-        _check_identifiable(counts.with_counts(count))
-    except ValueError as error:
-        raise ValueError(
-            f"bootstrap round {r} resampled judgments without finite ratings ({error})"
-        ) from error
+def _hub_pairs(pairs: _Pairs, wins: np.ndarray, games: np.ndarray) -> np.ndarray | None:
+    """The pairs of a hub: a player who both beat and lost to every other player, if any.
+
+    A round that keeps both directions on all of them is strongly connected through the hub,
+    which spares the graph search for almost every round of a well-linked leaderboard.
+    """
+    n = pairs.n_players
+    both_ways = (wins > 0) & (games > wins)
+    linked = np.bincount(pairs.first[both_ways], minlength=n) + np.bincount(
+        pairs.second[both_ways], minlength=n
+    )
+    hub = int(np.argmax(linked))
+    if linked[hub] < n - 1:
+        return None
+    return np.flatnonzero((pairs.first == hub) | (pairs.second == hub))
+
+
+def _check_rounds_identifiable(
+    pairs: _Pairs,
+    wins: np.ndarray,
+    games: np.ndarray,
+    wins0: np.ndarray,
+    games0: np.ndarray,
+    hub_pairs: np.ndarray | None,
+    r0: int,
+) -> None:
+    """Raise if a round (column) has no finite MLE: the data's own graph was checked already,
+    so only a round that lost a win direction the data has, and its hub, needs a search."""
+    lost = ((wins == 0) & (wins0 > 0)[:, None]) | ((games == wins) & (games0 > wins0)[:, None])
+    suspect = lost.any(axis=0)
+    if hub_pairs is not None:
+        hub_wins, hub_games = wins[hub_pairs], games[hub_pairs]
+        suspect &= ~((hub_wins > 0) & (hub_games > hub_wins)).all(axis=0)
+    for r in np.flatnonzero(suspect):
+        forward, backward = wins[:, r] > 0, games[:, r] > wins[:, r]
+        player = _unbounded_player(pairs.n_players, pairs.first, pairs.second, forward, backward)
+        if player is not None:
+            has_games = bool(games[(pairs.first == player) | (pairs.second == player), r].any())
+            raise ValueError(
+                f"bootstrap round {r0 + r} resampled judgments without finite ratings: "
+                + _unbounded_message(player, pairs.n_players, has_games)
+            )
 
 
 def _residual(diff: np.ndarray, wins: np.ndarray, games: np.ndarray) -> np.ndarray:
