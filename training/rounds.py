@@ -212,16 +212,20 @@ def advance_annotating_rounds() -> list[int]:
 @transaction.atomic
 def start_training(round_id: int, *, by_user_id: int | None = None) -> AlignmentRound:
     """Leave annotation (at the quota, or early when an admin moves the round on) and train."""
+    from feedback.pairs import PairPolicy
     from feedback.services.exports import ExportFilters, export_pairs_to_file
+    from feedback.services.pairs import derive_pairs
 
     round_ = AlignmentRound.objects.select_for_update().get(pk=round_id)
     if round_.state != RoundState.ANNOTATING:
         raise ServiceError(
             f"Round {round_.number} is {round_.get_state_display().lower()}, not annotating."
         )
+    policy = PairPolicy()
+    derive_pairs(project_id=round_.project_id, policy=policy)
     snapshot, _ = export_pairs_to_file(
         project_id=round_.project_id,
-        filters=ExportFilters(alignment_round_id=round_.pk),
+        filters=ExportFilters(alignment_round_id=round_.pk, policies=(policy.name,)),
         margin=True,
         user_id=by_user_id,
     )
