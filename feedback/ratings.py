@@ -564,8 +564,8 @@ def fit_bradley_terry_rounds(
 ) -> np.ndarray:
     """Bradley-Terry strengths for many count vectors over the cells of `counts`, all at once.
 
-    Shape (rounds, cells) in, (rounds, players) out, each row as `bradley_terry` would fit it
-    (to within about tol / 20). See `_fit_rounds`.
+    Shape (rounds, cells) in, (rounds, players) out, each row as `bradley_terry` would fit it,
+    to within `tol` (natural log-odds; 1e-6 is 0.0002 Elo points). See `_fit_rounds`.
     """
     round_counts = np.asarray(round_counts)
     if round_counts.ndim != 2 or round_counts.shape[1] != counts.count.size:
@@ -591,10 +591,10 @@ def _fit_rounds(
 
     Chord Newton: every round takes steps with the inverse Hessian of the full data's fit,
     which is each resample's expected Hessian, so on a well-linked comparison graph each step
-    shrinks the error about 25 times and 4 or 5 steps reach 1e-6. The first step needs no
-    sigmoid: at the start every round shares the win probabilities. Stops when no strength
-    moves by more than `tol` (the error left is then about tol / 25); a round that does not
-    settle in `_MAX_CHORD_STEPS` is refitted alone by damped Newton.
+    shrinks the error about 25 times and 4 steps reach 1e-6. The first step needs no sigmoid:
+    at the start every round shares the win probabilities. Stops when the error left, estimated
+    from the shrinking of successive steps, is below `tol` for every strength; a round that
+    does not settle in `_MAX_CHORD_STEPS` is refitted alone by damped Newton.
     """
     pairs = _Pairs(counts)
     if start is None:
@@ -628,17 +628,24 @@ def _fit_rounds(
             _check_rounds_identifiable(pairs, wins, games, wins0, games0, hub_pairs, r0)
         s = np.repeat(start[:, None], r1 - r0, axis=1)
         residual = wins - games * p0[:, None]
+        previous = np.full(r1 - r0, np.nan)
         for _ in range(_MAX_CHORD_STEPS):
             gradient = pairs.accumulate(residual)
             if l2:
                 gradient -= l2 * s
             step = inverse_hessian @ gradient
             s += step
-            if not np.abs(step).max() >= tol:  # NaN stops too, and goes to the fallback
+            size = np.abs(step).max(axis=0)
+            # A linear iteration's error after a step is about step * rate / (1 - rate), the
+            # rate being the ratio of successive steps; NaN compares False and falls through.
+            rate = size / previous
+            settled = (rate < 0.5) & (size * rate / (1 - rate) < tol) | (size < tol * 1e-3)
+            if settled.all():
                 break
+            previous = size
             residual = _residual(pairs.differences(s), wins, games)
-        for r in np.flatnonzero(~(np.abs(step).max(axis=0) < tol)):
-            s[:, r] = _newton(pairs, wins[:, r], games[:, r], start.copy(), l2, tol, 200)
+        for r in np.flatnonzero(~settled):
+            s[:, r] = _newton(pairs, wins[:, r], games[:, r], start.copy(), l2, tol * 1e-2, 200)
         if l2 == 0:
             s -= s.mean(axis=0)
         strength[r0:r1] = s.T

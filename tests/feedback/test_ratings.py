@@ -224,14 +224,20 @@ def test_batched_round_fits_equal_one_by_one_fits():
     np.testing.assert_allclose(batched, single, atol=1e-8)
 
 
-def test_batched_round_fits_fall_back_to_newton_on_a_sparse_graph():
+def test_batched_round_fits_fall_back_to_newton_on_a_sparse_graph(monkeypatch):
     # Few judgments: resampled Hessians differ a lot, and l2 keeps every round finite.
     rng = np.random.default_rng(7)
     counts = ratings.count_outcomes(*simulate(rng.normal(0, 2, 6), 25, rng), 6)
     draws = ratings.sample_bootstrap_counts(counts, 30, seed=2)
+    start = ratings.bradley_terry(counts, l2=0.05)
+    newton_fits = []
+    newton = ratings._newton
+    monkeypatch.setattr(ratings, "_newton", lambda *args: newton_fits.append(1) or newton(*args))
 
-    batched = ratings.fit_bradley_terry_rounds(counts, draws, l2=0.05, tol=1e-9)
+    batched = ratings.fit_bradley_terry_rounds(counts, draws, l2=0.05, start=start, tol=1e-9)
 
+    assert newton_fits  # some rounds did not settle under chord steps
+    monkeypatch.undo()
     single = np.array([ratings.bradley_terry(counts.with_counts(row), l2=0.05) for row in draws])
     np.testing.assert_allclose(batched, single, atol=1e-7)
 
