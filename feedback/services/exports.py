@@ -28,8 +28,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.db.models import Exists, F, FloatField, Func, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -165,7 +179,45 @@ def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Ju
 
 # --- encoding --------------------------------------------------------------------------------
 
-PAIR_FIELDS = ("prompt_id", "prompt__text", "prompt__messages", "chosen__text", "rejected__text", "margin")
+def json_quoted(expression) -> Cast:
+    """SQL for a JSON string literal of a text expression. PostgreSQL's to_json escapes exactly as
+    Python's json.encoder.encode_basestring does (", \\, \\b \\f \\n \\r \\t, other control
+    characters as lowercase \\u00xx, everything else raw), so the bytes match the Python path."""
+    return Cast(Func(expression, function="to_json", output_field=TextField()), TextField())
+
+
+def pair_rows(project_id: int, filters: ExportFilters, style: str, *, quoted: bool):
+    """(prompt_id, prompt text, prompt messages as JSON text, chosen, rejected, margin) per pair.
+
+    With `quoted`, chosen and rejected come as JSON literals ready for the line (for the standard
+    style with the leading space a chat prompt's answers get), which saves Python a third of its
+    work on big exports.
+    """
+    pairs = pairs_for_export(project_id, filters).annotate(prompt_messages=Cast("prompt__messages", TextField()))
+    if quoted:
+        space = (
+            Case(When(prompt__messages__isnull=True, then=Value("")), default=Value(" "))
+            if style == "standard"
+            else Value("")
+        )
+        pairs = pairs.annotate(
+            chosen_out=json_quoted(Concat(space, "chosen__text")),
+            rejected_out=json_quoted(Concat(space, "rejected__text")),
+        )
+        columns = ("chosen_out", "rejected_out")
+    else:
+        columns = ("chosen__text", "rejected__text")
+    return pairs.values_list("prompt_id", "prompt__text", "prompt_messages", *columns, "margin").iterator(
+        chunk_size=CHUNK_ROWS
+    )
+
+
+def can_quote_in_sql(style: str) -> bool:
+    return connection.vendor == "postgresql" and style in ("standard", "conversational")
+
+
+def messages_of(messages_json: str | None) -> list | None:
+    return None if messages_json is None else json.loads(messages_json)
 
 
 def compact(value: object) -> str:
@@ -179,39 +231,41 @@ class PromptCache:
         self.encode = encode
         self.entries: dict[int, object] = {}
 
-    def get(self, prompt_id: int, text: str, messages) -> object:
+    def get(self, prompt_id: int, text: str, messages_json: str | None) -> object:
         value = self.entries.get(prompt_id)
         if value is None:
             if len(self.entries) >= PROMPT_CACHE_SIZE:
                 self.entries.clear()
-            value = self.entries[prompt_id] = self.encode(text, messages)
+            value = self.entries[prompt_id] = self.encode(text, messages_of(messages_json))
         return value
 
 
-def pair_lines(rows, style: str, margin: bool) -> Iterator[str]:
+def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]:
     """JSONL lines for pair rows, built by hand: json.dumps per row would dominate the export."""
+    tail = (lambda m: f',"margin":{m!r}}}\n') if margin else (lambda m: "}\n")
     if style == "standard":
         prompts = PromptCache(lambda text, messages: '{"prompt":' + quote(prompt_as_text(text, messages)))
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
-            space = "" if messages is None else " "
-            line = f'{head},"chosen":{quote(space + chosen)},"rejected":{quote(space + rejected)}'
-            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
+            if not quoted:
+                space = "" if messages is None else " "
+                chosen, rejected = quote(space + chosen), quote(space + rejected)
+            yield f'{head},"chosen":{chosen},"rejected":{rejected}{tail(pair_margin)}'
     elif style == "conversational":
         prompts = PromptCache(lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages)))
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
-            line = (
-                f'{head},"chosen":[{{"role":"assistant","content":{quote(chosen)}}}],'
-                f'"rejected":[{{"role":"assistant","content":{quote(rejected)}}}]'
+            if not quoted:
+                chosen, rejected = quote(chosen), quote(rejected)
+            yield (
+                f'{head},"chosen":[{{"role":"assistant","content":{chosen}}}],'
+                f'"rejected":[{{"role":"assistant","content":{rejected}}}]{tail(pair_margin)}'
             )
-            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
     else:
         prompts = PromptCache(lambda text, messages: render_hh_prompt(text, messages) + "\n\nAssistant: ")
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
-            line = f'{{"chosen":{quote(head + chosen)},"rejected":{quote(head + rejected)}'
-            yield f'{line},"margin":{pair_margin!r}}}\n' if margin else line + "}\n"
+            yield f'{{"chosen":{quote(head + chosen)},"rejected":{quote(head + rejected)}{tail(pair_margin)}'
 
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -230,7 +284,8 @@ def pair_schema(style: str, margin: bool) -> pa.Schema:
 
 
 def pair_record(row, style: str, margin: bool) -> dict:
-    _, text, messages, chosen, rejected, pair_margin = row
+    _, text, messages_json, chosen, rejected, pair_margin = row
+    messages = messages_of(messages_json)
     if style == "standard":
         space = "" if messages is None else " "
         record = {"prompt": prompt_as_text(text, messages), "chosen": space + chosen, "rejected": space + rejected}
@@ -377,11 +432,10 @@ def jsonl_chunks(lines: Iterator[str]) -> Iterator[tuple[bytes, int]]:
 def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tuple[bytes, int]]:
     """(bytes, rows) chunks of the export."""
     if request.kind == ExportKind.PAIRS:
-        rows = pairs_for_export(request.project_id, pinned).values_list(*PAIR_FIELDS).iterator(
-            chunk_size=CHUNK_ROWS
-        )
+        quoted = request.format == "jsonl" and can_quote_in_sql(request.style)
+        rows = pair_rows(request.project_id, pinned, request.style, quoted=quoted)
         if request.format == "jsonl":
-            return jsonl_chunks(pair_lines(rows, request.style, request.margin))
+            return jsonl_chunks(pair_lines(rows, request.style, request.margin, quoted=quoted))
         records = (pair_record(row, request.style, request.margin) for row in rows)
         return parquet_chunks(records, pair_schema(request.style, request.margin))
     if request.kind == ExportKind.JUDGMENTS:
@@ -440,11 +494,18 @@ class ExportStream:
         digest = hashlib.sha256()
         rows = 0
         finished = False
+        source = encoded_chunks(self.request, self.pinned)
         try:
-            for data, count in encoded_chunks(self.request, self.pinned):
-                digest.update(data)
-                rows += count
-                yield data
+            # In a transaction, PostgreSQL streams from a plain server-side cursor; outside one,
+            # Django declares it WITH HOLD, which computes every row before sending the first.
+            with transaction.atomic():
+                try:
+                    for data, count in source:
+                        digest.update(data)
+                        rows += count
+                        yield data
+                finally:
+                    source.close()  # closes the cursor before the transaction ends
             finished = True
         finally:
             # A client that hangs up mid-download leaves a failed snapshot, never a complete one.
@@ -536,7 +597,7 @@ def materialise_snapshot(snapshot_id: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"snapshot-{snapshot.pk}.{'jsonl' if snapshot.format == 'jsonl' else 'parquet'}"
     digest = hashlib.sha256()
-    with path.open("wb") as handle:
+    with path.open("wb") as handle, transaction.atomic():
         for data, _ in encoded_chunks(request, request.filters):
             digest.update(data)
             handle.write(data)

@@ -32,7 +32,7 @@ def run(project, **request) -> tuple[bytes, ExportSnapshot]:
 
 
 def lines_of(data: bytes) -> list[dict]:
-    return [json.loads(line) for line in data.decode().splitlines()]
+    return [json.loads(line) for line in data.decode().split("\n") if line]
 
 
 @pytest.fixture
@@ -216,3 +216,21 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
         processing_class=tokenizer,
     )
     assert reward.train().global_step == 2
+
+
+def test_database_side_json_quoting_gives_the_same_bytes_as_python(project, monkeypatch):
+    tricky = "quote \" backslash \\ tab \t newline \n nul-ish \x01 \x1f del \x7f é ☃ \u2028 😀 </script>"
+    rows = [
+        {"prompt": tricky, "chosen": tricky + " yes", "rejected": "no " + tricky},
+        {"prompt": [{"role": "user", "content": tricky}], "chosen": [{"role": "assistant", "content": tricky}],
+         "rejected": [{"role": "assistant", "content": "plain"}]},
+    ]
+    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    for style in ("standard", "conversational"):
+        fast, _ = run(project, style=style, margin=True)
+        monkeypatch.setattr("feedback.services.exports.can_quote_in_sql", lambda style: False)
+        slow, _ = run(project, style=style, margin=True)
+        monkeypatch.undo()
+        assert fast == slow
+        first = lines_of(fast)[0]["chosen"]
+        assert (first if style == "standard" else first[0]["content"]).endswith(tricky + " yes")

@@ -1,0 +1,119 @@
+"""Export benchmark: N preference pairs (default 1,000,000) streamed as JSONL through the API of a
+real gunicorn server; prints rows per second and the server worker's peak resident memory.
+
+    tests/services.sh .venv/bin/python benchmarks/api_export.py [--pairs 1000000]
+
+Setup writes prompts, completions and pairs with INSERT ... SELECT over generate_series (the
+export reads only those tables), four completions and four pairs per prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import time
+
+from serving import PeakMemory, Server, api_key, mib, setup_django
+
+COMPLETIONS_PER_PROMPT = 4
+# Four of the twelve ordered pairs of a prompt's four completions: (0,1) (2,3) (0,2) (3,1).
+PAIR_OFFSETS = [(0, 1), (2, 3), (0, 2), (3, 1)]
+
+
+def create_pairs(pairs: int) -> int:
+    from django.db import connection, transaction
+
+    from feedback import services
+    from feedback.models import Completion, PreferencePair, Prompt
+
+    project = services.create_project(name=f"export benchmark {time.time():.0f}")
+    prompts = pairs // len(PAIR_OFFSETS)
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {Prompt._meta.db_table} (project_id, text, content_hash, metadata, split, created_at)
+            SELECT %s, 'Question number ' || g || ': what would you say to a friend who ' ||
+                   'asks for advice about learning to cook at home?',
+                   md5(g::text) || md5((g + 1)::text), '{{}}', 'train', now()
+            FROM generate_series(1, %s) g""",
+            [project.pk, prompts],
+        )
+        cursor.execute(f"SELECT min(id) FROM {Prompt._meta.db_table} WHERE project_id = %s", [project.pk])
+        first_prompt = cursor.fetchone()[0]
+        cursor.execute(
+            f"""INSERT INTO {Completion._meta.db_table} (prompt_id, text, generation_settings, created_at)
+            SELECT p.id, 'Answer ' || k || ' to question ' || p.id || ': start with simple recipes, ' ||
+                   'cook with someone you like, and do not be afraid of "mistakes" — they teach you.',
+                   '{{}}', now()
+            FROM {Prompt._meta.db_table} p, generate_series(0, {COMPLETIONS_PER_PROMPT - 1}) k
+            WHERE p.project_id = %s ORDER BY p.id, k""",
+            [project.pk],
+        )
+        cursor.execute(
+            f"SELECT min(id) FROM {Completion._meta.db_table} WHERE prompt_id = %s", [first_prompt]
+        )
+        first_completion = cursor.fetchone()[0]
+        selects = " UNION ALL ".join(
+            f"SELECT {n} AS n, {a} AS a, {b} AS b" for n, (a, b) in enumerate(PAIR_OFFSETS)
+        )
+        cursor.execute(
+            f"""INSERT INTO {PreferencePair._meta.db_table}
+                (project_id, prompt_id, chosen_id, rejected_id, margin, is_tie, policy, created_at)
+            SELECT %s, %s + g, %s + g * {COMPLETIONS_PER_PROMPT} + o.a, %s + g * {COMPLETIONS_PER_PROMPT} + o.b,
+                   1.0, false, 'benchmark', now()
+            FROM generate_series(0, %s) g, ({selects}) o ORDER BY g, o.n""",
+            [project.pk, first_prompt, first_completion, first_completion, prompts - 1],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"setup: {prompts:,} prompts, {prompts * COMPLETIONS_PER_PROMPT:,} completions, "
+          f"{prompts * len(PAIR_OFFSETS):,} pairs in {time.perf_counter() - started:.1f} s")
+    return project.pk
+
+
+def download(port: int, path: str, key: str) -> tuple[int, int, float, float]:
+    """(rows, bytes, seconds to the first byte, total seconds) of a streamed GET."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.perf_counter()
+    connection.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+    response = connection.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"{response.status}: {response.read()[:500]!r}")
+    rows = size = 0
+    first = None
+    while True:
+        block = response.read(1 << 20)
+        if not block:
+            break
+        if first is None:
+            first = time.perf_counter() - started
+        rows += block.count(b"\n")
+        size += len(block)
+    return rows, size, first or 0.0, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=1_000_000)
+    parser.add_argument("--style", default="standard", choices=["standard", "conversational", "hh"])
+    args = parser.parse_args()
+    setup_django()
+    project_id = create_pairs(args.pairs)
+    key = api_key("export-benchmark", project_id, role="reviewer")
+    path = f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={args.style}"
+    with Server() as server:
+        download(server.port, path + "&up_to_id=0", key)  # warm up: imports, connection
+        with PeakMemory(server.worker_pid()) as memory:
+            rows, size, first_byte, seconds = download(server.port, path, key)
+    from feedback.models import ExportSnapshot
+
+    snapshot = ExportSnapshot.objects.filter(project_id=project_id).order_by("-pk").first()
+    print(f"export ({args.style}, JSONL via gunicorn): {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s "
+          f"= {rows / seconds:,.0f} rows/s (first byte after {first_byte:.2f} s)")
+    print(f"server worker RSS: {mib(memory.start)} before, {mib(memory.peak)} peak "
+          f"(+{mib(memory.peak - memory.start)})")
+    print(f"snapshot #{snapshot.pk}: {snapshot.status}, {snapshot.row_count:,} rows, sha256 {snapshot.content_hash[:16]}…")
+
+
+if __name__ == "__main__":
+    main()
