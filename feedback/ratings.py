@@ -619,17 +619,17 @@ def _fit_rounds(
         both = to_pairs @ draws.poisson[:, r0:r1]
         event_rounds, event_rows, signs = draws.events[b]
         at = row_pair[event_rows] * (r1 - r0) + (event_rounds - r0)
-        size = (r1 - r0) * n_pairs
+        length = (r1 - r0) * n_pairs
         wins = both[:n_pairs]
-        wins += np.bincount(at, signs * row_outcome[event_rows], size).reshape(n_pairs, -1)
+        wins += np.bincount(at, signs * row_outcome[event_rows], length).reshape(n_pairs, -1)
         games = both[n_pairs:]
-        games += np.bincount(at, signs, size).reshape(n_pairs, -1)
+        games += np.bincount(at, signs, length).reshape(n_pairs, -1)
         if l2 == 0:
             _check_rounds_identifiable(pairs, wins, games, wins0, games0, hub_pairs, r0)
         s = np.repeat(start[:, None], r1 - r0, axis=1)
         residual = wins - games * p0[:, None]
         previous = np.full(r1 - r0, np.nan)
-        for _ in range(_MAX_CHORD_STEPS):
+        for steps in range(1, _MAX_CHORD_STEPS + 1):
             gradient = pairs.accumulate(residual)
             if l2:
                 gradient -= l2 * s
@@ -640,7 +640,9 @@ def _fit_rounds(
             # rate being the ratio of successive steps; NaN compares False and falls through.
             rate = size / previous
             settled = (rate < 0.5) & (size * rate / (1 - rate) < tol) | (size < tol * 1e-3)
-            if settled.all():
+            # Not shrinking after a few steps (or NaN): damped Newton will have it.
+            hopeless = ~(rate < 1) if steps > 3 else ~np.isfinite(size)
+            if (settled | hopeless).all():
                 break
             previous = size
             residual = _residual(pairs.differences(s), wins, games)
