@@ -1,9 +1,10 @@
 """Agreement between annotators and signs of a careless one: pure functions over judgments.
 
 Labels go into a `LabelTable` (annotators x units, NaN where an annotator did not label a unit):
-pairwise choices per task (nominal), rank places per (task, completion) (ordinal), or verdicts on
-pairs of completions from any kind of judgment. Krippendorff's alpha comes from the
-`krippendorff` package; the rest is short enough to write out.
+`pairwise_labels` (choices per task; alpha "nominal"), `ranking_labels` (rank places per task and
+completion; alpha "ordinal"), or `verdict_labels` (verdicts on pairs of completions from any kind
+of judgment). Krippendorff's alpha comes from the `krippendorff` package; the rest is short
+enough to write out.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from itertools import combinations
 from typing import Literal
 
@@ -49,7 +49,7 @@ class JudgmentView:
     choice: Choice | None = None
     strength: Strength | None = None
     ranking: tuple[tuple[int, ...], ...] | None = None
-    ratings: Mapping[int, int] | None = None
+    ratings: Mapping[int, int] | None = field(default=None, hash=False)
     shown_order: tuple[int, ...] = ()
 
 
@@ -115,9 +115,9 @@ class PairPolicy:
         for name, allowed in _POLICY_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
-        for f in fields(self):
-            if f.name.endswith("_margin") and getattr(self, f.name) < 0:
-                raise ValueError(f"{f.name} must be >= 0")
+        for setting in fields(self):
+            if setting.name.endswith("_margin") and getattr(self, setting.name) < 0:
+                raise ValueError(f"{setting.name} must be >= 0")
         if self.min_rating_gap < 1:
             raise ValueError("min_rating_gap must be at least 1")
         if self.bradley_terry_l2 < 0:
@@ -293,7 +293,10 @@ def _bradley_terry_pairs(by_pair: dict[tuple[int, int, int], list[Vote]], l2: fl
             [(v.winner + 1) / 2 for v in votes],
             len(completions),
         )
-        strength = ratings.bradley_terry(counts, l2=l2)
+        try:
+            strength = ratings.bradley_terry(counts, l2=l2)
+        except ValueError as error:
+            raise ValueError(f"prompt {prompt_id}: {error}") from error
         for key in keys:
             _, low, high = key
             gap = float(strength[index[low]] - strength[index[high]])

@@ -187,3 +187,9 @@ def test_policy_refuses_unknown_or_negative_settings(fields):
 def test_a_ranking_naming_a_completion_twice_is_refused():
     with pytest.raises(ValueError, match="twice"):
         preference_pairs([ranking(((1,), (1, 2)))], PairPolicy())
+
+
+def test_bradley_terry_aggregation_without_prior_names_the_prompt_it_cannot_fit():
+    policy = PairPolicy(aggregate="bradley_terry", bradley_terry_l2=0)
+    with pytest.raises(ValueError, match="prompt 5: .*l2 > 0"):
+        preference_pairs([pairwise("a")], policy)
