@@ -107,6 +107,11 @@ def format_number(value: float, step: float | None = None) -> str:
     return f"{value:.4g}"
 
 
+def pretty_label(key: str) -> str:
+    """A metric key as people read it: "penalized_reward_mean" -> "penalized reward mean"."""
+    return key.replace("_", " ")
+
+
 def describe(series: Sequence[Series]) -> str:
     """A sentence for screen readers: each line's first and last value and its step range."""
     parts = []
@@ -115,7 +120,7 @@ def describe(series: Sequence[Series]) -> str:
             continue
         (x0, y0), (x1, y1) = line.points[0], line.points[-1]
         parts.append(
-            f"{line.label} from {format_number(y0)} at step {format_number(x0)} "
+            f"{pretty_label(line.label)} from {format_number(y0)} at step {format_number(x0)} "
             f"to {format_number(y1)} at step {format_number(x1)}"
         )
     return "; ".join(parts) + "." if parts else "No data."
@@ -202,7 +207,7 @@ def line_chart_svg(
             out.append(
                 f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" '
                 f'stroke-linejoin="round" stroke-linecap="round"{dash_attr}>'
-                f"<title>{escape(line.label)}</title></polyline>"
+                f"<title>{escape(pretty_label(line.label))}</title></polyline>"
             )
     if legend_height:
         out.append(
@@ -215,7 +220,7 @@ def line_chart_svg(
             out.append(
                 f'<line x1="{offset}" x2="{offset + 18}" y1="-4" y2="-4" stroke="{colour}" '
                 f'stroke-width="2"{dash_attr}/>'
-                f'<text x="{offset + 22}" y="0">{escape(line.label)}</text>'
+                f'<text x="{offset + 22}" y="0">{escape(pretty_label(line.label))}</text>'
             )
             offset += 30 + 7 * len(line.label)
         out.append("</g>")

@@ -89,8 +89,14 @@ class LaunchRoundForm(forms.Form):
         self.project = project
         self.fields["policy"].queryset = selectors.trainable_versions(project.pk)
         self.fields["prompt_set"].queryset = selectors.prompt_sets_with_counts(project.pk)
-        self.method = chosen_method(self.data if self.is_bound else None, self.initial)
-        self.defaults = default_hyperparameters(self.method)
+        # Suggest the newest trainable version and the first prompt set, so the common case
+        # (the next round from the latest model) is one click.
+        for name in ("policy", "prompt_set"):
+            first = self.fields[name].queryset.first()
+            if first is not None:
+                self.initial.setdefault(name, first.pk)
+        self.chosen_method = chosen_method(self.data if self.is_bound else None, self.initial)
+        self.defaults = default_hyperparameters(self.chosen_method)
         for section, values in self.defaults.items():
             self.fields[HYPERPARAMETER_PREFIX + section] = forms.CharField(
                 label=SECTION_LABELS.get(section, section),
@@ -98,7 +104,8 @@ class LaunchRoundForm(forms.Form):
                 initial=json.dumps(values, indent=2),
                 widget=forms.Textarea(
                     attrs={
-                        "rows": 14,
+                        # Tall enough for the defaults without a scrollbar, within reason.
+                        "rows": min(18, len(json.dumps(values, indent=2).splitlines()) + 1),
                         "spellcheck": "false",
                         "class": "code",
                         "autocomplete": "off",
@@ -155,7 +162,7 @@ class CompareForm(forms.Form):
     a = VersionChoiceField(queryset=None, label="Version A")
     b = VersionChoiceField(queryset=None, label="Version B")
     prompt_set = PromptSetChoiceField(queryset=None, label="Prompt set")
-    show = forms.ChoiceField(choices=SHOW_CHOICES, required=False, label="Show")
+    show = forms.ChoiceField(choices=SHOW_CHOICES, label="Show")
 
     def __init__(self, project, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -271,6 +271,12 @@ class VersionNode:
     has_adapter: bool
     hyperparameters_json: str
 
+    @property
+    def compares_with_parent(self) -> bool:
+        """A policy can be read side by side with the policy it was trained from; a reward
+        model scores rather than answers, so it cannot."""
+        return bool(self.version.parent_id) and self.version.method != ModelMethod.REWARD_MODEL
+
 
 def version_tree(project_id: int) -> list[VersionNode]:
     """The project's model versions as a lineage forest: roots (no parent) with nested children."""

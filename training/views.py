@@ -308,12 +308,16 @@ def adapter_download(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_GET
 @for_project()
 def compare(request: HttpRequest, project) -> HttpResponse:
-    form = CompareForm(project, request.GET or None, initial=comparison_defaults(project))
-    comparison, page, errors = None, None, []
+    # Missing choices fall back to the defaults, so "compare with parent" links need only a and b.
+    defaults = comparison_defaults(project)
+    data = {**defaults, **request.GET.dict()}
+    is_complete = all(data.get(key) for key in ("a", "b", "prompt_set"))
+    form = CompareForm(project, data if is_complete else None, initial=defaults)
+    comparison, page, errors, query = None, None, [], ""
     show = "all"
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        show = data["show"] or "all"
+        show = data["show"]
         try:
             comparison = comparisons.compare_versions(
                 project_id=project.pk,
@@ -325,9 +329,15 @@ def compare(request: HttpRequest, project) -> HttpResponse:
             errors.append(error.message)
         else:
             rows = comparisons.shown_rows(comparison.rows, show)
+            query = urlencode(
+                {
+                    "a": data["a"].pk,
+                    "b": data["b"].pk,
+                    "prompt_set": data["prompt_set"].pk,
+                    "show": show,
+                }
+            )
             page = Paginator(rows, COMPARISON_PAGE_SIZE).get_page(request.GET.get("page"))
-    elif form.is_bound:
-        errors.append(form_error_message(form))
     context = {
         "project": project,
         "form": form,
@@ -337,7 +347,7 @@ def compare(request: HttpRequest, project) -> HttpResponse:
         "errors": errors,
         "can_manage": selectors.can_manage(request.user, project.pk),
         "sides": comparison_sides(comparison),
-        "query": urlencode({k: v for k, v in request.GET.items() if k != "page"}),
+        "query": query,
     }
     return render(
         request,
@@ -377,7 +387,7 @@ def comparison_sides(comparison) -> list[tuple]:
 def comparison_defaults(project) -> dict:
     """Newest version against its parent (or the one before it), on the first prompt set."""
     versions = list(selectors.versions_of_project(project.pk).reverse()[:2])
-    defaults = {}
+    defaults = {"show": "all"}
     if versions:
         newest = versions[0]
         defaults["a"] = newest.pk

@@ -91,8 +91,8 @@ def test_chart_is_valid_svg_with_an_accessible_name_and_one_line_per_series():
     assert lines[0][-1] == (428.0, 168.0)
     assert lines[0][1] == (240.0, 99.0)
     # A legend names both series when there are several.
-    legend = [t.text for t in root.iter(f"{SVG}text") if t.text in ("loss", "value_loss")]
-    assert legend == ["loss", "value_loss"]
+    legend = [t.text for t in root.iter(f"{SVG}text") if t.text in ("loss", "value loss")]
+    assert legend == ["loss", "value loss"]  # keys read as words
 
 
 def test_points_stay_inside_the_viewbox_for_awkward_values():

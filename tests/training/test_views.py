@@ -109,6 +109,7 @@ def test_launch_form_shows_the_engines_defaults_per_method(client, project, setu
     assert 'name="hp_ppo"' not in page
     assert "&quot;beta&quot;: 0.1" in page  # DPO's default, as editable JSON
     assert "Everyday questions (3 training prompts)" in page
+    assert '<input type="radio" name="method" value="dpo" id="id_method_dpo" checked' in page
     # Switching to PPO swaps in its sections and keeps what was typed into the shared one.
     response = client.get(
         reverse("training:launch_hyperparameters", args=[project.pk]),
@@ -120,6 +121,7 @@ def test_launch_form_shows_the_engines_defaults_per_method(client, project, setu
     assert 'name="hp_ppo"' in partial and 'name="hp_reward"' in partial and "hp_dpo" not in partial
     assert "&quot;max_new_tokens&quot;: 7" in partial
     assert "&quot;kl_coef&quot;: 0.05" in partial
+    assert "Hyperparameters for PPO." in partial
 
 
 def launch_data(setup, **overrides):
