@@ -113,14 +113,12 @@ def main() -> None:
         f"bootstrap, {args.rounds} rounds (fit + resampling + round fits): "
         f"{boot_s * 1e3:8.1f} ms wall, {boot_cpu * 1e3:.0f} ms CPU"
     )
-    draw_s, _, draws = best_time(
-        lambda: ratings._bootstrap_draws(counts, args.rounds, args.seed, args.workers),
+    draw_s, _, chunks = best_time(
+        lambda: list(ratings._bootstrap_chunks(counts, args.rounds, args.seed, args.workers)),
         args.repeat,
     )
-    fits_s, _, _ = best_time(
-        lambda: ratings._fit_rounds(counts, draws, 0.0, strength, 1e-6, args.workers),
-        args.repeat,
-    )
+    fitter = ratings._ChordFit(counts, strength, 0.0, 1e-6, args.workers)
+    fits_s, _, _ = best_time(lambda: [fitter(draws) for _, draws in chunks], args.repeat)
     print(f"  of which resampling {draw_s * 1e3:.1f} ms, round fits {fits_s * 1e3:.1f} ms")
     reference = np.random.default_rng(args.seed)
     probabilities = counts.count / counts.total

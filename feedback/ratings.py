@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -30,8 +30,10 @@ A_WINS, TIE, B_WINS = 1.0, 0.5, 0.0
 
 # Rounds fitted together in one block: (block x pairs) float64 arrays stay in cache.
 _ROUND_BLOCK = 32
-# Chord steps before a bootstrap round is handed to damped Newton (see _fit_rounds).
+# Chord steps before a bootstrap round is handed to damped Newton (see _ChordFit).
 _MAX_CHORD_STEPS = 50
+# Counts (cells x rounds) drawn at once at most: more rounds are drawn and fitted in chunks.
+_MAX_DRAWS = 1 << 24
 # Cells sampled together in one block (cells are sorted by expected count, so a block's Poisson
 # tables have similar widths).
 _CELL_BLOCK = 128
@@ -475,10 +477,28 @@ class _BootstrapDraws:
         return out
 
 
-def _bootstrap_draws(
+def _bootstrap_chunks(
     counts: OutcomeCounts,
     rounds: int,
     seed: int | np.random.SeedSequence | None,
+    workers: int | None,
+) -> Iterator[tuple[int, _BootstrapDraws]]:
+    """(first round, draws) for consecutive chunks of the rounds, at most _MAX_DRAWS counts
+    each, so memory stays bounded however many cells and rounds there are."""
+    if rounds < 1:
+        raise ValueError("need at least one round")
+    n_cells = max(int((counts.count > 0).sum()), 1)
+    size = max(_ROUND_BLOCK, _MAX_DRAWS // n_cells // _ROUND_BLOCK * _ROUND_BLOCK)
+    starts = range(0, rounds, size)
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    for r0, child in zip(starts, root.spawn(len(starts)), strict=True):
+        yield r0, _bootstrap_draws(counts, min(size, rounds - r0), child, workers)
+
+
+def _bootstrap_draws(
+    counts: OutcomeCounts,
+    rounds: int,
+    seed: np.random.SeedSequence,
     workers: int | None,
 ) -> _BootstrapDraws:
     """Draw the cell counts of bootstrap rounds.
@@ -502,7 +522,7 @@ def _bootstrap_draws(
     mu = max(total - 2.0 * math.sqrt(total), 0.0)
     cell_blocks = list(range(0, n_cells, _CELL_BLOCK))
     round_blocks = list(range(0, rounds, _ROUND_BLOCK))
-    seeds = np.random.SeedSequence(seed).spawn(len(cell_blocks) + len(round_blocks))
+    seeds = seed.spawn(len(cell_blocks) + len(round_blocks))
     poisson = np.zeros((n_cells, rounds), dtype=np.int32)
     sums = np.zeros((len(cell_blocks), rounds), dtype=np.int64)
     events: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [()] * len(round_blocks)  # type: ignore[list-item]
@@ -548,9 +568,11 @@ def sample_bootstrap_counts(
     """Cell counts of `rounds` bootstrap resamples of the judgments, shape (rounds, cells).
 
     Each row is an exact Multinomial(N, count / N) draw (see `_bootstrap_draws`); the same
-    seed gives the same rounds as `bootstrap_bradley_terry`, whatever `workers` is.
+    seed gives the same rounds as `bootstrap_bradley_terry`, whatever `workers` is. Meant for
+    checks: the bootstrap itself never holds all rounds' counts of all cells.
     """
-    return _bootstrap_draws(counts, rounds, seed, workers).counts(counts.count.size)
+    chunks = _bootstrap_chunks(counts, rounds, seed, workers)
+    return np.concatenate([draws.counts(counts.count.size) for _, draws in chunks])
 
 
 def fit_bradley_terry_rounds(
@@ -565,7 +587,7 @@ def fit_bradley_terry_rounds(
     """Bradley-Terry strengths for many count vectors over the cells of `counts`, all at once.
 
     Shape (rounds, cells) in, (rounds, players) out, each row as `bradley_terry` would fit it,
-    to within `tol` (natural log-odds; 1e-6 is 0.0002 Elo points). See `_fit_rounds`.
+    to within `tol` (natural log-odds; 1e-6 is 0.0002 Elo points). See `_ChordFit`.
     """
     round_counts = np.asarray(round_counts)
     if round_counts.ndim != 2 or round_counts.shape[1] != counts.count.size:
@@ -576,84 +598,94 @@ def fit_bradley_terry_rounds(
         poisson=np.ascontiguousarray(round_counts.T),
         events=[(np.zeros(0, np.int64),) * 3 for _ in range(0, rounds, _ROUND_BLOCK)],
     )
-    return _fit_rounds(counts, draws, l2, start, tol, workers)
+    if start is None:
+        start = bradley_terry(counts, l2=l2)
+    return _ChordFit(counts, start, l2, tol, workers)(draws)
 
 
-def _fit_rounds(
-    counts: OutcomeCounts,
-    draws: _BootstrapDraws,
-    l2: float,
-    start: np.ndarray | None,
-    tol: float,
-    workers: int | None,
-) -> np.ndarray:
-    """Strengths for each bootstrap round, warm-started from `start` (the data's fit).
+class _ChordFit:
+    """Fits bootstrap rounds, warm-started from `start` (the data's fit).
 
     Chord Newton: every round takes steps with the inverse Hessian of the full data's fit,
     which is each resample's expected Hessian, so on a well-linked comparison graph each step
     shrinks the error about 25 times and 4 steps reach 1e-6. The first step needs no sigmoid:
     at the start every round shares the win probabilities. Stops when the error left, estimated
     from the shrinking of successive steps, is below `tol` for every strength; a round that
-    does not settle in `_MAX_CHORD_STEPS` is refitted alone by damped Newton.
+    stops shrinking, or does not settle in `_MAX_CHORD_STEPS`, is refitted alone by Newton.
     """
-    pairs = _Pairs(counts)
-    if start is None:
-        start = bradley_terry(counts, l2=l2)
-    start = np.asarray(start, dtype=float)
-    p0 = expit(pairs.differences(start))
-    wins0, games0 = pairs.stats(counts.count)
-    inverse_hessian = np.linalg.inv(pairs.hessian(games0 * p0 * (1.0 - p0), l2))
-    hub_pairs = _hub_pairs(pairs, wins0, games0)
-    # Rows of the Poisson counts to [wins | games] per pair.
-    to_pairs = pairs.aggregate[draws.cells].T.tocsr()
-    n_pairs = pairs.first.size
-    row_pair = pairs.cell_pair[draws.cells]
-    row_outcome = pairs.cell_outcome[draws.cells]
-    rounds = draws.rounds
-    strength = np.empty((rounds, counts.n_players))
 
-    def fit_block(b: int) -> None:
-        # Pairs x rounds layout: the sparse products then need no copies.
-        r0 = b * _ROUND_BLOCK
-        r1 = min(r0 + _ROUND_BLOCK, rounds)
-        both = to_pairs @ draws.poisson[:, r0:r1]
-        event_rounds, event_rows, signs = draws.events[b]
-        at = row_pair[event_rows] * (r1 - r0) + (event_rounds - r0)
-        length = (r1 - r0) * n_pairs
-        wins = both[:n_pairs]
-        wins += np.bincount(at, signs * row_outcome[event_rows], length).reshape(n_pairs, -1)
-        games = both[n_pairs:]
-        games += np.bincount(at, signs, length).reshape(n_pairs, -1)
+    def __init__(
+        self, counts: OutcomeCounts, start: np.ndarray, l2: float, tol: float, workers: int | None
+    ):
+        self.counts, self.l2, self.tol, self.workers = counts, l2, tol, workers
+        self.start = np.asarray(start, dtype=float)
+        self.pairs = pairs = _Pairs(counts)
+        self.p0 = expit(pairs.differences(self.start))
+        self.wins0, self.games0 = pairs.stats(counts.count)
+        weight = self.games0 * self.p0 * (1.0 - self.p0)
+        self.inverse_hessian = np.linalg.inv(pairs.hessian(weight, l2))
+        self.hub_pairs = _hub_pairs(pairs, self.wins0, self.games0)
+
+    def __call__(self, draws: _BootstrapDraws) -> np.ndarray:
+        """Strengths (rounds x players) of the rounds in `draws`."""
+        pairs = self.pairs
+        # Rows of the Poisson counts to [wins | games] per pair.
+        to_pairs = pairs.aggregate[draws.cells].T.tocsr()
+        row_pair = pairs.cell_pair[draws.cells]
+        row_outcome = pairs.cell_outcome[draws.cells]
+        n_pairs = pairs.first.size
+        rounds = draws.rounds
+        strength = np.empty((rounds, self.counts.n_players))
+
+        def fit_block(b: int) -> None:
+            # Pairs x rounds layout: the sparse products then need no copies.
+            r0 = b * _ROUND_BLOCK
+            r1 = min(r0 + _ROUND_BLOCK, rounds)
+            both = to_pairs @ draws.poisson[:, r0:r1]
+            event_rounds, event_rows, signs = draws.events[b]
+            at = row_pair[event_rows] * (r1 - r0) + (event_rounds - r0)
+            length = (r1 - r0) * n_pairs
+            wins = both[:n_pairs]
+            wins += np.bincount(at, signs * row_outcome[event_rows], length).reshape(n_pairs, -1)
+            games = both[n_pairs:]
+            games += np.bincount(at, signs, length).reshape(n_pairs, -1)
+            strength[r0:r1] = self._fit(wins, games, r0).T
+
+        _run_blocks(fit_block, range(len(draws.events)), self.workers)
+        return strength
+
+    def _fit(self, wins: np.ndarray, games: np.ndarray, r0: int) -> np.ndarray:
+        pairs, l2, tol = self.pairs, self.l2, self.tol
         if l2 == 0:
-            _check_rounds_identifiable(pairs, wins, games, wins0, games0, hub_pairs, r0)
-        s = np.repeat(start[:, None], r1 - r0, axis=1)
-        residual = wins - games * p0[:, None]
-        previous = np.full(r1 - r0, np.nan)
+            _check_rounds_identifiable(
+                pairs, wins, games, self.wins0, self.games0, self.hub_pairs, r0
+            )
+        n = wins.shape[1]
+        s = np.repeat(self.start[:, None], n, axis=1)
+        residual = wins - games * self.p0[:, None]
+        previous = np.full(n, np.nan)
         for steps in range(1, _MAX_CHORD_STEPS + 1):
             gradient = pairs.accumulate(residual)
             if l2:
                 gradient -= l2 * s
-            step = inverse_hessian @ gradient
+            step = self.inverse_hessian @ gradient
             s += step
             size = np.abs(step).max(axis=0)
             # A linear iteration's error after a step is about step * rate / (1 - rate), the
             # rate being the ratio of successive steps; NaN compares False and falls through.
             rate = size / previous
             settled = (rate < 0.5) & (size * rate / (1 - rate) < tol) | (size < tol * 1e-3)
-            # Not shrinking after a few steps (or NaN): damped Newton will have it.
+            # Not shrinking after a few steps (or NaN): Newton will have it.
             hopeless = ~(rate < 1) if steps > 3 else ~np.isfinite(size)
             if (settled | hopeless).all():
                 break
             previous = size
             residual = _residual(pairs.differences(s), wins, games)
         for r in np.flatnonzero(~settled):
-            s[:, r] = _newton(pairs, wins[:, r], games[:, r], start.copy(), l2, tol * 1e-2, 200)
+            s[:, r] = _newton(pairs, wins[:, r], games[:, r], self.start.copy(), l2, tol / 100, 200)
         if l2 == 0:
             s -= s.mean(axis=0)
-        strength[r0:r1] = s.T
-
-    _run_blocks(fit_block, range(len(draws.events)), workers)
-    return strength
+        return s
 
 
 def _hub_pairs(pairs: _Pairs, wins: np.ndarray, games: np.ndarray) -> np.ndarray | None:
@@ -751,8 +783,10 @@ def bootstrap_bradley_terry(
     if not 0 < confidence < 1:
         raise ValueError("confidence must be between 0 and 1")
     strength = bradley_terry(counts, l2=l2)
-    draws = _bootstrap_draws(counts, rounds, seed, workers)
-    round_strength = _fit_rounds(counts, draws, l2, strength, tol, workers)
+    fit = _ChordFit(counts, strength, l2, tol, workers)
+    round_strength = np.concatenate(
+        [fit(draws) for _, draws in _bootstrap_chunks(counts, rounds, seed, workers)]
+    )
     round_ratings = to_elo(round_strength, scale=scale, anchor=anchor)
     tail = 100 * (1 - confidence) / 2
     lower, upper = np.percentile(round_ratings, [tail, 100 - tail], axis=0)

@@ -242,6 +242,16 @@ def test_batched_round_fits_fall_back_to_newton_on_a_sparse_graph(monkeypatch):
     np.testing.assert_allclose(batched, single, atol=1e-7)
 
 
+def test_bootstrap_in_chunks_fits_the_rounds_sample_bootstrap_counts_draws(monkeypatch):
+    monkeypatch.setattr(ratings, "_MAX_DRAWS", 200)  # 32 rounds a chunk here
+    rng = np.random.default_rng(8)
+    counts = ratings.count_outcomes(*simulate(rng.normal(size=5), 800, rng), 5)
+    board = ratings.bootstrap_bradley_terry(counts, rounds=100, seed=4, tol=1e-9)
+    rows = ratings.sample_bootstrap_counts(counts, 100, seed=4)
+    exact = [ratings.to_elo(ratings.bradley_terry(counts.with_counts(row))) for row in rows]
+    np.testing.assert_allclose(board.round_ratings, exact, atol=1e-5)
+
+
 def test_bootstrap_without_prior_names_a_round_without_finite_ratings():
     counts = ratings.count_outcomes([0, 1, 0, 2, 1, 2], [1, 0, 2, 0, 2, 1], [1, 1, 1, 1, 1, 1], 3)
     with pytest.raises(ValueError, match="bootstrap round"):
