@@ -193,6 +193,27 @@ def test_bootstrap_counts_are_multinomial_resamples():
     assert scipy.stats.chisquare(grouped, expected).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("lam", [0.01, 3.0, 67.0, 5000.0])
+def test_table_sampler_draws_the_poisson_law(lam):
+    # The inversion behind the bootstrap's Poisson part, tails and bisection included.
+    out = np.empty((2, 50000), dtype=np.int32)
+    ratings._poisson_draws(np.array([lam, lam]), out, np.random.default_rng(1))
+    draws = out.ravel()
+    values = np.arange(draws.min(), draws.max() + 1)
+    observed = np.bincount(draws - values[0], minlength=values.size)
+    expected = scipy.stats.poisson.pmf(values, lam)
+    expected[0] += scipy.stats.poisson.cdf(values[0] - 1, lam)
+    expected[-1] += scipy.stats.poisson.sf(values[-1], lam)
+    # Pool sparse tails so every bin expects at least 5.
+    edges = np.flatnonzero(np.diff(np.floor(np.cumsum(expected * draws.size) / 5))) + 1
+    edges = edges[edges < values.size]
+    pooled_observed = np.add.reduceat(observed, np.r_[0, edges])
+    pooled_expected = np.add.reduceat(expected, np.r_[0, edges]) * draws.size
+    if pooled_observed.size > 1:
+        assert scipy.stats.chisquare(pooled_observed, pooled_expected).pvalue > 1e-3
+    assert draws.mean() == pytest.approx(lam, abs=5 * math.sqrt(lam / draws.size))
+
+
 def test_bootstrap_counts_for_a_handful_of_judgments():
     # N = 3 leaves no room for the Poisson part: every count comes from the exact top-up.
     counts = ratings.count_outcomes([0, 0, 1], [1, 1, 0], [1.0, 0.0, 1.0], 2)
