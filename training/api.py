@@ -4,6 +4,7 @@ actions. Project admins (and staff) only; every write goes through training.roun
 from __future__ import annotations
 
 from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -91,6 +92,14 @@ def service_error_response(error: ServiceError) -> Response:
     )
 
 
+ACTION_SCHEMA = extend_schema(request=None, responses=RoundSerializer)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("project", int, description="Only this project's rounds.")]
+    )
+)
 class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Rounds of the projects the caller administers. Filter with `?project=<id>`."""
 
@@ -98,6 +107,8 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     pagination_class = RoundPagination
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return AlignmentRound.objects.none()
         user = self.request.user
         queryset = AlignmentRound.objects.prefetch_related("jobs")
         if not user.is_staff:
@@ -112,6 +123,7 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_serializer_class(self):
         return LaunchRoundSerializer if self.action == "create" else RoundSerializer
 
+    @extend_schema(request=LaunchRoundSerializer, responses={201: RoundSerializer})
     def create(self, request: Request) -> Response:
         given = LaunchRoundSerializer(data=request.data)
         given.is_valid(raise_exception=True)
@@ -143,19 +155,23 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         result = AlignmentRound.objects.prefetch_related("jobs").get(pk=result.pk)
         return Response(RoundSerializer(result).data)
 
+    @ACTION_SCHEMA
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         return self.run_action(rounds.cancel_round)
 
+    @ACTION_SCHEMA
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk=None) -> Response:
         return self.run_action(rounds.resume_round)
 
+    @ACTION_SCHEMA
     @action(detail=True, methods=["post"], url_path="move-on")
     def move_on(self, request: Request, pk=None) -> Response:
         """Leave annotation now and train on the judgments collected so far."""
         return self.run_action(rounds.start_training, by_user_id=request.user.pk)
 
+    @extend_schema(request=None, responses={201: RoundSerializer})
     @action(detail=True, methods=["post"], url_path="next")
     def next_round(self, request: Request, pk=None) -> Response:
         """Launch the following round from this finished round's new version."""
