@@ -64,6 +64,18 @@ def series_from_history(history: Sequence[dict], key: str, x_key: str = "step") 
     return Series(key, tuple(points))
 
 
+def thin(points: Sequence[tuple[float, float]], max_points: int) -> list[tuple[float, float]]:
+    """At most `max_points` evenly spaced points, first and last kept: a long run's curve keeps its
+    shape at a fraction of the markup (a 440-pixel-wide chart cannot show more anyway)."""
+    if max_points < 2:
+        raise ValueError("keep at least 2 points")
+    n = len(points)
+    if n <= max_points:
+        return list(points)
+    indices = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
+    return [points[i] for i in indices]
+
+
 def nice_step(span: float, count: int) -> float:
     """A 1, 2, 2.5 or 5 times a power of ten that cuts `span` into about `count` parts."""
     raw = span / max(count, 1)
@@ -134,8 +146,12 @@ def line_chart_svg(
     height: int = 220,
     x_label: str = "step",
     chart_id: str = "chart",
+    max_points: int = 400,
 ) -> str:
-    """An accessible SVG line chart (role="img" with a title and a text description)."""
+    """An accessible SVG line chart (role="img" with a title and a text description).
+
+    Axes span every point; each line draws at most `max_points` of them (see `thin`).
+    """
     drawn = [line for line in series if line.points]
     margin_left, margin_right, margin_top, margin_bottom = 52, 12, 30, 34
     legend_height = 18 if len(drawn) > 1 else 0
@@ -199,7 +215,7 @@ def line_chart_svg(
     for index, line in enumerate(drawn):
         colour, dash = PALETTE[index % len(PALETTE)], DASHES[index % len(DASHES)]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line.points)
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in thin(line.points, max_points))
         if len(line.points) == 1:
             x, y = line.points[0]
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')

@@ -8,7 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -182,7 +182,6 @@ class RoundProgress:
     is_finished: bool
     fingerprint: str
     task_count: int = 0
-    produced: list[ModelVersion] = field(default_factory=list)
 
     @property
     def quota_percent(self) -> float:
@@ -214,13 +213,18 @@ def round_progress(round_: AlignmentRound) -> RoundProgress:
         current_job=views[-1] if views else None,
         evaluation_rows=value_rows(round_.evaluation),
         is_finished=is_finished,
-        fingerprint=progress_fingerprint(round_, jobs, collected),
+        fingerprint=fingerprint_of(round_, jobs, collected),
         task_count=round_.tasks.count(),
-        produced=list(round_.produced_versions.order_by("created_at")),
     )
 
 
-def progress_fingerprint(round_: AlignmentRound, jobs: list[TrainingJob], collected: int) -> str:
+def live_fingerprint(round_: AlignmentRound) -> str:
+    """The fingerprint alone, without drawing charts: what a poll checks before rendering."""
+    jobs = list(round_.jobs.order_by("created_at", "pk"))
+    return fingerprint_of(round_, jobs, rounds.judgments_collected(round_))
+
+
+def fingerprint_of(round_: AlignmentRound, jobs: list[TrainingJob], collected: int) -> str:
     """Changes whenever anything the live panel shows changes, so an unchanged poll can answer
     204 and leave the page (and the keyboard focus) alone."""
     parts = [round_.state, round_.failed_state, round_.error, str(collected)]
@@ -230,7 +234,7 @@ def progress_fingerprint(round_: AlignmentRound, jobs: list[TrainingJob], collec
             job.status,
             f"{job.progress:.2f}",
             str(len(job.metrics_history)),
-            str(len(job.log_tail)),
+            job.log_tail[-200:],  # the tail is capped, so its length stops changing
             job.error,
             str(bool(job.artifacts)),
         ]

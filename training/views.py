@@ -215,13 +215,13 @@ def round_live(request: HttpRequest, round_) -> HttpResponse:
     round has ended."""
     if not request.htmx:
         return redirect("training:round_detail", round_id=round_.pk)
+    is_finished = round_.state in selectors.FINISHED_STATES
+    if not is_finished and request.GET.get("v") == selectors.live_fingerprint(round_):
+        return HttpResponse(status=204)
     context = round_context(request, round_)
-    progress = context["progress"]
-    if progress.is_finished:
+    if is_finished:
         html = render_to_string("training/partials/_round_live.html", context, request=request)
         return HttpResponseStopPolling(html)
-    if request.GET.get("v") == progress.fingerprint:
-        return HttpResponse(status=204)
     return render(request, "training/partials/_round_live.html", context)
 
 

@@ -11,6 +11,7 @@ from training.charts import (
     line_chart_svg,
     nice_ticks,
     series_from_history,
+    thin,
     training_charts,
 )
 
@@ -109,6 +110,24 @@ def test_one_point_is_drawn_as_a_dot_and_no_points_as_a_note():
     empty = parse(line_chart_svg("Reward", [Series("reward_mean", ())]))
     assert "No data yet" in [t.text for t in empty.iter(f"{SVG}text")]
     assert empty.find(f"{SVG}desc").text == "No data."
+
+
+def test_thinning_keeps_the_ends_and_spaces_the_rest_evenly():
+    points = [(float(i), float(i * i)) for i in range(11)]
+    assert thin(points, 20) == points
+    assert thin(points, 3) == [(0.0, 0.0), (5.0, 25.0), (10.0, 100.0)]
+    assert [x for x, _ in thin(points, 6)] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    with pytest.raises(ValueError):
+        thin(points, 1)
+
+
+def test_a_long_run_draws_a_bounded_line_on_axes_that_span_every_point():
+    series = Series("loss", tuple((float(s), 1.0 / s) for s in range(1, 10_001)))
+    root = parse(line_chart_svg("Loss", [series], width=440, height=220, max_points=100))
+    (line,) = polyline_points(root)
+    assert len(line) == 100
+    assert line[0] == (52.0, 30.0)  # step 1 at the top left: y ticks run 0..1, x ticks 0..10000
+    assert line[-1][0] == 428.0
 
 
 def test_labels_are_escaped():

@@ -8,7 +8,7 @@ import pytest
 from feedback import services
 from feedback.models import Role
 from training import jobs, selectors
-from training.models import JobKind, RoundState
+from training.models import JobKind, RoundState, TrainingJob
 
 from .builders import judge, make_prompt_set, make_round, make_version
 
@@ -124,6 +124,14 @@ def test_progress_counts_judgments_and_its_fingerprint_moves_with_the_job(
     after = selectors.round_progress(round_)
     assert after.fingerprint != before
     assert [c.title for c in after.current_job.charts] == ["Loss", "Accuracy"]
+    assert selectors.live_fingerprint(round_) == after.fingerprint
+
+    # Once the log tail is full its length stays put; new lines must still count as a change.
+    TrainingJob.objects.filter(pk=job.pk).update(log_tail="x" * jobs.LOG_TAIL_CHARS)
+    full = selectors.live_fingerprint(round_)
+    jobs.append_log(job.pk, "step 2: loss 0.61")
+    assert len(TrainingJob.objects.get(pk=job.pk).log_tail) == jobs.LOG_TAIL_CHARS
+    assert selectors.live_fingerprint(round_) != full
 
 
 def test_the_registry_nests_versions_under_their_parents(project):
