@@ -50,6 +50,7 @@ from feedback.errors import ServiceError
 from feedback.formats import prompt_as_messages, prompt_as_text, render_hh_prompt
 from feedback.models import ExportSnapshot, Judgment, PreferencePair, Project, TaskItem
 from feedback.models.exports import ExportKind, ExportStatus
+from feedback.services.export_sql import copy_pair_lines
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,11 @@ def pair_rows(project_id: int, filters: ExportFilters, style: str, *, quoted: bo
     return pairs.values_list("prompt_id", "prompt__text", "prompt_messages", *columns, "margin").iterator(
         chunk_size=CHUNK_ROWS
     )
+
+
+def can_copy_lines(style: str) -> bool:
+    """Whether PostgreSQL can write whole lines of this style (feedback/services/export_sql.py)."""
+    return connection.vendor == "postgresql" and style in ("standard", "conversational")
 
 
 def can_quote_in_sql(style: str) -> bool:
@@ -432,6 +438,9 @@ def jsonl_chunks(lines: Iterator[str]) -> Iterator[tuple[bytes, int]]:
 def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tuple[bytes, int]]:
     """(bytes, rows) chunks of the export."""
     if request.kind == ExportKind.PAIRS:
+        if request.format == "jsonl" and can_copy_lines(request.style):
+            ids_sql, params = pairs_for_export(request.project_id, pinned).values("pk").query.sql_with_params()
+            return copy_pair_lines(ids_sql, list(params), request.style, request.margin)
         quoted = request.format == "jsonl" and can_quote_in_sql(request.style)
         rows = pair_rows(request.project_id, pinned, request.style, quoted=quoted)
         if request.format == "jsonl":

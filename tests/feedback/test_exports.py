@@ -221,16 +221,24 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
 def test_database_side_json_quoting_gives_the_same_bytes_as_python(project, monkeypatch):
     tricky = "quote \" backslash \\ tab \t newline \n nul-ish \x01 \x1f del \x7f é ☃ \u2028 😀 </script>"
     rows = [
-        {"prompt": tricky, "chosen": tricky + " yes", "rejected": "no " + tricky},
+        {"prompt": tricky, "chosen": tricky + " yes", "rejected": "no " + tricky, "margin": 2},
+        {"prompt": "margins", "chosen": "a", "rejected": "b", "margin": 0.1},
+        {"prompt": "big margin", "chosen": "a", "rejected": "b", "margin": 1e17},
+        {"prompt": [{"role": "system", "content": "sys"}, {"role": "user", "content": "u1"},
+                    {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}],
+         "chosen": [{"role": "assistant", "content": "c"}], "rejected": [{"role": "assistant", "content": "r"}]},
         {"prompt": [{"role": "user", "content": tricky}], "chosen": [{"role": "assistant", "content": tricky}],
          "rejected": [{"role": "assistant", "content": "plain"}]},
     ]
     import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
     for style in ("standard", "conversational"):
         fast, _ = run(project, style=style, margin=True)
+        monkeypatch.setattr("feedback.services.exports.can_copy_lines", lambda style: False)
+        quoted, _ = run(project, style=style, margin=True)
         monkeypatch.setattr("feedback.services.exports.can_quote_in_sql", lambda style: False)
         slow, _ = run(project, style=style, margin=True)
         monkeypatch.undo()
-        assert fast == slow
+        assert fast == quoted == slow
+        assert len(lines_of(fast)) == 5
         first = lines_of(fast)[0]["chosen"]
         assert (first if style == "standard" else first[0]["content"]).endswith(tricky + " yes")
