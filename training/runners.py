@@ -239,12 +239,13 @@ def run_generate(job: TrainingJob):
 
 def run_evaluate(job: TrainingJob):
     """Sample the new version on held-out prompts; record reward score and KL to the parent."""
-    from training.engine.policy import kl_to_parent
+    from training.engine.policy import kl_to_parent, load_policy, sample
 
     version = job.model_version
     prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
-    n = int(job.config.get("samples_per_prompt", 1))
-    generations = sample_version(version, prompts, generation_settings(job, n))
+    settings_ = generation_settings(job, int(job.config.get("samples_per_prompt", 1)))
+    policy = load_policy(version.base_model, version.adapter_path or None)
+    generations = sample(policy, [engine_prompt(p) for p in prompts], settings_)
     Completion.objects.bulk_create(
         Completion(
             prompt=prompts[index],
@@ -257,22 +258,21 @@ def run_evaluate(job: TrainingJob):
             generations.prompt_indices, generations.texts, generations.token_counts, strict=True
         )
     )
-    sampled_prompts = [engine_prompt(prompts[i]) for i in generations.prompt_indices]
     metrics = {
         "eval_prompts": len(prompts),
         "mean_new_tokens": sum(generations.token_counts) / len(generations.texts),
+        "eos_fraction": sum(generations.has_eos) / len(generations.texts),
     }
-    parent = version.parent
     if version.adapter_path:
-        parent_adapter = (
-            parent.adapter_path if parent and parent.base_model == version.base_model else None
-        )
+        # A child trains on its parent's merged weights, so the bare base *is* the parent unless
+        # both share a base model (then the parent's own adapter is loaded for comparison).
+        parent = version.parent
+        same_base = parent is not None and parent.base_model == version.base_model
         metrics["kl_to_parent"] = kl_to_parent(
-            version.base_model,
-            version.adapter_path,
-            parent_adapter,
-            sampled_prompts,
-            generations.texts,
+            policy,
+            generations,
+            parent.adapter_path if same_base and parent.adapter_path else None,
+            temperature=settings_.temperature,
         )
     reward_id = job.config.get("reward_model_version_id")
     if reward_id:
@@ -281,8 +281,8 @@ def run_evaluate(job: TrainingJob):
 
         reward_model = load_reward_model(ModelVersion.objects.get(pk=reward_id).adapter_path)
         texts = [
-            render_prompt(reward_model.tokenizer, prompt) + text
-            for prompt, text in zip(sampled_prompts, generations.texts, strict=True)
+            render_prompt(reward_model.tokenizer, engine_prompt(prompts[index])) + text
+            for index, text in zip(generations.prompt_indices, generations.texts, strict=True)
         ]
         scores = reward_model.score(texts)
         metrics["reward_mean"] = sum(scores) / len(scores)

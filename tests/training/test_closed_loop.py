@@ -13,7 +13,7 @@ from feedback.models.prompts import PromptSplit
 from feedback.simulation import prefers_word, simulate_annotator
 from training import jobs, rounds, runners
 from training.engine.config import GenerationSettings
-from training.engine.policy import load_policy, response_logprobs, sample
+from training.engine.policy import load_policy, sample, sequence_logprobs
 from training.engine.tiny import demo_prompts
 from training.models import AlignmentRound
 
@@ -93,18 +93,20 @@ def compare_with_base(project, new: ModelVersion, base: ModelVersion, prompts, a
     simulated annotator, and the mean per-sequence KL(new || base) on the new version's samples."""
     settings = GenerationSettings(num_samples=4, **GENERATION)
     policies = {v.pk: load_policy(v.base_model, v.adapter_path or None) for v in (new, base)}
-    texts = {
-        pk: sample(policy, [p.text for p in prompts], settings).texts
-        for pk, policy in policies.items()
+    samples = {
+        pk: sample(policy, [p.text for p in prompts], settings) for pk, policy in policies.items()
     }
-    sampled_prompts = [prompts[i // settings.num_samples].text for i in range(len(texts[new.pk]))]
-    logprobs = {
-        pk: response_logprobs(policy.model, policy.tokenizer, sampled_prompts, texts[new.pk])
-        for pk, policy in policies.items()
-    }
-    kl = sum(
-        float((n - b).sum()) for n, b in zip(logprobs[new.pk], logprobs[base.pk], strict=True)
-    ) / len(sampled_prompts)
+    texts = {pk: generations.texts for pk, generations in samples.items()}
+    # Both versions share the tiny tokenizer, so the base scores the new version's exact tokens.
+    on_new = sequence_logprobs(policies[new.pk].model, samples[new.pk])
+    on_base = sequence_logprobs(policies[base.pk].model, samples[new.pk])
+    kl = float((on_new - on_base).mean())
+    for pk, generations in samples.items():
+        share = sum(WORD in text for text in generations.texts) / len(generations.texts)
+        print(
+            f"version {pk}: {share:.0%} mention {WORD!r}, {sum(generations.has_eos)} of "
+            f"{len(generations.texts)} end with EOS; e.g. {generations.texts[:2]}"
+        )
     before = set(Judgment.objects.values_list("pk", flat=True))
     for index, (new_text, base_text) in enumerate(zip(texts[new.pk], texts[base.pk], strict=True)):
         prompt = prompts[index // settings.num_samples]

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from training.engine import ppo_math
 from training.engine.config import GenerationSettings
 from training.engine.examples import Prompt
-from training.engine.generation import Generations, encode_prompts, generate, render_prompt
+from training.engine.generation import Generations, generate
 from training.engine.loading import load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -80,73 +80,60 @@ def token_logprobs(
 
 
 @torch.no_grad()
-def response_logprobs(
+def sequence_logprobs(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Prompt],
-    responses: Sequence[str],
+    generations: Generations,
+    *,
+    temperature: float = 1.0,
     batch_size: int = 16,
-) -> list[torch.Tensor]:
-    """Per-token log-probabilities of each response given its prompt, one 1-D tensor per response.
-
-    Responses are re-tokenized from their text, which gives back the sampled tokens for the usual
-    tokenizers.
-    """
-    out: list[torch.Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk_prompts = [render_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
-        query = encode_prompts(tokenizer, chunk_prompts)
-        # Right-pad responses so each one starts right after its (left-padded) prompt.
-        side, tokenizer.padding_side = tokenizer.padding_side, "right"
-        try:
-            answer = tokenizer(
-                list(responses[start : start + batch_size]),
-                add_special_tokens=False,
-                padding=True,
-                return_tensors="pt",
-            )
-        finally:
-            tokenizer.padding_side = side
-        device = model.device
-        input_ids = torch.cat([query["input_ids"], answer["input_ids"]], dim=1).to(device)
-        mask = torch.cat([query["attention_mask"], answer["attention_mask"]], dim=1).to(device)
-        logprobs, _ = token_logprobs(model, input_ids, mask, answer["input_ids"].to(device))
-        for row, row_mask in zip(logprobs, answer["attention_mask"], strict=True):
-            out.append(row[row_mask.bool().to(row.device)].cpu())
-    return out
+) -> torch.Tensor:
+    """Summed log-probability of each sampled response, [num_responses], under `model`'s active
+    adapters. Scores the exact sampled token ids, so no re-tokenization can shift the estimate."""
+    totals = []
+    for start in range(0, len(generations.texts), batch_size):
+        rows = slice(start, start + batch_size)
+        query_ids, response_ids = generations.query_ids[rows], generations.response_ids[rows]
+        response_mask = generations.response_mask[rows]
+        input_ids = torch.cat([query_ids, response_ids], dim=1).to(model.device)
+        mask = torch.cat([generations.query_mask[rows], response_mask], dim=1).to(model.device)
+        logprobs, _ = token_logprobs(
+            model, input_ids, mask, response_ids.to(model.device), temperature
+        )
+        totals.append((logprobs.float() * response_mask.to(logprobs.device)).sum(dim=1).cpu())
+    return torch.cat(totals)
 
 
 def kl_to_parent(
-    base_model: str,
-    adapter_path: str | Path,
-    parent_adapter_path: str | Path | None,
-    prompts: Sequence[Prompt],
-    responses: Sequence[str],
+    policy: Policy,
+    generations: Generations,
+    parent_adapter_path: str | Path | None = None,
     *,
-    quantize: bool | None = None,
+    temperature: float = 1.0,
 ) -> float:
-    """Mean per-sequence KL(new || parent), estimated on responses sampled from the new version.
+    """Mean per-sequence KL(new || parent), estimated on `generations` sampled from `policy`.
 
     The k1 estimator summed over response tokens (Schulman, "Approximating KL Divergence", 2020):
-    an unbiased estimate when the responses are samples of the new policy. The parent is the base
-    with `parent_adapter_path`, or the bare base when that is None.
+    unbiased when the responses are samples of the new policy at `temperature`. The parent is the
+    same base with `parent_adapter_path`, or the bare base (adapters off) when that is None.
     """
-    if not prompts or len(prompts) != len(responses):
-        raise ValueError("kl_to_parent needs one prompt per sampled response, and at least one.")
-    tokenizer = load_tokenizer(_tokenizer_source(base_model, adapter_path))
-    base = load_base_model(base_model, quantize=quantize, tokenizer=tokenizer)
-    model = PeftModel.from_pretrained(base, str(adapter_path), adapter_name="new")
-    model.eval()
-    new = response_logprobs(model, tokenizer, prompts, responses)
+    if not generations.texts:
+        raise ValueError("kl_to_parent needs at least one sampled response.")
+    model = policy.model
+    new = sequence_logprobs(model, generations, temperature=temperature)
     if parent_adapter_path:
         model.load_adapter(str(parent_adapter_path), adapter_name="parent")
         model.set_adapter("parent")
-        parent = response_logprobs(model, tokenizer, prompts, responses)
-    else:
+        try:
+            parent = sequence_logprobs(model, generations, temperature=temperature)
+        finally:
+            model.set_adapter("policy")
+            model.delete_adapter("parent")
+    elif isinstance(model, PeftModel):
         with model.disable_adapter():
-            parent = response_logprobs(model, tokenizer, prompts, responses)
-    per_sequence = [float((n - p).sum()) for n, p in zip(new, parent, strict=True)]
-    return sum(per_sequence) / len(per_sequence)
+            parent = sequence_logprobs(model, generations, temperature=temperature)
+    else:
+        parent = new
+    return float((new - parent).mean())
 
 
 def merge_adapter(base_model: str, adapter_path: str | Path, output_dir: str | Path) -> Path:

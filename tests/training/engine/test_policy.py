@@ -16,9 +16,7 @@ PROMPTS = [[{"role": "user", "content": p}] for p in demo_prompts()[:8]]
 
 
 @pytest.fixture(scope="module")
-def dpo_adapter(tiny_model_dir, tmp_path_factory):
-    from tests.training.engine.conftest import blue_sky_pairs
-
+def dpo_adapter(tiny_model_dir, tmp_path_factory, preference_pairs):
     config = DPORunConfig(
         base_model=tiny_model_dir,
         learning_rate=2e-3,
@@ -28,7 +26,7 @@ def dpo_adapter(tiny_model_dir, tmp_path_factory):
         max_length=64,
         lora=LoraSettings(rank=8, alpha=16, dropout=0.0),
     )
-    return train_dpo(config, blue_sky_pairs(96), tmp_path_factory.mktemp("dpo")).adapter_dir
+    return train_dpo(config, preference_pairs(96), tmp_path_factory.mktemp("dpo")).adapter_dir
 
 
 def test_sampled_version_differs_from_its_parent_and_not_from_itself(tiny_model_dir, dpo_adapter):
@@ -36,9 +34,8 @@ def test_sampled_version_differs_from_its_parent_and_not_from_itself(tiny_model_
     torch.manual_seed(0)
     out = sample(policy, PROMPTS, GenerationSettings(max_new_tokens=12, num_samples=2))
     assert len(out) == 16
-    prompts = [PROMPTS[i] for i in out.prompt_indices]
-    to_base = kl_to_parent(tiny_model_dir, dpo_adapter, None, prompts, out.texts)
-    to_itself = kl_to_parent(tiny_model_dir, dpo_adapter, dpo_adapter, prompts, out.texts)
+    to_base = kl_to_parent(policy, out)
+    to_itself = kl_to_parent(policy, out, dpo_adapter)
     assert to_base > 0.05
     assert to_itself == pytest.approx(0.0, abs=1e-4)
 
