@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from feedback import services as feedback_services
 from feedback.errors import ServiceError
@@ -175,12 +176,16 @@ class PromptRow:
 class Comparison:
     version_a: ModelVersion
     version_b: ModelVersion
-    prompt_set: PromptSet
+    prompt_set: PromptSet | None  # None: every prompt of the project
     rows: list[PromptRow]
     summary: HeadToHead
     missing_a: list[int] = field(default_factory=list)
     missing_b: list[int] = field(default_factory=list)
     pending_jobs: list[TrainingJob] = field(default_factory=list)
+
+    @property
+    def scope_name(self) -> str:
+        return self.prompt_set.name if self.prompt_set else "all prompts"
 
     @property
     def comparable(self) -> int:
@@ -223,12 +228,11 @@ def records_between(
 
 
 def compare_versions(
-    *, project_id: int, version_a_id: int, version_b_id: int, prompt_set_id: int
+    *, project_id: int, version_a_id: int, version_b_id: int, prompt_set_id: int | None
 ) -> Comparison:
-    version_a, version_b, prompt_set = comparison_inputs(
-        project_id, version_a_id, version_b_id, prompt_set_id
-    )
-    prompts = list(prompt_set.prompts.order_by("pk"))
+    version_a, version_b = versions_to_compare(project_id, version_a_id, version_b_id)
+    prompt_set, prompts = prompts_in_scope(project_id, prompt_set_id)
+    prompts = list(prompts.order_by("pk"))
     prompt_ids = [p.pk for p in prompts]
     outputs_a = newest_completions(version_a.pk, prompt_ids)
     outputs_b = newest_completions(version_b.pk, prompt_ids)
@@ -272,9 +276,21 @@ def shown_rows(rows: list[PromptRow], show: str) -> list[PromptRow]:
     return rows
 
 
-def comparison_inputs(
-    project_id: int, version_a_id: int, version_b_id: int, prompt_set_id: int
-) -> tuple[ModelVersion, ModelVersion, PromptSet]:
+def prompts_in_scope(
+    project_id: int, prompt_set_id: int | None
+) -> tuple[PromptSet | None, QuerySet[Prompt]]:
+    """A prompt set's prompts, or every prompt of the project when no set is named."""
+    if prompt_set_id is None:
+        return None, Prompt.objects.filter(project_id=project_id)
+    prompt_set = PromptSet.objects.filter(project_id=project_id, pk=prompt_set_id).first()
+    if prompt_set is None:
+        raise ServiceError("The prompt set is not in this project.", code="not_found")
+    return prompt_set, prompt_set.prompts.all()
+
+
+def versions_to_compare(
+    project_id: int, version_a_id: int, version_b_id: int
+) -> tuple[ModelVersion, ModelVersion]:
     if version_a_id == version_b_id:
         raise ServiceError("Pick two different versions to compare.")
     versions = {
@@ -285,10 +301,7 @@ def comparison_inputs(
     }
     if len(versions) != 2:
         raise ServiceError("Both versions must belong to this project.", code="not_found")
-    prompt_set = PromptSet.objects.filter(project_id=project_id, pk=prompt_set_id).first()
-    if prompt_set is None:
-        raise ServiceError("The prompt set is not in this project.", code="not_found")
-    return versions[version_a_id], versions[version_b_id], prompt_set
+    return versions[version_a_id], versions[version_b_id]
 
 
 # ---- Writes -----------------------------------------------------------------------------------
@@ -307,7 +320,7 @@ def create_blind_tasks(
     project_id: int,
     version_a_id: int,
     version_b_id: int,
-    prompt_set_id: int,
+    prompt_set_id: int | None,
     judgments_wanted: int | None = None,
     seed: int | None = None,
 ) -> BlindTasks:
@@ -319,10 +332,9 @@ def create_blind_tasks(
         raise ServiceError(
             f"Project {project.name!r} does not enable pairwise judgments; enable them to compare blind."
         )
-    version_a, version_b, prompt_set = comparison_inputs(
-        project_id, version_a_id, version_b_id, prompt_set_id
-    )
-    prompt_ids = list(prompt_set.prompts.order_by("pk").values_list("pk", flat=True))
+    version_a, version_b = versions_to_compare(project_id, version_a_id, version_b_id)
+    _, prompts = prompts_in_scope(project_id, prompt_set_id)
+    prompt_ids = list(prompts.order_by("pk").values_list("pk", flat=True))
     outputs_a = newest_completions(version_a.pk, prompt_ids)
     outputs_b = newest_completions(version_b.pk, prompt_ids)
     pairs = {
@@ -371,7 +383,11 @@ def can_generate(version: ModelVersion) -> bool:
 
 
 def queue_missing_outputs(
-    *, project_id: int, version_id: int, prompt_set_id: int, created_by_id: int | None = None
+    *,
+    project_id: int,
+    version_id: int,
+    prompt_set_id: int | None,
+    created_by_id: int | None = None,
 ) -> TrainingJob:
     """Queue one generate job for the prompts of the set the version has not answered yet."""
     version = ModelVersion.objects.filter(project_id=project_id, pk=version_id).first()
@@ -382,14 +398,13 @@ def queue_missing_outputs(
             f"{version.name!r} has no weights to sample from (imported outputs, a reward model, or "
             "not ready); import its outputs for these prompts instead."
         )
-    prompt_set = PromptSet.objects.filter(project_id=project_id, pk=prompt_set_id).first()
-    if prompt_set is None:
-        raise ServiceError("The prompt set is not in this project.", code="not_found")
-    prompt_ids = list(prompt_set.prompts.order_by("pk").values_list("pk", flat=True))
+    prompt_set, prompts = prompts_in_scope(project_id, prompt_set_id)
+    prompt_ids = list(prompts.order_by("pk").values_list("pk", flat=True))
     answered = newest_completions(version.pk, prompt_ids)
     missing = [p for p in prompt_ids if p not in answered]
     if not missing:
-        raise ServiceError(f"{version.name!r} has answered every prompt of {prompt_set.name!r}.")
+        scope = repr(prompt_set.name) if prompt_set else "the project"
+        raise ServiceError(f"{version.name!r} has answered every prompt of {scope}.")
     running = TrainingJob.objects.filter(
         model_version=version,
         kind=JobKind.GENERATE,

@@ -161,7 +161,9 @@ class CompareForm(forms.Form):
 
     a = VersionChoiceField(queryset=None, label="Version A")
     b = VersionChoiceField(queryset=None, label="Version B")
-    prompt_set = PromptSetChoiceField(queryset=None, label="Prompt set")
+    prompt_set = PromptSetChoiceField(
+        queryset=None, label="Prompts", required=False, empty_label="All prompts of the project"
+    )
     show = forms.ChoiceField(choices=SHOW_CHOICES, label="Show")
 
     def __init__(self, project, *args, **kwargs):
@@ -181,10 +183,10 @@ class CompareForm(forms.Form):
 class BlindTasksForm(forms.Form):
     a = forms.IntegerField()
     b = forms.IntegerField()
-    prompt_set = forms.IntegerField()
+    prompt_set = forms.IntegerField(required=False)
     judgments_wanted = forms.IntegerField(min_value=1, max_value=20, required=False)
 
 
 class GenerateForm(forms.Form):
     version = forms.IntegerField()
-    prompt_set = forms.IntegerField()
+    prompt_set = forms.IntegerField(required=False)

@@ -311,7 +311,7 @@ def compare(request: HttpRequest, project) -> HttpResponse:
     # Missing choices fall back to the defaults, so "compare with parent" links need only a and b.
     defaults = comparison_defaults(project)
     data = {**defaults, **request.GET.dict()}
-    is_complete = all(data.get(key) for key in ("a", "b", "prompt_set"))
+    is_complete = bool(data.get("a") and data.get("b"))
     form = CompareForm(project, data if is_complete else None, initial=defaults)
     comparison, page, errors, query = None, None, [], ""
     show = "all"
@@ -323,7 +323,7 @@ def compare(request: HttpRequest, project) -> HttpResponse:
                 project_id=project.pk,
                 version_a_id=data["a"].pk,
                 version_b_id=data["b"].pk,
-                prompt_set_id=data["prompt_set"].pk,
+                prompt_set_id=data["prompt_set"].pk if data["prompt_set"] else None,
             )
         except ServiceError as error:
             errors.append(error.message)
@@ -333,7 +333,7 @@ def compare(request: HttpRequest, project) -> HttpResponse:
                 {
                     "a": data["a"].pk,
                     "b": data["b"].pk,
-                    "prompt_set": data["prompt_set"].pk,
+                    "prompt_set": data["prompt_set"].pk if data["prompt_set"] else "",
                     "show": show,
                 }
             )
@@ -400,8 +400,8 @@ def comparison_defaults(project) -> dict:
     return defaults
 
 
-def back_to_comparison(project, a: int, b: int, prompt_set: int) -> HttpResponse:
-    query = urlencode({"a": a, "b": b, "prompt_set": prompt_set})
+def back_to_comparison(project, a: int, b: int, prompt_set: int | None) -> HttpResponse:
+    query = urlencode({"a": a, "b": b, "prompt_set": prompt_set or ""})
     return redirect(f"{reverse('training:compare', kwargs={'project_id': project.pk})}?{query}")
 
 

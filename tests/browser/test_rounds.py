@@ -221,7 +221,7 @@ def test_round_registry_and_side_by_side_pages(
 
     page.get_by_role("link", name="Compare with tiny-base", exact=True).click()
     # The link names only the two versions; the page fills in the prompt set and compares at once.
-    expect(page.get_by_label("Prompt set")).to_have_value(str(prompt_set.pk))
+    expect(page.get_by_label("Prompts", exact=True)).to_have_value(str(prompt_set.pk))
     summary = page.locator(".tr-summary")
     expect(summary).to_contain_text("89%")  # 8 of 9 judgments went to A
     expect(summary).to_contain_text("Elo")

@@ -132,6 +132,15 @@ def test_records_read_judgments_from_a_side_whatever_the_position(project, make_
     assert comparison.missing_b == [p3.pk] and comparison.missing_a == []
     assert comparison.comparable == 2
 
+    # Without a prompt set, every prompt of the project is compared (imported data has no sets).
+    outside = services.create_prompt(project_id=project.pk, text="Not in the set?")
+    answer(outside, tuned)
+    everything = comparisons.compare_versions(
+        project_id=project.pk, version_a_id=tuned.pk, version_b_id=base.pk, prompt_set_id=None
+    )
+    assert [row.prompt.pk for row in everything.rows] == [p1.pk, p2.pk, p3.pk, outside.pk]
+    assert (everything.scope_name, everything.summary.record) == ("all prompts", Record(3, 1, 1))
+
 
 @pytest.mark.django_db
 def test_rows_can_be_ordered_by_difference_or_filtered_to_split_judges(

@@ -380,6 +380,8 @@ def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup,
     partial = client.get(url, {**query, "show": "different"}, headers=HTMX)
     assert partial.status_code == 200 and "<html" not in partial.content.decode()
     assert 'id="comparison"' in partial.content.decode()
+    every_prompt = client.get(url, {**query, "prompt_set": ""}).content.decode()
+    assert "on all prompts" in every_prompt and "Only tuned answered." in every_prompt
     # The same version twice is refused with a message, not an error page.
     same = client.get(url, {**query, "b": tuned.pk}).content.decode()
     assert "Pick a different version than A." in same
