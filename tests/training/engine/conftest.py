@@ -42,6 +42,7 @@ def blue_sky_pairs(count: int, seed: int = 1) -> list[PreferencePair]:
     return pairs
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def preference_pairs():
+    """`preference_pairs(count, seed=1)` builds the blue-sky pairs."""
     return blue_sky_pairs

@@ -34,10 +34,8 @@ def flipped(pairs):
 
 
 @pytest.fixture(scope="module")
-def trained_reward(tiny_model_dir, tmp_path_factory):
-    from tests.training.engine.conftest import blue_sky_pairs
-
-    pairs = blue_sky_pairs(160)
+def trained_reward(tiny_model_dir, tmp_path_factory, preference_pairs):
+    pairs = preference_pairs(160)
     # Half the pairs carry a margin: the loss then asks for r_c - r_r > margin.
     pairs = [
         PreferencePair(p.chosen, p.rejected, p.prompt, 0.5 if i % 2 else None)
@@ -94,10 +92,10 @@ def test_saved_reward_model_loads_and_scores_like_the_trained_one(
     assert direct == pytest.approx(reward_model.score([text])[0], abs=1e-4)
 
 
-def test_reward_run_cancels_and_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
-    from tests.training.engine.conftest import blue_sky_pairs
-
-    pairs = blue_sky_pairs(64)
+def test_reward_run_cancels_and_resumes_from_its_checkpoint(
+    tiny_model_dir, tmp_path, preference_pairs
+):
+    pairs = preference_pairs(64)
     config = reward_config(tiny_model_dir, max_steps=6, checkpoint_every=2, batch_size=8)
     polls = []
 
