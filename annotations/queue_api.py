@@ -25,21 +25,23 @@ def lease_payload(assignment: Assignment | None) -> dict | None:
     """The leased task with its outputs in the order this annotator is shown them."""
     if assignment is None:
         return None
-    task = assignment.task
-    items = {
-        item.completion_id: item
-        for item in TaskItem.objects.filter(task_id=task.pk).select_related("completion")
-    }
+    rows = list(
+        TaskItem.objects.filter(task_id=assignment.task_id).values_list(
+            "completion_id", "position", "completion__text", "task__mode"
+        )
+    )
+    items = {cid: (position, text) for cid, position, text, _ in rows}
+    mode = rows[0][3]
     return {
-        "task_id": task.pk,
-        "mode": task.mode,
+        "task_id": assignment.task_id,
+        "mode": mode,
         "idempotency_key": idempotency_key(assignment),
         "expires_at": assignment.expires_at.isoformat(),
         "outputs": [
             {
                 "completion_id": cid,
-                "position": items[cid].position,
-                "text": items[cid].completion.text,
+                "position": items[cid][0],
+                "text": items[cid][1],
             }
             for cid in assignment.shown_order
         ],

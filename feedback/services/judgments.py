@@ -131,17 +131,24 @@ def submit_judgment(*, annotator_id: int, task_id: int, data: JudgmentInput) -> 
     try:
         return _submit(annotator_id, task_id, data)
     except IntegrityError:
-        # A concurrent retry with the same key won the race: return what it stored.
+        # The (annotator, idempotency key) pair is taken: a concurrent retry won the race (return
+        # what it stored), or the client reused a key from another task.
         stored = Judgment.objects.filter(
-            annotator_id=annotator_id, idempotency_key=data.idempotency_key, task_id=task_id
+            annotator_id=annotator_id, idempotency_key=data.idempotency_key
         ).first()
         if stored is None:
             raise
+        if stored.task_id != task_id:
+            raise ServiceError(
+                "This idempotency key was used for another task.", code="conflict"
+            ) from None
         return stored
 
 
 @transaction.atomic
 def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
+    # Two reads and three writes on the common path: this runs once per judgment, and the
+    # queue's throughput is bounded by it. The idempotency key is looked up only on a retry.
     task = (
         AnnotationTask.objects.select_for_update(of=("self",))
         .select_related("project")
@@ -150,23 +157,23 @@ def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
     )
     if task is None:
         raise ServiceError(f"No task with id {task_id}.", code="not_found")
-    stored = Judgment.objects.filter(
-        annotator_id=annotator_id, idempotency_key=data.idempotency_key
-    ).first()
-    if stored is not None:
-        if stored.task_id != task_id:
-            raise ServiceError("This idempotency key was used for another task.", code="conflict")
-        return stored
     assignment = (
         Assignment.objects.select_for_update().filter(task=task, annotator_id=annotator_id).first()
     )
     if assignment is None:
         raise ServiceError("This task is not assigned to you; load the next task.", code="forbidden")
     if assignment.status == AssignmentStatus.SUBMITTED:
+        stored = Judgment.objects.filter(
+            task=task, annotator_id=annotator_id, idempotency_key=data.idempotency_key
+        ).first()
+        if stored is not None:
+            return stored
         raise ServiceError("You have already judged this task.", code="conflict")
     if assignment.status != AssignmentStatus.LEASED:
         raise ServiceError("You skipped this task; it has gone to someone else.", code="conflict")
-    item_ids = list(task.items.values_list("completion_id", flat=True))
+    # The task's outputs matter only to check a ranking or ratings.
+    needs_items = data.ranking is not None or data.ratings is not None
+    item_ids = list(task.items.values_list("completion_id", flat=True)) if needs_items else []
     fields = check_judgment(data, task, item_ids)
     judgment = Judgment.objects.create(
         task=task,

@@ -9,12 +9,12 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Exists, F
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Membership
+from feedback.models import AnnotationTask, Assignment, Membership, TaskItem
 from feedback.models.tasks import AssignmentStatus, SkipReason, TaskStatus
 
 STALE_LEASES_PER_CALL = 50
@@ -60,12 +60,16 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     """The annotator's live lease in this project, or a new lease on the best open task.
 
     Best = highest priority, then closest to completion, then oldest. None when nothing is left.
+    Membership is checked inside the lookups (an EXISTS the planner evaluates once), so the
+    common path costs two reads and two writes; the explicit check runs only when they come back
+    empty, to tell "not a member" from "nothing left".
     """
-    require_member(annotator_id, project_id)
     now = timezone.now()
+    is_member = Exists(Membership.objects.filter(user_id=annotator_id, project_id=project_id))
     live = (
         Assignment.objects.select_related("task")
         .filter(
+            is_member,
             annotator_id=annotator_id,
             task__project_id=project_id,
             status=AssignmentStatus.LEASED,
@@ -76,36 +80,119 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     )
     if live is not None:
         return live
-    release_expired_leases(project_id, now)
-    with transaction.atomic():
-        seen = Assignment.objects.filter(
-            annotator_id=annotator_id, task__project_id=project_id
-        ).values("task_id")
-        task = (
-            AnnotationTask.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                project_id=project_id,
-                status=TaskStatus.OPEN,
-                slots_taken__lt=F("judgments_wanted"),
-            )
-            .exclude(pk__in=seen)
-            .order_by("-priority", "-slots_taken", "pk")
-            .first()
+    if sweep_is_due(project_id, now):
+        release_expired_leases(project_id, now)
+    assignment = lease_best_task(annotator_id, project_id, is_member, now)
+    if assignment is None:
+        require_member(annotator_id, project_id)
+        # Nothing open: abandoned leases may be all that is left, so reclaim them now.
+        if release_expired_leases(project_id, now):
+            assignment = lease_best_task(annotator_id, project_id, is_member, now)
+    return assignment
+
+
+# Reclaiming stale leases is a query per call; at thousands of calls a second once every few
+# seconds per process is plenty (release_expired_leases_task also runs it from Celery).
+SWEEP_INTERVAL = timedelta(seconds=5)
+_last_sweep: dict[int, datetime] = {}
+
+
+def sweep_is_due(project_id: int, now: datetime) -> bool:
+    last = _last_sweep.get(project_id)
+    if last is not None and now - last < SWEEP_INTERVAL:
+        return False
+    _last_sweep[project_id] = now
+    return True
+
+
+def lease_best_task(
+    annotator_id: int, project_id: int, is_member: Exists, now: datetime
+) -> Assignment | None:
+    if connection.vendor == "postgresql":
+        return lease_in_one_statement(annotator_id, project_id, now)
+    return lease_step_by_step(annotator_id, project_id, is_member, now)
+
+
+# PostgreSQL: pick, lock, count the slot and create the lease in one statement (one round trip
+# instead of four; this is the queue's hot path). Same rules as lease_step_by_step below.
+LEASE_SQL = """
+WITH picked AS (
+    SELECT t.id FROM {task} t
+    WHERE t.project_id = %(project)s AND t.status = %(open)s
+      AND t.slots_taken < t.judgments_wanted
+      AND EXISTS (SELECT 1 FROM {membership} m
+                  WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s)
+      AND NOT EXISTS (SELECT 1 FROM {assignment} a
+                      WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s)
+    ORDER BY t.priority DESC, t.slots_taken DESC, t.id
+    LIMIT 1
+    FOR UPDATE OF t SKIP LOCKED
+), taken AS (
+    UPDATE {task} t SET slots_taken = t.slots_taken + 1
+    FROM picked WHERE t.id = picked.id
+    RETURNING t.id
+)
+INSERT INTO {assignment}
+    (task_id, annotator_id, status, leased_at, expires_at, shown_order, skip_reason, skip_note)
+SELECT taken.id, %(annotator)s, %(leased)s, %(now)s, %(expires)s,
+       -- left/right and list order randomised per judgment
+       (SELECT jsonb_agg(i.completion_id ORDER BY random()) FROM {item} i WHERE i.task_id = taken.id),
+       '', ''
+FROM taken
+RETURNING *
+"""
+
+
+def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
+    sql = LEASE_SQL.format(
+        task=AnnotationTask._meta.db_table,
+        membership=Membership._meta.db_table,
+        assignment=Assignment._meta.db_table,
+        item=TaskItem._meta.db_table,
+    )
+    params = {
+        "project": project_id,
+        "annotator": annotator_id,
+        "open": TaskStatus.OPEN,
+        "leased": AssignmentStatus.LEASED,
+        "now": now,
+        "expires": now + lease_duration(),
+    }
+    return next(iter(Assignment.objects.raw(sql, params)), None)
+
+
+@transaction.atomic
+def lease_step_by_step(
+    annotator_id: int, project_id: int, is_member: Exists, now: datetime
+) -> Assignment | None:
+    seen = Assignment.objects.filter(annotator_id=annotator_id, task__project_id=project_id).values(
+        "task_id"
+    )
+    task = (
+        AnnotationTask.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            is_member,
+            project_id=project_id,
+            status=TaskStatus.OPEN,
+            slots_taken__lt=F("judgments_wanted"),
         )
-        if task is None:
-            return None
-        shown_order = list(task.items.values_list("completion_id", flat=True))
-        random.shuffle(shown_order)  # left/right and list order randomised per judgment
-        AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") + 1)
-        task.slots_taken += 1
-        assignment = Assignment.objects.create(
-            task=task,
-            annotator_id=annotator_id,
-            leased_at=now,
-            expires_at=now + lease_duration(),
-            shown_order=shown_order,
-        )
-        return assignment
+        .exclude(pk__in=seen)
+        .order_by("-priority", "-slots_taken", "pk")
+        .first()
+    )
+    if task is None:
+        return None
+    shown_order = list(task.items.values_list("completion_id", flat=True))
+    random.shuffle(shown_order)  # left/right and list order randomised per judgment
+    AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") + 1)
+    task.slots_taken += 1
+    return Assignment.objects.create(
+        task=task,
+        annotator_id=annotator_id,
+        leased_at=now,
+        expires_at=now + lease_duration(),
+        shown_order=shown_order,
+    )
 
 
 @transaction.atomic

@@ -149,3 +149,17 @@ def test_a_second_judgment_on_the_same_task_is_refused(project, make_member, mak
             task_id=task.pk,
             data=JudgmentInput(kind="pairwise", choice="b", idempotency_key="k2"),
         )
+
+
+def test_a_key_reused_on_another_task_is_a_conflict(project, make_member, make_task):
+    make_task(priority=1), make_task()
+    user = make_member()
+    first = lease(user, project)
+    data = JudgmentInput(kind="pairwise", choice="a", idempotency_key="reused")
+    submit_judgment(annotator_id=user.pk, task_id=first.pk, data=data)
+    second = lease(user, project)
+    with pytest.raises(ServiceError, match="used for another task") as error:
+        submit_judgment(annotator_id=user.pk, task_id=second.pk, data=data)
+    assert error.value.code == "conflict"
+    assert Judgment.objects.count() == 1
+    assert second.assignments.get().status == "leased"

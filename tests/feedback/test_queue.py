@@ -84,3 +84,19 @@ def test_skip_needs_a_known_reason(project, make_member, make_task):
     next_task_for(annotator_id=user.pk, project_id=project.pk)
     with pytest.raises(ServiceError, match="Skip reason"):
         skip_task(annotator_id=user.pk, task_id=task.pk, reason="lazy")
+
+
+def test_abandoned_leases_are_swept_while_other_work_remains(project, make_member, make_task):
+    from feedback.services import queue
+
+    fuller = make_task(judgments_wanted=2)
+    make_task(judgments_wanted=2)
+    quitter, other = make_member(), make_member()
+    lease = next_task_for(annotator_id=quitter.pk, project_id=project.pk)
+    assert lease.task == fuller
+    Assignment.objects.filter(pk=lease.pk).update(
+        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+    )
+    queue._last_sweep.pop(project.pk, None)  # as if the last sweep was long ago
+    assert next_task_for(annotator_id=other.pk, project_id=project.pk).task == fuller
+    assert not Assignment.objects.filter(pk=lease.pk).exists()

@@ -1,0 +1,377 @@
+"""Queue throughput on PostgreSQL: next task plus submit, with 100,000 tasks and 200 annotators.
+
+Prints
+1. server time of the queue services, timed in-process: p50/p99 of next_task_for, of
+   submit_judgment, and of the pair;
+2. judgments per second through a real gunicorn server with 8 and 16 concurrent clients (each an
+   annotator with a session cookie and a CSRF token, calling the JSON submit endpoint, which stores
+   the judgment and returns the next lease), with the server time every response reports in its
+   Server-Timing header and the latency the clients see; a share of submissions is sent twice,
+   as a retrying client would;
+3. a consistency check: every judgment a client was told about is stored exactly once, retries
+   returned the stored judgment, and no task holds more judgments or slots than it should.
+
+Run it against a throwaway PostgreSQL (the database is filled from scratch):
+    tests/services.sh .venv/bin/python benchmarks/queue_throughput.py
+Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (gunicorn).
+"""
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SERVER_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "SECRET_KEY": "benchmark-only-not-a-secret",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "0",
+    "SECURE_COOKIES": "0",
+    "LOG_LEVEL": "WARNING",
+    "DATABASE_CONN_MAX_AGE": "600",
+}
+for name, value in SERVER_ENV.items():
+    os.environ.setdefault(name, value)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import (  # noqa: E402
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+)
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.models import Count, F, Q  # noqa: E402
+
+from feedback import services  # noqa: E402
+from feedback.models import (  # noqa: E402
+    AnnotationTask,
+    Completion,
+    Judgment,
+    Membership,
+    Prompt,
+    TaskItem,
+)
+
+BATCH = 5_000
+CHOICES = ("a", "b", "tie", "both_bad")
+RETRY_SHARE = 0.02  # submissions a client sends twice, as after a lost response
+ANSWER = (
+    "Here is a careful answer with a short explanation, a list of steps and an example; it is "
+    "about as long as a typical chat model reply to a simple question, so the payload sizes are "
+    "realistic. "
+)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def describe(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.50):6.2f} ms   p99 {percentile(values, 0.99):6.2f} ms   "
+        f"mean {statistics.fmean(values):6.2f} ms   (n={len(values)})"
+    )
+
+
+# --- Data -----------------------------------------------------------------------------------
+
+
+def build_project(n_tasks: int, n_annotators: int):
+    """A pairwise project with overlap 2: prompts, two completions each, tasks, annotators.
+
+    Rows are bulk-inserted (the per-row services would take minutes at this size); the queue and
+    judgment services under test are the real ones.
+    """
+    project = services.create_project(name=f"Benchmark {time.time():.0f}", overlap=2)
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"bench-{project.pk}-{i}", password="!") for i in range(n_annotators)
+    )
+    Membership.objects.bulk_create(Membership(project=project, user=user) for user in users)
+    for start in range(0, n_tasks, BATCH):
+        numbers = range(start, min(n_tasks, start + BATCH))
+        prompts = Prompt.objects.bulk_create(
+            Prompt(
+                project=project,
+                text=f"Question {i}: how would you explain topic {i} to a newcomer?",
+                content_hash=hashlib.sha256(f"{project.pk}-{i}".encode()).hexdigest(),
+            )
+            for i in numbers
+        )
+        completions = Completion.objects.bulk_create(
+            Completion(prompt=prompt, text=f"Answer {k} to {prompt.text} {ANSWER * 3}")
+            for prompt in prompts
+            for k in (0, 1)
+        )
+        tasks = AnnotationTask.objects.bulk_create(
+            AnnotationTask(project=project, prompt=prompt, mode="pairwise", judgments_wanted=2)
+            for prompt in prompts
+        )
+        TaskItem.objects.bulk_create(
+            TaskItem(task=task, completion=completions[2 * index + k], position=k)
+            for index, task in enumerate(tasks)
+            for k in (0, 1)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return project, users
+
+
+# --- 1. In-process service time ---------------------------------------------------------------
+
+
+def time_services(project, users, iterations: int) -> tuple[list[float], list[float], dict[int, int]]:
+    """Time `iterations` lease-and-submit rounds; returns both timings and judgment id -> task id."""
+    next_ms, submit_ms, judgments = [], [], {}
+    for index in range(iterations):
+        user = users[index % len(users)]
+        started = time.perf_counter()
+        lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+        leased = time.perf_counter()
+        judgment = services.submit_judgment(
+            annotator_id=user.pk,
+            task_id=lease.task_id,
+            data=services.JudgmentInput(
+                kind="pairwise", choice=random.choice(CHOICES), idempotency_key=f"inproc-{lease.pk}"
+            ),
+        )
+        done = time.perf_counter()
+        next_ms.append((leased - started) * 1000)
+        submit_ms.append((done - leased) * 1000)
+        judgments[judgment.pk] = lease.task_id
+    return next_ms, submit_ms, judgments
+
+
+# --- 2. Through a real server -----------------------------------------------------------------
+
+
+def session_for(user) -> str:
+    """A signed-in session, as the login form would create it (without 200 password hashes)."""
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", str(threads),
+        "--keep-alive", "30", "--log-level", "warning", "--backlog", "256",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **SERVER_ENV})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            probe.request("GET", "/login/")
+            if probe.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("gunicorn did not start")
+
+
+@dataclass
+class ClientLog:
+    confirmed: dict[int, int] = field(default_factory=dict)  # judgment id -> task id
+    latency_ms: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)
+    retries: int = 0
+    retry_mismatches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class AnnotatorClient(threading.Thread):
+    """One annotator: fetch a lease, then submit-and-get-next until time is up."""
+
+    def __init__(self, port: int, project_id: int, user, start: threading.Barrier, seconds: float):
+        super().__init__(daemon=True)
+        self.port, self.project_id, self.start_barrier, self.seconds = port, project_id, start, seconds
+        token = hashlib.sha256(f"csrf-{user.pk}-{random.random()}".encode()).hexdigest()[:32]
+        self.headers = {
+            "Cookie": f"sessionid={session_for(user)}; csrftoken={token}",
+            "X-CSRFToken": token,
+            "Content-Type": "application/json",
+            "Referer": f"http://127.0.0.1:{port}/",
+        }
+        self.log = ClientLog()
+        self.elapsed = 0.0
+
+    def call(self, connection_, method: str, path: str, body: dict | None = None):
+        started = time.perf_counter()
+        connection_.request(method, path, body=json.dumps(body) if body else None, headers=self.headers)
+        response = connection_.getresponse()
+        payload = response.read()
+        latency = (time.perf_counter() - started) * 1000
+        timing = response.getheader("Server-Timing", "")
+        server_ms = float(timing.split("dur=")[1]) if "dur=" in timing else float("nan")
+        return response.status, json.loads(payload or b"{}"), latency, server_ms
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        base = f"/annotate/api/projects/{self.project_id}"
+        status, data, _, _ = self.call(conn, "GET", f"{base}/next/")
+        lease = data.get("task") if status == 200 else None
+        self.start_barrier.wait()
+        started = time.perf_counter()
+        deadline = started + self.seconds
+        while lease is not None and time.perf_counter() < deadline:
+            path = f"{base}/tasks/{lease['task_id']}/judgment/"
+            body = {"kind": "pairwise", "choice": random.choice(CHOICES),
+                    "idempotency_key": lease["idempotency_key"]}
+            status, data, latency, server_ms = self.call(conn, "POST", path, body)
+            if status != 201:
+                self.log.errors.append(f"{status}: {data}")
+                break
+            self.log.latency_ms.append(latency)
+            self.log.server_ms.append(server_ms)
+            self.log.confirmed[data["judgment_id"]] = lease["task_id"]
+            if random.random() < RETRY_SHARE:
+                self.log.retries += 1
+                status, again, _, _ = self.call(conn, "POST", path, body)
+                if status != 201 or again.get("judgment_id") != data["judgment_id"]:
+                    self.log.retry_mismatches += 1
+            lease = data["task"]
+        self.elapsed = time.perf_counter() - started
+        conn.close()
+
+
+def run_clients(port: int, project, users, seconds: float) -> tuple[list[AnnotatorClient], float]:
+    barrier = threading.Barrier(len(users) + 1)
+    clients = [AnnotatorClient(port, project.pk, user, barrier, seconds) for user in users]
+    for client in clients:
+        client.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for client in clients:
+        client.join()
+    return clients, time.perf_counter() - started
+
+
+# --- 3. Consistency ---------------------------------------------------------------------------
+
+
+def check_consistency(project, confirmed: dict[int, int]) -> list[str]:
+    problems = []
+    stored = dict(Judgment.objects.filter(task__project=project).values_list("pk", "task_id"))
+    lost = set(confirmed) - set(stored)
+    unconfirmed = set(stored) - set(confirmed)
+    if lost:
+        problems.append(f"{len(lost)} confirmed judgments are missing from the database")
+    if unconfirmed:
+        problems.append(f"{len(unconfirmed)} stored judgments were never confirmed to a client")
+    if any(stored[pk] != task_id for pk, task_id in confirmed.items() if pk in stored):
+        problems.append("a judgment is stored on a different task than the client submitted")
+    tasks = AnnotationTask.objects.filter(project=project).annotate(
+        stored=Count("judgments", distinct=True),
+        leased=Count("assignments", filter=Q(assignments__status="leased"), distinct=True),
+    )
+    drift = tasks.exclude(judgment_count=F("stored")).count()
+    if drift:
+        problems.append(f"{drift} tasks' judgment_count differs from their stored judgments")
+    over = tasks.filter(judgment_count__gt=F("judgments_wanted")).count()
+    if over:
+        problems.append(f"{over} tasks hold more judgments than they want")
+    slots = tasks.exclude(slots_taken=F("stored") + F("leased")).count()
+    if slots:
+        problems.append(f"{slots} tasks' slots_taken differs from judgments plus live leases")
+    pairs = Judgment.objects.filter(task__project=project).values("task_id", "annotator_id")
+    if pairs.count() != pairs.distinct().count():
+        problems.append("an annotator judged the same task twice")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--annotators", type=int, default=200)
+    parser.add_argument("--iterations", type=int, default=3_000, help="in-process next+submit pairs")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per client count")
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("Run against PostgreSQL: tests/services.sh .venv/bin/python " + " ".join(sys.argv))
+
+    call_command("migrate", verbosity=0)
+    started = time.perf_counter()
+    project, users = build_project(args.tasks, args.annotators)
+    print(f"Built {args.tasks:,} tasks for {args.annotators} annotators "
+          f"in {time.perf_counter() - started:.1f} s (PostgreSQL {connection.pg_version // 10000}).")
+    print(f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server and the clients.\n")
+
+    print(f"1. Server time in-process, {args.iterations:,} next-task + submit pairs "
+          f"spread over {args.annotators} annotators")
+    _, _, confirmed = time_services(project, users, 200)  # warms caches; not measured
+    next_ms, submit_ms, measured = time_services(project, users, args.iterations)
+    confirmed.update(measured)
+    print(f"   next task        {describe(next_ms)}")
+    print(f"   submit           {describe(submit_ms)}")
+    print(f"   next + submit    {describe([a + b for a, b in zip(next_ms, submit_ms, strict=True)])}")
+
+    port = args.port or 18000 + os.getpid() % 1000
+    print(f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
+          f"JSON submit-and-next, {args.seconds:.0f} s per client count")
+    server = start_server(port, args.workers, args.threads)
+    try:
+        offset = 0
+        for count in args.clients:
+            group = users[offset: offset + count]
+            offset += count
+            clients, elapsed = run_clients(port, project, group, args.seconds)
+            done = sum(len(c.log.confirmed) for c in clients)
+            latency = [ms for c in clients for ms in c.log.latency_ms]
+            server_ms = [ms for c in clients for ms in c.log.server_ms]
+            errors = [e for c in clients for e in c.log.errors]
+            retries = sum(c.log.retries for c in clients)
+            mismatches = sum(c.log.retry_mismatches for c in clients)
+            for c in clients:
+                confirmed.update(c.log.confirmed)
+            print(f"   {count:2d} clients: {done / elapsed:7.1f} judgments/s "
+                  f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
+                  f"retries {retries} (mismatched {mismatches})")
+            print(f"      server time (Server-Timing)  {describe(server_ms)}")
+            print(f"      client latency               {describe(latency)}")
+            for error in errors[:5]:
+                print(f"      error: {error}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    print("\n3. Consistency")
+    problems = check_consistency(project, confirmed)
+    total = Judgment.objects.filter(task__project=project).count()
+    if problems:
+        for problem in problems:
+            print(f"   PROBLEM: {problem}")
+        sys.exit(1)
+    print(f"   {total:,} judgments stored, {len(confirmed):,} confirmed to clients: "
+          "none lost, none duplicated, counters consistent.")
+
+
+if __name__ == "__main__":
+    main()

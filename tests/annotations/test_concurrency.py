@@ -1,0 +1,73 @@
+"""The queue under real concurrency on PostgreSQL: annotators racing for the same tasks never share
+a slot, and every task ends with exactly its overlap of judgments from different annotators."""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from feedback import services
+from feedback.models import AnnotationTask, Assignment, Judgment
+from tests.conftest import requires_services
+
+pytestmark = [requires_services, pytest.mark.slow]
+
+ANNOTATORS, TASKS, OVERLAP = 20, 10, 2
+
+
+def work_until_empty(user_id: int, project_id: int, start: threading.Barrier, errors: list) -> None:
+    try:
+        start.wait()
+        while True:
+            lease = services.next_task_for(annotator_id=user_id, project_id=project_id)
+            if lease is None:
+                return
+            services.submit_judgment(
+                annotator_id=user_id,
+                task_id=lease.task_id,
+                data=services.JudgmentInput(
+                    kind="pairwise", choice="a", idempotency_key=f"{user_id}-{lease.pk}"
+                ),
+            )
+    except Exception as error:  # noqa: BLE001 - collected and asserted on in the main thread
+        errors.append(error)
+    finally:
+        connection.close()
+
+
+def test_twenty_annotators_racing_over_ten_tasks_with_overlap_two(
+    transactional_db, django_user_model
+):
+    assert connection.vendor == "postgresql"
+    project = services.create_project(name="Race", overlap=OVERLAP)
+    for index in range(TASKS):
+        prompt = services.create_prompt(project_id=project.pk, text=f"Question {index}?")
+        ids = [services.create_completion(prompt_id=prompt.pk, text=f"{index}-{i}").pk for i in (0, 1)]
+        services.create_task(prompt_id=prompt.pk, completion_ids=ids)
+    users = []
+    for index in range(ANNOTATORS):
+        user = django_user_model.objects.create_user(f"racer{index}", password="pw")
+        services.add_member(project_id=project.pk, user_id=user.pk)
+        users.append(user)
+
+    start, errors = threading.Barrier(ANNOTATORS), []
+    threads = [
+        threading.Thread(target=work_until_empty, args=(user.pk, project.pk, start, errors))
+        for user in users
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+    per_task = Counter(Judgment.objects.values_list("task_id", flat=True))
+    assert per_task == {task_id: OVERLAP for task_id in AnnotationTask.objects.values_list("pk", flat=True)}
+    pairs = list(Judgment.objects.values_list("task_id", "annotator_id"))
+    assert len(set(pairs)) == len(pairs) == TASKS * OVERLAP
+    assert set(AnnotationTask.objects.values_list("status", "slots_taken", "judgment_count")) == {
+        ("complete", OVERLAP, OVERLAP)
+    }
+    assert not Assignment.objects.filter(status="leased").exists()
