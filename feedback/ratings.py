@@ -507,7 +507,8 @@ def _bootstrap_draws(
     It is drawn exactly, and faster than numpy's multinomial, by Poissonization (Devroye 1986,
     XI.1): independent Poisson(mu p_k) counts are Multinomial(S, p) given their sum S; adding
     Multinomial(N - S, p) when S < N, or removing S - N of the S draws uniformly at random when
-    S > N, makes them Multinomial(N, p) for every S. mu = N - 2 sqrt(N) makes removal rare.
+    S > N, makes them Multinomial(N, p) for every S. With mu = N - sqrt(N), about one round in
+    six needs a removal and the top-ups are about sqrt(N) draws a round.
     Cells are sorted by count so that each block's Poisson tables have similar widths.
     """
     total = counts.total
@@ -519,7 +520,7 @@ def _bootstrap_draws(
     cells = live[np.argsort(counts.count[live], kind="stable")]
     p = counts.count[cells] / total
     n_cells = cells.size
-    mu = max(total - 2.0 * math.sqrt(total), 0.0)
+    mu = max(total - math.sqrt(total), 0.0)
     cell_blocks = list(range(0, n_cells, _CELL_BLOCK))
     round_blocks = list(range(0, rounds, _ROUND_BLOCK))
     seeds = seed.spawn(len(cell_blocks) + len(round_blocks))
