@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from django.db import connection
 
-from feedback.models import Completion, PreferencePair, Prompt
+from feedback.models import Completion, Prompt
 
 STREAM_BYTES = 1 << 18  # forward about 256 KiB at a time
 
@@ -62,15 +62,15 @@ def line_sql(style: str, margin: bool) -> str:
     return " || ".join(parts)
 
 
-def copy_pair_lines(pair_ids_sql: str, params: list, style: str, margin: bool) -> Iterator[tuple[bytes, int]]:
-    """(bytes, rows) chunks of JSONL for the pairs whose ids `pair_ids_sql` selects, in id order.
-    Call inside a transaction."""
+def copy_pair_lines(pairs_sql: str, params: list, style: str, margin: bool) -> Iterator[tuple[bytes, int]]:
+    """(bytes, rows) chunks of JSONL, in id order, for the pairs `pairs_sql` selects (columns id,
+    prompt_id, chosen_id, rejected_id, margin). Call inside a transaction."""
     query = (
-        f"SELECT {line_sql(style, margin)} FROM {PreferencePair._meta.db_table} pp "
+        f"SELECT {line_sql(style, margin)} FROM ({pairs_sql}) pp "
         f"JOIN {Prompt._meta.db_table} p ON p.id = pp.prompt_id "
         f"JOIN {Completion._meta.db_table} c ON c.id = pp.chosen_id "
         f"JOIN {Completion._meta.db_table} r ON r.id = pp.rejected_id "
-        f"WHERE pp.id IN ({pair_ids_sql}) ORDER BY pp.id"
+        "ORDER BY pp.id"
     )
     with connection.cursor() as cursor:
         raw = cursor.cursor

@@ -439,8 +439,11 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
     """(bytes, rows) chunks of the export."""
     if request.kind == ExportKind.PAIRS:
         if request.format == "jsonl" and can_copy_lines(request.style):
-            ids_sql, params = pairs_for_export(request.project_id, pinned).values("pk").query.sql_with_params()
-            return copy_pair_lines(ids_sql, list(params), request.style, request.margin)
+            pairs = pairs_for_export(request.project_id, pinned).values(
+                "id", "prompt_id", "chosen_id", "rejected_id", "margin"
+            )
+            sql, params = pairs.query.sql_with_params()
+            return copy_pair_lines(sql, list(params), request.style, request.margin)
         quoted = request.format == "jsonl" and can_quote_in_sql(request.style)
         rows = pair_rows(request.project_id, pinned, request.style, quoted=quoted)
         if request.format == "jsonl":
