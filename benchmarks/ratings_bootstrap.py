@@ -117,7 +117,7 @@ def main() -> None:
         lambda: list(ratings._bootstrap_chunks(counts, args.rounds, args.seed, args.workers)),
         args.repeat,
     )
-    fitter = ratings._ChordFit(counts, strength, 0.0, 1e-6, args.workers)
+    fitter = ratings._ChordFit(counts, strength, 0.0, 1e-5, args.workers)
     fits_s, _, _ = best_time(lambda: [fitter(draws) for _, draws in chunks], args.repeat)
     print(f"  of which resampling {draw_s * 1e3:.1f} ms, round fits {fits_s * 1e3:.1f} ms")
     reference = np.random.default_rng(args.seed)
