@@ -91,7 +91,8 @@ def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, i
             errors.append(f"line {number}: contains a NUL character (\\u0000), which cannot be stored.")
             continue
         try:
-            record = json.loads(raw)
+            # Decoding first skips json's encoding sniffing of bytes, a few percent of the parse.
+            record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except (ValueError, UnicodeDecodeError) as error:
             errors.append(f"line {number}: not valid JSON ({error}).")
             continue

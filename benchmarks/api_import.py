@@ -1,0 +1,125 @@
+"""Import benchmark: JSONL files of N lines (default 100,000) POSTed to the API of a real gunicorn
+server, fully validated and written in one transaction; prints seconds and lines per second for
+each format, and the Anthropic HH file end to end (import, export, same pairs out).
+
+    tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000] [--formats prompts,completions,trl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from serving import ROOT, PeakMemory, Server, api_key, mib, setup_django
+
+WORDS = [
+    "the", "a", "model", "answer", "question", "helpful", "honest", "harmless", "assistant", "user",
+    "explain", "why", "how", "what", "when", "careful", "detailed", "short", "long", "example",
+    "because", "therefore", "however", "cooking", "garden", "river", "city", "music",
+]
+HH_FILE = next(
+    (path for path in (ROOT.parent / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz",
+                       Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")) if path.exists()),
+    None,
+)
+
+
+def sentence(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def record(format: str, n: int, rng: random.Random) -> dict:
+    prompt = f"Question {n}: {sentence(rng, 12)}?"
+    if format == "prompts":
+        return {"prompt": prompt, "metadata": {"source": "benchmark", "n": n}}
+    if format == "completions":
+        return {"prompt": prompt, "completion": sentence(rng, 40), "model": f"model-{n % 4}"}
+    return {"prompt": prompt, "chosen": sentence(rng, 40), "rejected": sentence(rng, 35)}
+
+
+def write_file(format: str, lines: int) -> Path:
+    rng = random.Random(0)
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
+        for n in range(lines):
+            handle.write(json.dumps(record(format, n, rng)) + "\n")
+    return Path(handle.name)
+
+
+def post_file(port: int, path: str, key: str, file: Path, content_encoding: str = "") -> tuple[int, dict, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1200)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/jsonl",
+               "Content-Length": str(file.stat().st_size)}
+    if content_encoding:
+        headers["Content-Encoding"] = content_encoding
+    started = time.perf_counter()
+    with file.open("rb") as body:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = json.loads(response.read() or b"{}")
+    return response.status, payload, time.perf_counter() - started
+
+
+def get_lines(port: int, path: str, key: str) -> list[bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1200)
+    connection.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+    response = connection.getresponse()
+    return response.read().split(b"\n")[:-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--formats", default="prompts,completions,trl")
+    args = parser.parse_args()
+    setup_django()
+    from feedback import services
+
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    with Server() as server:
+        for format in args.formats.split(","):
+            project = services.create_project(name=f"import benchmark {format} {time.time():.0f}")
+            key = api_key(f"import-benchmark-{format}", project.pk)
+            file = write_file(format, args.lines)
+            size = file.stat().st_size
+            try:
+                with PeakMemory(server.worker_pid()) as memory:
+                    status, payload, seconds = post_file(
+                        server.port, f"/api/v1/projects/{project.pk}/imports/?import_format={format}", key, file
+                    )
+            finally:
+                file.unlink()
+            if status != 201:
+                raise RuntimeError(f"{format}: {status} {str(payload)[:500]}")
+            print(f"import {format:12s}: {args.lines:,} lines ({mib(size)}) "
+                  f"in {seconds:.2f} s = {args.lines / seconds:,.0f} lines/s; created {payload['created']}; "
+                  f"worker RSS peak {mib(memory.peak)}")
+        if HH_FILE is not None:
+            project = services.create_project(name=f"import benchmark hh {time.time():.0f}")
+            key = api_key("import-benchmark-hh", project.pk)
+            status, payload, seconds = post_file(
+                server.port, f"/api/v1/projects/{project.pk}/imports/?import_format=hh", key, HH_FILE, "gzip"
+            )
+            if status != 201:
+                raise RuntimeError(f"hh: {status} {str(payload)[:500]}")
+            started = time.perf_counter()
+            exported = get_lines(server.port, f"/api/v1/projects/{project.pk}/exports/pairs/?style=hh", key)
+            export_seconds = time.perf_counter() - started
+            with gzip.open(HH_FILE, "rb") as handle:
+                originals = [json.loads(line) for line in handle]
+            same = [json.loads(line) for line in exported] == originals
+            print(f"HH round trip: {payload['lines']:,} lines imported in {seconds:.2f} s, exported in "
+                  f"{export_seconds:.2f} s; same pairs out: {same}")
+            if not same:
+                raise SystemExit("HH round trip differs")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
