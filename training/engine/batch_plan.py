@@ -12,6 +12,7 @@ probe; `memory_fraction` leaves the headroom for them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ def _probe(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     elif not checkpointing and was_checkpointing:
         model.gradient_checkpointing_disable()
+    # Decoders would otherwise build a KV cache that training never holds; encoders take no flag.
+    extra = (
+        {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+    )
     peaks = []
     try:
         torch.cuda.empty_cache()
@@ -118,7 +123,7 @@ def _probe(
                 (batch, seq_len),
                 device=model.device,
             )
-            output = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+            output = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
             output.logits.float().mean().backward()
             del output
             peaks.append(torch.cuda.max_memory_allocated())

@@ -110,6 +110,8 @@ def _generate_chunk(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         cache_implementation=settings.cache_implementation,
+        # Training setups switch the model's cache off; sampling always wants it.
+        use_cache=True,
     )
     prompt_len = encoded["input_ids"].shape[1]
     # num_return_sequences repeats each prompt's samples next to each other.

@@ -164,6 +164,14 @@ def train_ppo(
         raise ValueError("Give train_ppo exactly one of reward_model_path and reward_fn.")
     if not prompts:
         raise ValueError("PPO needs at least one prompt.")
+    if config.generation.top_p < 1.0 or config.generation.top_k > 0:
+        # The ratio pi/pi_old is computed on the full softmax; truncated sampling breaks it.
+        logger.warning(
+            "PPO samples with top_p=%s, top_k=%s, but its logprobs assume plain temperature "
+            "sampling; the importance ratios will be biased.",
+            config.generation.top_p,
+            config.generation.top_k,
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -176,11 +184,8 @@ def train_ppo(
 
     rollout_size = config.prompts_per_step * config.generation.num_samples
     minibatch_size = rollout_size // config.num_minibatches
-    lora = build_lora_config(config.lora)
-    model = get_peft_model(base, lora, adapter_name=POLICY)
-    model.add_adapter(CRITIC, build_lora_config(config.lora))
     plan = choose_batch_plan(
-        model,
+        base,
         seq_len=min(
             config.max_length,
             _longest_prompt(tokenizer, prompts) + config.generation.max_new_tokens,
@@ -189,7 +194,10 @@ def train_ppo(
         gradient_checkpointing=config.gradient_checkpointing,
     )
     micro_batch = min(plan.micro_batch_size, minibatch_size)
-    prepare_for_training(model.get_base_model(), gradient_checkpointing=plan.gradient_checkpointing)
+    # Before the adapters exist: preparing a 4-bit base freezes every parameter it finds.
+    base = prepare_for_training(base, gradient_checkpointing=plan.gradient_checkpointing)
+    model = get_peft_model(base, build_lora_config(config.lora), adapter_name=POLICY)
+    model.add_adapter(CRITIC, build_lora_config(config.lora))
     _disable_dropout(model)
 
     hidden_size = model.get_base_model().config.get_text_config().hidden_size
