@@ -165,3 +165,20 @@ def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
     assert "<script src=\"http" not in html
     schema = client_for(make_user()).get("/api/v1/schema/?format=json")
     assert schema.status_code == 200 and "/api/v1/projects/{project_id}/exports/pairs/" in schema.json()["paths"]
+
+
+def test_imports_and_exports_have_their_own_rate_limits(client_for, make_member, project, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"import": "1/hour", "export": "2/hour"})
+    cache.clear()
+    client = client_for(make_member(role="admin"))
+    body = json.dumps({"prompt": "p"})
+    url = f"/api/v1/projects/{project.pk}/imports/?import_format=prompts"
+    assert client.post(url, data=body, content_type="application/jsonl").status_code == 201
+    assert client.post(url, data=body, content_type="application/jsonl").status_code == 429
+    assert client.get(f"/api/v1/projects/{project.pk}/imports/").status_code == 200  # listing is not an import
+    export = f"/api/v1/projects/{project.pk}/exports/judgments/"
+    assert [client.get(export).status_code for _ in range(3)] == [200, 200, 429]
+    cache.clear()
