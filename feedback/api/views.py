@@ -1,5 +1,6 @@
 """API views: parse input, call one service or selector, render. Rules live in the services."""
 
+import functools
 import gzip
 import io
 from collections.abc import Iterator
@@ -446,6 +447,24 @@ class TokenDetail(ServiceErrorMixin, generics.RetrieveDestroyAPIView):
 # --- docs ------------------------------------------------------------------------------------
 
 
+@functools.cache
+def documented_operations() -> tuple[dict, list[dict]]:
+    """The OpenAPI schema and its operations, generated once per process (it only changes with code)."""
+    schema = SchemaGenerator(api_version="1").get_schema(request=None, public=True)
+    operations = []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            operations.append({
+                "path": path,
+                "method": method.upper(),
+                "summary": (operation.get("description") or "").strip(),
+                "parameters": operation.get("parameters", []),
+                "request": sorted(operation.get("requestBody", {}).get("content", {})),
+                "responses": sorted(operation.get("responses", {})),
+            })
+    return schema, operations
+
+
 class ApiDocs(APIView):
     """A readable, offline page generated from the OpenAPI schema (no CDN assets)."""
 
@@ -454,17 +473,5 @@ class ApiDocs(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        schema = SchemaGenerator(api_version="1").get_schema(request=None, public=True)
-        operations = []
-        for path, methods in schema["paths"].items():
-            for method, operation in methods.items():
-                operations.append({
-                    "path": path,
-                    "method": method.upper(),
-                    "summary": (operation.get("description") or "").strip(),
-                    "parameters": operation.get("parameters", []),
-                    "request": sorted(operation.get("requestBody", {}).get("content", {})),
-                    "responses": sorted(operation.get("responses", {})),
-                    "tag": (operation.get("tags") or ["api"])[0],
-                })
+        schema, operations = documented_operations()
         return render(request, "feedback/api_docs.html", {"schema": schema, "operations": operations})
