@@ -41,6 +41,7 @@ Metric names (keys of the dicts given to `on_metrics`; None where not measured, 
     ppo:       reward_mean, reward_std, penalized_reward_mean, kl (per sequence), kl_coef,
                non_score_reward, policy_loss, value_loss, clip_fraction, value_clip_fraction,
                approx_kl, entropy, response_length, eos_fraction, value_mean
+               (tokens_per_s: prompt + response tokens of the rollout per second of the whole step)
 
 Configs (see config.py for every field and its default): LoraSettings, GenerationSettings, and the
 RunSettings shared by RewardRunConfig, DPORunConfig and PPORunConfig. On CUDA the base loads in 4-bit

@@ -120,6 +120,8 @@ class PPORunConfig(RunSettings):
     """PPO with a KL penalty against the frozen reference (Ziegler et al. 2019; Ouyang et al. 2022).
 
     Defaults follow Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO".
+    Here `batch_size` is the micro-batch of every forward/backward pass (None: planned from free GPU
+    memory); each minibatch of rollout_size / num_minibatches responses accumulates over micro-batches.
     """
 
     learning_rate: float = 1e-5

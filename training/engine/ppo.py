@@ -25,7 +25,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_
 from transformers import PreTrainedTokenizerBase
 
 from training.engine import ppo_math
-from training.engine.batch_plan import choose_batch_plan
+from training.engine.batch_plan import BatchPlan, choose_batch_plan
 from training.engine.config import PPORunConfig
 from training.engine.examples import Prompt
 from training.engine.generation import Generations, generate
@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 # Full texts (rendered prompt + response) in, one score per text out.
 RewardFunction = Callable[[list[str]], Sequence[float]]
+
+KLController = ppo_math.FixedKLController | ppo_math.AdaptiveKLController
 
 POLICY, CRITIC = "policy", "critic"
 _CHECKPOINT_FILENAME = "ppo_state.pt"
@@ -180,52 +182,11 @@ def train_ppo(
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{config.base_model} has no EOS token; PPO needs one to end responses.")
     score_texts = reward_fn or _reward_model_scorer(reward_model_path, config)
-    base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
-
-    rollout_size = config.prompts_per_step * config.generation.num_samples
-    minibatch_size = rollout_size // config.num_minibatches
-    plan = choose_batch_plan(
-        base,
-        seq_len=min(
-            config.max_length,
-            _longest_prompt(tokenizer, prompts) + config.generation.max_new_tokens,
-        ),
-        target_batch_size=minibatch_size if config.batch_size is None else config.batch_size,
-        gradient_checkpointing=config.gradient_checkpointing,
-    )
-    micro_batch = min(plan.micro_batch_size, minibatch_size)
-    # Before the adapters exist: preparing a 4-bit base freezes every parameter it finds.
-    base = prepare_for_training(base, gradient_checkpointing=plan.gradient_checkpointing)
-    model = get_peft_model(base, build_lora_config(config.lora), adapter_name=POLICY)
-    model.add_adapter(CRITIC, build_lora_config(config.lora))
-    _disable_dropout(model)
-
-    hidden_size = model.get_base_model().config.get_text_config().hidden_size
-    # Zero-initialised, so the critic starts by predicting 0 for every state.
-    value_head = torch.nn.Linear(hidden_size, 1, device=model.device, dtype=torch.float32)
-    torch.nn.init.zeros_(value_head.weight)
-    torch.nn.init.zeros_(value_head.bias)
-    agent = PolicyAndCritic(model, value_head, config.generation.temperature)
-
+    agent, plan = _build_agent(config, tokenizer, prompts)
+    model = agent.model
+    micro_batch = plan.micro_batch_size
     policy_params, critic_params = agent.parameters(POLICY), agent.parameters(CRITIC)
-    # Adam eps 1e-5 and a learning rate annealed linearly to 0 (N+ details).
-    optimizer = torch.optim.AdamW(
-        [{"params": policy_params}, {"params": critic_params}],
-        lr=config.learning_rate,
-        eps=1e-5,
-        weight_decay=0.0,
-    )
-    total_updates = config.total_steps * config.ppo_epochs * config.num_minibatches
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda update: max(0.0, 1.0 - update / max(total_updates, 1))
-    )
-    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController
-    if config.target_kl is None:
-        kl_controller = ppo_math.FixedKLController(config.kl_coef)
-    else:
-        kl_controller = ppo_math.AdaptiveKLController(
-            config.kl_coef, config.target_kl, config.kl_horizon
-        )
+    optimizer, scheduler, kl_controller = _build_optimization(config, policy_params, critic_params)
 
     recorder = MetricsRecorder(output_dir, on_metrics)
     checkpoints_dir = output_dir / CHECKPOINTS_DIRNAME
@@ -271,7 +232,7 @@ def train_ppo(
         {
             **metrics,
             "step": config.total_steps,
-            "micro_batch_size": micro_batch,
+            "micro_batch_size": plan.micro_batch_size,
             "gradient_checkpointing": plan.gradient_checkpointing,
         }
     )
@@ -284,6 +245,63 @@ def train_ppo(
         resumed_from_step=resumed_step,
         history=list(recorder.history),
     )
+
+
+def _build_agent(
+    config: PPORunConfig, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt]
+) -> tuple[PolicyAndCritic, BatchPlan]:
+    """The base with its two adapters and the value head, and the micro-batch plan for it."""
+    base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
+    rollout_size = config.prompts_per_step * config.generation.num_samples
+    minibatch_size = rollout_size // config.num_minibatches
+    plan = choose_batch_plan(
+        base,
+        seq_len=min(
+            config.max_length,
+            _longest_prompt(tokenizer, prompts) + config.generation.max_new_tokens,
+        ),
+        target_batch_size=minibatch_size if config.batch_size is None else config.batch_size,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
+    plan = replace(plan, micro_batch_size=min(plan.micro_batch_size, minibatch_size))
+    # Before the adapters exist: preparing a 4-bit base freezes every parameter it finds.
+    base = prepare_for_training(base, gradient_checkpointing=plan.gradient_checkpointing)
+    model = get_peft_model(base, build_lora_config(config.lora), adapter_name=POLICY)
+    model.add_adapter(CRITIC, build_lora_config(config.lora))
+    _disable_dropout(model)
+
+    hidden_size = model.get_base_model().config.get_text_config().hidden_size
+    # Zero-initialised, so the critic starts by predicting 0 for every state.
+    value_head = torch.nn.Linear(hidden_size, 1, device=model.device, dtype=torch.float32)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    return PolicyAndCritic(model, value_head, config.generation.temperature), plan
+
+
+def _build_optimization(
+    config: PPORunConfig,
+    policy_params: list[torch.nn.Parameter],
+    critic_params: list[torch.nn.Parameter],
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, KLController]:
+    # Adam eps 1e-5 and a learning rate annealed linearly to 0 (N+ details).
+    optimizer = torch.optim.AdamW(
+        [{"params": policy_params}, {"params": critic_params}],
+        lr=config.learning_rate,
+        eps=1e-5,
+        weight_decay=0.0,
+    )
+    total_updates = config.total_steps * config.ppo_epochs * config.num_minibatches
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda update: max(0.0, 1.0 - update / max(total_updates, 1))
+    )
+    kl_controller: KLController
+    if config.target_kl is None:
+        kl_controller = ppo_math.FixedKLController(config.kl_coef)
+    else:
+        kl_controller = ppo_math.AdaptiveKLController(
+            config.kl_coef, config.target_kl, config.kl_horizon
+        )
+    return optimizer, scheduler, kl_controller
 
 
 def _reward_model_scorer(path: str | Path, config: PPORunConfig) -> RewardFunction:
@@ -299,7 +317,7 @@ def _collect_rollout(
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Prompt],
     score_texts: RewardFunction,
-    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+    kl_controller: KLController,
     config: PPORunConfig,
     micro_batch: int,
 ) -> tuple[Rollout, dict[str, float], Generations]:
@@ -448,7 +466,7 @@ def _save_checkpoint(
     agent: PolicyAndCritic,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+    kl_controller: KLController,
 ) -> None:
     directory = checkpoints_dir / f"checkpoint-{step}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -484,7 +502,7 @@ def _load_checkpoint(
     agent: PolicyAndCritic,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    kl_controller: ppo_math.FixedKLController | ppo_math.AdaptiveKLController,
+    kl_controller: KLController,
 ) -> int:
     # weights_only=False: the file holds python and numpy RNG states; it is our own checkpoint.
     state = torch.load(
