@@ -29,6 +29,10 @@ Using the artifacts::
     load_tokenizer(name_or_path); load_base_model(name_or_path, kind="causal_lm"|"reward", quantize=None)
     generate(model, tokenizer, prompts, GenerationSettings) -> Generations (texts, token_counts, ...)
     choose_batch_plan(model, *, seq_len, target_batch_size=None, ...) -> BatchPlan
+    training.engine.policy: load_policy(base_model, adapter_path=None) -> Policy, sample(policy,
+        prompts, settings) -> Generations, sequence_logprobs(model, generations) -> Tensor,
+        kl_to_parent(policy, generations, parent_adapter_path=None) -> float,
+        merge_adapter(base_model, adapter_path, output_dir) -> Path
     build_tiny_model(path, corpus=None, seed=0, pretrain_steps=200) -> Path   # offline demo base
 
 Examples: `PreferencePair(chosen, rejected, prompt="", margin=None)`; a `Prompt` is a string or a chat,
