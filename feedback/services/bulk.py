@@ -27,15 +27,17 @@ def reserve_ids(model: type[models.Model], count: int) -> list[int]:
             # Without concurrent inserts the ids form one run: fetch its ends, not every id.
             # If someone else took ids meanwhile, the run has holes: take fresh ids one by one
             # (the skipped ones are merely unused).
-            sequence = "nextval(pg_get_serial_sequence(%s, 'id'))"
+            # Name the sequence once: pg_get_serial_sequence inside the series would run per id.
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            sequence = cursor.fetchone()[0]
             cursor.execute(
-                f"SELECT min(v), max(v) FROM (SELECT {sequence} AS v FROM generate_series(1, %s)) s",
-                [table, count],
+                "SELECT min(v), max(v) FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s)) s",
+                [sequence, count],
             )
             low, high = cursor.fetchone()
             if high - low + 1 == count:
                 return list(range(low, high + 1))
-            cursor.execute(f"SELECT {sequence} FROM generate_series(1, %s)", [table, count])
+            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
             return [row[0] for row in cursor.fetchall()]
         # SQLite: the transaction holds the write lock (IMMEDIATE), so nobody else takes ids
         # until we commit; AUTOINCREMENT never reuses ids, so start past sqlite_sequence too.
