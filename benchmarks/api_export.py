@@ -38,7 +38,9 @@ def create_pairs(pairs: int) -> int:
             FROM generate_series(1, %s) g""",
             [project.pk, prompts],
         )
-        cursor.execute(f"SELECT min(id) FROM {Prompt._meta.db_table} WHERE project_id = %s", [project.pk])
+        cursor.execute(
+            f"SELECT min(id) FROM {Prompt._meta.db_table} WHERE project_id = %s", [project.pk]
+        )
         first_prompt = cursor.fetchone()[0]
         cursor.execute(
             f"""INSERT INTO {Completion._meta.db_table} (prompt_id, text, generation_settings, created_at)
@@ -66,8 +68,10 @@ def create_pairs(pairs: int) -> int:
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    print(f"setup: {prompts:,} prompts, {prompts * COMPLETIONS_PER_PROMPT:,} completions, "
-          f"{prompts * len(PAIR_OFFSETS):,} pairs in {time.perf_counter() - started:.1f} s")
+    print(
+        f"setup: {prompts:,} prompts, {prompts * COMPLETIONS_PER_PROMPT:,} completions, "
+        f"{prompts * len(PAIR_OFFSETS):,} pairs in {time.perf_counter() - started:.1f} s"
+    )
     return project.pk
 
 
@@ -108,11 +112,17 @@ def main() -> None:
     from feedback.models import ExportSnapshot
 
     snapshot = ExportSnapshot.objects.filter(project_id=project_id).order_by("-pk").first()
-    print(f"export ({args.style}, JSONL via gunicorn): {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s "
-          f"= {rows / seconds:,.0f} rows/s (first byte after {first_byte:.2f} s)")
-    print(f"server worker RSS: {mib(memory.start)} before, {mib(memory.peak)} peak "
-          f"(+{mib(memory.peak - memory.start)})")
-    print(f"snapshot #{snapshot.pk}: {snapshot.status}, {snapshot.row_count:,} rows, sha256 {snapshot.content_hash[:16]}…")
+    print(
+        f"export ({args.style}, JSONL via gunicorn): {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s "
+        f"= {rows / seconds:,.0f} rows/s (first byte after {first_byte:.2f} s)"
+    )
+    print(
+        f"server worker RSS: {mib(memory.start)} before, {mib(memory.peak)} peak "
+        f"(+{mib(memory.peak - memory.start)})"
+    )
+    print(
+        f"snapshot #{snapshot.pk}: {snapshot.status}, {snapshot.row_count:,} rows, sha256 {snapshot.content_hash[:16]}…"
+    )
 
 
 if __name__ == "__main__":

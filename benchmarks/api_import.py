@@ -20,13 +20,44 @@ from pathlib import Path
 from serving import ROOT, PeakMemory, Server, api_key, mib, setup_django
 
 WORDS = [
-    "the", "a", "model", "answer", "question", "helpful", "honest", "harmless", "assistant", "user",
-    "explain", "why", "how", "what", "when", "careful", "detailed", "short", "long", "example",
-    "because", "therefore", "however", "cooking", "garden", "river", "city", "music",
+    "the",
+    "a",
+    "model",
+    "answer",
+    "question",
+    "helpful",
+    "honest",
+    "harmless",
+    "assistant",
+    "user",
+    "explain",
+    "why",
+    "how",
+    "what",
+    "when",
+    "careful",
+    "detailed",
+    "short",
+    "long",
+    "example",
+    "because",
+    "therefore",
+    "however",
+    "cooking",
+    "garden",
+    "river",
+    "city",
+    "music",
 ]
 HH_FILE = next(
-    (path for path in (ROOT.parent / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz",
-                       Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")) if path.exists()),
+    (
+        path
+        for path in (
+            ROOT.parent / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz",
+            Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz"),
+        )
+        if path.exists()
+    ),
     None,
 )
 
@@ -52,10 +83,15 @@ def write_file(format: str, lines: int) -> Path:
     return Path(handle.name)
 
 
-def post_file(port: int, path: str, key: str, file: Path, content_encoding: str = "") -> tuple[int, dict, float]:
+def post_file(
+    port: int, path: str, key: str, file: Path, content_encoding: str = ""
+) -> tuple[int, dict, float]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1200)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/jsonl",
-               "Content-Length": str(file.stat().st_size)}
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/jsonl",
+        "Content-Length": str(file.stat().st_size),
+    }
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
     started = time.perf_counter()
@@ -91,31 +127,44 @@ def main() -> None:
             try:
                 with PeakMemory(server.worker_pid()) as memory:
                     status, payload, seconds = post_file(
-                        server.port, f"/api/v1/projects/{project.pk}/imports/?import_format={format}", key, file
+                        server.port,
+                        f"/api/v1/projects/{project.pk}/imports/?import_format={format}",
+                        key,
+                        file,
                     )
             finally:
                 file.unlink()
             if status != 201:
                 raise RuntimeError(f"{format}: {status} {str(payload)[:500]}")
-            print(f"import {format:12s}: {args.lines:,} lines ({mib(size)}) "
-                  f"in {seconds:.2f} s = {args.lines / seconds:,.0f} lines/s; created {payload['created']}; "
-                  f"worker RSS peak {mib(memory.peak)}")
+            print(
+                f"import {format:12s}: {args.lines:,} lines ({mib(size)}) "
+                f"in {seconds:.2f} s = {args.lines / seconds:,.0f} lines/s; created {payload['created']}; "
+                f"worker RSS peak {mib(memory.peak)}"
+            )
         if HH_FILE is not None:
             project = services.create_project(name=f"import benchmark hh {time.time():.0f}")
             key = api_key("import-benchmark-hh", project.pk)
             status, payload, seconds = post_file(
-                server.port, f"/api/v1/projects/{project.pk}/imports/?import_format=hh", key, HH_FILE, "gzip"
+                server.port,
+                f"/api/v1/projects/{project.pk}/imports/?import_format=hh",
+                key,
+                HH_FILE,
+                "gzip",
             )
             if status != 201:
                 raise RuntimeError(f"hh: {status} {str(payload)[:500]}")
             started = time.perf_counter()
-            exported = get_lines(server.port, f"/api/v1/projects/{project.pk}/exports/pairs/?style=hh", key)
+            exported = get_lines(
+                server.port, f"/api/v1/projects/{project.pk}/exports/pairs/?style=hh", key
+            )
             export_seconds = time.perf_counter() - started
             with gzip.open(HH_FILE, "rb") as handle:
                 originals = [json.loads(line) for line in handle]
             same = [json.loads(line) for line in exported] == originals
-            print(f"HH round trip: {payload['lines']:,} lines imported in {seconds:.2f} s, exported in "
-                  f"{export_seconds:.2f} s; same pairs out: {same}")
+            print(
+                f"HH round trip: {payload['lines']:,} lines imported in {seconds:.2f} s, exported in "
+                f"{export_seconds:.2f} s; same pairs out: {same}"
+            )
             if not same:
                 raise SystemExit("HH round trip differs")
     print(f"load average after: {os.getloadavg()[0]:.1f}")

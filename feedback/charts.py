@@ -28,8 +28,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def interval_plot(
-    labels: Sequence[str], points: Sequence[float], lows: Sequence[float], highs: Sequence[float],
-    *, title: str, unit: str = "",
+    labels: Sequence[str],
+    points: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    *,
+    title: str,
+    unit: str = "",
 ) -> str:
     """Horizontal confidence-interval plot: one row per label, a dot at the point estimate."""
     row_height, left, right, top = 26, 180, 30, 30
@@ -63,7 +68,7 @@ def interval_plot(
         y = top + row_height * i + row_height / 2
         tip = f"{label}: {point:.1f} {unit} ({lo:.1f} to {hi:.1f})"
         parts.append(
-            f'<g><title>{escape(tip)}</title>'
+            f"<g><title>{escape(tip)}</title>"
             f'<text x="{left - 10}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>'
             f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#2457c5" stroke-width="3"/>'
             f'<circle cx="{x(point):.1f}" cy="{y:.1f}" r="5" fill="#1d1f21"/></g>'
@@ -103,7 +108,9 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
         )
     for i, row_label in enumerate(labels):
         y = top + cell * i
-        parts.append(f'<text x="{left - 8}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{escape(row_label)}</text>')
+        parts.append(
+            f'<text x="{left - 8}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{escape(row_label)}</text>'
+        )
         for j, value in enumerate(matrix[i]):
             x = left + cell * j
             if value is None:
@@ -121,7 +128,12 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
 
 
 def line_chart(
-    labels: Sequence[str], values: Sequence[float | None], *, title: str, low: float = 0.0, high: float = 1.0
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str,
+    low: float = 0.0,
+    high: float = 1.0,
 ) -> str:
     """A line over evenly spaced periods (e.g. weeks); gaps where a value is None."""
     if not labels:
@@ -148,7 +160,9 @@ def line_chart(
     step = max(1, len(labels) // 8)
     for i, label in enumerate(labels):
         if i % step == 0:
-            parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 18}" text-anchor="middle" fill="#5f6368">{escape(label)}</text>')
+            parts.append(
+                f'<text x="{x(i):.1f}" y="{height - bottom + 18}" text-anchor="middle" fill="#5f6368">{escape(label)}</text>'
+            )
     segment: list[str] = []
     for i, value in enumerate([*values, None]):
         if value is not None:
@@ -158,7 +172,9 @@ def line_chart(
                 f"<title>{escape(labels[i])}: {value:.3f}</title></circle>"
             )
         elif segment:
-            parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="#2457c5" stroke-width="2"/>')
+            parts.append(
+                f'<polyline points="{" ".join(segment)}" fill="none" stroke="#2457c5" stroke-width="2"/>'
+            )
             segment = []
     parts.append("</svg>")
     return "".join(parts)

@@ -96,7 +96,9 @@ def read_prompt(value: object, *, metadata: object = None, split: object = "trai
         raise LineError("'metadata' must be an object.")
     if split not in PROMPT_SPLITS:
         raise LineError(f"'split' must be one of {', '.join(PROMPT_SPLITS)}.")
-    return PromptRecord(fields["text"], fields["messages"], fields["content_hash"], metadata or {}, split)
+    return PromptRecord(
+        fields["text"], fields["messages"], fields["content_hash"], metadata or {}, split
+    )
 
 
 def require_keys(record: dict, *keys: str) -> None:
@@ -125,7 +127,9 @@ def read_margin(record: dict) -> float | None:
 
 def read_prompt_line(record: dict) -> PromptRecord:
     require_keys(record, "prompt")
-    return read_prompt(record["prompt"], metadata=record.get("metadata"), split=record.get("split", "train"))
+    return read_prompt(
+        record["prompt"], metadata=record.get("metadata"), split=record.get("split", "train")
+    )
 
 
 def read_completion_line(record: dict) -> CompletionRecord:
@@ -174,7 +178,9 @@ def read_model_version_line(record: dict) -> ModelVersionRecord:
 
 def single_assistant_message(value: list, key: str) -> str:
     if len(value) != 1 or not isinstance(value[0], dict) or value[0].get("role") != "assistant":
-        raise LineError(f"{key!r} must be one assistant message (multi-turn completions are not supported).")
+        raise LineError(
+            f"{key!r} must be one assistant message (multi-turn completions are not supported)."
+        )
     content = value[0].get("content")
     if not isinstance(content, str):
         raise LineError(f"{key!r} needs text content.")
@@ -191,13 +197,17 @@ def read_trl_line(record: dict) -> PairRecord:
                 "string 'chosen'/'rejected' need a 'prompt' (for Anthropic HH transcripts use format 'hh')."
             )
         if not isinstance(record["prompt"], str):
-            raise LineError("'prompt', 'chosen' and 'rejected' must all be strings or all message lists.")
+            raise LineError(
+                "'prompt', 'chosen' and 'rejected' must all be strings or all message lists."
+            )
         return PairRecord(read_prompt(record["prompt"]), chosen, rejected, "a", margin)
     if not (isinstance(chosen, list) and isinstance(rejected, list)):
         raise LineError("'chosen' and 'rejected' must both be strings or both message lists.")
     if "prompt" in record:
         if not isinstance(record["prompt"], list):
-            raise LineError("'prompt', 'chosen' and 'rejected' must all be strings or all message lists.")
+            raise LineError(
+                "'prompt', 'chosen' and 'rejected' must all be strings or all message lists."
+            )
         prompt_messages = record["prompt"]
     else:
         # Implicit prompt: everything the two conversations share before their last message.
@@ -244,7 +254,9 @@ def read_hh_line(record: dict) -> PairRecord:
         start -= 1
     if start < 1:
         raise LineError("'chosen' and 'rejected' share no Human turn before an Assistant answer.")
-    messages = [{"role": HH_ROLES[speaker], "content": text} for speaker, text in chosen_turns[:start]]
+    messages = [
+        {"role": HH_ROLES[speaker], "content": text} for speaker, text in chosen_turns[:start]
+    ]
     return PairRecord(
         read_prompt(messages),
         render_hh_turns(chosen_turns[start:])[len("\n\nAssistant: ") :],

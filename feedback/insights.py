@@ -42,8 +42,16 @@ def judgment_views(project_id: int, *, include_imported: bool = False) -> list[J
         judgments = judgments.exclude(annotator__username=IMPORT_USERNAME)
     rows = list(
         judgments.order_by("created_at", "pk").values_list(
-            "pk", "task_id", "task__prompt_id", "annotator_id", "kind", "choice", "strength",
-            "ranking", "ratings", "shown_order",
+            "pk",
+            "task_id",
+            "task__prompt_id",
+            "annotator_id",
+            "kind",
+            "choice",
+            "strength",
+            "ranking",
+            "ratings",
+            "shown_order",
         )
     )
     items: dict[int, list[int]] = {}
@@ -178,7 +186,9 @@ def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 
     counts = ratings.count_outcomes(found.a, found.b, found.outcome, n)
     regularised = False
     try:
-        fit = ratings.bootstrap_bradley_terry(counts, rounds=rounds, confidence=CONFIDENCE, seed=seed)
+        fit = ratings.bootstrap_bradley_terry(
+            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed
+        )
     except ValueError:
         regularised = True
         fit = ratings.bootstrap_bradley_terry(
@@ -249,13 +259,15 @@ class AgreementReport:
 
 def gold_answers(project_id: int) -> dict[int, agreement.GoldAnswer]:
     answers = {}
-    for task_id, answer in AnnotationTask.objects.filter(project_id=project_id, is_gold=True).values_list(
-        "pk", "gold_answer"
-    ):
+    for task_id, answer in AnnotationTask.objects.filter(
+        project_id=project_id, is_gold=True
+    ).values_list("pk", "gold_answer"):
         if isinstance(answer, dict) and answer.get("choice"):
             answers[task_id] = agreement.GoldAnswer(choice=answer["choice"])
         elif isinstance(answer, dict) and answer.get("ranking"):
-            answers[task_id] = agreement.GoldAnswer(ranking=tuple(tuple(g) for g in answer["ranking"]))
+            answers[task_id] = agreement.GoldAnswer(
+                ranking=tuple(tuple(g) for g in answer["ranking"])
+            )
     return answers
 
 
@@ -268,7 +280,9 @@ def agreement_report(project_id: int) -> AgreementReport:
     kappas = agreement.cohen_kappa_by_pair(table, min_shared=MIN_SHARED_FOR_KAPPA)
     quality = agreement.annotator_quality(views, gold_answers(project_id))
     names = dict(
-        get_user_model().objects.filter(pk__in=[q.annotator_id for q in quality]).values_list("pk", "username")
+        get_user_model()
+        .objects.filter(pk__in=[q.annotator_id for q in quality])
+        .values_list("pk", "username")
     )
     rows = []
     for q in quality:
@@ -291,8 +305,12 @@ def agreement_report(project_id: int) -> AgreementReport:
     return AgreementReport(
         judgments=len(views),
         overlapping_units=shared_units,
-        krippendorff_alpha=finite_or_none(agreement.krippendorff_alpha(table, "ordinal")) if shared_units else None,
-        percent_agreement=finite_or_none(agreement.percent_agreement(table)) if shared_units else None,
+        krippendorff_alpha=finite_or_none(agreement.krippendorff_alpha(table, "ordinal"))
+        if shared_units
+        else None,
+        percent_agreement=finite_or_none(agreement.percent_agreement(table))
+        if shared_units
+        else None,
         mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
         annotators=sorted(rows, key=lambda row: row.annotator),
         over_time=agreement_by_week(project_id, views),
@@ -301,10 +319,14 @@ def agreement_report(project_id: int) -> AgreementReport:
 
 def agreement_by_week(project_id: int, views: list[JudgmentView]) -> list[dict]:
     """Percent agreement on the tasks whose last judgment fell in each ISO week."""
-    created = dict(Judgment.objects.filter(task__project_id=project_id).values_list("pk", "created_at"))
+    created = dict(
+        Judgment.objects.filter(task__project_id=project_id).values_list("pk", "created_at")
+    )
     last: dict[int, object] = {}
     for view in views:
-        last[view.task_id] = max(last.get(view.task_id, created[view.judgment_id]), created[view.judgment_id])
+        last[view.task_id] = max(
+            last.get(view.task_id, created[view.judgment_id]), created[view.judgment_id]
+        )
     weeks: dict[str, set[int]] = {}
     for task_id, moment in last.items():
         year, week, _ = moment.isocalendar()

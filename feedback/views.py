@@ -35,7 +35,9 @@ def leaderboard(request, project_id: int):
             title=f"Bradley-Terry ratings with {int(board.confidence * 100)}% bootstrap intervals",
             unit="Elo",
         ),
-        "heatmap_svg": charts.heatmap(labels, board.win_rates, title="Observed win rate, row over column"),
+        "heatmap_svg": charts.heatmap(
+            labels, board.win_rates, title="Observed win rate, row over column"
+        ),
     }
     return render(request, "feedback/leaderboard.html", context)
 

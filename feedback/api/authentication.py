@@ -18,7 +18,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         try:
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The token has characters a key never has.") from None
+            raise exceptions.AuthenticationFailed(
+                "The token has characters a key never has."
+            ) from None
         user = user_for_key(key)
         if user is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked token.")

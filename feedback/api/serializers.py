@@ -18,7 +18,9 @@ from feedback.services.exports import PAIR_STYLES, ExportFilters
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    modes = serializers.ListField(source="enabled_modes", child=serializers.CharField(), read_only=True)
+    modes = serializers.ListField(
+        source="enabled_modes", child=serializers.CharField(), read_only=True
+    )
 
     class Meta:
         model = Project
@@ -29,8 +31,16 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "name", "base_model", "method", "status", "parent", "alignment_round",
-            "data_snapshot", "metrics", "created_at",
+            "id",
+            "name",
+            "base_model",
+            "method",
+            "status",
+            "parent",
+            "alignment_round",
+            "data_snapshot",
+            "metrics",
+            "created_at",
         ]
 
 
@@ -79,7 +89,8 @@ class LeaseSerializer(serializers.Serializer):
     def get_items(self, assignment) -> list[dict]:
         texts = dict(assignment.task.items.values_list("completion_id", "completion__text"))
         return LeasedItemSerializer(
-            [{"completion_id": cid, "text": texts[cid]} for cid in assignment.shown_order], many=True
+            [{"completion_id": cid, "text": texts[cid]} for cid in assignment.shown_order],
+            many=True,
         ).data
 
 
@@ -98,9 +109,14 @@ class JudgmentInputSerializer(serializers.Serializer):
     choice = serializers.CharField(required=False, allow_null=True, default=None)
     strength = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = serializers.ListField(
-        child=serializers.ListField(child=serializers.IntegerField()), required=False, allow_null=True, default=None
+        child=serializers.ListField(child=serializers.IntegerField()),
+        required=False,
+        allow_null=True,
+        default=None,
     )
-    ratings = serializers.DictField(child=serializers.IntegerField(), required=False, allow_null=True, default=None)
+    ratings = serializers.DictField(
+        child=serializers.IntegerField(), required=False, allow_null=True, default=None
+    )
     rationale = serializers.CharField(required=False, allow_blank=True, default="")
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
     flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
@@ -113,8 +129,20 @@ class JudgmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Judgment
         fields = [
-            "id", "task", "project", "annotator", "kind", "choice", "strength", "ranking", "ratings",
-            "shown_order", "rationale", "time_spent_ms", "flags", "created_at",
+            "id",
+            "task",
+            "project",
+            "annotator",
+            "kind",
+            "choice",
+            "strength",
+            "ranking",
+            "ratings",
+            "shown_order",
+            "rationale",
+            "time_spent_ms",
+            "flags",
+            "created_at",
         ]
 
 
@@ -128,7 +156,9 @@ class PairPolicySerializer(serializers.Serializer):
     """A feedback.pairs.PairPolicy; see its docstring for what each setting does."""
 
     name = serializers.CharField(max_length=64)
-    ranking_pairs = serializers.ChoiceField(choices=["all", "adjacent", "best_vs_rest"], default="all")
+    ranking_pairs = serializers.ChoiceField(
+        choices=["all", "adjacent", "best_vs_rest"], default="all"
+    )
     ties = serializers.ChoiceField(choices=["drop", "keep"], default="drop")
     both_bad = serializers.ChoiceField(choices=["drop", "tie"], default="drop")
     aggregate = serializers.ChoiceField(choices=["majority", "bradley_terry"], default="majority")
@@ -169,8 +199,17 @@ class ExportSnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = ExportSnapshot
         fields = [
-            "id", "project", "kind", "format", "filters", "row_count", "content_hash", "status",
-            "created_by", "created_at", "completed_at",
+            "id",
+            "project",
+            "kind",
+            "format",
+            "filters",
+            "row_count",
+            "content_hash",
+            "status",
+            "created_by",
+            "created_at",
+            "completed_at",
         ]
 
 
@@ -182,7 +221,12 @@ class CommaSeparatedIntegers(serializers.ListField):
     def get_value(self, dictionary):
         if self.field_name not in dictionary:
             return serializers.empty
-        return [part for value in dictionary.getlist(self.field_name) for part in value.split(",") if part]
+        return [
+            part
+            for value in dictionary.getlist(self.field_name)
+            for part in value.split(",")
+            if part
+        ]
 
 
 class CommaSeparatedStrings(CommaSeparatedIntegers):
@@ -199,7 +243,9 @@ class ExportQuerySerializer(serializers.Serializer):
     annotator = CommaSeparatedIntegers(required=False, default=list)
     judged_after = serializers.DateTimeField(required=False, allow_null=True, default=None)
     judged_before = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    min_agreement = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+    min_agreement = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=1
+    )
     policy = CommaSeparatedStrings(required=False, default=list)
     include_ties = serializers.BooleanField(default=False)
     up_to_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)

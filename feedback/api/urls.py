@@ -9,20 +9,38 @@ from feedback.api import views
 app_name = "api"
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path(
+        "schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"
+    ),
     path("docs/", views.ApiDocs.as_view(), name="docs"),
     path("tokens/", views.TokenList.as_view(), name="tokens"),
     path("tokens/<int:token_id>/", views.TokenDetail.as_view(), name="token"),
     path("projects/", views.ProjectList.as_view(), name="projects"),
     path("projects/<int:project_id>/", views.ProjectDetail.as_view(), name="project"),
-    path("projects/<int:project_id>/model-versions/", views.ModelVersionList.as_view(), name="model-versions"),
+    path(
+        "projects/<int:project_id>/model-versions/",
+        views.ModelVersionList.as_view(),
+        name="model-versions",
+    ),
     path("projects/<int:project_id>/prompts/", views.PromptList.as_view(), name="prompts"),
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="imports"),
     path("projects/<int:project_id>/next-task/", views.NextTask.as_view(), name="next-task"),
-    path("projects/<int:project_id>/pairs/derive/", views.DerivePairs.as_view(), name="derive-pairs"),
-    path("projects/<int:project_id>/exports/pairs/", views.ExportPairs.as_view(), name="export-pairs"),
-    path("projects/<int:project_id>/exports/judgments/", views.ExportJudgments.as_view(), name="export-judgments"),
-    path("projects/<int:project_id>/exports/ratings/", views.ExportRatings.as_view(), name="export-ratings"),
+    path(
+        "projects/<int:project_id>/pairs/derive/", views.DerivePairs.as_view(), name="derive-pairs"
+    ),
+    path(
+        "projects/<int:project_id>/exports/pairs/", views.ExportPairs.as_view(), name="export-pairs"
+    ),
+    path(
+        "projects/<int:project_id>/exports/judgments/",
+        views.ExportJudgments.as_view(),
+        name="export-judgments",
+    ),
+    path(
+        "projects/<int:project_id>/exports/ratings/",
+        views.ExportRatings.as_view(),
+        name="export-ratings",
+    ),
     path("projects/<int:project_id>/leaderboard/", views.Leaderboard.as_view(), name="leaderboard"),
     path("projects/<int:project_id>/agreement/", views.Agreement.as_view(), name="agreement"),
     path("tasks/<int:task_id>/skip/", views.SkipTask.as_view(), name="skip-task"),

@@ -171,7 +171,9 @@ class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
     def get_queryset(self):
         if schema_only(self):
             return ImportBatch.objects.none()
-        return ImportBatch.objects.filter(project_id=self.kwargs["project_id"]).select_related("created_by")
+        return ImportBatch.objects.filter(project_id=self.kwargs["project_id"]).select_related(
+            "created_by"
+        )
 
     def get_throttles(self):
         throttles = super().get_throttles()
@@ -181,14 +183,27 @@ class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("import_format", str, enum=["auto", *IMPORT_FORMATS], description="Default: auto (from the first line's keys)."),
+            OpenApiParameter(
+                "import_format",
+                str,
+                enum=["auto", *IMPORT_FORMATS],
+                description="Default: auto (from the first line's keys).",
+            ),
             OpenApiParameter("source", str, description="A note on where the file came from."),
         ],
-        request={"application/jsonl": OpenApiTypes.BINARY, "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+        request={
+            "application/jsonl": OpenApiTypes.BINARY,
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
         responses={201: s.ImportResultSerializer, 400: s.ErrorSerializer},
     )
     def post(self, request, project_id: int):
-        upload = request.FILES.get("file") if request.content_type.startswith("multipart/") else None
+        upload = (
+            request.FILES.get("file") if request.content_type.startswith("multipart/") else None
+        )
         result = import_jsonl(
             project_id=project_id,
             user_id=request.user.pk,
@@ -218,7 +233,9 @@ class NextTask(ServiceErrorMixin, APIView):
 class SkipTask(ServiceErrorMixin, APIView):
     """Give a leased task back."""
 
-    @extend_schema(request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")})
+    @extend_schema(
+        request=s.SkipSerializer, responses={200: OpenApiResponse(description="Skipped.")}
+    )
     def post(self, request, task_id: int):
         data = s.SkipSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -235,7 +252,16 @@ class JudgmentFilter(filters.FilterSet):
 
     class Meta:
         model = Judgment
-        fields = ["project", "task", "round", "annotator", "kind", "choice", "created_after", "created_before"]
+        fields = [
+            "project",
+            "task",
+            "round",
+            "annotator",
+            "kind",
+            "choice",
+            "created_after",
+            "created_before",
+        ]
 
 
 class JudgmentList(ServiceErrorMixin, generics.ListCreateAPIView):
@@ -255,13 +281,18 @@ class JudgmentList(ServiceErrorMixin, generics.ListCreateAPIView):
         reviewed = Membership.objects.filter(user=user, role__in=REVIEWERS).values("project_id")
         return judgments.filter(Q(annotator=user) | Q(task__project_id__in=reviewed))
 
-    @extend_schema(request=s.JudgmentInputSerializer, responses={201: s.JudgmentSerializer, 400: s.ErrorSerializer})
+    @extend_schema(
+        request=s.JudgmentInputSerializer,
+        responses={201: s.JudgmentSerializer, 400: s.ErrorSerializer},
+    )
     def post(self, request):
         data = s.JudgmentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         task_id = values.pop("task")
-        judgment = submit_judgment(annotator_id=request.user.pk, task_id=task_id, data=JudgmentInput(**values))
+        judgment = submit_judgment(
+            annotator_id=request.user.pk, task_id=task_id, data=JudgmentInput(**values)
+        )
         return Response(s.JudgmentSerializer(judgment).data, status=status.HTTP_201_CREATED)
 
 
@@ -270,7 +301,10 @@ class DerivePairs(ServiceErrorMixin, APIView):
 
     permission_classes = [IsProjectAdmin]
 
-    @extend_schema(request=s.PairPolicySerializer, responses={200: s.DeriveResultSerializer, 400: s.ErrorSerializer})
+    @extend_schema(
+        request=s.PairPolicySerializer,
+        responses={200: s.DeriveResultSerializer, 400: s.ErrorSerializer},
+    )
     def post(self, request, project_id: int):
         data = s.PairPolicySerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -295,17 +329,25 @@ class ParquetRenderer(renderers.JSONRenderer):
 
 EXPORT_PARAMETERS = [
     OpenApiParameter("format", str, enum=["jsonl", "parquet"], description="Default: jsonl."),
-    OpenApiParameter("style", str, enum=["standard", "conversational", "hh"], description="Pairs only."),
+    OpenApiParameter(
+        "style", str, enum=["standard", "conversational", "hh"], description="Pairs only."
+    ),
     OpenApiParameter("margin", bool, description="Pairs only: add a margin column."),
     OpenApiParameter("model_version", str, description="Comma-separated model version ids."),
     OpenApiParameter("round", int, description="Alignment round id."),
     OpenApiParameter("annotator", str, description="Comma-separated annotator user ids."),
     OpenApiParameter("judged_after", OpenApiTypes.DATETIME),
     OpenApiParameter("judged_before", OpenApiTypes.DATETIME),
-    OpenApiParameter("min_agreement", float, description="Pairs only: share of the task's judgments backing the pair."),
+    OpenApiParameter(
+        "min_agreement",
+        float,
+        description="Pairs only: share of the task's judgments backing the pair.",
+    ),
     OpenApiParameter("policy", str, description="Comma-separated pair policies."),
     OpenApiParameter("include_ties", bool),
-    OpenApiParameter("up_to_id", int, description="Ignore rows with a higher id (pins a snapshot)."),
+    OpenApiParameter(
+        "up_to_id", int, description="Ignore rows with a higher id (pins a snapshot)."
+    ),
 ]
 
 
@@ -318,7 +360,10 @@ class Export(ServiceErrorMixin, APIView):
     throttle_scope = "export"
     kind = ExportKind.PAIRS
 
-    @extend_schema(parameters=EXPORT_PARAMETERS, responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer})
+    @extend_schema(
+        parameters=EXPORT_PARAMETERS,
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
+    )
     def get(self, request, project_id: int):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -368,7 +413,9 @@ class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
     pagination_class = NewestFirst
 
     def get_queryset(self):
-        return ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        return (
+            ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        )
 
 
 class SnapshotDetail(ServiceErrorMixin, generics.RetrieveAPIView):
@@ -376,7 +423,9 @@ class SnapshotDetail(ServiceErrorMixin, generics.RetrieveAPIView):
     lookup_url_kwarg = "snapshot_id"
 
     def get_queryset(self):
-        return ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        return (
+            ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        )
 
 
 # --- insights --------------------------------------------------------------------------------
@@ -454,14 +503,16 @@ def documented_operations() -> tuple[dict, list[dict]]:
     operations = []
     for path, methods in schema["paths"].items():
         for method, operation in methods.items():
-            operations.append({
-                "path": path,
-                "method": method.upper(),
-                "summary": (operation.get("description") or "").strip(),
-                "parameters": operation.get("parameters", []),
-                "request": sorted(operation.get("requestBody", {}).get("content", {})),
-                "responses": sorted(operation.get("responses", {})),
-            })
+            operations.append(
+                {
+                    "path": path,
+                    "method": method.upper(),
+                    "summary": (operation.get("description") or "").strip(),
+                    "parameters": operation.get("parameters", []),
+                    "request": sorted(operation.get("requestBody", {}).get("content", {})),
+                    "responses": sorted(operation.get("responses", {})),
+                }
+            )
     return schema, operations
 
 
@@ -474,4 +525,6 @@ class ApiDocs(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         schema, operations = documented_operations()
-        return render(request, "feedback/api_docs.html", {"schema": schema, "operations": operations})
+        return render(
+            request, "feedback/api_docs.html", {"schema": schema, "operations": operations}
+        )

@@ -37,7 +37,9 @@ def reserve_ids(model: type[models.Model], count: int) -> list[int]:
             low, high = cursor.fetchone()
             if high - low + 1 == count:
                 return list(range(low, high + 1))
-            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
+            cursor.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count]
+            )
             return [row[0] for row in cursor.fetchall()]
         # SQLite: the transaction holds the write lock (IMMEDIATE), so nobody else takes ids
         # until we commit; AUTOINCREMENT never reuses ids, so start past sqlite_sequence too.
@@ -61,7 +63,9 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
                     copy.write_row(row)
         return
     json_fields = {
-        index for index, name in enumerate(fields) if isinstance(opts.get_field(name), models.JSONField)
+        index
+        for index, name in enumerate(fields)
+        if isinstance(opts.get_field(name), models.JSONField)
     }
     batch: list[models.Model] = []
     for row in rows:

@@ -52,9 +52,12 @@ def answer(column: str, style: str) -> str:
 def line_sql(style: str, margin: bool) -> str:
     prompt = STANDARD_PROMPT if style == "standard" else CONVERSATIONAL_PROMPT
     parts = [
-        """'{"prompt":'""", prompt,
-        """',"chosen":'""", answer("c.text", style),
-        """',"rejected":'""", answer("r.text", style),
+        """'{"prompt":'""",
+        prompt,
+        """',"chosen":'""",
+        answer("c.text", style),
+        """',"rejected":'""",
+        answer("r.text", style),
     ]
     if margin:
         parts.append(MARGIN)
@@ -62,7 +65,9 @@ def line_sql(style: str, margin: bool) -> str:
     return " || ".join(parts)
 
 
-def copy_pair_lines(pairs_sql: str, params: list, style: str, margin: bool) -> Iterator[tuple[bytes, int]]:
+def copy_pair_lines(
+    pairs_sql: str, params: list, style: str, margin: bool
+) -> Iterator[tuple[bytes, int]]:
     """(bytes, rows) chunks of JSONL, in id order, for the pairs `pairs_sql` selects (columns id,
     prompt_id, chosen_id, rejected_id, margin). Call inside a transaction."""
     query = (
@@ -76,7 +81,9 @@ def copy_pair_lines(pairs_sql: str, params: list, style: str, margin: bool) -> I
         raw = cursor.cursor
         # Hash joins over a whole project beat an index lookup per pair, if they fit in memory.
         raw.execute("SET LOCAL work_mem = '64MB'")
-        statement = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
+        statement = (
+            f"COPY ({query}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
+        )
         with raw.copy(statement, params) as copy:
             buffer: list[bytes] = []
             size = 0

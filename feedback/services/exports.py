@@ -164,14 +164,17 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
 
 
 def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Judgment]:
-    judgments = Judgment.objects.filter(task__project_id=project_id).filter(judgments_matching(filters))
+    judgments = Judgment.objects.filter(task__project_id=project_id).filter(
+        judgments_matching(filters)
+    )
     if filters.up_to_id is not None:
         judgments = judgments.filter(pk__lte=filters.up_to_id)
     if filters.model_version_ids:
         judgments = judgments.filter(
             Exists(
                 TaskItem.objects.filter(
-                    task_id=OuterRef("task_id"), completion__model_version_id__in=filters.model_version_ids
+                    task_id=OuterRef("task_id"),
+                    completion__model_version_id__in=filters.model_version_ids,
                 )
             )
         )
@@ -179,6 +182,7 @@ def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Ju
 
 
 # --- encoding --------------------------------------------------------------------------------
+
 
 def json_quoted(expression) -> Cast:
     """SQL for a JSON string literal of a text expression. PostgreSQL's to_json escapes exactly as
@@ -194,7 +198,9 @@ def pair_rows(project_id: int, filters: ExportFilters, style: str, *, quoted: bo
     style with the leading space a chat prompt's answers get), which saves Python a third of its
     work on big exports.
     """
-    pairs = pairs_for_export(project_id, filters).annotate(prompt_messages=Cast("prompt__messages", TextField()))
+    pairs = pairs_for_export(project_id, filters).annotate(
+        prompt_messages=Cast("prompt__messages", TextField())
+    )
     if quoted:
         space = (
             Case(When(prompt__messages__isnull=True, then=Value("")), default=Value(" "))
@@ -208,9 +214,9 @@ def pair_rows(project_id: int, filters: ExportFilters, style: str, *, quoted: bo
         columns = ("chosen_out", "rejected_out")
     else:
         columns = ("chosen__text", "rejected__text")
-    return pairs.values_list("prompt_id", "prompt__text", "prompt_messages", *columns, "margin").iterator(
-        chunk_size=CHUNK_ROWS
-    )
+    return pairs.values_list(
+        "prompt_id", "prompt__text", "prompt_messages", *columns, "margin"
+    ).iterator(chunk_size=CHUNK_ROWS)
 
 
 def can_copy_lines(style: str) -> bool:
@@ -250,7 +256,9 @@ def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]
     """JSONL lines for pair rows, built by hand: json.dumps per row would dominate the export."""
     tail = (lambda m: f',"margin":{m!r}}}\n') if margin else (lambda m: "}\n")
     if style == "standard":
-        prompts = PromptCache(lambda text, messages: '{"prompt":' + quote(prompt_as_text(text, messages)))
+        prompts = PromptCache(
+            lambda text, messages: '{"prompt":' + quote(prompt_as_text(text, messages))
+        )
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
             if not quoted:
@@ -258,7 +266,9 @@ def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]
                 chosen, rejected = quote(space + chosen), quote(space + rejected)
             yield f'{head},"chosen":{chosen},"rejected":{rejected}{tail(pair_margin)}'
     elif style == "conversational":
-        prompts = PromptCache(lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages)))
+        prompts = PromptCache(
+            lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages))
+        )
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
             if not quoted:
@@ -268,7 +278,9 @@ def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]
                 f'"rejected":[{{"role":"assistant","content":{rejected}}}]{tail(pair_margin)}'
             )
     else:
-        prompts = PromptCache(lambda text, messages: render_hh_prompt(text, messages) + "\n\nAssistant: ")
+        prompts = PromptCache(
+            lambda text, messages: render_hh_prompt(text, messages) + "\n\nAssistant: "
+        )
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
             yield f'{{"chosen":{quote(head + chosen)},"rejected":{quote(head + rejected)}{tail(pair_margin)}'
@@ -279,7 +291,11 @@ MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 def pair_schema(style: str, margin: bool) -> pa.Schema:
     if style == "conversational":
-        columns = [("prompt", pa.list_(MESSAGE)), ("chosen", pa.list_(MESSAGE)), ("rejected", pa.list_(MESSAGE))]
+        columns = [
+            ("prompt", pa.list_(MESSAGE)),
+            ("chosen", pa.list_(MESSAGE)),
+            ("rejected", pa.list_(MESSAGE)),
+        ]
     elif style == "standard":
         columns = [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]
     else:
@@ -294,7 +310,11 @@ def pair_record(row, style: str, margin: bool) -> dict:
     messages = messages_of(messages_json)
     if style == "standard":
         space = "" if messages is None else " "
-        record = {"prompt": prompt_as_text(text, messages), "chosen": space + chosen, "rejected": space + rejected}
+        record = {
+            "prompt": prompt_as_text(text, messages),
+            "chosen": space + chosen,
+            "rejected": space + rejected,
+        }
     elif style == "conversational":
         record = {
             "prompt": prompt_as_messages(text, messages),
@@ -311,8 +331,20 @@ def pair_record(row, style: str, margin: bool) -> dict:
 
 def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
     rows = judgments.values_list(
-        "pk", "task_id", "task__prompt_id", "annotator__username", "kind", "choice", "strength",
-        "ranking", "ratings", "shown_order", "rationale", "time_spent_ms", "flags", "created_at",
+        "pk",
+        "task_id",
+        "task__prompt_id",
+        "annotator__username",
+        "kind",
+        "choice",
+        "strength",
+        "ranking",
+        "ratings",
+        "shown_order",
+        "rationale",
+        "time_spent_ms",
+        "flags",
+        "created_at",
     ).iterator(chunk_size=CHUNK_ROWS)
     buffer: list[tuple] = []
 
@@ -325,13 +357,37 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
         ):
             items.setdefault(task_id, []).append({"completion_id": completion_id, "model": model})
         for row in buffer:
-            (pk, task_id, prompt_id, annotator, kind, choice, strength, ranking, ratings,
-             shown_order, rationale, time_spent_ms, flags, created_at) = row
+            (
+                pk,
+                task_id,
+                prompt_id,
+                annotator,
+                kind,
+                choice,
+                strength,
+                ranking,
+                ratings,
+                shown_order,
+                rationale,
+                time_spent_ms,
+                flags,
+                created_at,
+            ) = row
             yield {
-                "id": pk, "task_id": task_id, "prompt_id": prompt_id, "annotator": annotator,
-                "kind": kind, "items": items.get(task_id, []), "choice": choice, "strength": strength,
-                "ranking": ranking, "ratings": ratings, "shown_order": shown_order,
-                "rationale": rationale, "time_spent_ms": time_spent_ms, "flags": flags,
+                "id": pk,
+                "task_id": task_id,
+                "prompt_id": prompt_id,
+                "annotator": annotator,
+                "kind": kind,
+                "items": items.get(task_id, []),
+                "choice": choice,
+                "strength": strength,
+                "ranking": ranking,
+                "ratings": ratings,
+                "shown_order": shown_order,
+                "rationale": rationale,
+                "time_spent_ms": time_spent_ms,
+                "flags": flags,
                 "created_at": created_at.isoformat(),
             }
         buffer.clear()
@@ -346,13 +402,25 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
 
 def judgment_schema() -> pa.Schema:
     item = pa.struct([("completion_id", pa.int64()), ("model", pa.string())])
-    return pa.schema([
-        ("id", pa.int64()), ("task_id", pa.int64()), ("prompt_id", pa.int64()), ("annotator", pa.string()),
-        ("kind", pa.string()), ("items", pa.list_(item)), ("choice", pa.string()), ("strength", pa.string()),
-        ("ranking", pa.list_(pa.list_(pa.int64()))), ("ratings", pa.string()),
-        ("shown_order", pa.list_(pa.int64())), ("rationale", pa.string()), ("time_spent_ms", pa.int64()),
-        ("flags", pa.list_(pa.string())), ("created_at", pa.string()),
-    ])
+    return pa.schema(
+        [
+            ("id", pa.int64()),
+            ("task_id", pa.int64()),
+            ("prompt_id", pa.int64()),
+            ("annotator", pa.string()),
+            ("kind", pa.string()),
+            ("items", pa.list_(item)),
+            ("choice", pa.string()),
+            ("strength", pa.string()),
+            ("ranking", pa.list_(pa.list_(pa.int64()))),
+            ("ratings", pa.string()),
+            ("shown_order", pa.list_(pa.int64())),
+            ("rationale", pa.string()),
+            ("time_spent_ms", pa.int64()),
+            ("flags", pa.list_(pa.string())),
+            ("created_at", pa.string()),
+        ]
+    )
 
 
 def rating_records(project_id: int) -> list[dict]:
@@ -362,11 +430,18 @@ def rating_records(project_id: int) -> list[dict]:
 
 
 def rating_schema() -> pa.Schema:
-    return pa.schema([
-        ("model_version_id", pa.int64()), ("model", pa.string()), ("games", pa.int64()),
-        ("wins", pa.float64()), ("bt_score", pa.float64()), ("bt_low", pa.float64()),
-        ("bt_high", pa.float64()), ("elo", pa.float64()),
-    ])
+    return pa.schema(
+        [
+            ("model_version_id", pa.int64()),
+            ("model", pa.string()),
+            ("games", pa.int64()),
+            ("wins", pa.float64()),
+            ("bt_score", pa.float64()),
+            ("bt_low", pa.float64()),
+            ("bt_high", pa.float64()),
+            ("elo", pa.float64()),
+        ]
+    )
 
 
 class ParquetSink:
@@ -455,7 +530,10 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
         if request.format == "jsonl":
             return jsonl_chunks(compact(record) + "\n" for record in records)
         return parquet_chunks(
-            ({**r, "ratings": None if r["ratings"] is None else compact(r["ratings"])} for r in records),
+            (
+                {**r, "ratings": None if r["ratings"] is None else compact(r["ratings"])}
+                for r in records
+            ),
             judgment_schema(),
         )
     records = iter(rating_records(request.project_id))
@@ -495,7 +573,11 @@ class ExportStream:
 
     @property
     def content_type(self) -> str:
-        return "application/jsonl" if self.request.format == "jsonl" else "application/vnd.apache.parquet"
+        return (
+            "application/jsonl"
+            if self.request.format == "jsonl"
+            else "application/vnd.apache.parquet"
+        )
 
     @property
     def filename(self) -> str:
@@ -577,7 +659,11 @@ def export_pairs_to_file(
     Training jobs call this and record the snapshot on the model version they produce.
     """
     request = ExportRequest(
-        project_id=project_id, kind=ExportKind.PAIRS, format=format, style=style, margin=margin,
+        project_id=project_id,
+        kind=ExportKind.PAIRS,
+        format=format,
+        style=style,
+        margin=margin,
         filters=filters or ExportFilters(),
     )
     stream = start_export(request, user_id=user_id)
@@ -600,8 +686,11 @@ def materialise_snapshot(snapshot_id: int) -> Path:
             return Path(snapshot.path)
     stored = dict(snapshot.filters)
     request = ExportRequest(
-        project_id=snapshot.project_id, kind=snapshot.kind, format=snapshot.format,
-        style=stored.pop("style", "standard"), margin=stored.pop("margin", False),
+        project_id=snapshot.project_id,
+        kind=snapshot.kind,
+        format=snapshot.format,
+        style=stored.pop("style", "standard"),
+        margin=stored.pop("margin", False),
         filters=ExportFilters.from_json(stored),
     )
     request.check()

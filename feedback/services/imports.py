@@ -78,7 +78,9 @@ def import_user():
 def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, int]:
     """Validate every line; return (format, records, line count) or raise naming every bad line."""
     if format != "auto" and format not in READERS:
-        raise ServiceError(f"Unknown import format {format!r}; use one of auto, {', '.join(FORMATS)}.")
+        raise ServiceError(
+            f"Unknown import format {format!r}; use one of auto, {', '.join(FORMATS)}."
+        )
     reader = READERS.get(format)
     records: list = []
     errors: list[str] = []
@@ -88,7 +90,9 @@ def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, i
         if not raw.strip():
             continue  # blank lines (a trailing newline, say) carry nothing
         if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
-            errors.append(f"line {number}: contains a NUL character (\\u0000), which cannot be stored.")
+            errors.append(
+                f"line {number}: contains a NUL character (\\u0000), which cannot be stored."
+            )
             continue
         try:
             # Decoding first skips json's encoding sniffing of bytes, a few percent of the parse.
@@ -142,7 +146,11 @@ def import_jsonl(
     annotator = import_user() if format in PREFERENCE_FORMATS else None
     with transaction.atomic():
         batch = ImportBatch.objects.create(
-            project=project, source=source[:500], format=format, line_count=count, created_by_id=user_id
+            project=project,
+            source=source[:500],
+            format=format,
+            line_count=count,
+            created_by_id=user_id,
         )
         writer = ImportWriter(project, batch)
         if format == "prompts":
@@ -191,11 +199,29 @@ class ImportWriter:
         batch_id, project_id, now = self.batch.pk, self.project.pk, self.now
         insert_rows(
             Prompt,
-            ("id", "project_id", "text", "messages", "content_hash", "metadata", "split",
-             "import_batch_id", "created_at"),
             (
-                (known[h], project_id, p.text, None if p.messages is None else dumps(p.messages), h,
-                 dumps(p.metadata), p.split, batch_id, now)
+                "id",
+                "project_id",
+                "text",
+                "messages",
+                "content_hash",
+                "metadata",
+                "split",
+                "import_batch_id",
+                "created_at",
+            ),
+            (
+                (
+                    known[h],
+                    project_id,
+                    p.text,
+                    None if p.messages is None else dumps(p.messages),
+                    h,
+                    dumps(p.metadata),
+                    p.split,
+                    batch_id,
+                    now,
+                )
                 for h, p in fresh.items()
             ),
         )
@@ -206,14 +232,18 @@ class ImportWriter:
         """Ids of the named model versions, creating the missing ones as 'imported'."""
         wanted = set(names)
         known = dict(
-            ModelVersion.objects.filter(project=self.project, name__in=wanted).values_list("name", "id")
+            ModelVersion.objects.filter(project=self.project, name__in=wanted).values_list(
+                "name", "id"
+            )
         )
         missing = sorted(wanted - set(known))
         ModelVersion.objects.bulk_create(
             ModelVersion(project=self.project, name=name, method="imported") for name in missing
         )
         known.update(
-            ModelVersion.objects.filter(project=self.project, name__in=missing).values_list("name", "id")
+            ModelVersion.objects.filter(project=self.project, name__in=missing).values_list(
+                "name", "id"
+            )
         )
         self.count("model_versions", len(missing))
         return known
@@ -223,9 +253,13 @@ class ImportWriter:
 
     def write_model_versions(self, records: list[ModelVersionRecord]) -> None:
         names = [r.name for r in records]
-        repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+        repeated = (
+            sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+        )
         existing = sorted(
-            ModelVersion.objects.filter(project=self.project, name__in=names).values_list("name", flat=True)
+            ModelVersion.objects.filter(project=self.project, name__in=names).values_list(
+                "name", flat=True
+            )
         )
         if repeated or existing:
             details = [f"model version {n!r} appears more than once in the file." for n in repeated]
@@ -235,8 +269,13 @@ class ImportWriter:
             )
         ModelVersion.objects.bulk_create(
             ModelVersion(
-                project=self.project, name=r.name, base_model=r.base_model, method=r.method,
-                adapter_path=r.adapter_path, hyperparameters=r.hyperparameters, metrics=r.metrics,
+                project=self.project,
+                name=r.name,
+                base_model=r.base_model,
+                method=r.method,
+                adapter_path=r.adapter_path,
+                hyperparameters=r.hyperparameters,
+                metrics=r.metrics,
             )
             for r in records
         )
@@ -249,11 +288,27 @@ class ImportWriter:
         batch_id, now = self.batch.pk, self.now
         insert_rows(
             Completion,
-            ("id", "prompt_id", "model_version_id", "text", "generation_settings", "token_count",
-             "import_batch_id", "created_at"),
             (
-                (cid, pid, models_by_name.get(r.model) if r.model else None, r.text,
-                 dumps(r.generation_settings), r.token_count, batch_id, now)
+                "id",
+                "prompt_id",
+                "model_version_id",
+                "text",
+                "generation_settings",
+                "token_count",
+                "import_batch_id",
+                "created_at",
+            ),
+            (
+                (
+                    cid,
+                    pid,
+                    models_by_name.get(r.model) if r.model else None,
+                    r.text,
+                    dumps(r.generation_settings),
+                    r.token_count,
+                    batch_id,
+                    now,
+                )
                 for cid, pid, r in zip(ids, prompt_ids, records, strict=True)
             ),
         )
@@ -275,22 +330,63 @@ class ImportWriter:
 
         def completion_rows():
             for i, r in enumerate(records):
-                for offset, (text, model) in enumerate(((r.a_text, r.model_a), (r.b_text, r.model_b))):
-                    yield (completion_ids[2 * i + offset], prompt_ids[i],
-                           models_by_name[model] if model else None, text, "{}", batch_id, now)
+                for offset, (text, model) in enumerate(
+                    ((r.a_text, r.model_a), (r.b_text, r.model_b))
+                ):
+                    yield (
+                        completion_ids[2 * i + offset],
+                        prompt_ids[i],
+                        models_by_name[model] if model else None,
+                        text,
+                        "{}",
+                        batch_id,
+                        now,
+                    )
 
         insert_rows(
             Completion,
-            ("id", "prompt_id", "model_version_id", "text", "generation_settings", "import_batch_id",
-             "created_at"),
+            (
+                "id",
+                "prompt_id",
+                "model_version_id",
+                "text",
+                "generation_settings",
+                "import_batch_id",
+                "created_at",
+            ),
             completion_rows(),
         )
         insert_rows(
             AnnotationTask,
-            ("id", "project_id", "prompt_id", "mode", "judgments_wanted", "slots_taken",
-             "judgment_count", "status", "priority", "is_gold", "created_at"),
-            ((task_ids[i], project_id, prompt_ids[i], "pairwise", 1, 1, 1, TaskStatus.COMPLETE.value,
-              0, False, now) for i in range(n)),
+            (
+                "id",
+                "project_id",
+                "prompt_id",
+                "mode",
+                "judgments_wanted",
+                "slots_taken",
+                "judgment_count",
+                "status",
+                "priority",
+                "is_gold",
+                "created_at",
+            ),
+            (
+                (
+                    task_ids[i],
+                    project_id,
+                    prompt_ids[i],
+                    "pairwise",
+                    1,
+                    1,
+                    1,
+                    TaskStatus.COMPLETE.value,
+                    0,
+                    False,
+                    now,
+                )
+                for i in range(n)
+            ),
         )
         insert_rows(
             TaskItem,
@@ -300,11 +396,33 @@ class ImportWriter:
         key = f"import-{batch_id}-"
         insert_rows(
             Judgment,
-            ("id", "task_id", "annotator_id", "kind", "choice", "shown_order", "rationale", "flags",
-             "idempotency_key", "created_at"),
-            ((judgment_ids[i], task_ids[i], annotator_id, "pairwise", r.choice,
-              f"[{completion_ids[2 * i]},{completion_ids[2 * i + 1]}]", "", "[]", f"{key}{i + 1}", now)
-             for i, r in enumerate(records)),
+            (
+                "id",
+                "task_id",
+                "annotator_id",
+                "kind",
+                "choice",
+                "shown_order",
+                "rationale",
+                "flags",
+                "idempotency_key",
+                "created_at",
+            ),
+            (
+                (
+                    judgment_ids[i],
+                    task_ids[i],
+                    annotator_id,
+                    "pairwise",
+                    r.choice,
+                    f"[{completion_ids[2 * i]},{completion_ids[2 * i + 1]}]",
+                    "",
+                    "[]",
+                    f"{key}{i + 1}",
+                    now,
+                )
+                for i, r in enumerate(records)
+            ),
         )
 
         def pair_rows():
@@ -312,13 +430,31 @@ class ImportWriter:
                 r = records[i]
                 a, b = completion_ids[2 * i], completion_ids[2 * i + 1]
                 chosen, rejected = (a, b) if r.choice == "a" else (b, a)
-                yield (pair_id, project_id, prompt_ids[i], chosen, rejected, r.margin or 0.0, False,
-                       IMPORT_POLICY, now)
+                yield (
+                    pair_id,
+                    project_id,
+                    prompt_ids[i],
+                    chosen,
+                    rejected,
+                    r.margin or 0.0,
+                    False,
+                    IMPORT_POLICY,
+                    now,
+                )
 
         insert_rows(
             PreferencePair,
-            ("id", "project_id", "prompt_id", "chosen_id", "rejected_id", "margin", "is_tie", "policy",
-             "created_at"),
+            (
+                "id",
+                "project_id",
+                "prompt_id",
+                "chosen_id",
+                "rejected_id",
+                "margin",
+                "is_tie",
+                "policy",
+                "created_at",
+            ),
             pair_rows(),
         )
         insert_rows(

@@ -28,7 +28,9 @@ class DeriveResult:
 def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
     """Replace the project's pairs under `policy.name` with those its judgments give now."""
     if policy.name == IMPORT_POLICY:
-        raise ServiceError(f"The policy name {IMPORT_POLICY!r} is kept for imported pairs; pick another.")
+        raise ServiceError(
+            f"The policy name {IMPORT_POLICY!r} is kept for imported pairs; pick another."
+        )
     if not policy.name or len(policy.name) > 64:
         raise ServiceError("Name the policy (1 to 64 characters).")
     if policy.aggregate == "none":
@@ -44,7 +46,9 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
     except ValueError as error:
         raise ServiceError(f"The judgments do not fit the policy: {error}") from error
     with transaction.atomic():
-        _, deleted = PreferencePair.objects.filter(project_id=project_id, policy=policy.name).delete()
+        _, deleted = PreferencePair.objects.filter(
+            project_id=project_id, policy=policy.name
+        ).delete()
         rows = PreferencePair.objects.bulk_create(
             PreferencePair(
                 project_id=project_id,

@@ -45,7 +45,9 @@ def issue_token(*, user_id: int, name: str) -> IssuedToken:
     # token_hex(6) gives 12 hex characters: collisions are checked by the unique constraint.
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    token = ApiToken.objects.create(user_id=user_id, name=name, prefix=prefix, key_hash=hash_key(key))
+    token = ApiToken.objects.create(
+        user_id=user_id, name=name, prefix=prefix, key_hash=hash_key(key)
+    )
     return IssuedToken(token=token, key=key)
 
 

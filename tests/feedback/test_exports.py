@@ -38,10 +38,17 @@ def lines_of(data: bytes) -> list[dict]:
 @pytest.fixture
 def imported(project):
     rows = [
-        {"prompt": f"Question {i}?", "chosen": f"good answer {i}", "rejected": f"bad answer {i}", "margin": i / 2}
+        {
+            "prompt": f"Question {i}?",
+            "chosen": f"good answer {i}",
+            "rejected": f"bad answer {i}",
+            "margin": i / 2,
+        }
         for i in range(5)
     ]
-    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    import_jsonl(
+        project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl"
+    )
     return rows
 
 
@@ -68,13 +75,17 @@ def test_parquet_export_holds_the_same_rows_in_row_groups(project, imported, mon
     assert first["chosen"] == [{"role": "assistant", "content": "good answer 0"}]
 
 
-def test_a_snapshot_ignores_pairs_added_later_and_materialises_exactly(project, imported, settings, tmp_path):
+def test_a_snapshot_ignores_pairs_added_later_and_materialises_exactly(
+    project, imported, settings, tmp_path
+):
     settings.ARTIFACT_ROOT = tmp_path
     snapshot, path = export_pairs_to_file(project_id=project.pk, margin=True)
     assert path.parent == tmp_path / "exports" and path.read_bytes().count(b"\n") == 5
     assert hashlib.sha256(path.read_bytes()).hexdigest() == snapshot.content_hash
     import_jsonl(
-        project_id=project.pk, user_id=None, format="trl",
+        project_id=project.pk,
+        user_id=None,
+        format="trl",
         lines=[json.dumps({"prompt": "late", "chosen": "x", "rejected": "y"})],
     )
     path.unlink()
@@ -103,14 +114,23 @@ def judged_project(project, make_member):
     ann1, ann2 = make_member(), make_member()
     for n, choices in enumerate([("a", "a"), ("a", "b"), ("b", "b")]):
         prompt = services.create_prompt(project_id=project.pk, text=f"prompt {n}")
-        a = services.create_completion(prompt_id=prompt.pk, text=f"left {n}", model_version_id=left.pk)
-        b = services.create_completion(prompt_id=prompt.pk, text=f"right {n}", model_version_id=right.pk)
-        task = services.create_task(prompt_id=prompt.pk, completion_ids=[a.pk, b.pk], judgments_wanted=2)
+        a = services.create_completion(
+            prompt_id=prompt.pk, text=f"left {n}", model_version_id=left.pk
+        )
+        b = services.create_completion(
+            prompt_id=prompt.pk, text=f"right {n}", model_version_id=right.pk
+        )
+        task = services.create_task(
+            prompt_id=prompt.pk, completion_ids=[a.pk, b.pk], judgments_wanted=2
+        )
         for annotator, choice in zip((ann1, ann2), choices, strict=True):
             services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
             judgment = services.submit_judgment(
-                annotator_id=annotator.pk, task_id=task.pk,
-                data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"{n}-{annotator.pk}"),
+                annotator_id=annotator.pk,
+                task_id=task.pk,
+                data=services.JudgmentInput(
+                    kind="pairwise", choice=choice, idempotency_key=f"{n}-{annotator.pk}"
+                ),
             )
             chosen, rejected = (a, b) if choice == "a" else (b, a)
             pair, _ = PreferencePair.objects.get_or_create(
@@ -132,7 +152,11 @@ def test_filters_narrow_pairs(project, make_member):
     # Agreement: the split task's two pairs each have half of its judgments behind them.
     assert prompts(min_agreement=1.0) == [("prompt 0", "left 0"), ("prompt 2", "right 2")]
     assert len(prompts(min_agreement=0.5)) == 4
-    assert prompts(annotator_ids=(ann2.pk,)) == [("prompt 0", "left 0"), ("prompt 1", "right 1"), ("prompt 2", "right 2")]
+    assert prompts(annotator_ids=(ann2.pk,)) == [
+        ("prompt 0", "left 0"),
+        ("prompt 1", "right 1"),
+        ("prompt 2", "right 2"),
+    ]
     assert prompts(policies=("other",)) == []
     other = services.create_model_version(project_id=project.pk, name="other")
     assert prompts(model_version_ids=(other.pk,)) == []
@@ -143,10 +167,19 @@ def test_judgment_and_rating_exports(project, make_member):
     judged_project(project, make_member)
     data, snapshot = run(project, kind="judgments")
     rows = lines_of(data)
-    assert snapshot.row_count == 6 and [row["choice"] for row in rows] == ["a", "a", "a", "b", "b", "b"]
+    assert snapshot.row_count == 6 and [row["choice"] for row in rows] == [
+        "a",
+        "a",
+        "a",
+        "b",
+        "b",
+        "b",
+    ]
     assert [item["model"] for item in rows[0]["items"]] == ["left", "right"]
     parquet, _ = run(project, kind="judgments", format="parquet")
-    assert pq.read_table(io.BytesIO(parquet)).column("choice").to_pylist() == [r["choice"] for r in rows]
+    assert pq.read_table(io.BytesIO(parquet)).column("choice").to_pylist() == [
+        r["choice"] for r in rows
+    ]
     ratings, _ = run(project, kind="ratings")
     board = lines_of(ratings)
     assert {row["model"] for row in board} == {"left", "right"}
@@ -179,11 +212,17 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
 
     settings.ARTIFACT_ROOT = tmp_path
     rows = [
-        {"prompt": f"tell me about the {animal}", "chosen": f"the {animal} is kind .",
-         "rejected": f"the {animal} is rude .", "margin": 1.0}
+        {
+            "prompt": f"tell me about the {animal}",
+            "chosen": f"the {animal} is kind .",
+            "rejected": f"the {animal} is rude .",
+            "margin": 1.0,
+        }
         for animal in ("cat", "dog", "bird", "fox", "cow", "owl")
     ]
-    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    import_jsonl(
+        project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl"
+    )
     _, standard = export_pairs_to_file(project_id=project.pk, margin=True)
     _, conversational = export_pairs_to_file(project_id=project.pk, style="conversational")
     standard_set = load_dataset("json", data_files=str(standard), split="train")
@@ -192,11 +231,19 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
     assert chat_set[0]["chosen"] == [{"role": "assistant", "content": "the cat is kind ."}]
 
     torch.manual_seed(0)
-    tokenizer = build_tiny_tokenizer([r["prompt"] + " " + r["chosen"] + " " + r["rejected"] for r in rows])
+    tokenizer = build_tiny_tokenizer(
+        [r["prompt"] + " " + r["chosen"] + " " + r["rejected"] for r in rows]
+    )
     config = tiny_llama_config(tokenizer, hidden_size=32)
     common = {
-        "max_steps": 2, "per_device_train_batch_size": 2, "report_to": "none", "use_cpu": True,
-        "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True, "max_length": 64,
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "disable_tqdm": True,
+        "max_length": 64,
     }
     for dataset in (standard_set.remove_columns("margin"), chat_set):
         policy = LlamaForCausalLM(config)
@@ -219,18 +266,32 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
 
 
 def test_database_side_json_quoting_gives_the_same_bytes_as_python(project, monkeypatch):
-    tricky = "quote \" backslash \\ tab \t newline \n nul-ish \x01 \x1f del \x7f é ☃ \u2028 😀 </script>"
+    tricky = (
+        'quote " backslash \\ tab \t newline \n nul-ish \x01 \x1f del \x7f é ☃ \u2028 😀 </script>'
+    )
     rows = [
         {"prompt": tricky, "chosen": tricky + " yes", "rejected": "no " + tricky, "margin": 2},
         {"prompt": "margins", "chosen": "a", "rejected": "b", "margin": 0.1},
         {"prompt": "big margin", "chosen": "a", "rejected": "b", "margin": 1e17},
-        {"prompt": [{"role": "system", "content": "sys"}, {"role": "user", "content": "u1"},
-                    {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}],
-         "chosen": [{"role": "assistant", "content": "c"}], "rejected": [{"role": "assistant", "content": "r"}]},
-        {"prompt": [{"role": "user", "content": tricky}], "chosen": [{"role": "assistant", "content": tricky}],
-         "rejected": [{"role": "assistant", "content": "plain"}]},
+        {
+            "prompt": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": "u1"},
+                {"role": "assistant", "content": "a1"},
+                {"role": "user", "content": "u2"},
+            ],
+            "chosen": [{"role": "assistant", "content": "c"}],
+            "rejected": [{"role": "assistant", "content": "r"}],
+        },
+        {
+            "prompt": [{"role": "user", "content": tricky}],
+            "chosen": [{"role": "assistant", "content": tricky}],
+            "rejected": [{"role": "assistant", "content": "plain"}],
+        },
     ]
-    import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl")
+    import_jsonl(
+        project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl"
+    )
     for style in ("standard", "conversational"):
         fast, _ = run(project, style=style, margin=True)
         monkeypatch.setattr("feedback.services.exports.can_copy_lines", lambda style: False)

@@ -22,7 +22,9 @@ from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jso
 pytestmark = pytest.mark.django_db
 HH_FILE = Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
 if not HH_FILE.exists():  # CI lays shared/ beside the clone
-    HH_FILE = Path(__file__).resolve().parents[3] / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz"
+    HH_FILE = (
+        Path(__file__).resolve().parents[3] / "shared/data/hh_rlhf_harmless_base_test.jsonl.gz"
+    )
 
 
 def jsonl(*records) -> list[str]:
@@ -44,14 +46,28 @@ def test_trl_standard_lines_become_tasks_judgments_and_pairs(project):
         ),
         format="trl",
     )
-    assert result.created == {"prompts": 2, "completions": 4, "tasks": 2, "judgments": 2, "pairs": 2}
+    assert result.created == {
+        "prompts": 2,
+        "completions": 4,
+        "tasks": 2,
+        "judgments": 2,
+        "pairs": 2,
+    }
     pair = PreferencePair.objects.get(prompt__text="2+2?")
-    assert (pair.chosen.text, pair.rejected.text, pair.margin, pair.policy) == ("4", "5", 2.5, IMPORT_POLICY)
+    assert (pair.chosen.text, pair.rejected.text, pair.margin, pair.policy) == (
+        "4",
+        "5",
+        2.5,
+        IMPORT_POLICY,
+    )
     judgment = pair.judgments.get()
     assert judgment.annotator.username == IMPORT_USERNAME and judgment.choice == "a"
     task = judgment.task
     assert task.status == "complete" and task.judgment_count == 1
-    assert list(task.items.values_list("completion_id", flat=True)) == [pair.chosen_id, pair.rejected_id]
+    assert list(task.items.values_list("completion_id", flat=True)) == [
+        pair.chosen_id,
+        pair.rejected_id,
+    ]
     assert ImportBatch.objects.get().line_count == 2
     assert export(project, margin=True) == [
         {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 2.5},
@@ -70,7 +86,9 @@ def test_trl_conversational_explicit_and_implicit_prompts_round_trip(project):
         "chosen": [user, {"role": "assistant", "content": "Hey"}],
         "rejected": [user, {"role": "assistant", "content": "Go away"}],
     }
-    import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(explicit, implicit), format="auto")
+    import_jsonl(
+        project_id=project.pk, user_id=None, lines=jsonl(explicit, implicit), format="auto"
+    )
     out = export(project, style="conversational")
     assert out[0] == explicit
     assert out[1] == {
@@ -83,14 +101,34 @@ def test_trl_conversational_explicit_and_implicit_prompts_round_trip(project):
 def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     lines = jsonl(
         {
-            "model_a": "alpha", "model_b": "beta", "winner": "model_b",
-            "conversation_a": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A-alpha"}],
-            "conversation_b": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A-beta"}],
+            "model_a": "alpha",
+            "model_b": "beta",
+            "winner": "model_b",
+            "conversation_a": [
+                {"role": "user", "content": "Q1"},
+                {"role": "assistant", "content": "A-alpha"},
+            ],
+            "conversation_b": [
+                {"role": "user", "content": "Q1"},
+                {"role": "assistant", "content": "A-beta"},
+            ],
         },
-        {"model_a": "beta", "model_b": "gamma", "winner": "tie (bothbad)", "prompt": "Q2",
-         "response_a": "x", "response_b": "y"},
-        {"model_a": "alpha", "model_b": "gamma", "winner": "tie", "prompt": "Q3",
-         "response_a": "x", "response_b": "y"},
+        {
+            "model_a": "beta",
+            "model_b": "gamma",
+            "winner": "tie (bothbad)",
+            "prompt": "Q2",
+            "response_a": "x",
+            "response_b": "y",
+        },
+        {
+            "model_a": "alpha",
+            "model_b": "gamma",
+            "winner": "tie",
+            "prompt": "Q3",
+            "response_a": "x",
+            "response_b": "y",
+        },
     )
     result = import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
     assert result.created["model_versions"] == 3 and result.created["pairs"] == 1
@@ -106,18 +144,33 @@ def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
 
 def test_prompts_completions_and_model_versions(project):
     import_jsonl(
-        project_id=project.pk, user_id=None, format="model_versions",
+        project_id=project.pk,
+        user_id=None,
+        format="model_versions",
         lines=jsonl({"name": "base-7b", "method": "base", "base_model": "org/base-7b"}),
     )
     import_jsonl(
-        project_id=project.pk, user_id=None, format="prompts",
+        project_id=project.pk,
+        user_id=None,
+        format="prompts",
         lines=jsonl({"prompt": "Tell a joke", "metadata": {"topic": "fun"}, "split": "held_out"}),
     )
     result = import_jsonl(
-        project_id=project.pk, user_id=None, format="completions",
+        project_id=project.pk,
+        user_id=None,
+        format="completions",
         lines=jsonl(
-            {"prompt": "Tell a joke", "completion": "Knock knock", "model": "base-7b", "token_count": 2},
-            {"prompt": [{"role": "user", "content": "Hi"}], "completion": "Hello", "model": "new-model"},
+            {
+                "prompt": "Tell a joke",
+                "completion": "Knock knock",
+                "model": "base-7b",
+                "token_count": 2,
+            },
+            {
+                "prompt": [{"role": "user", "content": "Hi"}],
+                "completion": "Hello",
+                "model": "new-model",
+            },
         ),
     )
     assert result.created == {"prompts": 1, "model_versions": 1, "completions": 2}
@@ -153,10 +206,14 @@ def test_a_file_with_bad_lines_is_refused_whole_naming_every_bad_line(project):
 
 
 def test_a_clash_found_while_writing_rolls_everything_back(project):
-    import_jsonl(project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "m1"}))
+    import_jsonl(
+        project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "m1"})
+    )
     with pytest.raises(ServiceError) as refused:
         import_jsonl(
-            project_id=project.pk, user_id=None, format="model_versions",
+            project_id=project.pk,
+            user_id=None,
+            format="model_versions",
             lines=jsonl({"name": "m2"}, {"name": "m1"}, {"name": "m2"}),
         )
     assert refused.value.code == "conflict"
@@ -171,7 +228,9 @@ def test_preference_data_needs_a_pairwise_project(make_user):
     ranking_only = services.create_project(name="Rankings", modes=("ranking",))
     with pytest.raises(ServiceError, match="pairwise"):
         import_jsonl(
-            project_id=ranking_only.pk, user_id=None, format="trl",
+            project_id=ranking_only.pk,
+            user_id=None,
+            format="trl",
             lines=jsonl({"prompt": "p", "chosen": "a", "rejected": "b"}),
         )
 
@@ -179,7 +238,9 @@ def test_preference_data_needs_a_pairwise_project(make_user):
 def test_nul_characters_are_refused_by_line(project):
     with pytest.raises(ServiceError) as refused:
         import_jsonl(
-            project_id=project.pk, user_id=None, format="prompts",
+            project_id=project.pk,
+            user_id=None,
+            format="prompts",
             lines=jsonl({"prompt": "fine"}, {"prompt": "bad\u0000"}),
         )
     assert refused.value.details == [
@@ -197,7 +258,9 @@ def test_repeated_prompts_share_one_prompt_row(project):
     assert Prompt.objects.count() == 1 and PreferencePair.objects.count() == 3
 
 
-@pytest.mark.skipif(not HH_FILE.exists(), reason="needs shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
+@pytest.mark.skipif(
+    not HH_FILE.exists(), reason="needs shared/data/hh_rlhf_harmless_base_test.jsonl.gz"
+)
 def test_anthropic_hh_round_trips_exactly(project):
     with gzip.open(HH_FILE, "rt", encoding="utf-8") as handle:
         lines = [next(handle) for _ in range(300)]
@@ -206,9 +269,14 @@ def test_anthropic_hh_round_trips_exactly(project):
     assert export(project, style="hh") == originals
     standard = export(project, style="standard")
     assert [row["prompt"] + row["chosen"] for row in standard] == [o["chosen"] for o in originals]
-    assert [row["prompt"] + row["rejected"] for row in standard] == [o["rejected"] for o in originals]
+    assert [row["prompt"] + row["rejected"] for row in standard] == [
+        o["rejected"] for o in originals
+    ]
     conversational = export(project, style="conversational")
     first = conversational[0]
-    assert first["prompt"][0] == {"role": "user", "content": "what are some pranks with a pen i can do?"}
+    assert first["prompt"][0] == {
+        "role": "user",
+        "content": "what are some pranks with a pen i can do?",
+    }
     assert first["prompt"][-1]["role"] == "user"
     assert first["chosen"][0]["content"].startswith("No, sorry!")

@@ -12,15 +12,27 @@ pytestmark = pytest.mark.django_db
 
 
 def battle(model_a: str, model_b: str, winner: str, n: int) -> str:
-    return json.dumps({"model_a": model_a, "model_b": model_b, "winner": winner, "prompt": f"q{n}",
-                       "response_a": f"{model_a} says {n}", "response_b": f"{model_b} says {n}"})
+    return json.dumps(
+        {
+            "model_a": model_a,
+            "model_b": model_b,
+            "winner": winner,
+            "prompt": f"q{n}",
+            "response_a": f"{model_a} says {n}",
+            "response_b": f"{model_b} says {n}",
+        }
+    )
 
 
 @pytest.fixture
 def arena(project):
     """strong beats medium 8:2, medium beats weak 8:2, strong beats weak 9:1, plus ties."""
     lines, n = [], 0
-    for a, b, wins, losses in (("strong", "medium", 8, 2), ("medium", "weak", 8, 2), ("strong", "weak", 9, 1)):
+    for a, b, wins, losses in (
+        ("strong", "medium", 8, 2),
+        ("medium", "weak", 8, 2),
+        ("strong", "weak", 9, 1),
+    ):
         for winner, count in (("model_a", wins), ("model_b", losses)):
             for _ in range(count):
                 lines.append(battle(a, b, winner, n))
@@ -49,18 +61,27 @@ def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
 
 
 def test_rankings_count_as_comparisons_between_model_versions(project, make_member):
-    versions = [services.create_model_version(project_id=project.pk, name=name) for name in ("x", "y", "z")]
+    versions = [
+        services.create_model_version(project_id=project.pk, name=name) for name in ("x", "y", "z")
+    ]
     prompt = services.create_prompt(project_id=project.pk, text="rank these")
     completions = [
-        services.create_completion(prompt_id=prompt.pk, text=v.name, model_version_id=v.pk) for v in versions
+        services.create_completion(prompt_id=prompt.pk, text=v.name, model_version_id=v.pk)
+        for v in versions
     ]
-    task = services.create_task(prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode="ranking")
+    task = services.create_task(
+        prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode="ranking"
+    )
     annotator = make_member()
     services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
     services.submit_judgment(
-        annotator_id=annotator.pk, task_id=task.pk,
-        data=services.JudgmentInput(kind="ranking", idempotency_key="r",
-                                    ranking=[[completions[0].pk], [completions[1].pk, completions[2].pk]]),
+        annotator_id=annotator.pk,
+        task_id=task.pk,
+        data=services.JudgmentInput(
+            kind="ranking",
+            idempotency_key="r",
+            ranking=[[completions[0].pk], [completions[1].pk, completions[2].pk]],
+        ),
     )
     found = insights.model_comparisons(project.pk)
     names = {v.pk: v.name for v in versions}
@@ -77,7 +98,8 @@ def test_rankings_count_as_comparisons_between_model_versions(project, make_memb
 def judge(project, annotator, task, choice, key):
     services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
     return services.submit_judgment(
-        annotator_id=annotator.pk, task_id=task.pk,
+        annotator_id=annotator.pk,
+        task_id=task.pk,
         data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=key),
     )
 
@@ -92,8 +114,12 @@ def test_agreement_report_figures(project, make_member, make_task):
             judge(project, annotator, task, plan[annotator.username][n], f"{n}")
     gold = make_task(gold_answer={"choice": "a"})
     judge(project, ann[0], gold, "b", "gold")
-    import_jsonl(project_id=project.pk, user_id=None, format="trl",
-                 lines=[json.dumps({"prompt": "imported", "chosen": "c", "rejected": "r"})])
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        format="trl",
+        lines=[json.dumps({"prompt": "imported", "chosen": "c", "rejected": "r"})],
+    )
 
     report = insights.agreement_report(project.pk)
     assert report.judgments == 13  # the imported judgment is left out

@@ -46,13 +46,17 @@ def test_a_token_is_shown_once_stored_hashed_and_stops_working_when_revoked(make
 
 def test_import_refuses_a_bad_file_naming_each_line(client_for, make_member, project):
     client = client_for(make_member(role="admin"))
-    body = "\n".join([
-        json.dumps({"prompt": "ok", "chosen": "a", "rejected": "b"}),
-        json.dumps({"prompt": "p", "chosen": "a", "rejected": 3}),
-        "nope",
-    ])
+    body = "\n".join(
+        [
+            json.dumps({"prompt": "ok", "chosen": "a", "rejected": "b"}),
+            json.dumps({"prompt": "p", "chosen": "a", "rejected": 3}),
+            "nope",
+        ]
+    )
     response = client.post(
-        f"/api/v1/projects/{project.pk}/imports/?import_format=trl", data=body, content_type="application/jsonl"
+        f"/api/v1/projects/{project.pk}/imports/?import_format=trl",
+        data=body,
+        content_type="application/jsonl",
     )
     assert response.status_code == 400
     assert [d.split(":")[0] for d in response.data["details"]] == ["line 2", "line 3"]
@@ -62,12 +66,21 @@ def test_import_refuses_a_bad_file_naming_each_line(client_for, make_member, pro
 def test_import_takes_gzipped_multipart_uploads(client_for, make_member, project):
     client = client_for(make_member(role="admin"))
     lines = "".join(
-        json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: yes", "rejected": f"\n\nHuman: q{i}\n\nAssistant: no"})
+        json.dumps(
+            {
+                "chosen": f"\n\nHuman: q{i}\n\nAssistant: yes",
+                "rejected": f"\n\nHuman: q{i}\n\nAssistant: no",
+            }
+        )
         + "\n"
         for i in range(3)
     )
-    upload = SimpleUploadedFile("hh.jsonl.gz", gzip.compress(lines.encode()), content_type="application/gzip")
-    response = client.post(f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
+    upload = SimpleUploadedFile(
+        "hh.jsonl.gz", gzip.compress(lines.encode()), content_type="application/gzip"
+    )
+    response = client.post(
+        f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
+    )
     assert response.status_code == 201, response.data
     assert response.data["format"] == "hh" and response.data["created"]["pairs"] == 3
     assert response.data["batch"]["source"] == "hh.jsonl.gz"
@@ -83,10 +96,19 @@ def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task,
     assert lease.status_code == 200 and lease.data["task_id"] == task.pk
     shown = [item["completion_id"] for item in lease.data["items"]]
     assert sorted(shown) == sorted(task.items.values_list("completion_id", flat=True))
-    bad = client.post("/api/v1/judgments/", {"task": task.pk, "kind": "pairwise", "choice": "z",
-                                             "idempotency_key": "k1"}, format="json")
+    bad = client.post(
+        "/api/v1/judgments/",
+        {"task": task.pk, "kind": "pairwise", "choice": "z", "idempotency_key": "k1"},
+        format="json",
+    )
     assert bad.status_code == 400 and "Choose A, B" in bad.data["detail"]
-    body = {"task": task.pk, "kind": "pairwise", "choice": "a", "strength": "much", "idempotency_key": "k1"}
+    body = {
+        "task": task.pk,
+        "kind": "pairwise",
+        "choice": "a",
+        "strength": "much",
+        "idempotency_key": "k1",
+    }
     created = client.post("/api/v1/judgments/", body, format="json")
     assert created.status_code == 201 and created.data["shown_order"] == shown
     again = client.post("/api/v1/judgments/", body, format="json")
@@ -97,10 +119,16 @@ def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task,
     someone = make_member()
     other_client = client_for(someone)
     other_client.post(f"/api/v1/projects/{project.pk}/next-task/")
-    refused = client.post("/api/v1/judgments/", {**body, "task": other_task.pk, "idempotency_key": "k2"}, format="json")
+    refused = client.post(
+        "/api/v1/judgments/",
+        {**body, "task": other_task.pk, "idempotency_key": "k2"},
+        format="json",
+    )
     assert refused.status_code == 403
     assert client.post(f"/api/v1/tasks/{other_task.pk}/skip/", {}, format="json").status_code == 409
-    skipped = other_client.post(f"/api/v1/tasks/{other_task.pk}/skip/", {"reason": "unsafe"}, format="json")
+    skipped = other_client.post(
+        f"/api/v1/tasks/{other_task.pk}/skip/", {"reason": "unsafe"}, format="json"
+    )
     assert skipped.status_code == 200
 
 
@@ -112,14 +140,21 @@ def test_judgment_list_is_scoped_and_filtered(client_for, make_member, make_task
         for _ in tasks:
             assignment = services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
             services.submit_judgment(
-                annotator_id=annotator.pk, task_id=assignment.task_id,
-                data=services.JudgmentInput(kind="pairwise", choice="b", idempotency_key=f"{assignment.task_id}"),
+                annotator_id=annotator.pk,
+                task_id=assignment.task_id,
+                data=services.JudgmentInput(
+                    kind="pairwise", choice="b", idempotency_key=f"{assignment.task_id}"
+                ),
             )
     own = client_for(ann1).get("/api/v1/judgments/").data["results"]
     assert {row["annotator"] for row in own} == {ann1.username} and len(own) == 2
     everyone = client_for(reviewer).get("/api/v1/judgments/").data["results"]
     assert len(everyone) == 4
-    filtered = client_for(reviewer).get(f"/api/v1/judgments/?annotator={ann2.pk}&task={tasks[0].pk}").data["results"]
+    filtered = (
+        client_for(reviewer)
+        .get(f"/api/v1/judgments/?annotator={ann2.pk}&task={tasks[0].pk}")
+        .data["results"]
+    )
     assert [(row["annotator"], row["task"]) for row in filtered] == [(ann2.username, tasks[0].pk)]
     assert client_for(reviewer).get("/api/v1/judgments/?choice=a").data["results"] == []
 
@@ -129,29 +164,54 @@ def test_derive_then_export_pairs_through_the_api(client_for, make_member, make_
     admin = make_member(role="admin")
     assignment = services.next_task_for(annotator_id=admin.pk, project_id=project.pk)
     services.submit_judgment(
-        annotator_id=admin.pk, task_id=assignment.task_id,
-        data=services.JudgmentInput(kind="pairwise", choice="b", strength="much", idempotency_key="x"),
+        annotator_id=admin.pk,
+        task_id=assignment.task_id,
+        data=services.JudgmentInput(
+            kind="pairwise", choice="b", strength="much", idempotency_key="x"
+        ),
     )
     client = client_for(admin)
-    derived = client.post(f"/api/v1/projects/{project.pk}/pairs/derive/", {"name": "majority"}, format="json")
+    derived = client.post(
+        f"/api/v1/projects/{project.pk}/pairs/derive/", {"name": "majority"}, format="json"
+    )
     assert derived.status_code == 200 and derived.data["pairs"] == 1
     pair = PreferencePair.objects.get(policy="majority")
     b_item = task.items.get(position=1).completion
-    assert pair.chosen == b_item and pair.margin == 2.0 and list(pair.judgments.all()) == list(Judgment.objects.all())
-    assert client.post(f"/api/v1/projects/{project.pk}/pairs/derive/", {"name": "import"}, format="json").status_code == 400
+    assert (
+        pair.chosen == b_item
+        and pair.margin == 2.0
+        and list(pair.judgments.all()) == list(Judgment.objects.all())
+    )
+    assert (
+        client.post(
+            f"/api/v1/projects/{project.pk}/pairs/derive/", {"name": "import"}, format="json"
+        ).status_code
+        == 400
+    )
 
-    response = client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=jsonl&margin=true&policy=majority")
+    response = client.get(
+        f"/api/v1/projects/{project.pk}/exports/pairs/?format=jsonl&margin=true&policy=majority"
+    )
     assert response.status_code == 200 and response["Content-Type"] == "application/jsonl"
     data = b"".join(response.streaming_content)
-    assert json.loads(data) == {"prompt": task.prompt.text, "chosen": b_item.text,
-                                "rejected": task.items.get(position=0).completion.text, "margin": 2.0}
+    assert json.loads(data) == {
+        "prompt": task.prompt.text,
+        "chosen": b_item.text,
+        "rejected": task.items.get(position=0).completion.text,
+        "margin": 2.0,
+    }
     snapshot = ExportSnapshot.objects.get(pk=response["X-Export-Snapshot"])
-    assert snapshot.content_hash == hashlib.sha256(data).hexdigest() and snapshot.filters["policies"] == ["majority"]
+    assert snapshot.content_hash == hashlib.sha256(data).hexdigest() and snapshot.filters[
+        "policies"
+    ] == ["majority"]
     detail = client.get(f"/api/v1/exports/{snapshot.pk}/").data
     assert detail["row_count"] == 1 and detail["status"] == "complete"
     parquet = client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=parquet")
     assert parquet.status_code == 200 and b"".join(parquet.streaming_content)[:4] == b"PAR1"
-    assert client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?min_agreement=2").status_code == 400
+    assert (
+        client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?min_agreement=2").status_code
+        == 400
+    )
     assert client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=csv").status_code == 404
 
 
@@ -161,24 +221,35 @@ def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
     assert response.status_code == 200
     for path in ("/api/v1/projects/{project_id}/imports/", "/api/v1/judgments/", "/api/v1/tokens/"):
         assert path in html
-    assert "https://" not in html.split("<main", 1)[1].split("</main>")[0].replace("https://huggingface.co", "")
-    assert "<script src=\"http" not in html
+    assert "https://" not in html.split("<main", 1)[1].split("</main>")[0].replace(
+        "https://huggingface.co", ""
+    )
+    assert '<script src="http' not in html
     schema = client_for(make_user()).get("/api/v1/schema/?format=json")
-    assert schema.status_code == 200 and "/api/v1/projects/{project_id}/exports/pairs/" in schema.json()["paths"]
+    assert (
+        schema.status_code == 200
+        and "/api/v1/projects/{project_id}/exports/pairs/" in schema.json()["paths"]
+    )
 
 
-def test_imports_and_exports_have_their_own_rate_limits(client_for, make_member, project, monkeypatch):
+def test_imports_and_exports_have_their_own_rate_limits(
+    client_for, make_member, project, monkeypatch
+):
     from django.core.cache import cache
     from rest_framework.throttling import ScopedRateThrottle
 
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"import": "1/hour", "export": "2/hour"})
+    monkeypatch.setattr(
+        ScopedRateThrottle, "THROTTLE_RATES", {"import": "1/hour", "export": "2/hour"}
+    )
     cache.clear()
     client = client_for(make_member(role="admin"))
     body = json.dumps({"prompt": "p"})
     url = f"/api/v1/projects/{project.pk}/imports/?import_format=prompts"
     assert client.post(url, data=body, content_type="application/jsonl").status_code == 201
     assert client.post(url, data=body, content_type="application/jsonl").status_code == 429
-    assert client.get(f"/api/v1/projects/{project.pk}/imports/").status_code == 200  # listing is not an import
+    assert (
+        client.get(f"/api/v1/projects/{project.pk}/imports/").status_code == 200
+    )  # listing is not an import
     export = f"/api/v1/projects/{project.pk}/exports/judgments/"
     assert [client.get(export).status_code for _ in range(3)] == [200, 200, 429]
     cache.clear()

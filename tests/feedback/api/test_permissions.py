@@ -71,7 +71,9 @@ def call(client, method: str, url: str, template: str):
 
 @pytest.mark.parametrize("caller_index,caller", list(enumerate(CALLERS)))
 @pytest.mark.parametrize("method,template,expected", CASES, ids=[f"{m} {t}" for m, t, _ in CASES])
-def test_permission_matrix(client_for, callers, project, make_task, method, template, expected, caller_index, caller):
+def test_permission_matrix(
+    client_for, callers, project, make_task, method, template, expected, caller_index, caller
+):
     make_task()
     user = callers[caller]
     client = client_for(user)
