@@ -674,8 +674,10 @@ class _ChordFit:
             size = np.abs(step).max(axis=0)
             # A linear iteration's error after a step is about step * rate / (1 - rate), the
             # rate being the ratio of successive steps; NaN compares False and falls through.
-            rate = size / previous
-            settled = (rate < 0.5) & (size * rate / (1 - rate) < tol) | (size < tol * 1e-3)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rate = size / previous
+                left = size * rate / (1 - rate)
+            settled = (rate < 0.5) & (left < tol) | (size < tol * 1e-3)
             # Not shrinking after a few steps (or NaN): Newton will have it.
             hopeless = ~(rate < 1) if steps > 3 else ~np.isfinite(size)
             if (settled | hopeless).all():
