@@ -3,8 +3,8 @@
 Used at two levels: model versions (the leaderboard) and completions within a prompt. Outcomes are
 arrays of (a_idx, b_idx, outcome) with outcome 1 = a won, 0 = b won, 0.5 = tie, the Chatbot Arena
 convention (Chiang et al. 2024, "Chatbot Arena", section 5). Bradley-Terry sees judgments only as
-counts of distinct (first, second, outcome) cells, which is what makes 1,000 bootstrap rounds over a
-million judgments take well under a second (see `bootstrap_bradley_terry`).
+counts of distinct (first, second, outcome) cells, which is what lets 1,000 bootstrap rounds over a
+million judgments run in under a second on two cores (benchmarks/ratings_bootstrap.py).
 
 Strengths are natural log-odds (P(i beats j) = sigmoid(s_i - s_j)); `to_elo` turns them into Elo
 points: rating = initial + scale / ln(base) * (s - anchor).
