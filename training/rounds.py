@@ -19,6 +19,8 @@ from training import jobs
 from training.hyperparameters import check_hyperparameters
 from training.models import AlignmentRound, JobKind, JobStatus, RoundMethod, RoundState, TrainingJob
 
+# Samples per held-out prompt when evaluating a new version: enough for a steady KL estimate.
+EVALUATION_SAMPLES_PER_PROMPT = 4
 ACTIVE_STATES = (
     RoundState.GENERATING,
     RoundState.ANNOTATING,
@@ -291,7 +293,7 @@ def queue_evaluation(round_: AlignmentRound) -> TrainingJob:
         alignment_round_id=round_.pk,
         config={
             "prompt_ids": evaluation_prompt_ids(round_),
-            "samples_per_prompt": 1,
+            "samples_per_prompt": EVALUATION_SAMPLES_PER_PROMPT,
             "generation": round_.hyperparameters.get("generation", {}),
             "reward_model_version_id": round_.reward_model_id,
         },

@@ -69,8 +69,12 @@ def run_job(job_id: int) -> None:
         rounds.on_job_finished(job)
 
 
-def engine_prompt(prompt: Prompt):
-    return prompt.messages if prompt.messages else prompt.text
+def engine_prompt(prompt: Prompt | str | list):
+    """A prompt as the engine takes it: always a chat, so the model's chat template frames it
+    (a plain-text prompt is one user message), exactly as in training and in sampling."""
+    if isinstance(prompt, Prompt):
+        prompt = prompt.messages or prompt.text
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
 def starting_point(version: ModelVersion) -> str:
@@ -101,7 +105,7 @@ def load_pairs(job: TrainingJob) -> list[PreferencePair]:
             row = json.loads(line)
             pairs.append(
                 PreferencePair(
-                    prompt=row["prompt"],
+                    prompt=engine_prompt(row["prompt"]),
                     chosen=response_text(row["chosen"]),
                     rejected=response_text(row["rejected"]),
                     margin=row.get("margin"),

@@ -18,17 +18,23 @@ def version(project):
     return services.create_model_version(project_id=project.pk, name="base", base_model="/models/x")
 
 
-def test_queue_job_sends_the_task_once_committed(version, django_capture_on_commit_callbacks, monkeypatch):
+def test_queue_job_sends_the_task_once_committed(
+    version, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
     monkeypatch.setattr("training.tasks.run_training_job.delay", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
-        job = jobs.queue_job(kind="dpo", model_version_id=version.pk, config={"hyperparameters": {}})
+        job = jobs.queue_job(
+            kind="dpo", model_version_id=version.pk, config={"hyperparameters": {}}
+        )
     assert sent == [job.pk]
     assert job.status == "queued"
 
 
 def test_queue_job_refuses_bad_input(project, version):
-    untrainable = services.create_model_version(project_id=project.pk, name="imported", method="imported")
+    untrainable = services.create_model_version(
+        project_id=project.pk, name="imported", method="imported"
+    )
     with pytest.raises(ServiceError, match="Job kind"):
         jobs.queue_job(kind="finetune", model_version_id=version.pk)
     with pytest.raises(ServiceError, match="names no base model"):
@@ -62,13 +68,21 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_cooperatively(version):
         jobs.request_cancel(queued.pk)
 
 
-def test_a_job_whose_worker_died_is_failed_and_can_resume(version, django_capture_on_commit_callbacks, monkeypatch):
+def test_a_job_whose_worker_died_is_failed_and_can_resume(
+    version, django_capture_on_commit_callbacks, monkeypatch
+):
     job = TrainingJob.objects.create(
-        project=version.project, kind="dpo", model_version=version, status="running",
+        project=version.project,
+        kind="dpo",
+        model_version=version,
+        status="running",
         heartbeat_at=timezone.now() - timedelta(hours=1),
     )
     fresh = TrainingJob.objects.create(
-        project=version.project, kind="dpo", model_version=version, status="running",
+        project=version.project,
+        kind="dpo",
+        model_version=version,
+        status="running",
         heartbeat_at=timezone.now(),
     )
     assert jobs.fail_stale_jobs() == [job.pk]
