@@ -207,9 +207,11 @@ def generation_settings(job: TrainingJob, num_samples: int) -> engine_config.Gen
     )
 
 
-def sample_version(version: ModelVersion, prompts: list[Prompt], settings_):
+def sample_version(version: ModelVersion, prompts: list[Prompt], settings_, seed: int):
     from training.engine.policy import load_policy, sample
+    from training.engine.runs import seed_everything
 
+    seed_everything(seed)
     policy = load_policy(version.base_model, version.adapter_path or None)
     return sample(policy, [engine_prompt(p) for p in prompts], settings_)
 
@@ -222,7 +224,7 @@ def run_generate(job: TrainingJob):
     n = int(job.config.get("samples_per_prompt", 2))
     settings_ = generation_settings(job, n)
     jobs.append_log(job.pk, f"Sampling {n} completions for each of {len(prompts)} prompts.")
-    generations = sample_version(job.model_version, prompts, settings_)
+    generations = sample_version(job.model_version, prompts, settings_, job.config.get("seed", 0))
     jobs.record_metrics(job.pk, {"step": 1, "new_tokens": sum(generations.token_counts)}, 80.0)
     with transaction.atomic():
         created = Completion.objects.bulk_create(
@@ -244,10 +246,12 @@ def run_generate(job: TrainingJob):
 def run_evaluate(job: TrainingJob):
     """Sample the new version on held-out prompts; record reward score and KL to the parent."""
     from training.engine.policy import kl_to_parent, load_policy, sample
+    from training.engine.runs import seed_everything
 
     version = job.model_version
     prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
     settings_ = generation_settings(job, int(job.config.get("samples_per_prompt", 1)))
+    seed_everything(job.config.get("seed", 0))
     policy = load_policy(version.base_model, version.adapter_path or None)
     generations = sample(policy, [engine_prompt(p) for p in prompts], settings_)
     Completion.objects.bulk_create(
