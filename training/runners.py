@@ -37,8 +37,8 @@ class JobReporter:
         self._cancelled = False
 
     def on_metrics(self, metrics: dict) -> None:
-        step = metrics.get("step")
-        progress = 100.0 * step / self.total_steps if step and self.total_steps else None
+        step, total = metrics.get("step"), self.total_steps or metrics.get("total_steps")
+        progress = 100.0 * step / total if step and total else None
         jobs.record_metrics(self.job_id, metrics, progress)
 
     def should_cancel(self) -> bool:
@@ -142,42 +142,44 @@ def register_version(
     return version.pk
 
 
-def run_reward_model(job: TrainingJob):
-    from training.engine.reward import train_reward_model
-
-    config = hyperparameters(job, engine_config.RewardRunConfig)
-    pairs = load_pairs(job)
-    reporter = JobReporter(job, config.max_steps)
-    result = train_reward_model(
+def train_version(job: TrainingJob, method: str, config, train, *inputs, total_steps, **reward):
+    """Run one engine training function for `job` and register its adapter as a new version."""
+    reporter = JobReporter(job, total_steps)
+    result = train(
         config,
-        pairs,
+        *inputs,
         jobs.job_output_dir(job),
+        **reward,
         on_metrics=reporter.on_metrics,
         should_cancel=reporter.should_cancel,
     )
     version_id = register_version(
-        job, ModelMethod.REWARD_MODEL, result.adapter_dir, config.base_model, result.final_metrics
+        job, method, result.adapter_dir, config.base_model, result.final_metrics
     )
     return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
+
+
+def run_reward_model(job: TrainingJob):
+    from training.engine.reward import train_reward_model
+
+    config = hyperparameters(job, engine_config.RewardRunConfig)
+    return train_version(
+        job,
+        ModelMethod.REWARD_MODEL,
+        config,
+        train_reward_model,
+        load_pairs(job),
+        total_steps=config.max_steps,
+    )
 
 
 def run_dpo(job: TrainingJob):
     from training.engine.dpo import train_dpo
 
     config = hyperparameters(job, engine_config.DPORunConfig)
-    pairs = load_pairs(job)
-    reporter = JobReporter(job, config.max_steps)
-    result = train_dpo(
-        config,
-        pairs,
-        jobs.job_output_dir(job),
-        on_metrics=reporter.on_metrics,
-        should_cancel=reporter.should_cancel,
+    return train_version(
+        job, ModelMethod.DPO, config, train_dpo, load_pairs(job), total_steps=config.max_steps
     )
-    version_id = register_version(
-        job, ModelMethod.DPO, result.adapter_dir, config.base_model, result.final_metrics
-    )
-    return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
 
 
 def run_ppo(job: TrainingJob):
@@ -186,19 +188,15 @@ def run_ppo(job: TrainingJob):
     config = hyperparameters(job, engine_config.PPORunConfig)
     reward_version = ModelVersion.objects.get(pk=job.config["reward_model_version_id"])
     prompts = [engine_prompt(p) for p in Prompt.objects.filter(pk__in=job.config["prompt_ids"])]
-    reporter = JobReporter(job, config.total_steps)
-    result = train_ppo(
+    return train_version(
+        job,
+        ModelMethod.PPO,
         config,
+        train_ppo,
         prompts,
-        jobs.job_output_dir(job),
+        total_steps=config.total_steps,
         reward_model_path=reward_version.adapter_path,
-        on_metrics=reporter.on_metrics,
-        should_cancel=reporter.should_cancel,
     )
-    version_id = register_version(
-        job, ModelMethod.PPO, result.adapter_dir, config.base_model, result.final_metrics
-    )
-    return {"adapter_dir": str(result.adapter_dir), "metrics": str(result.metrics_path)}, version_id
 
 
 def generation_settings(job: TrainingJob, num_samples: int) -> engine_config.GenerationSettings:

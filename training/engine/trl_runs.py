@@ -118,7 +118,8 @@ class EngineCallback(TrainerCallback):
         if _SUMMARY_KEYS & logs.keys():
             self.summary.update({k: v for k, v in logs.items() if k in _SUMMARY_KEYS})
             return
-        metrics: dict[str, Any] = {"step": state.global_step}
+        # total_steps lets a caller show progress when the run is sized in epochs.
+        metrics: dict[str, Any] = {"step": state.global_step, "total_steps": state.max_steps}
         for key, value in logs.items():
             metrics[_METRIC_NAMES.get(key, key.replace("/", "_"))] = value
         metrics["tokens_per_s"] = self._tokens_per_second(logs.get("num_tokens"))
