@@ -7,12 +7,12 @@ import json
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotations.forms import JudgmentForm, form_error_message
 from annotations.presentation import idempotency_key
 from annotations.timing import server_timed
 from feedback import services
 from feedback.errors import ServiceError
 from feedback.models import Assignment, TaskItem
+from feedback.services import JudgmentInput
 
 ERROR_STATUS = {"invalid": 400, "conflict": 409, "forbidden": 403, "not_found": 404}
 
@@ -64,29 +64,64 @@ def next_task(request: HttpRequest, project_id: int) -> JsonResponse:
         return error_response(error.message, ERROR_STATUS[error.code], error.details)
 
 
+# JSON field -> the types JudgmentInput takes (None allowed for every optional field).
+JSON_FIELDS: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "idempotency_key": (str,),
+    "choice": (str,),
+    "strength": (str,),
+    "ranking": (list,),
+    "ratings": (dict,),
+    "rationale": (str,),
+    "time_spent_ms": (int,),
+    "flags": (list,),
+}
+
+
+def judgment_input(body: object) -> JudgmentInput:
+    """The submission in a JSON body; shapes are checked here, the rules by the service."""
+    if not isinstance(body, dict):
+        raise ValueError("Send a JSON object.")
+    unknown = sorted(set(body) - set(JSON_FIELDS))
+    if unknown:
+        raise ValueError(f"Unknown fields {unknown}; send {', '.join(JSON_FIELDS)}.")
+    for name, types in JSON_FIELDS.items():
+        value = body.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ValueError(f"{name!r} must be a {types[0].__name__}.")
+    if not body.get("kind") or not body.get("idempotency_key"):
+        raise ValueError("Send the judgment's kind and the lease's idempotency_key.")
+    return JudgmentInput(
+        kind=body["kind"],
+        idempotency_key=body["idempotency_key"],
+        choice=body.get("choice"),
+        strength=body.get("strength"),
+        ranking=body.get("ranking"),
+        ratings=body.get("ratings"),
+        rationale=body.get("rationale") or "",
+        time_spent_ms=body.get("time_spent_ms"),
+        flags=body.get("flags") or [],
+    )
+
+
 @server_timed
 @require_POST
 def submit(request: HttpRequest, project_id: int, task_id: int) -> JsonResponse:
-    """Store a judgment (JSON body as JudgmentForm's fields) and return the next task."""
+    """Store a judgment and return the next task. Body: JSON with JudgmentInput's fields
+    ("ranking" as groups of completion ids best first, "ratings" as {completion id: score})."""
     if not request.user.is_authenticated:
         return error_response("Sign in first.", 401)
     try:
         body = json.loads(request.body or b"{}")
     except json.JSONDecodeError:
-        return error_response("Send a JSON object.", 400)
-    if not isinstance(body, dict):
-        return error_response("Send a JSON object.", 400)
-    if isinstance(body.get("ranking"), list):
-        body["ranking"] = json.dumps(body["ranking"])
-    ratings = body.pop("ratings", None) or {}
-    if not isinstance(ratings, dict):
-        return error_response("Ratings map completion ids to scores.", 400)
-    form = JudgmentForm({**body, **{f"rating-{cid}": score for cid, score in ratings.items()}})
-    if not form.is_valid():
-        return error_response(form_error_message(form), 400)
+        return error_response("The body is not JSON.", 400)
+    try:
+        data = judgment_input(body)
+    except ValueError as error:
+        return error_response(str(error), 400)
     try:
         judgment = services.submit_judgment(
-            annotator_id=request.user.pk, task_id=task_id, data=form.judgment_input()
+            annotator_id=request.user.pk, task_id=task_id, data=data
         )
         payload = next_payload(request, project_id)
     except ServiceError as error:

@@ -17,11 +17,13 @@ Options: --tasks, --annotators, --seconds (per client count), --workers and --th
 """
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -172,6 +174,12 @@ def session_for(user) -> str:
     return session.session_key
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -181,7 +189,7 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     ]
     server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **SERVER_ENV})
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             probe.request("GET", "/login/")
@@ -193,11 +201,22 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start")
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """{"view": 12.3, "cpu": 4.5} from "view;dur=12.3, cpu;dur=4.5"."""
+    metrics = {}
+    for entry in header.split(","):
+        name, _, duration = entry.strip().partition(";dur=")
+        if duration:
+            metrics[name] = float(duration)
+    return metrics
+
+
 @dataclass
 class ClientLog:
     confirmed: dict[int, int] = field(default_factory=dict)  # judgment id -> task id
     latency_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
+    server_cpu_ms: list[float] = field(default_factory=list)
     retries: int = 0
     retry_mismatches: int = 0
     errors: list[str] = field(default_factory=list)
@@ -225,28 +244,37 @@ class AnnotatorClient(threading.Thread):
         response = connection_.getresponse()
         payload = response.read()
         latency = (time.perf_counter() - started) * 1000
-        timing = response.getheader("Server-Timing", "")
-        server_ms = float(timing.split("dur=")[1]) if "dur=" in timing else float("nan")
-        return response.status, json.loads(payload or b"{}"), latency, server_ms
+        timing = server_timing(response.getheader("Server-Timing", ""))
+        return response.status, json.loads(payload or b"{}"), latency, timing
 
     def run(self) -> None:
+        try:
+            self.annotate()
+        except Exception as error:  # noqa: BLE001 - reported with the results
+            self.log.errors.append(f"{type(error).__name__}: {error}")
+            self.start_barrier.abort()
+
+    def annotate(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         base = f"/annotate/api/projects/{self.project_id}"
         status, data, _, _ = self.call(conn, "GET", f"{base}/next/")
-        lease = data.get("task") if status == 200 else None
-        self.start_barrier.wait()
+        if status != 200:
+            raise RuntimeError(f"next task: HTTP {status} {data}")
+        lease = data["task"]
+        self.start_barrier.wait(timeout=120)
         started = time.perf_counter()
         deadline = started + self.seconds
         while lease is not None and time.perf_counter() < deadline:
             path = f"{base}/tasks/{lease['task_id']}/judgment/"
             body = {"kind": "pairwise", "choice": random.choice(CHOICES),
                     "idempotency_key": lease["idempotency_key"]}
-            status, data, latency, server_ms = self.call(conn, "POST", path, body)
+            status, data, latency, timing = self.call(conn, "POST", path, body)
             if status != 201:
                 self.log.errors.append(f"{status}: {data}")
                 break
             self.log.latency_ms.append(latency)
-            self.log.server_ms.append(server_ms)
+            self.log.server_ms.append(timing["view"])
+            self.log.server_cpu_ms.append(timing["cpu"])
             self.log.confirmed[data["judgment_id"]] = lease["task_id"]
             if random.random() < RETRY_SHARE:
                 self.log.retries += 1
@@ -263,7 +291,8 @@ def run_clients(port: int, project, users, seconds: float) -> tuple[list[Annotat
     clients = [AnnotatorClient(port, project.pk, user, barrier, seconds) for user in users]
     for client in clients:
         client.start()
-    barrier.wait()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a client failed; see its log
+        barrier.wait(timeout=120)
     started = time.perf_counter()
     for client in clients:
         client.join()
@@ -333,7 +362,7 @@ def main() -> None:
     print(f"   submit           {describe(submit_ms)}")
     print(f"   next + submit    {describe([a + b for a, b in zip(next_ms, submit_ms, strict=True)])}")
 
-    port = args.port or 18000 + os.getpid() % 1000
+    port = args.port or free_port()
     print(f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
           f"JSON submit-and-next, {args.seconds:.0f} s per client count")
     server = start_server(port, args.workers, args.threads)
@@ -346,6 +375,7 @@ def main() -> None:
             done = sum(len(c.log.confirmed) for c in clients)
             latency = [ms for c in clients for ms in c.log.latency_ms]
             server_ms = [ms for c in clients for ms in c.log.server_ms]
+            server_cpu = [ms for c in clients for ms in c.log.server_cpu_ms]
             errors = [e for c in clients for e in c.log.errors]
             retries = sum(c.log.retries for c in clients)
             mismatches = sum(c.log.retry_mismatches for c in clients)
@@ -355,6 +385,7 @@ def main() -> None:
                   f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
                   f"retries {retries} (mismatched {mismatches})")
             print(f"      server time (Server-Timing)  {describe(server_ms)}")
+            print(f"      server CPU per request       {describe(server_cpu)}")
             print(f"      client latency               {describe(latency)}")
             for error in errors[:5]:
                 print(f"      error: {error}")

@@ -69,7 +69,17 @@ def test_errors_come_back_as_json_with_a_status(project, make_member, make_task,
     invalid = post_json(client, url, {"kind": "pairwise", "choice": "left", "idempotency_key": "k"})
     assert invalid.status_code == 400 and "Choose A, B" in invalid.json()["error"]
     garbled = client.post(url, "{not json", content_type="application/json")
-    assert garbled.status_code == 400
+    assert garbled.status_code == 400 and garbled.json()["error"] == "The body is not JSON."
+    for body, message in [
+        ([1, 2], "Send a JSON object."),
+        ({"kind": "pairwise", "idempotency_key": "k", "colour": "red"}, "Unknown fields ['colour']"),
+        ({"kind": "pairwise", "idempotency_key": "k", "ranking": "a>b"}, "'ranking' must be a list"),
+        ({"kind": "pairwise", "idempotency_key": "k", "time_spent_ms": True}, "'time_spent_ms'"),
+        ({"kind": "pairwise"}, "idempotency_key"),
+    ]:
+        refused = post_json(client, url, body)
+        assert refused.status_code == 400 and message in refused.json()["error"], body
+    assert not Judgment.objects.exists()
 
 
 def test_json_submit_needs_the_csrf_token(project, make_member, make_task):
