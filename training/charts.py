@@ -86,8 +86,9 @@ def nice_step(span: float, count: int) -> float:
     return 10 * magnitude
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (Heckbert 1990, "Nice numbers for graph labels")."""
+def nice_ticks(low: float, high: float, count: int = 5, *, whole: bool = False) -> list[float]:
+    """Round tick values covering [low, high] (Heckbert 1990, "Nice numbers for graph labels").
+    `whole` keeps the step a whole number, for axes that count steps."""
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("tick bounds must be finite")
     if high < low:
@@ -96,6 +97,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
         pad = abs(low) * 0.1 or 1.0
         low, high = low - pad, high + pad
     step = nice_step(high - low, count)
+    if whole:
+        step = max(1.0, float(math.ceil(step)))
     first = math.floor(low / step + 1e-9) * step
     last = math.ceil(high / step - 1e-9) * step
     n = int(round((last - first) / step))
@@ -175,7 +178,8 @@ def line_chart_svg(
 
     xs = [x for line in drawn for x, _ in line.points]
     ys = [y for line in drawn for _, y in line.points]
-    x_ticks, y_ticks = nice_ticks(min(xs), max(xs), 5), nice_ticks(min(ys), max(ys), 4)
+    x_ticks = nice_ticks(min(xs), max(xs), 5, whole=True)
+    y_ticks = nice_ticks(min(ys), max(ys), 4)
     x_lo, x_hi, y_lo, y_hi = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else None
     y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else None

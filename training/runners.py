@@ -214,6 +214,22 @@ def sample_version(version: ModelVersion, prompts: list[Prompt], settings_, seed
     return sample(policy, [engine_prompt(p) for p in prompts], settings_)
 
 
+def store_samples(version: ModelVersion, prompts, generations, settings_: dict) -> list[Completion]:
+    """Save sampled responses as the version's completions of the prompts they answer."""
+    return Completion.objects.bulk_create(
+        Completion(
+            prompt=prompts[index],
+            model_version=version,
+            text=text,
+            token_count=tokens,
+            generation_settings=settings_,
+        )
+        for index, text, tokens in zip(
+            generations.prompt_indices, generations.texts, generations.token_counts, strict=True
+        )
+    )
+
+
 def run_generate(job: TrainingJob):
     """Sample completions from the job's version; optionally open annotation tasks over them."""
     prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
@@ -225,20 +241,29 @@ def run_generate(job: TrainingJob):
     generations = sample_version(job.model_version, prompts, settings_, job.config.get("seed", 0))
     jobs.record_metrics(job.pk, {"step": 1, "new_tokens": sum(generations.token_counts)}, 80.0)
     with transaction.atomic():
-        created = Completion.objects.bulk_create(
-            Completion(
-                prompt=prompts[index],
-                model_version=job.model_version,
-                text=text,
-                token_count=tokens,
-                generation_settings={**job.config.get("generation", {}), "job": job.pk},
-            )
-            for index, text, tokens in zip(
-                generations.prompt_indices, generations.texts, generations.token_counts, strict=True
-            )
+        created = store_samples(
+            job.model_version,
+            prompts,
+            generations,
+            {**job.config.get("generation", {}), "job": job.pk},
         )
         task_ids = rounds.open_tasks_for_samples(job, prompts, created)
     return {"completions": len(created), "tasks": len(task_ids)}, None
+
+
+def answer_for_parent(job: TrainingJob, parent: ModelVersion | None, prompts, settings_) -> None:
+    """Sample the parent on the held-out prompts it has not answered, so the two versions can be
+    compared side by side (and judged blind) as soon as the round is done."""
+    if parent is None or not parent.base_model:
+        return
+    answered = set(
+        parent.completions.filter(prompt__in=prompts).values_list("prompt_id", flat=True)
+    )
+    missing = [prompt for prompt in prompts if prompt.pk not in answered]
+    if not missing:
+        return
+    generations = sample_version(parent, missing, settings_, job.config.get("seed", 0))
+    store_samples(parent, missing, generations, {"job": job.pk, "purpose": "evaluation"})
 
 
 def run_evaluate(job: TrainingJob):
@@ -252,18 +277,8 @@ def run_evaluate(job: TrainingJob):
     seed_everything(job.config.get("seed", 0))
     policy = load_policy(version.base_model, version.adapter_path or None)
     generations = sample(policy, [engine_prompt(p) for p in prompts], settings_)
-    Completion.objects.bulk_create(
-        Completion(
-            prompt=prompts[index],
-            model_version=version,
-            text=text,
-            token_count=tokens,
-            generation_settings={"job": job.pk, "purpose": "evaluation"},
-        )
-        for index, text, tokens in zip(
-            generations.prompt_indices, generations.texts, generations.token_counts, strict=True
-        )
-    )
+    store_samples(version, prompts, generations, {"job": job.pk, "purpose": "evaluation"})
+    answer_for_parent(job, version.parent, prompts, settings_)
     metrics = {
         "eval_prompts": len(prompts),
         "mean_new_tokens": sum(generations.token_counts) / len(generations.texts),

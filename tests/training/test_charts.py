@@ -153,3 +153,10 @@ def test_training_charts_group_the_engines_metrics_and_leave_out_empty_groups():
     ]
     assert [c.title for c in training_charts(ppo)] == ["Reward", "KL"]
     assert training_charts([]) == []
+
+
+def test_step_axis_ticks_are_whole_numbers():
+    from training.charts import nice_ticks
+
+    assert nice_ticks(1, 2, 5, whole=True) == [1.0, 2.0]
+    assert all(float(t).is_integer() for t in nice_ticks(0, 7, 5, whole=True))
