@@ -187,6 +187,7 @@ class ReviewRow:
     task: AnnotationTask
     snippet: str
     disagree: bool
+    flag_count: int
     adjudication: object | None
 
 
@@ -212,6 +213,7 @@ def review_rows(tasks: list[AnnotationTask]) -> list[ReviewRow]:
                 task=task,
                 snippet=prompt_snippet(task),
                 disagree=task.distinct_answers > 1,
+                flag_count=task.flag_count,
                 adjudication=adjudication,
             )
         )

@@ -171,14 +171,16 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
             request, "annotations/forbidden.html",
             {"message": "Only reviewers and admins of this project see its reviews."}, status=403,
         )
-    disagreements_only = request.GET.get("disagreements") == "1"
-    tasks = selectors.tasks_for_review(project.pk, disagreements_only=disagreements_only)
+    show = request.GET.get("show", "all")
+    tasks = selectors.tasks_for_review(
+        project.pk, disagreements_only=show == "disagreements", flagged_only=show == "flagged"
+    )
     page = Paginator(tasks, REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "project": project,
         "page": page,
         "rows": presentation.review_rows(list(page.object_list)),
-        "disagreements_only": disagreements_only,
+        "show": show,
     }
     template = (
         "annotations/partials/_review_rows.html" if request.htmx else "annotations/review_list.html"
@@ -228,6 +230,7 @@ def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResp
         "project": project,
         "view": view,
         "rows": rows,
+        "flags": list(selectors.flags_of_task(task.pk)),
         "disagree": len({row.answer_group for row in rows}) > 1,
         "adjudication": adjudication,
         "adjudication_summary": presentation.describe_adjudication(adjudication, letters),

@@ -5,9 +5,17 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Q, QuerySet, When
 from django.utils import timezone
 
-from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Project, Role
+from feedback.models import (
+    Adjudication,
+    AnnotationTask,
+    Assignment,
+    Judgment,
+    Membership,
+    Project,
+    Role,
+)
 from feedback.models.projects import JudgmentMode
-from feedback.models.tasks import TaskStatus
+from feedback.models.tasks import SkipReason, TaskStatus
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -93,23 +101,43 @@ def judgment_answer(judgment: Judgment) -> object:
     return tuple(sorted((judgment.ratings or {}).items()))
 
 
-def tasks_for_review(project_id: int, *, disagreements_only: bool = False) -> QuerySet[AnnotationTask]:
-    """Tasks with at least one judgment, newest first, annotated with `distinct_answers` (more
-    than one means the annotators disagree) and their adjudication."""
+FLAG_REASONS = [SkipReason.UNSAFE, SkipReason.BROKEN, SkipReason.UNREADABLE]
+
+
+def tasks_for_review(
+    project_id: int, *, disagreements_only: bool = False, flagged_only: bool = False
+) -> QuerySet[AnnotationTask]:
+    """Tasks judged or flagged at least once, newest first, annotated with `distinct_answers`
+    (more than one means the annotators disagree), `flag_count` and their adjudication."""
     answer_count = Case(
         When(mode=JudgmentMode.PAIRWISE, then=Count("judgments__choice", distinct=True)),
         When(mode=JudgmentMode.RANKING, then=Count("judgments__ranking", distinct=True)),
         default=Count("judgments__ratings", distinct=True),
     )
+    flag_count = Count(
+        "assignments", filter=Q(assignments__skip_reason__in=FLAG_REASONS), distinct=True
+    )
     tasks = (
-        AnnotationTask.objects.filter(project_id=project_id, judgment_count__gte=1)
+        AnnotationTask.objects.filter(project_id=project_id)
         .select_related("prompt", "adjudication__reviewer")
-        .annotate(distinct_answers=answer_count)
+        .annotate(distinct_answers=answer_count, flag_count=flag_count)
+        .filter(Q(judgment_count__gte=1) | Q(flag_count__gt=0))
         .order_by("-id")
     )
     if disagreements_only:
         tasks = tasks.filter(distinct_answers__gt=1)
+    if flagged_only:
+        tasks = tasks.filter(flag_count__gt=0)
     return tasks
+
+
+def flags_of_task(task_id: int) -> QuerySet[Assignment]:
+    """Annotators' flags on a task (skips for a reason other than a plain skip), oldest first."""
+    return (
+        Assignment.objects.filter(task_id=task_id, skip_reason__in=FLAG_REASONS)
+        .select_related("annotator")
+        .order_by("finished_at")
+    )
 
 
 def adjudication_of(task_id: int) -> Adjudication | None:

@@ -255,8 +255,24 @@ def test_the_review_list_flags_disagreements(project, make_member, make_task):
     everything = client.get(url).content.decode()
     assert f"#{agreed.pk}<" in everything and f"#{disputed.pk}<" in everything
     assert everything.count("Disagree</span>") == 1
-    only = client.get(url, {"disagreements": "1"}).content.decode()
+    only = client.get(url, {"show": "disagreements"}).content.decode()
     assert f"#{disputed.pk}<" in only and f"#{agreed.pk}<" not in only
+
+
+def test_flagged_tasks_reach_the_reviewers_with_reason_and_note(project, make_member, make_task):
+    flagged, skipped = make_task(priority=1), make_task()
+    annotator = make_member(username="flagger")
+    services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    services.skip_task(annotator_id=annotator.pk, task_id=flagged.pk, reason="unsafe", note="slur in B")
+    services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    services.skip_task(annotator_id=annotator.pk, task_id=skipped.pk, reason="skip")
+    client = client_for(make_member(role=Role.REVIEWER))
+    url = reverse("annotations:review_list", args=[project.pk])
+    listed = client.get(url, {"show": "flagged"}).content.decode()
+    assert f"#{flagged.pk}<" in listed and "1 flag<" in listed
+    assert f"#{skipped.pk}<" not in listed  # a plain skip is not a flag
+    page = client.get(reverse("annotations:review_task", args=[project.pk, flagged.pk])).content.decode()
+    assert "Unsafe" in page and "slur in B" in page and "flagger" in page
 
 
 def test_a_reviewer_accepts_or_overrides_and_who_and_when_is_recorded(project, make_member, make_task):
