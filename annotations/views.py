@@ -20,7 +20,9 @@ from feedback.errors import ServiceError
 from feedback.models import Role
 from feedback.models.tasks import SkipReason
 
-ERROR_STATUS = {"invalid": 422, "conflict": 409, "forbidden": 403, "not_found": 404}
+# A refused submission is shown inline (htmx swaps 409 and 422): bad input is 422; anything
+# that means "this task is no longer yours to answer" is 409 and offers the next task.
+ERROR_STATUS = {"invalid": 422, "conflict": 409, "forbidden": 409, "not_found": 409}
 REVIEW_PAGE_SIZE = 50
 
 
@@ -47,11 +49,13 @@ def project_or_404(request: HttpRequest, project_id: int):
     return project
 
 
-def inline_error(request: HttpRequest, message: str, status: int = 422) -> HttpResponse:
-    """An error shown next to the controls that caused it; the annotator's choices stay put."""
-    response = render(
-        request, "annotations/partials/_errors.html", {"errors": [message]}, status=status
-    )
+def inline_error(
+    request: HttpRequest, message: str, status: int = 422, *, project=None
+) -> HttpResponse:
+    """An error shown next to the controls that caused it; the annotator's choices stay put.
+    With `project`, it offers to load the next task (the current one is no longer theirs)."""
+    context = {"errors": [message], "next_project": project}
+    response = render(request, "annotations/partials/_errors.html", context, status=status)
     if request.htmx:
         response = reswap(retarget(response, "#task-errors"), "innerHTML")
     return response
@@ -155,7 +159,7 @@ def skip(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
 
 def answer_error(request: HttpRequest, project, message: str, status: int) -> HttpResponse:
     if request.htmx:
-        return inline_error(request, message, status)
+        return inline_error(request, message, status, project=project if status == 409 else None)
     # Without htmx (no JavaScript), show the same task again with the message above it.
     response = next_task_response(request, project, errors=[message])
     response.status_code = status

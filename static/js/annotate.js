@@ -497,12 +497,25 @@
     showError(message);
   });
 
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (event.detail.target.id !== "work" || !(source instanceof HTMLFormElement)) return;
+    const task = $("#task");
+    const next = task && task.dataset.taskId ? "The next task is ready." : "All done for now.";
+    announce((source.id === "judgment-form" ? "Saved. " : "Skipped. ") + next);
+  });
+
   document.addEventListener("htmx:sendError", () => {
     showError("Could not reach the server. Check your connection, then press Enter to try again.");
   });
 
   function setUp(root) {
     $$("[data-ranker]", root).forEach((element) => { if (!element.ranker) new Ranker(element); });
+    // Lease expiry and other times in the annotator's own time zone.
+    $$("time[data-local-time]", root).forEach((element) => {
+      const when = new Date(element.getAttribute("datetime"));
+      if (!Number.isNaN(when.getTime())) element.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    });
     if (root.id === "task" || $("#task", root) || root === document.body) {
       startedAt = performance.now();
       const task = $("#task");

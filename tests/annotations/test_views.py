@@ -140,6 +140,17 @@ def test_an_invalid_submission_is_shown_inline_and_nothing_is_stored(project, ma
     assert not Judgment.objects.exists()
 
 
+def test_a_task_that_is_no_longer_yours_offers_the_next_one(project, make_member, make_task):
+    task = make_task()
+    client = client_for(make_member())
+    response = client.post(
+        submit_url(project, task), {"kind": "pairwise", "choice": "a", "idempotency_key": "k"}, **HTMX
+    )
+    html = response.content.decode()
+    assert response.status_code == 409 and response["HX-Retarget"] == "#task-errors"
+    assert "not assigned to you" in html and f'hx-get="{work_url(project)}"' in html
+
+
 def test_without_htmx_an_error_shows_the_same_task_again(project, make_member, make_task):
     task = make_task()
     client = client_for(make_member())

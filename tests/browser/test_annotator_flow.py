@@ -72,6 +72,8 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
 
     # Ranking, keys only: place 2, then 3, then 1, and tie 1 with the place above.
     wait_for_task(page, by_keys)
+    expect(page.locator("#announce")).to_have_text("Saved. The next task is ready.")
+    expect(page.locator("#task")).to_be_focused()
     keys_order, numbers = shown_order(page), chip_ids(page)
     page.keyboard.press("Enter")  # incomplete: refused inline, nothing sent
     expect(page.locator("#task-errors")).to_contain_text("Rank every output")
