@@ -37,7 +37,10 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(viewport=DESKTOP, base_url=live_server.url)
+    # Reduced motion: no CSS transitions, so screenshots and assertions see settled states.
+    context = browser.new_context(
+        viewport=DESKTOP, base_url=live_server.url, reduced_motion="reduce"
+    )
     page = context.new_page()
     page.set_default_timeout(8000)
     yield page

@@ -70,7 +70,7 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     snap(page, "pairwise", tablet=True)
     page.keyboard.press("Enter")
 
-    # Ranking, keys only: place 2, then 3, then 1, and tie 1 with the place above.
+    # Ranking, keys only: place 2, then 3, then 1, and tie 1 with the place above; then move.
     wait_for_task(page, by_keys)
     expect(page.locator("#announce")).to_have_text("Saved. The next task is ready.")
     expect(page.locator("#task")).to_be_focused()
@@ -79,7 +79,10 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     expect(page.locator("#task-errors")).to_contain_text("Rank every output")
     for key in ("2", "3", "1", "t"):
         page.keyboard.press(key)
-    expect(page.locator(".rank-place")).to_have_count(2)
+    expect(page.locator(".rank-place")).to_have_count(2)  # 2 > 3 = 1
+    # Arrows move the picked output: out of the tie above it, then past 2; then tie 3 with 2.
+    for key in ("ArrowUp", "ArrowUp", "3", "t"):
+        page.keyboard.press(key)
     snap(page, "ranking", tablet=True)
     page.keyboard.press("Enter")
 
@@ -125,7 +128,7 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     assert judgments[pair.pk].rationale == "The left one shows both ways with code."
     assert judgments[pair.pk].shown_order == pair_order
 
-    assert judgments[by_keys.pk].ranking == [[numbers[2]], [numbers[3], numbers[1]]]
+    assert judgments[by_keys.pk].ranking == [[numbers[1]], [numbers[2], numbers[3]]]
     assert judgments[by_keys.pk].shown_order == keys_order
     assert judgments[by_drag.pk].ranking == [
         [numbers_drag[4]], [numbers_drag[2], numbers_drag[1]], [numbers_drag[3]]
