@@ -1,15 +1,15 @@
-"""The fast path of pair exports on PostgreSQL: the database writes each JSONL line and streams
-them with COPY, so Python only hashes and forwards bytes (no per-row objects at all).
+"""The fast path of pair exports on PostgreSQL: stream each pair's raw texts with one binary COPY,
+in pair id order, and leave the JSON to Python (feedback.services.exports.pair_lines).
 
-Every expression here must give byte for byte what feedback.services.exports writes in Python
-(tests/feedback/test_exports.py compares the two):
-- to_json(text) escapes like json.encoder.encode_basestring: ", \\, \\b \\f \\n \\r \\t and other
-  control characters as lowercase \\u00xx; everything else raw (ensure_ascii=False);
-- a chat prompt renders as Python's render_hh_prompt / compact JSON of its messages;
-- a margin prints like Python's repr(float): PostgreSQL drops ".0" from whole numbers, so add it.
-
-COPY's CSV format with a delimiter and quote character that never occur unescaped in JSON (they
-are control characters, which to_json escapes) passes each line through verbatim.
+Why this shape (benchmarks/api_export.py, 1M pairs):
+- Texts are looked up per pair through the primary keys (scalar subqueries), so rows leave in id
+  order as the pairs' index scan yields them: no hash of the whole completion table, no sort of
+  a million lines spilling to disk, the first byte at once, memory flat on both sides.
+- A prompt is looked up only when it differs from the previous pair's (window `lag`); pairs of one
+  prompt come together in import and derivation order, so most pairs skip that lookup.
+- PostgreSQL sends raw texts and Python escapes them: to_json and string concatenation in SQL cost
+  the database more than the lookups, and the two processes then work side by side.
+- JIT is off: compiling the expressions took seconds and saved nothing on lookups.
 """
 
 from __future__ import annotations
@@ -20,81 +20,43 @@ from django.db import connection
 
 from feedback.models import Completion, Prompt
 
-STREAM_BYTES = 1 << 18  # forward about 256 KiB at a time
-
-HH_SPEAKER_SQL = (
-    "CASE e.m->>'role' WHEN 'user' THEN 'Human' WHEN 'assistant' THEN 'Assistant' "
-    "WHEN 'system' THEN 'System' ELSE 'Tool' END"
+# One column for the prompt: "t" + its text, or "m" + its messages as JSON; NULL when it is the
+# previous pair's prompt again.
+PROMPT_SQL = (
+    "CASE WHEN pp.is_new_prompt THEN (SELECT CASE WHEN p.messages IS NULL THEN 't' || p.text "
+    "ELSE 'm' || p.messages::text END FROM {prompts} p WHERE p.id = pp.prompt_id) END"
 )
-MESSAGES = "jsonb_array_elements(p.messages) WITH ORDINALITY AS e(m, ord)"
-STANDARD_PROMPT = (
-    "CASE WHEN p.messages IS NULL THEN to_json(p.text)::text ELSE to_json("
-    f"(SELECT string_agg(E'\\n\\n' || {HH_SPEAKER_SQL} || ': ' || (e.m->>'content'), '' ORDER BY e.ord) "
-    f"FROM {MESSAGES}) || E'\\n\\nAssistant:')::text END"
-)
-CONVERSATIONAL_PROMPT = (
-    """CASE WHEN p.messages IS NULL THEN '[{"role":"user","content":' || to_json(p.text)::text || '}]' """
-    """ELSE (SELECT '[' || string_agg('{"role":' || to_json(e.m->>'role')::text || ',"content":' || """
-    f"""to_json(e.m->>'content')::text || '}}', ',' ORDER BY e.ord) || ']' FROM {MESSAGES}) END"""
-)
-MARGIN = (
-    """',"margin":' || CASE WHEN pp.margin = trunc(pp.margin) AND abs(pp.margin) < 1e16 """
-    "THEN trunc(pp.margin)::bigint::text || '.0' ELSE pp.margin::text END"
-)
+TEXT_SQL = "(SELECT c.text FROM {completions} c WHERE c.id = pp.{column})"
 
 
-def answer(column: str, style: str) -> str:
-    if style == "standard":
-        return f"to_json(CASE WHEN p.messages IS NULL THEN {column} ELSE ' ' || {column} END)::text"
-    return f"""'[{{"role":"assistant","content":' || to_json({column})::text || '}}]'"""
-
-
-def line_sql(style: str, margin: bool) -> str:
-    prompt = STANDARD_PROMPT if style == "standard" else CONVERSATIONAL_PROMPT
-    parts = [
-        """'{"prompt":'""",
-        prompt,
-        """',"chosen":'""",
-        answer("c.text", style),
-        """',"rejected":'""",
-        answer("r.text", style),
-    ]
-    if margin:
-        parts.append(MARGIN)
-    parts.append("'}'")
-    return " || ".join(parts)
-
-
-def copy_pair_lines(
-    pairs_sql: str, params: list, style: str, margin: bool
-) -> Iterator[tuple[bytes, int]]:
-    """(bytes, rows) chunks of JSONL, in id order, for the pairs `pairs_sql` selects (columns id,
-    prompt_id, chosen_id, rejected_id, margin). Call inside a transaction."""
-    query = (
-        f"SELECT {line_sql(style, margin)} FROM ({pairs_sql}) pp "
-        f"JOIN {Prompt._meta.db_table} p ON p.id = pp.prompt_id "
-        f"JOIN {Completion._meta.db_table} c ON c.id = pp.chosen_id "
-        f"JOIN {Completion._meta.db_table} r ON r.id = pp.rejected_id "
-        "ORDER BY pp.id"
+def pair_rows_sql(pairs_sql: str) -> str:
+    """Rows (prompt_id, prompt or NULL, chosen text, rejected text, margin) in pair id order, for
+    the pairs `pairs_sql` selects (columns id, prompt_id, chosen_id, rejected_id, margin)."""
+    completions = Completion._meta.db_table
+    return (
+        f"SELECT pp.prompt_id, {PROMPT_SQL.format(prompts=Prompt._meta.db_table)}, "
+        f"{TEXT_SQL.format(completions=completions, column='chosen_id')}, "
+        f"{TEXT_SQL.format(completions=completions, column='rejected_id')}, pp.margin "
+        "FROM (SELECT s.*, s.prompt_id IS DISTINCT FROM lag(s.prompt_id) OVER (ORDER BY s.id) "
+        f"AS is_new_prompt FROM ({pairs_sql}) s) pp ORDER BY pp.id"
     )
+
+
+def copy_pair_rows(pairs_sql: str, params: list) -> Iterator[tuple]:
+    """(prompt_id, prompt text, prompt messages as JSON text or None, chosen, rejected, margin)
+    per pair, in id order, as feedback.services.exports.pair_rows gives them. Call inside a
+    transaction; close the iterator to end the COPY early."""
     with connection.cursor() as cursor:
-        raw = cursor.cursor
-        # Hash joins over a whole project beat an index lookup per pair, if they fit in memory.
-        raw.execute("SET LOCAL work_mem = '64MB'")
-        statement = (
-            f"COPY ({query}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-        )
+        raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
+        raw.execute("SET LOCAL jit = off")
+        statement = f"COPY ({pair_rows_sql(pairs_sql)}) TO STDOUT (FORMAT binary)"
         with raw.copy(statement, params) as copy:
-            buffer: list[bytes] = []
-            size = 0
-            for block in copy:
-                buffer.append(bytes(block))
-                size += len(block)
-                if size >= STREAM_BYTES:
-                    data = b"".join(buffer)
-                    yield data, data.count(b"\n")
-                    buffer.clear()
-                    size = 0
-            if buffer:
-                data = b"".join(buffer)
-                yield data, data.count(b"\n")
+            copy.set_types(["int8", "text", "text", "text", "float8"])
+            text, messages = "", None
+            for prompt_id, prompt, chosen, rejected, margin in copy.rows():
+                if prompt is not None:
+                    if prompt[0] == "m":
+                        text, messages = "", prompt[1:]
+                    else:
+                        text, messages = prompt[1:], None
+                yield prompt_id, text, messages, chosen, rejected, margin

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import (
-    Case,
     Exists,
     F,
     FloatField,
@@ -40,17 +39,16 @@ from django.db.models import (
     QuerySet,
     Subquery,
     TextField,
-    Value,
-    When,
 )
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.formats import prompt_as_messages, prompt_as_text, render_hh_prompt
 from feedback.models import ExportSnapshot, Judgment, PreferencePair, Project, TaskItem
 from feedback.models.exports import ExportKind, ExportStatus
-from feedback.services.export_sql import copy_pair_lines
+from feedback.services.export_sql import copy_pair_rows
+from feedback.services.imports import IMPORT_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +131,15 @@ def judgments_matching(filters: ExportFilters) -> Q:
     return condition
 
 
+def imported_pairs_judged_between(filters: ExportFilters) -> Q:
+    condition = Q(policy=IMPORT_POLICY)
+    if filters.judged_after is not None:
+        condition &= Q(created_at__gte=filters.judged_after)
+    if filters.judged_before is not None:
+        condition &= Q(created_at__lt=filters.judged_before)
+    return condition
+
+
 def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[PreferencePair]:
     pairs = PreferencePair.objects.filter(project_id=project_id)
     if filters.up_to_id is not None:
@@ -148,8 +155,12 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
         )
     judgment_condition = judgments_matching(filters)
     if judgment_condition:
-        backing = Judgment.objects.filter(judgment_condition, pairs=OuterRef("pk"))
-        pairs = pairs.filter(Exists(backing))
+        matched = Q(Exists(Judgment.objects.filter(judgment_condition, pairs=OuterRef("pk"))))
+        if not filters.annotator_ids and filters.alignment_round_id is None:
+            # Imported TRL and HH pairs have no judgment behind them: they count as judged when
+            # they were imported, by nobody, in no round.
+            matched |= imported_pairs_judged_between(filters)
+        pairs = pairs.filter(matched)
     if filters.min_agreement is not None:
         # Agreement of a pair: the share of all judgments on its tasks that back it.
         count = Func(F("pk"), function="COUNT")
@@ -159,7 +170,11 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
         pairs = pairs.annotate(
             backing=Cast(Subquery(backing_count), FloatField()),
             total=Cast(Subquery(total_count), FloatField()),
-        ).filter(total__gt=0, backing__gte=F("total") * filters.min_agreement)
+        ).filter(
+            # An imported pair is its file's only verdict (full agreement, as with one judgment).
+            Q(policy=IMPORT_POLICY)
+            | Q(total__gt=0, backing__gte=F("total") * filters.min_agreement)
+        )
     return pairs.order_by("pk")
 
 
@@ -184,48 +199,32 @@ def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Ju
 # --- encoding --------------------------------------------------------------------------------
 
 
-def json_quoted(expression) -> Cast:
-    """SQL for a JSON string literal of a text expression. PostgreSQL's to_json escapes exactly as
-    Python's json.encoder.encode_basestring does (", \\, \\b \\f \\n \\r \\t, other control
-    characters as lowercase \\u00xx, everything else raw), so the bytes match the Python path."""
-    return Cast(Func(expression, function="to_json", output_field=TextField()), TextField())
-
-
-def pair_rows(project_id: int, filters: ExportFilters, style: str, *, quoted: bool):
-    """(prompt_id, prompt text, prompt messages as JSON text, chosen, rejected, margin) per pair.
-
-    With `quoted`, chosen and rejected come as JSON literals ready for the line (for the standard
-    style with the leading space a chat prompt's answers get), which saves Python a third of its
-    work on big exports.
-    """
-    pairs = pairs_for_export(project_id, filters).annotate(
-        prompt_messages=Cast("prompt__messages", TextField())
+def pair_rows(project_id: int, filters: ExportFilters) -> Iterator[tuple]:
+    """(prompt_id, prompt text, prompt messages as JSON text, chosen, rejected, margin) per pair,
+    in id order: one streamed COPY on PostgreSQL (feedback/services/export_sql.py), the ORM
+    elsewhere."""
+    pairs = pairs_for_export(project_id, filters)
+    if can_copy_rows():
+        sql, params = pairs.values(
+            "id", "prompt_id", "chosen_id", "rejected_id", "margin"
+        ).query.sql_with_params()
+        return copy_pair_rows(sql, list(params))
+    return (
+        pairs.annotate(prompt_messages=Cast("prompt__messages", TextField()))
+        .values_list(
+            "prompt_id",
+            "prompt__text",
+            "prompt_messages",
+            "chosen__text",
+            "rejected__text",
+            "margin",
+        )
+        .iterator(chunk_size=CHUNK_ROWS)
     )
-    if quoted:
-        space = (
-            Case(When(prompt__messages__isnull=True, then=Value("")), default=Value(" "))
-            if style == "standard"
-            else Value("")
-        )
-        pairs = pairs.annotate(
-            chosen_out=json_quoted(Concat(space, "chosen__text")),
-            rejected_out=json_quoted(Concat(space, "rejected__text")),
-        )
-        columns = ("chosen_out", "rejected_out")
-    else:
-        columns = ("chosen__text", "rejected__text")
-    return pairs.values_list(
-        "prompt_id", "prompt__text", "prompt_messages", *columns, "margin"
-    ).iterator(chunk_size=CHUNK_ROWS)
 
 
-def can_copy_lines(style: str) -> bool:
-    """Whether PostgreSQL can write whole lines of this style (feedback/services/export_sql.py)."""
-    return connection.vendor == "postgresql" and style in ("standard", "conversational")
-
-
-def can_quote_in_sql(style: str) -> bool:
-    return connection.vendor == "postgresql" and style in ("standard", "conversational")
+def can_copy_rows() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def messages_of(messages_json: str | None) -> list | None:
@@ -252,7 +251,7 @@ class PromptCache:
         return value
 
 
-def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]:
+def pair_lines(rows, style: str, margin: bool) -> Iterator[str]:
     """JSONL lines for pair rows, built by hand: json.dumps per row would dominate the export."""
     tail = (lambda m: f',"margin":{m!r}}}\n') if margin else (lambda m: "}\n")
     if style == "standard":
@@ -261,21 +260,20 @@ def pair_lines(rows, style: str, margin: bool, *, quoted: bool) -> Iterator[str]
         )
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
-            if not quoted:
-                space = "" if messages is None else " "
-                chosen, rejected = quote(space + chosen), quote(space + rejected)
-            yield f'{head},"chosen":{chosen},"rejected":{rejected}{tail(pair_margin)}'
+            space = "" if messages is None else " "
+            yield (
+                f'{head},"chosen":{quote(space + chosen)},"rejected":{quote(space + rejected)}'
+                f"{tail(pair_margin)}"
+            )
     elif style == "conversational":
         prompts = PromptCache(
             lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages))
         )
         for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
             head = prompts.get(prompt_id, text, messages)
-            if not quoted:
-                chosen, rejected = quote(chosen), quote(rejected)
             yield (
-                f'{head},"chosen":[{{"role":"assistant","content":{chosen}}}],'
-                f'"rejected":[{{"role":"assistant","content":{rejected}}}]{tail(pair_margin)}'
+                f'{head},"chosen":[{{"role":"assistant","content":{quote(chosen)}}}],'
+                f'"rejected":[{{"role":"assistant","content":{quote(rejected)}}}]{tail(pair_margin)}'
             )
     else:
         prompts = PromptCache(
@@ -513,16 +511,9 @@ def jsonl_chunks(lines: Iterator[str]) -> Iterator[tuple[bytes, int]]:
 def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tuple[bytes, int]]:
     """(bytes, rows) chunks of the export."""
     if request.kind == ExportKind.PAIRS:
-        if request.format == "jsonl" and can_copy_lines(request.style):
-            pairs = pairs_for_export(request.project_id, pinned).values(
-                "id", "prompt_id", "chosen_id", "rejected_id", "margin"
-            )
-            sql, params = pairs.query.sql_with_params()
-            return copy_pair_lines(sql, list(params), request.style, request.margin)
-        quoted = request.format == "jsonl" and can_quote_in_sql(request.style)
-        rows = pair_rows(request.project_id, pinned, request.style, quoted=quoted)
+        rows = pair_rows(request.project_id, pinned)
         if request.format == "jsonl":
-            return jsonl_chunks(pair_lines(rows, request.style, request.margin, quoted=quoted))
+            return jsonl_chunks(pair_lines(rows, request.style, request.margin))
         records = (pair_record(row, request.style, request.margin) for row in rows)
         return parquet_chunks(records, pair_schema(request.style, request.margin))
     if request.kind == ExportKind.JUDGMENTS:

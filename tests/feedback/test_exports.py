@@ -163,6 +163,25 @@ def test_filters_narrow_pairs(project, make_member):
     assert len(prompts(model_version_ids=(left.pk,))) == 4
 
 
+def test_judgment_filters_treat_imported_pairs_as_judged_at_import(project, imported, make_member):
+    """Imported TRL pairs have no judgment rows; they pass agreement and time filters as one
+    verdict given when they were imported, and never match an annotator."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def count(**filters) -> int:
+        data, _ = run(project, filters=ExportFilters(**filters))
+        return len(lines_of(data))
+
+    now = timezone.now()
+    assert count(min_agreement=1.0) == 5
+    assert count(judged_after=now - timedelta(hours=1)) == 5
+    assert count(judged_after=now + timedelta(hours=1)) == 0
+    assert count(judged_before=now - timedelta(hours=1)) == 0
+    assert count(annotator_ids=(make_member().pk,)) == 0
+
+
 def test_judgment_and_rating_exports(project, make_member):
     judged_project(project, make_member)
     data, snapshot = run(project, kind="judgments")
@@ -265,13 +284,15 @@ def test_exported_pairs_train_trl_dpo_and_reward_models(project, settings, tmp_p
     assert reward.train().global_step == 2
 
 
-def test_database_side_json_quoting_gives_the_same_bytes_as_python(project, monkeypatch):
+def test_copied_rows_give_the_same_bytes_as_the_orm_path(project, monkeypatch):
     tricky = (
         'quote " backslash \\ tab \t newline \n nul-ish \x01 \x1f del \x7f é ☃ \u2028 😀 </script>'
     )
     rows = [
         {"prompt": tricky, "chosen": tricky + " yes", "rejected": "no " + tricky, "margin": 2},
         {"prompt": "margins", "chosen": "a", "rejected": "b", "margin": 0.1},
+        # The same prompt again, right after and further on: its text is fetched once per run.
+        {"prompt": "margins", "chosen": "c", "rejected": "d", "margin": 0.2},
         {"prompt": "big margin", "chosen": "a", "rejected": "b", "margin": 1e17},
         {
             "prompt": [
@@ -288,18 +309,21 @@ def test_database_side_json_quoting_gives_the_same_bytes_as_python(project, monk
             "chosen": [{"role": "assistant", "content": tricky}],
             "rejected": [{"role": "assistant", "content": "plain"}],
         },
+        {"prompt": "margins", "chosen": "e", "rejected": "f", "margin": 3},
     ]
     import_jsonl(
         project_id=project.pk, user_id=None, lines=[json.dumps(r) for r in rows], format="trl"
     )
-    for style in ("standard", "conversational"):
-        fast, _ = run(project, style=style, margin=True)
-        monkeypatch.setattr("feedback.services.exports.can_copy_lines", lambda style: False)
-        quoted, _ = run(project, style=style, margin=True)
-        monkeypatch.setattr("feedback.services.exports.can_quote_in_sql", lambda style: False)
-        slow, _ = run(project, style=style, margin=True)
+    for style in ("standard", "conversational", "hh"):
+        copied, _ = run(project, style=style, margin=True)
+        monkeypatch.setattr("feedback.services.exports.can_copy_rows", lambda: False)
+        through_orm, _ = run(project, style=style, margin=True)
         monkeypatch.undo()
-        assert fast == quoted == slow
-        assert len(lines_of(fast)) == 5
-        first = lines_of(fast)[0]["chosen"]
-        assert (first if style == "standard" else first[0]["content"]).endswith(tricky + " yes")
+        assert copied == through_orm
+        assert len(lines_of(copied)) == len(rows)
+        if style == "standard":
+            assert lines_of(copied)[2] == rows[2] and lines_of(copied)[-1] == rows[-1]
+        first = lines_of(copied)[0]["chosen"]
+        if style == "conversational":
+            first = first[0]["content"]
+        assert first.endswith(tricky + " yes")
