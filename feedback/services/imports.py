@@ -5,13 +5,15 @@ A file is validated whole, in plain Python, before anything is written: if any l
 import is refused with every bad line named (ServiceError.details) and nothing is written. A good
 file is written in one transaction (COPY on PostgreSQL).
 
-Imported preference data is stored the way annotated data is, so everything downstream (pairs,
-exports, leaderboards) reads one shape: each line becomes a prompt (deduplicated by content), two
-completions, a completed pairwise AnnotationTask with the first completion at position "a", a
-Judgment by the "arbiter-import" user with the file's verdict (TRL and HH: "a", the chosen one;
-Arena: a / b / tie / both_bad), and, unless it is a tie, a PreferencePair under the "import"
-policy with the line's margin. Exports of that policy read the pairs back in import order, so a
-file round-trips exactly (what is not kept: extra keys on a line and on chat messages; prompts that
+Imported preference data is stored so that everything downstream (pairs, exports, leaderboards)
+reads the shapes it already knows. Each line becomes a prompt (deduplicated by content) and two
+completions, the first one "a". A TRL or HH line is a pair already: it becomes a PreferencePair
+under the "import" policy with the line's margin, and nothing more (its provenance is the policy
+and the completions' import batch). An Arena battle is a verdict between two models, which the
+leaderboard reads as a judgment: it becomes a completed pairwise AnnotationTask with a Judgment by
+the "arbiter-import" user (a / b / tie / both_bad) and, unless it is a tie, a pair linked to that
+judgment. Exports of the "import" policy read the pairs back in import order, so a file
+round-trips exactly (what is not kept: extra keys on a line and on chat messages; prompts that
 differ only in leading or trailing whitespace count as one, as everywhere in Arbiter).
 """
 
@@ -143,7 +145,7 @@ def import_jsonl(
             f"Project {project.name!r} does not collect pairwise judgments; enable them to import "
             "preference data."
         )
-    annotator = import_user() if format in PREFERENCE_FORMATS else None
+    annotator = import_user() if format == "arena" else None
     with transaction.atomic():
         batch = ImportBatch.objects.create(
             project=project,
@@ -159,8 +161,10 @@ def import_jsonl(
             writer.write_model_versions(records)
         elif format == "completions":
             writer.write_completions(records)
+        elif format == "arena":
+            writer.write_battles(records, annotator.pk)
         else:
-            writer.write_pairs(records, annotator.pk)
+            writer.write_pairs(records)
     return ImportResult(batch=batch, format=format, lines=count, created=writer.created)
 
 
@@ -314,19 +318,12 @@ class ImportWriter:
         )
         self.count("completions", len(records))
 
-    def write_pairs(self, records: list[PairRecord], annotator_id: int) -> None:
-        n = len(records)
-        prompt_ids = self.prompt_ids([r.prompt for r in records])
+    def write_pair_completions(self, records: list[PairRecord], prompt_ids: list[int]) -> list[int]:
+        """Write each record's two completions; return their ids, a then b per record."""
         names = {name for r in records for name in (r.model_a, r.model_b) if name}
         models_by_name = self.model_version_ids(names) if names else {}
-        completion_ids = reserve_ids(Completion, 2 * n)
-        task_ids = reserve_ids(AnnotationTask, n)
-        item_ids = reserve_ids(TaskItem, 2 * n)
-        judgment_ids = reserve_ids(Judgment, n)
-        decided = [i for i, r in enumerate(records) if r.choice in ("a", "b")]
-        pair_ids = reserve_ids(PreferencePair, len(decided))
-        link_ids = reserve_ids(PreferencePair.judgments.through, len(decided))
-        project_id, batch_id, now = self.project.pk, self.batch.pk, self.now
+        completion_ids = reserve_ids(Completion, 2 * len(records))
+        batch_id, now = self.batch.pk, self.now
 
         def completion_rows():
             for i, r in enumerate(records):
@@ -356,6 +353,71 @@ class ImportWriter:
             ),
             completion_rows(),
         )
+        self.count("completions", 2 * len(records))
+        return completion_ids
+
+    def write_preference_pairs(
+        self, records: list[PairRecord], prompt_ids: list[int], completion_ids: list[int]
+    ) -> tuple[list[int], list[int]]:
+        """A pair per decided record (not ties); return (the records' indexes, the pair ids)."""
+        decided = [i for i, r in enumerate(records) if r.choice in ("a", "b")]
+        pair_ids = reserve_ids(PreferencePair, len(decided))
+        project_id, now = self.project.pk, self.now
+
+        def pair_rows():
+            for pair_id, i in zip(pair_ids, decided, strict=True):
+                r = records[i]
+                a, b = completion_ids[2 * i], completion_ids[2 * i + 1]
+                chosen, rejected = (a, b) if r.choice == "a" else (b, a)
+                yield (
+                    pair_id,
+                    project_id,
+                    prompt_ids[i],
+                    chosen,
+                    rejected,
+                    r.margin or 0.0,
+                    False,
+                    IMPORT_POLICY,
+                    now,
+                )
+
+        insert_rows(
+            PreferencePair,
+            (
+                "id",
+                "project_id",
+                "prompt_id",
+                "chosen_id",
+                "rejected_id",
+                "margin",
+                "is_tie",
+                "policy",
+                "created_at",
+            ),
+            pair_rows(),
+        )
+        self.count("pairs", len(decided))
+        return decided, pair_ids
+
+    def write_pairs(self, records: list[PairRecord]) -> None:
+        """TRL and HH lines: each is a preference pair already, so it becomes a prompt, two
+        completions and a PreferencePair; a task and a judgment saying "chosen won" would add
+        five rows a line and nothing that is not in the pair."""
+        prompt_ids = self.prompt_ids([r.prompt for r in records])
+        completion_ids = self.write_pair_completions(records, prompt_ids)
+        self.write_preference_pairs(records, prompt_ids, completion_ids)
+
+    def write_battles(self, records: list[PairRecord], annotator_id: int) -> None:
+        """Chatbot Arena battles: a verdict between two models (ties too), which the leaderboard
+        reads as a judgment, so each becomes a completed pairwise task with a judgment by the
+        import user, and a pair (linked to it) unless it is a tie."""
+        n = len(records)
+        prompt_ids = self.prompt_ids([r.prompt for r in records])
+        completion_ids = self.write_pair_completions(records, prompt_ids)
+        task_ids = reserve_ids(AnnotationTask, n)
+        item_ids = reserve_ids(TaskItem, 2 * n)
+        judgment_ids = reserve_ids(Judgment, n)
+        project_id, batch_id, now = self.project.pk, self.batch.pk, self.now
         insert_rows(
             AnnotationTask,
             (
@@ -424,45 +486,12 @@ class ImportWriter:
                 for i, r in enumerate(records)
             ),
         )
-
-        def pair_rows():
-            for pair_id, i in zip(pair_ids, decided, strict=True):
-                r = records[i]
-                a, b = completion_ids[2 * i], completion_ids[2 * i + 1]
-                chosen, rejected = (a, b) if r.choice == "a" else (b, a)
-                yield (
-                    pair_id,
-                    project_id,
-                    prompt_ids[i],
-                    chosen,
-                    rejected,
-                    r.margin or 0.0,
-                    False,
-                    IMPORT_POLICY,
-                    now,
-                )
-
-        insert_rows(
-            PreferencePair,
-            (
-                "id",
-                "project_id",
-                "prompt_id",
-                "chosen_id",
-                "rejected_id",
-                "margin",
-                "is_tie",
-                "policy",
-                "created_at",
-            ),
-            pair_rows(),
-        )
+        decided, pair_ids = self.write_preference_pairs(records, prompt_ids, completion_ids)
+        link_ids = reserve_ids(PreferencePair.judgments.through, len(decided))
         insert_rows(
             PreferencePair.judgments.through,
             ("id", "preferencepair_id", "judgment_id"),
             zip(link_ids, pair_ids, (judgment_ids[i] for i in decided), strict=True),
         )
-        self.count("completions", 2 * n)
         self.count("tasks", n)
         self.count("judgments", n)
-        self.count("pairs", len(decided))

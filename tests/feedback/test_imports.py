@@ -36,7 +36,7 @@ def export(project, **request) -> list[dict]:
     return [json.loads(line) for line in b"".join(stream.chunks()).decode().splitlines()]
 
 
-def test_trl_standard_lines_become_tasks_judgments_and_pairs(project):
+def test_trl_standard_lines_become_pairs_without_tasks_or_judgments(project):
     result = import_jsonl(
         project_id=project.pk,
         user_id=None,
@@ -46,13 +46,7 @@ def test_trl_standard_lines_become_tasks_judgments_and_pairs(project):
         ),
         format="trl",
     )
-    assert result.created == {
-        "prompts": 2,
-        "completions": 4,
-        "tasks": 2,
-        "judgments": 2,
-        "pairs": 2,
-    }
+    assert result.created == {"prompts": 2, "completions": 4, "pairs": 2}
     pair = PreferencePair.objects.get(prompt__text="2+2?")
     assert (pair.chosen.text, pair.rejected.text, pair.margin, pair.policy) == (
         "4",
@@ -60,14 +54,10 @@ def test_trl_standard_lines_become_tasks_judgments_and_pairs(project):
         2.5,
         IMPORT_POLICY,
     )
-    judgment = pair.judgments.get()
-    assert judgment.annotator.username == IMPORT_USERNAME and judgment.choice == "a"
-    task = judgment.task
-    assert task.status == "complete" and task.judgment_count == 1
-    assert list(task.items.values_list("completion_id", flat=True)) == [
-        pair.chosen_id,
-        pair.rejected_id,
-    ]
+    # The pair is the file's statement; provenance is its policy and its completions' batch.
+    assert pair.chosen.import_batch == pair.rejected.import_batch == result.batch
+    assert not pair.judgments.exists()
+    assert not AnnotationTask.objects.exists() and not Judgment.objects.exists()
     assert ImportBatch.objects.get().line_count == 2
     assert export(project, margin=True) == [
         {"prompt": "2+2?", "chosen": "4", "rejected": "5", "margin": 2.5},
@@ -134,6 +124,8 @@ def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     assert result.created["model_versions"] == 3 and result.created["pairs"] == 1
     assert sorted(Judgment.objects.values_list("choice", flat=True)) == ["b", "both_bad", "tie"]
     pair = PreferencePair.objects.get()
+    assert pair.judgments.get().annotator.username == IMPORT_USERNAME
+    assert AnnotationTask.objects.filter(status="complete", judgment_count=1).count() == 3
     assert (pair.chosen.text, pair.chosen.model_version.name) == ("A-beta", "beta")
     assert (pair.rejected.text, pair.rejected.model_version.name) == ("A-alpha", "alpha")
     # A chat prompt in TRL's standard (string) style reads as an HH transcript.
