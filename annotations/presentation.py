@@ -37,7 +37,7 @@ class OutputView:
 
     @property
     def side(self) -> str:
-        """"left"/"right" in a pairwise task (meaningless beyond two outputs)."""
+        """ "left"/"right" in a pairwise task (meaningless beyond two outputs)."""
         return SIDES[self.number - 1] if self.number <= 2 else ""
 
 

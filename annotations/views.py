@@ -89,9 +89,7 @@ def next_task_response(request: HttpRequest, project, *, errors: list[str] | Non
     try:
         assignment = services.next_task_for(annotator_id=request.user.pk, project_id=project.pk)
     except ServiceError as error:
-        return render(
-            request, "annotations/forbidden.html", {"message": error.message}, status=403
-        )
+        return render(request, "annotations/forbidden.html", {"message": error.message}, status=403)
     context = {
         "project": project,
         "assignment": assignment,
@@ -166,15 +164,20 @@ def answer_error(request: HttpRequest, project, message: str, status: int) -> Ht
     return response
 
 
+def reviewers_only(request: HttpRequest, project) -> HttpResponse | None:
+    """A 403 page unless the user reviews or administers `project`."""
+    if selectors.has_role(request.user, project.pk, Role.REVIEWER, Role.ADMIN):
+        return None
+    message = "Only reviewers and admins of this project see its reviews and adjudicate."
+    return render(request, "annotations/forbidden.html", {"message": message}, status=403)
+
+
 @signed_in
 @require_GET
 def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id)
-    if not selectors.has_role(request.user, project.pk, Role.REVIEWER, Role.ADMIN):
-        return render(
-            request, "annotations/forbidden.html",
-            {"message": "Only reviewers and admins of this project see its reviews."}, status=403,
-        )
+    if refused := reviewers_only(request, project):
+        return refused
     show = request.GET.get("show", "all")
     tasks = selectors.tasks_for_review(
         project.pk, disagreements_only=show == "disagreements", flagged_only=show == "flagged"
@@ -192,40 +195,41 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
+def adjudicate(request: HttpRequest, task) -> str | None:
+    """Apply the posted adjudication; the error message when it is refused."""
+    form = AdjudicationForm(request.POST)
+    if not form.is_valid():
+        return form_error_message(form)
+    try:
+        services.adjudicate_task(
+            reviewer_id=request.user.pk,
+            task_id=task.pk,
+            action=form.cleaned_data["action"],
+            judgment_id=form.cleaned_data["judgment_id"],
+            choice=form.cleaned_data["choice"] or None,
+            ranking=form.cleaned_data["ranking"],
+            note=form.cleaned_data["note"],
+        )
+    except ServiceError as error:
+        return error.message
+    return None
+
+
 @signed_in
 @require_http_methods(["GET", "POST"])
 def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+    """Every judgment of a task side by side; POST accepts one or overrides them."""
     project = project_or_404(request, project_id)
-    if not selectors.has_role(request.user, project.pk, Role.REVIEWER, Role.ADMIN):
-        return render(
-            request, "annotations/forbidden.html",
-            {"message": "Only reviewers and admins of this project adjudicate."}, status=403,
-        )
+    if refused := reviewers_only(request, project):
+        return refused
     task = selectors.task_with_items(task_id)
     if task is None or task.project_id != project.pk:
         raise Http404("No such task in this project.")
-    errors: list[str] = []
-    if request.method == "POST":
-        form = AdjudicationForm(request.POST)
-        if form.is_valid():
-            try:
-                services.adjudicate_task(
-                    reviewer_id=request.user.pk,
-                    task_id=task.pk,
-                    action=form.cleaned_data["action"],
-                    judgment_id=form.cleaned_data["judgment_id"],
-                    choice=form.cleaned_data["choice"] or None,
-                    ranking=form.cleaned_data["ranking"],
-                    note=form.cleaned_data["note"],
-                )
-            except ServiceError as error:
-                errors.append(error.message)
-        else:
-            errors.append(form_error_message(form))
-        if errors and request.htmx:
-            return inline_error(request, errors[0], 422)
-        if not errors and not request.htmx:
-            return redirect("annotations:review_task", project_id=project.pk, task_id=task.pk)
+    error = adjudicate(request, task) if request.method == "POST" else None
+    if error and request.htmx:
+        return inline_error(request, error, 422)
+    if request.method == "POST" and not error and not request.htmx:
+        return redirect("annotations:review_task", project_id=project.pk, task_id=task.pk)
     view = presentation.task_view(task)
     letters = {output.completion_id: output.letter for output in view.outputs}
     rows = presentation.judgment_rows(list(selectors.judgments_of_task(task.pk)), letters)
@@ -238,8 +242,11 @@ def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResp
         "disagree": len({row.answer_group for row in rows}) > 1,
         "adjudication": adjudication,
         "adjudication_summary": presentation.describe_adjudication(adjudication, letters),
-        "errors": errors,
+        "errors": [error] if error else [],
     }
-    if request.htmx:
-        return render(request, "annotations/partials/_adjudication.html", context)
-    return render(request, "annotations/review_task.html", context)
+    template = (
+        "annotations/partials/_adjudication.html"
+        if request.htmx
+        else "annotations/review_task.html"
+    )
+    return render(request, template, context)

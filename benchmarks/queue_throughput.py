@@ -104,7 +104,8 @@ def build_project(n_tasks: int, n_annotators: int):
     """
     project = services.create_project(name=f"Benchmark {time.time():.0f}", overlap=2)
     users = get_user_model().objects.bulk_create(
-        get_user_model()(username=f"bench-{project.pk}-{i}", password="!") for i in range(n_annotators)
+        get_user_model()(username=f"bench-{project.pk}-{i}", password="!")
+        for i in range(n_annotators)
     )
     Membership.objects.bulk_create(Membership(project=project, user=user) for user in users)
     for start in range(0, n_tasks, BATCH):
@@ -139,7 +140,9 @@ def build_project(n_tasks: int, n_annotators: int):
 # --- 1. In-process service time ---------------------------------------------------------------
 
 
-def time_services(project, users, iterations: int) -> tuple[list[float], list[float], dict[int, int]]:
+def time_services(
+    project, users, iterations: int
+) -> tuple[list[float], list[float], dict[int, int]]:
     """Time `iterations` lease-and-submit rounds; returns both timings and judgment id -> task id."""
     next_ms, submit_ms, judgments = [], [], {}
     for index in range(iterations):
@@ -182,10 +185,24 @@ def free_port() -> int:
 
 def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--worker-class", "gthread", "--threads", str(threads),
-        "--keep-alive", "30", "--log-level", "warning", "--backlog", "256",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "256",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **SERVER_ENV})
     deadline = time.monotonic() + 30
@@ -227,7 +244,12 @@ class AnnotatorClient(threading.Thread):
 
     def __init__(self, port: int, project_id: int, user, start: threading.Barrier, seconds: float):
         super().__init__(daemon=True)
-        self.port, self.project_id, self.start_barrier, self.seconds = port, project_id, start, seconds
+        self.port, self.project_id, self.start_barrier, self.seconds = (
+            port,
+            project_id,
+            start,
+            seconds,
+        )
         token = hashlib.sha256(f"csrf-{user.pk}-{random.random()}".encode()).hexdigest()[:32]
         self.headers = {
             "Cookie": f"sessionid={session_for(user)}; csrftoken={token}",
@@ -240,7 +262,9 @@ class AnnotatorClient(threading.Thread):
 
     def call(self, connection_, method: str, path: str, body: dict | None = None):
         started = time.perf_counter()
-        connection_.request(method, path, body=json.dumps(body) if body else None, headers=self.headers)
+        connection_.request(
+            method, path, body=json.dumps(body) if body else None, headers=self.headers
+        )
         response = connection_.getresponse()
         payload = response.read()
         latency = (time.perf_counter() - started) * 1000
@@ -266,8 +290,11 @@ class AnnotatorClient(threading.Thread):
         deadline = started + self.seconds
         while lease is not None and time.perf_counter() < deadline:
             path = f"{base}/tasks/{lease['task_id']}/judgment/"
-            body = {"kind": "pairwise", "choice": random.choice(CHOICES),
-                    "idempotency_key": lease["idempotency_key"]}
+            body = {
+                "kind": "pairwise",
+                "choice": random.choice(CHOICES),
+                "idempotency_key": lease["idempotency_key"],
+            }
             status, data, latency, timing = self.call(conn, "POST", path, body)
             if status != 201:
                 self.log.errors.append(f"{status}: {data}")
@@ -336,7 +363,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=200)
-    parser.add_argument("--iterations", type=int, default=3_000, help="in-process next+submit pairs")
+    parser.add_argument(
+        "--iterations", type=int, default=3_000, help="in-process next+submit pairs"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--workers", type=int, default=4)
@@ -349,27 +378,37 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     project, users = build_project(args.tasks, args.annotators)
-    print(f"Built {args.tasks:,} tasks for {args.annotators} annotators "
-          f"in {time.perf_counter() - started:.1f} s (PostgreSQL {connection.pg_version // 10000}).")
-    print(f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server and the clients.\n")
+    print(
+        f"Built {args.tasks:,} tasks for {args.annotators} annotators "
+        f"in {time.perf_counter() - started:.1f} s (PostgreSQL {connection.pg_version // 10000})."
+    )
+    print(
+        f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server and the clients.\n"
+    )
 
-    print(f"1. Server time in-process, {args.iterations:,} next-task + submit pairs "
-          f"spread over {args.annotators} annotators")
+    print(
+        f"1. Server time in-process, {args.iterations:,} next-task + submit pairs "
+        f"spread over {args.annotators} annotators"
+    )
     _, _, confirmed = time_services(project, users, 200)  # warms caches; not measured
     next_ms, submit_ms, measured = time_services(project, users, args.iterations)
     confirmed.update(measured)
     print(f"   next task        {describe(next_ms)}")
     print(f"   submit           {describe(submit_ms)}")
-    print(f"   next + submit    {describe([a + b for a, b in zip(next_ms, submit_ms, strict=True)])}")
+    print(
+        f"   next + submit    {describe([a + b for a, b in zip(next_ms, submit_ms, strict=True)])}"
+    )
 
     port = args.port or free_port()
-    print(f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
-          f"JSON submit-and-next, {args.seconds:.0f} s per client count")
+    print(
+        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
+        f"JSON submit-and-next, {args.seconds:.0f} s per client count"
+    )
     server = start_server(port, args.workers, args.threads)
     try:
         offset = 0
         for count in args.clients:
-            group = users[offset: offset + count]
+            group = users[offset : offset + count]
             offset += count
             clients, elapsed = run_clients(port, project, group, args.seconds)
             done = sum(len(c.log.confirmed) for c in clients)
@@ -381,9 +420,11 @@ def main() -> None:
             mismatches = sum(c.log.retry_mismatches for c in clients)
             for c in clients:
                 confirmed.update(c.log.confirmed)
-            print(f"   {count:2d} clients: {done / elapsed:7.1f} judgments/s "
-                  f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
-                  f"retries {retries} (mismatched {mismatches})")
+            print(
+                f"   {count:2d} clients: {done / elapsed:7.1f} judgments/s "
+                f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
+                f"retries {retries} (mismatched {mismatches})"
+            )
             print(f"      server time (Server-Timing)  {describe(server_ms)}")
             print(f"      server CPU per request       {describe(server_cpu)}")
             print(f"      client latency               {describe(latency)}")
@@ -400,8 +441,10 @@ def main() -> None:
         for problem in problems:
             print(f"   PROBLEM: {problem}")
         sys.exit(1)
-    print(f"   {total:,} judgments stored, {len(confirmed):,} confirmed to clients: "
-          "none lost, none duplicated, counters consistent.")
+    print(
+        f"   {total:,} judgments stored, {len(confirmed):,} confirmed to clients: "
+        "none lost, none duplicated, counters consistent."
+    )
 
 
 if __name__ == "__main__":

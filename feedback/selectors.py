@@ -55,7 +55,9 @@ def queue_summaries_for(user) -> list[QueueSummary]:
         judged_total=Count("tasks__judgments", filter=Q(tasks__judgments__annotator=user)),
         judged_today=Count(
             "tasks__judgments",
-            filter=Q(tasks__judgments__annotator=user, tasks__judgments__created_at__gte=start_of_day),
+            filter=Q(
+                tasks__judgments__annotator=user, tasks__judgments__created_at__gte=start_of_day
+            ),
         ),
     )
     summaries = []
@@ -81,7 +83,9 @@ def task_with_items(task_id: int) -> AnnotationTask | None:
 
 
 def judgments_of_task(task_id: int) -> QuerySet[Judgment]:
-    return Judgment.objects.filter(task_id=task_id).select_related("annotator").order_by("created_at")
+    return (
+        Judgment.objects.filter(task_id=task_id).select_related("annotator").order_by("created_at")
+    )
 
 
 def judged_today(user, project_id: int) -> int:

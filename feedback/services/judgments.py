@@ -73,8 +73,14 @@ def check_ratings(ratings: object, item_ids: list[int]) -> dict[str, int]:
             raise ServiceError(f"Rating key {key!r} is not a completion id.") from None
         if cid not in item_ids:
             raise ServiceError(f"Completion {cid} is not in this task.")
-        if isinstance(score, bool) or not isinstance(score, int) or not LIKERT_MIN <= score <= LIKERT_MAX:
-            raise ServiceError(f"Rating for completion {cid} must be a whole number {LIKERT_MIN}..{LIKERT_MAX}.")
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int)
+            or not LIKERT_MIN <= score <= LIKERT_MAX
+        ):
+            raise ServiceError(
+                f"Rating for completion {cid} must be a whole number {LIKERT_MIN}..{LIKERT_MAX}."
+            )
         clean[str(cid)] = score
     missing = sorted(set(item_ids) - {int(k) for k in clean})
     if missing:
@@ -161,7 +167,9 @@ def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
         Assignment.objects.select_for_update().filter(task=task, annotator_id=annotator_id).first()
     )
     if assignment is None:
-        raise ServiceError("This task is not assigned to you; load the next task.", code="forbidden")
+        raise ServiceError(
+            "This task is not assigned to you; load the next task.", code="forbidden"
+        )
     if assignment.status == AssignmentStatus.SUBMITTED:
         stored = Judgment.objects.filter(
             task=task, annotator_id=annotator_id, idempotency_key=data.idempotency_key
@@ -220,7 +228,9 @@ SELECT id FROM recorded
 def record_in_one_statement(judgment: Judgment, assignment: Assignment, now) -> None:
     # Column values come from the model's own fields, so defaults and JSON encoding match save().
     columns = [field for field in Judgment._meta.concrete_fields if not field.primary_key]
-    values = [field.get_db_prep_save(field.pre_save(judgment, True), connection) for field in columns]
+    values = [
+        field.get_db_prep_save(field.pre_save(judgment, True), connection) for field in columns
+    ]
     sql = RECORD_SQL.format(
         judgment=Judgment._meta.db_table,
         assignment=Assignment._meta.db_table,
@@ -228,8 +238,14 @@ def record_in_one_statement(judgment: Judgment, assignment: Assignment, now) -> 
         columns=", ".join(connection.ops.quote_name(field.column) for field in columns),
         placeholders=", ".join(["%s"] * len(columns)),
     )
-    params = [*values, AssignmentStatus.SUBMITTED, now, assignment.pk, TaskStatus.COMPLETE,
-              judgment.task_id]
+    params = [
+        *values,
+        AssignmentStatus.SUBMITTED,
+        now,
+        assignment.pk,
+        TaskStatus.COMPLETE,
+        judgment.task_id,
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         judgment.pk = cursor.fetchone()[0]

@@ -43,7 +43,9 @@ def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
     for assignment_id, task_id in stale:
         with transaction.atomic():
             locked = (
-                AnnotationTask.objects.select_for_update(skip_locked=True).filter(pk=task_id).first()
+                AnnotationTask.objects.select_for_update(skip_locked=True)
+                .filter(pk=task_id)
+                .first()
             )
             if locked is None:
                 continue
@@ -202,7 +204,9 @@ def lease_step_by_step(
 
 
 @transaction.atomic
-def skip_task(*, annotator_id: int, task_id: int, reason: str = SkipReason.SKIP, note: str = "") -> Assignment:
+def skip_task(
+    *, annotator_id: int, task_id: int, reason: str = SkipReason.SKIP, note: str = ""
+) -> Assignment:
     """Give a leased task back; it goes to someone else and never returns to this annotator."""
     if reason not in SkipReason.values:
         raise ServiceError(f"Skip reason must be one of {', '.join(SkipReason.values)}.")

@@ -26,7 +26,9 @@ def require_reviewer(user_id: int, project_id: int) -> None:
     if not Membership.objects.filter(
         user_id=user_id, project_id=project_id, role__in=[Role.REVIEWER, Role.ADMIN]
     ).exists():
-        raise ServiceError("Only reviewers and admins of this project adjudicate.", code="forbidden")
+        raise ServiceError(
+            "Only reviewers and admins of this project adjudicate.", code="forbidden"
+        )
 
 
 @transaction.atomic

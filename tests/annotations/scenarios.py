@@ -25,7 +25,9 @@ GUIDELINES = (
 )
 
 
-def make_project(name: str = "UI project", *, modes=("pairwise", "ranking"), overlap: int = 1) -> Project:
+def make_project(
+    name: str = "UI project", *, modes=("pairwise", "ranking"), overlap: int = 1
+) -> Project:
     return services.create_project(name=name, guidelines=GUIDELINES, modes=modes, overlap=overlap)
 
 

@@ -43,7 +43,9 @@ def test_twenty_annotators_racing_over_ten_tasks_with_overlap_two(
     project = services.create_project(name="Race", overlap=OVERLAP)
     for index in range(TASKS):
         prompt = services.create_prompt(project_id=project.pk, text=f"Question {index}?")
-        ids = [services.create_completion(prompt_id=prompt.pk, text=f"{index}-{i}").pk for i in (0, 1)]
+        ids = [
+            services.create_completion(prompt_id=prompt.pk, text=f"{index}-{i}").pk for i in (0, 1)
+        ]
         services.create_task(prompt_id=prompt.pk, completion_ids=ids)
     users = []
     for index in range(ANNOTATORS):
@@ -64,7 +66,9 @@ def test_twenty_annotators_racing_over_ten_tasks_with_overlap_two(
     assert errors == []
 
     per_task = Counter(Judgment.objects.values_list("task_id", flat=True))
-    assert per_task == {task_id: OVERLAP for task_id in AnnotationTask.objects.values_list("pk", flat=True)}
+    assert per_task == {
+        task_id: OVERLAP for task_id in AnnotationTask.objects.values_list("pk", flat=True)
+    }
     pairs = list(Judgment.objects.values_list("task_id", "annotator_id"))
     assert len(set(pairs)) == len(pairs) == TASKS * OVERLAP
     assert set(AnnotationTask.objects.values_list("status", "slots_taken", "judgment_count")) == {

@@ -14,7 +14,9 @@ def test_outputs_follow_the_shown_order_and_keep_their_canonical_letters(make_ta
     ids = list(task.items.values_list("completion_id", flat=True))  # positions 0, 1, 2
     view = presentation.task_view(selectors.task_with_items(task.pk), [ids[2], ids[0], ids[1]])
     assert [(o.completion_id, o.number, o.letter) for o in view.outputs] == [
-        (ids[2], 1, "c"), (ids[0], 2, "a"), (ids[1], 3, "b")
+        (ids[2], 1, "c"),
+        (ids[0], 2, "a"),
+        (ids[1], 3, "b"),
     ]
     canonical = presentation.task_view(selectors.task_with_items(task.pk))
     assert [o.letter for o in canonical.outputs] == ["a", "b", "c"]
@@ -29,8 +31,10 @@ def test_pairwise_outputs_know_their_side(make_task):
 
 def test_differences_are_offered_for_near_identical_outputs(project):
     prompt = services.create_prompt(project_id=project.pk, text="Say hello")
-    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk
-           for t in ("Hello there, friend!", "Hello there, friend.")]
+    ids = [
+        services.create_completion(prompt_id=prompt.pk, text=t).pk
+        for t in ("Hello there, friend!", "Hello there, friend.")
+    ]
     task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
     view = presentation.task_view(selectors.task_with_items(task.pk))
     assert view.has_differences
@@ -58,7 +62,10 @@ def judgment(kind, **fields):
 def test_answers_are_described_with_canonical_letters():
     letters = {10: "a", 11: "b", 12: "c"}
     describe = presentation.describe_answer
-    assert describe(judgment("pairwise", choice="a", strength="slight"), letters) == "A slightly better"
+    assert (
+        describe(judgment("pairwise", choice="a", strength="slight"), letters)
+        == "A slightly better"
+    )
     assert describe(judgment("pairwise", choice="b", strength="much"), letters) == "B much better"
     assert describe(judgment("pairwise", choice="both_bad"), letters) == "Both bad"
     assert describe(judgment("ranking", ranking=[[12], [11, 10]]), letters) == "C > A = B"
@@ -68,9 +75,11 @@ def test_answers_are_described_with_canonical_letters():
 def test_judgment_rows_group_equal_answers_and_mark_a_clear_majority():
     letters = {1: "a", 2: "b"}
     rows = presentation.judgment_rows(
-        [judgment("ranking", ranking=[[1], [2]], shown_order=[2, 1]),
-         judgment("ranking", ranking=[[2], [1]], shown_order=[1, 2]),
-         judgment("ranking", ranking=[[1], [2]], shown_order=[1, 2])],
+        [
+            judgment("ranking", ranking=[[1], [2]], shown_order=[2, 1]),
+            judgment("ranking", ranking=[[2], [1]], shown_order=[1, 2]),
+            judgment("ranking", ranking=[[1], [2]], shown_order=[1, 2]),
+        ],
         letters,
     )
     assert [r.answer_group for r in rows] == [0, 1, 0]

@@ -46,9 +46,15 @@ def test_rankings_and_ratings_go_through_as_json(project, make_member, make_task
     client = api_client(user)
     lease = client.get(reverse("annotations:api_next", args=[project.pk])).json()["task"]
     ids = [o["completion_id"] for o in lease["outputs"]]
-    body = {"kind": "ranking", "ranking": [[ids[1]], [ids[0], ids[2]]],
-            "ratings": {str(cid): 4 for cid in ids}, "idempotency_key": lease["idempotency_key"]}
-    response = post_json(client, reverse("annotations:api_submit", args=[project.pk, task.pk]), body)
+    body = {
+        "kind": "ranking",
+        "ranking": [[ids[1]], [ids[0], ids[2]]],
+        "ratings": {str(cid): 4 for cid in ids},
+        "idempotency_key": lease["idempotency_key"],
+    }
+    response = post_json(
+        client, reverse("annotations:api_submit", args=[project.pk, task.pk]), body
+    )
     assert response.status_code == 201 and response.json()["task"] is None
     judgment = Judgment.objects.get(annotator=user)
     assert judgment.ranking == [[ids[1]], [ids[0], ids[2]]]
@@ -72,8 +78,14 @@ def test_errors_come_back_as_json_with_a_status(project, make_member, make_task,
     assert garbled.status_code == 400 and garbled.json()["error"] == "The body is not JSON."
     for body, message in [
         ([1, 2], "Send a JSON object."),
-        ({"kind": "pairwise", "idempotency_key": "k", "colour": "red"}, "Unknown fields ['colour']"),
-        ({"kind": "pairwise", "idempotency_key": "k", "ranking": "a>b"}, "'ranking' must be a list"),
+        (
+            {"kind": "pairwise", "idempotency_key": "k", "colour": "red"},
+            "Unknown fields ['colour']",
+        ),
+        (
+            {"kind": "pairwise", "idempotency_key": "k", "ranking": "a>b"},
+            "'ranking' must be a list",
+        ),
         ({"kind": "pairwise", "idempotency_key": "k", "time_spent_ms": True}, "'time_spent_ms'"),
         ({"kind": "pairwise"}, "idempotency_key"),
     ]:

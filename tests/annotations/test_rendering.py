@@ -27,27 +27,65 @@ PAYLOADS = [
     "<style>body{display:none}</style>",
     "<svg onload=alert(1)><circle r=10 /></svg>",
     '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
-    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style></mglyph></table></mtext></math>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style></mglyph></table></mtext></math>",
     '<iframe src="https://evil.test/"></iframe>',
     '<object data="https://evil.test/x.swf"></object>',
     '<form action="https://evil.test/"><button formaction="javascript:alert(1)">go</button></form>',
     '<div onclick="alert(1)" onmouseover="alert(1)">hover</div>',
     '<div hx-get="/logout/" hx-trigger="load">htmx</div>',
-    '<input autofocus onfocus=alert(1)>',
-    '<details open ontoggle=alert(1)>',
+    "<input autofocus onfocus=alert(1)>",
+    "<details open ontoggle=alert(1)>",
     '<base href="https://evil.test/">',
     '<meta http-equiv="refresh" content="0;url=https://evil.test/">',
     '<link rel=stylesheet href="https://evil.test/x.css">',
     '<video><source onerror="alert(1)"></video>',
-    '<body onload=alert(1)>',
+    "<body onload=alert(1)>",
     '<span class="topbar dialog">borrowing the page\'s classes</span>',
     '<a href="/logout/">relative link into Arbiter</a>',
     "<!--<img src=x onerror=alert(1)>-->",
 ]
 SAFE_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2",
-    "h3", "h4", "h5", "h6", "hr", "i", "ins", "kbd", "li", "mark", "ol", "p", "pre", "s", "samp",
-    "span", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "u", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "ins",
+    "kbd",
+    "li",
+    "mark",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "samp",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
 }
 SAFE_ATTRIBUTES = {"href", "title", "rel", "target", "class", "align"}
 PAGE_CLASSES = {"topbar", "dialog", "task", "output", "chip", "primary"}
@@ -143,10 +181,12 @@ def test_single_newlines_are_line_breaks_as_models_intend():
 
 
 def test_a_chat_renders_each_turn_with_its_role():
-    turns = render_chat([
-        {"role": "system", "content": "Be **brief**."},
-        {"role": "user", "content": "<img src=x onerror=alert(1)> hi"},
-    ])
+    turns = render_chat(
+        [
+            {"role": "system", "content": "Be **brief**."},
+            {"role": "user", "content": "<img src=x onerror=alert(1)> hi"},
+        ]
+    )
     assert [t.role for t in turns] == ["system", "user"]
     assert "<strong>brief</strong>" in turns[0].html
     assert_inert(turns[1].html)

@@ -39,8 +39,11 @@ def test_pages_need_a_signed_in_user(project):
 
 
 def test_an_htmx_request_without_a_session_sends_the_whole_page_to_login(project):
-    response = Client().post(submit_url(project, type("T", (), {"pk": 1})), **HTMX,
-                             HTTP_HX_CURRENT_URL="http://testserver" + work_url(project))
+    response = Client().post(
+        submit_url(project, type("T", (), {"pk": 1})),
+        **HTMX,
+        HTTP_HX_CURRENT_URL="http://testserver" + work_url(project),
+    )
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith("/login/?next=")
 
@@ -68,7 +71,10 @@ def test_the_work_page_shows_outputs_in_the_leased_order_with_canonical_choices(
     response = client_for(user).get(work_url(project))
     html = response.content.decode()
     lease = Assignment.objects.get(task=task, annotator=user)
-    shown = [int(cid) for cid in re.findall(r'class="output" id="output-\d" data-completion-id="(\d+)"', html)]
+    shown = [
+        int(cid)
+        for cid in re.findall(r'class="output" id="output-\d" data-completion-id="(\d+)"', html)
+    ]
     assert shown == lease.shown_order
     positions = dict(task.items.values_list("completion_id", "position"))
     left_value = re.search(r'id="choice-left" value="(\w)"', html).group(1)
@@ -95,8 +101,14 @@ def test_submitting_stores_the_judgment_and_swaps_in_the_next_task(project, make
     key = lease_key(client.get(work_url(project)).content.decode())
     response = client.post(
         submit_url(project, first),
-        {"kind": "pairwise", "choice": "b", "strength": "slight", "rationale": "clearer",
-         "idempotency_key": key, "time_spent_ms": "5120"},
+        {
+            "kind": "pairwise",
+            "choice": "b",
+            "strength": "slight",
+            "rationale": "clearer",
+            "idempotency_key": key,
+            "time_spent_ms": "5120",
+        },
         **HTMX,
     )
     html = response.content.decode()
@@ -104,7 +116,10 @@ def test_submitting_stores_the_judgment_and_swaps_in_the_next_task(project, make
     assert "1 judged today" in html
     judgment = Judgment.objects.get(task=first, annotator=user)
     assert (judgment.choice, judgment.strength, judgment.rationale, judgment.time_spent_ms) == (
-        "b", "slight", "clearer", 5120
+        "b",
+        "slight",
+        "clearer",
+        5120,
     )
     assert judgment.shown_order == Assignment.objects.get(task=first, annotator=user).shown_order
 
@@ -123,7 +138,9 @@ def test_a_retried_submit_stores_one_judgment(project, make_member, make_task):
     assert Judgment.objects.get(annotator=user).task == task
 
 
-def test_an_invalid_submission_is_shown_inline_and_nothing_is_stored(project, make_member, make_task):
+def test_an_invalid_submission_is_shown_inline_and_nothing_is_stored(
+    project, make_member, make_task
+):
     task = make_task(n=3, mode="ranking")
     user = make_member()
     client = client_for(user)
@@ -144,7 +161,9 @@ def test_a_task_that_is_no_longer_yours_offers_the_next_one(project, make_member
     task = make_task()
     client = client_for(make_member())
     response = client.post(
-        submit_url(project, task), {"kind": "pairwise", "choice": "a", "idempotency_key": "k"}, **HTMX
+        submit_url(project, task),
+        {"kind": "pairwise", "choice": "a", "idempotency_key": "k"},
+        **HTMX,
     )
     html = response.content.decode()
     assert response.status_code == 409 and response["HX-Retarget"] == "#task-errors"
@@ -171,8 +190,12 @@ def test_ranking_with_ratings_is_stored_canonically(project, make_member, make_t
     ranking = [[ids[2]], [ids[0], ids[1]]]
     client.post(
         submit_url(project, task),
-        {"kind": "ranking", "ranking": json.dumps(ranking), "idempotency_key": lease_key(html),
-         **{f"rating-{cid}": str(score) for cid, score in zip(ids, (3, 3, 6), strict=True)}},
+        {
+            "kind": "ranking",
+            "ranking": json.dumps(ranking),
+            "idempotency_key": lease_key(html),
+            **{f"rating-{cid}": str(score) for cid, score in zip(ids, (3, 3, 6), strict=True)},
+        },
         **HTMX,
     )
     judgment = Judgment.objects.get(annotator=user)
@@ -189,8 +212,12 @@ def test_rating_tasks_take_a_likert_score_per_output(project, make_member, make_
     assert all(f'name="rating-{cid}"' in html for cid in ids)
     client.post(
         submit_url(project, task),
-        {"kind": "rating", "idempotency_key": lease_key(html), f"rating-{ids[0]}": "7",
-         f"rating-{ids[1]}": "2"},
+        {
+            "kind": "rating",
+            "idempotency_key": lease_key(html),
+            f"rating-{ids[0]}": "7",
+            f"rating-{ids[1]}": "2",
+        },
         **HTMX,
     )
     assert Judgment.objects.get(annotator=user).ratings == {str(ids[0]): 7, str(ids[1]): 2}
@@ -219,9 +246,9 @@ def test_skip_and_flag_give_the_task_to_someone_else(project, make_member, make_
     flag_url = reverse("annotations:skip", args=[project.pk, flagged.pk])
     response = client.post(flag_url, {"reason": "unsafe", "note": "asks for harm"}, **HTMX)
     assert "All done for now" in response.content.decode()
-    assert set(Assignment.objects.filter(annotator=user).values_list("status", "skip_reason", "skip_note")) == {
-        ("skipped", "skip", "not my field"), ("skipped", "unsafe", "asks for harm")
-    }
+    assert set(
+        Assignment.objects.filter(annotator=user).values_list("status", "skip_reason", "skip_note")
+    ) == {("skipped", "skip", "not my field"), ("skipped", "unsafe", "asks for harm")}
     assert services.next_task_for(annotator_id=other.pk, project_id=project.pk).task == skipped
 
 
@@ -229,8 +256,9 @@ def test_a_flag_needs_a_known_reason(project, make_member, make_task):
     task = make_task()
     client = client_for(make_member())
     client.get(work_url(project))
-    response = client.post(reverse("annotations:skip", args=[project.pk, task.pk]),
-                           {"reason": "boring"}, **HTMX)
+    response = client.post(
+        reverse("annotations:skip", args=[project.pk, task.pk]), {"reason": "boring"}, **HTMX
+    )
     assert response.status_code == 422
     assert Assignment.objects.get(task=task).status == "leased"
 
@@ -241,16 +269,21 @@ def judged_task(project, make_member, make_task, choices):
         user = make_member()
         services.next_task_for(annotator_id=user.pk, project_id=project.pk)
         services.submit_judgment(
-            annotator_id=user.pk, task_id=task.pk,
-            data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"k{index}"),
+            annotator_id=user.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(
+                kind="pairwise", choice=choice, idempotency_key=f"k{index}"
+            ),
         )
     return task
 
 
 def test_only_reviewers_and_admins_see_reviews(project, make_member, make_task, make_user):
     task = judged_task(project, make_member, make_task, ["a"])
-    urls = [reverse("annotations:review_list", args=[project.pk]),
-            reverse("annotations:review_task", args=[project.pk, task.pk])]
+    urls = [
+        reverse("annotations:review_list", args=[project.pk]),
+        reverse("annotations:review_task", args=[project.pk, task.pk]),
+    ]
     for url in urls:
         assert client_for(make_member()).get(url).status_code == 403
         assert client_for(make_member(role=Role.REVIEWER)).get(url).status_code == 200
@@ -274,7 +307,9 @@ def test_flagged_tasks_reach_the_reviewers_with_reason_and_note(project, make_me
     flagged, skipped = make_task(priority=1), make_task()
     annotator = make_member(username="flagger")
     services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
-    services.skip_task(annotator_id=annotator.pk, task_id=flagged.pk, reason="unsafe", note="slur in B")
+    services.skip_task(
+        annotator_id=annotator.pk, task_id=flagged.pk, reason="unsafe", note="slur in B"
+    )
     services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
     services.skip_task(annotator_id=annotator.pk, task_id=skipped.pk, reason="skip")
     client = client_for(make_member(role=Role.REVIEWER))
@@ -282,11 +317,15 @@ def test_flagged_tasks_reach_the_reviewers_with_reason_and_note(project, make_me
     listed = client.get(url, {"show": "flagged"}).content.decode()
     assert f"#{flagged.pk}<" in listed and "1 flag<" in listed
     assert f"#{skipped.pk}<" not in listed  # a plain skip is not a flag
-    page = client.get(reverse("annotations:review_task", args=[project.pk, flagged.pk])).content.decode()
+    page = client.get(
+        reverse("annotations:review_task", args=[project.pk, flagged.pk])
+    ).content.decode()
     assert "Unsafe" in page and "slur in B" in page and "flagger" in page
 
 
-def test_a_reviewer_accepts_or_overrides_and_who_and_when_is_recorded(project, make_member, make_task):
+def test_a_reviewer_accepts_or_overrides_and_who_and_when_is_recorded(
+    project, make_member, make_task
+):
     task = judged_task(project, make_member, make_task, ["a", "b"])
     reviewer = make_member(role=Role.REVIEWER)
     client = client_for(reviewer)
@@ -295,12 +334,18 @@ def test_a_reviewer_accepts_or_overrides_and_who_and_when_is_recorded(project, m
     assert "Annotators disagree" in page
     judgment = Judgment.objects.filter(task=task).first()
     response = client.post(url, {"action": "accept", "judgment_id": judgment.pk}, **HTMX)
-    assert "Accepted" in response.content.decode() and reviewer.username in response.content.decode()
+    assert (
+        "Accepted" in response.content.decode() and reviewer.username in response.content.decode()
+    )
     adjudication = Adjudication.objects.get(task=task)
     assert (adjudication.reviewer, adjudication.accepted_judgment) == (reviewer, judgment)
     client.post(url, {"action": "override", "choice": "tie", "note": "both fine"}, **HTMX)
     adjudication.refresh_from_db()
-    assert (adjudication.action, adjudication.choice, adjudication.note) == ("override", "tie", "both fine")
+    assert (adjudication.action, adjudication.choice, adjudication.note) == (
+        "override",
+        "tie",
+        "both fine",
+    )
     assert adjudication.updated_at >= adjudication.created_at
 
 
@@ -309,5 +354,8 @@ def test_an_invalid_override_is_refused_inline(project, make_member, make_task):
     client = client_for(make_member(role=Role.REVIEWER))
     url = reverse("annotations:review_task", args=[project.pk, task.pk])
     response = client.post(url, {"action": "override", "choice": "c"}, **HTMX)
-    assert response.status_code == 422 and "Override with A, B, tie or both bad." in response.content.decode()
+    assert (
+        response.status_code == 422
+        and "Override with A, B, tie or both bad." in response.content.decode()
+    )
     assert not Adjudication.objects.exists()

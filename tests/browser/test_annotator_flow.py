@@ -45,14 +45,28 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     annotator = django_user_model.objects.create_user("ann", password="pw")
     services.add_member(project_id=project.pk, user_id=annotator.pk)
     make = scenarios.make_task
-    pair = make(project, [scenarios.CODE_ANSWER, scenarios.SHORT_ANSWER],
-                text="How do I reverse a list in **Python**?", priority=5)
-    by_keys = make(project, scenarios.LISBON_ANSWERS, messages=scenarios.CHAT, mode="ranking",
-                   priority=4)
-    by_drag = make(project, ["Paris.", "It is Paris, on the Seine.", "Lyon.", "I am not sure."],
-                   text="What is the capital of France?", mode="ranking", priority=3)
-    double = make(project, ["Water boils at 100 °C.", "Water boils at 90 °C."],
-                  text="At what temperature does water boil at sea level?", priority=2)
+    pair = make(
+        project,
+        [scenarios.CODE_ANSWER, scenarios.SHORT_ANSWER],
+        text="How do I reverse a list in **Python**?",
+        priority=5,
+    )
+    by_keys = make(
+        project, scenarios.LISBON_ANSWERS, messages=scenarios.CHAT, mode="ranking", priority=4
+    )
+    by_drag = make(
+        project,
+        ["Paris.", "It is Paris, on the Seine.", "Lyon.", "I am not sure."],
+        text="What is the capital of France?",
+        mode="ranking",
+        priority=3,
+    )
+    double = make(
+        project,
+        ["Water boils at 100 °C.", "Water boils at 90 °C."],
+        text="At what temperature does water boil at sea level?",
+        priority=2,
+    )
     skipped = make(project, ["Yes.", "No."], text="Is this prompt readable?", priority=1)
 
     sign_in(page, "ann")
@@ -131,7 +145,9 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     assert judgments[by_keys.pk].ranking == [[numbers[1]], [numbers[2], numbers[3]]]
     assert judgments[by_keys.pk].shown_order == keys_order
     assert judgments[by_drag.pk].ranking == [
-        [numbers_drag[4]], [numbers_drag[2], numbers_drag[1]], [numbers_drag[3]]
+        [numbers_drag[4]],
+        [numbers_drag[2], numbers_drag[1]],
+        [numbers_drag[3]],
     ]
     assert judgments[by_drag.pk].shown_order == drag_order
     assert (judgments[double.pk].choice, judgments[double.pk].shown_order) == ("tie", double_order)
@@ -139,5 +155,7 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
 
     skip = Assignment.objects.get(task=skipped, annotator=annotator)
     assert (skip.status, skip.skip_reason, skip.skip_note) == (
-        "skipped", "skip", "Outside my expertise"
+        "skipped",
+        "skip",
+        "Outside my expertise",
     )

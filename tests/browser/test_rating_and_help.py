@@ -18,14 +18,23 @@ def test_ratings_by_keys_and_beside_a_ranking(page, transactional_db, django_use
     services.add_member(project_id=project.pk, user_id=user.pk)
     near = scenarios.make_task(
         project,
-        ["The meeting moved to Tuesday at 10:00 in room B.",
-         "The meeting moved to Thursday at 10:00 in room B."],
-        text="Summarise the email in one sentence.", priority=3,
+        [
+            "The meeting moved to Tuesday at 10:00 in room B.",
+            "The meeting moved to Thursday at 10:00 in room B.",
+        ],
+        text="Summarise the email in one sentence.",
+        priority=3,
     )
-    rated = scenarios.make_task(project, scenarios.LISBON_ANSWERS, messages=scenarios.CHAT,
-                                mode="rating", priority=2)
-    ranked = scenarios.make_task(project, ["Short.", "A longer answer.", "The longest answer here."],
-                                 text="Answer briefly.", mode="ranking", priority=1)
+    rated = scenarios.make_task(
+        project, scenarios.LISBON_ANSWERS, messages=scenarios.CHAT, mode="rating", priority=2
+    )
+    ranked = scenarios.make_task(
+        project,
+        ["Short.", "A longer answer.", "The longest answer here."],
+        text="Answer briefly.",
+        mode="ranking",
+        priority=1,
+    )
 
     sign_in(page, "rater")
     page.goto(f"/projects/{project.pk}/work/")
@@ -68,10 +77,14 @@ def test_ratings_by_keys_and_beside_a_ranking(page, transactional_db, django_use
     judgments = {j.task_id: j for j in Judgment.objects.filter(annotator=user)}
     assert judgments[near.pk].choice == "both_bad"
     assert judgments[rated.pk].ratings == {
-        str(rated_order[0]): 5, str(rated_order[1]): 7, str(rated_order[2]): 2
+        str(rated_order[0]): 5,
+        str(rated_order[1]): 7,
+        str(rated_order[2]): 2,
     }
     assert judgments[rated.pk].shown_order == rated_order
     assert judgments[ranked.pk].ranking == [[numbers[3]], [numbers[1]], [numbers[2]]]
     assert judgments[ranked.pk].ratings == {
-        str(numbers[1]): 3, str(numbers[2]): 2, str(numbers[3]): 6
+        str(numbers[1]): 3,
+        str(numbers[2]): 2,
+        str(numbers[3]): 6,
     }

@@ -9,24 +9,28 @@ from tests.browser.conftest import sign_in, snap
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-RAW_HTML = "\n\n".join([
-    "Harmless intro.",
-    "<script>window.__pwned.push('script'); alert('script')</script>",
-    "<img src=x onerror=\"window.__pwned.push('img'); alert('img')\">",
-    "<a href=\"javascript:window.__pwned.push('link')\" id=jslink>a javascript: link</a>",
-    "<p style=\"position:fixed;inset:0;background:url(http://evil.test/bg.png)\">covering style</p>",
-    "<svg onload=\"window.__pwned.push('svg')\"><image href=\"http://evil.test/svg.png\"/></svg>",
-    "<iframe src=\"http://evil.test/frame\"></iframe>",
-    "<div hx-get=\"/logout/\" hx-trigger=\"load\">htmx attributes</div>",
-    "<details open ontoggle=\"window.__pwned.push('details')\">x</details>",
-    "<link rel=stylesheet href=\"http://evil.test/x.css\"><style>body{display:none}</style>",
-])
-MARKDOWN = "\n\n".join([
-    "[markdown javascript link](javascript:window.__pwned.push('md-link'))",
-    "![tracking pixel](http://evil.test/pixel.png)",
-    "<a href=\"JaVaScRiPt:window.__pwned.push('mixed-case')\">mixed case</a>",
-    "`<script>in code</script>` is fine to show.",
-])
+RAW_HTML = "\n\n".join(
+    [
+        "Harmless intro.",
+        "<script>window.__pwned.push('script'); alert('script')</script>",
+        "<img src=x onerror=\"window.__pwned.push('img'); alert('img')\">",
+        "<a href=\"javascript:window.__pwned.push('link')\" id=jslink>a javascript: link</a>",
+        '<p style="position:fixed;inset:0;background:url(http://evil.test/bg.png)">covering style</p>',
+        '<svg onload="window.__pwned.push(\'svg\')"><image href="http://evil.test/svg.png"/></svg>',
+        '<iframe src="http://evil.test/frame"></iframe>',
+        '<div hx-get="/logout/" hx-trigger="load">htmx attributes</div>',
+        "<details open ontoggle=\"window.__pwned.push('details')\">x</details>",
+        '<link rel=stylesheet href="http://evil.test/x.css"><style>body{display:none}</style>',
+    ]
+)
+MARKDOWN = "\n\n".join(
+    [
+        "[markdown javascript link](javascript:window.__pwned.push('md-link'))",
+        "![tracking pixel](http://evil.test/pixel.png)",
+        "<a href=\"JaVaScRiPt:window.__pwned.push('mixed-case')\">mixed case</a>",
+        "`<script>in code</script>` is fine to show.",
+    ]
+)
 
 
 def test_hostile_outputs_render_inert(page, live_server, transactional_db, django_user_model):
@@ -36,7 +40,9 @@ def test_hostile_outputs_render_inert(page, live_server, transactional_db, djang
     scenarios.make_task(
         project,
         [RAW_HTML, MARKDOWN],
-        messages=[{"role": "user", "content": "<img src=x onerror=\"window.__pwned.push('prompt')\">Hi"}],
+        messages=[
+            {"role": "user", "content": "<img src=x onerror=\"window.__pwned.push('prompt')\">Hi"}
+        ],
     )
     dialogs, requests = [], []
     page.add_init_script("window.__pwned = [];")
@@ -61,8 +67,11 @@ def test_hostile_outputs_render_inert(page, live_server, transactional_db, djang
     origin = live_server.url
     assert all(url.startswith(origin) for url in requests), requests
     assert {url.removeprefix(origin).split("?")[0] for url in requests} <= {
-        f"/projects/{project.pk}/work/", "/static/css/arbiter.css", "/static/vendor/htmx.min.js",
-        "/static/js/annotate.js", "/static/favicon.svg",
+        f"/projects/{project.pk}/work/",
+        "/static/css/arbiter.css",
+        "/static/vendor/htmx.min.js",
+        "/static/js/annotate.js",
+        "/static/favicon.svg",
     }
     found = page.evaluate(
         """() => {

@@ -53,7 +53,10 @@ def test_retry_with_the_same_key_stores_one_judgment(project, make_member, make_
         (lambda ids: {"ranking": [[ids[0]], [ids[1]]]}, "leaves out"),
         (lambda ids: {"ranking": []}, "non-empty"),
         (lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]], "ratings": {ids[0]: 9}}, "1..7"),
-        (lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]], "flags": ["boring"]}, "Unknown flags"),
+        (
+            lambda ids: {"ranking": [[ids[0]], [ids[1]], [ids[2]]], "flags": ["boring"]},
+            "Unknown flags",
+        ),
         (lambda ids: {"ranking": [["x"], [ids[1]], [ids[2]]]}, "integer ids"),
     ],
 )
@@ -108,11 +111,20 @@ def test_wrong_kind_and_bad_choice_are_refused(project, make_member, make_task):
     user = make_member()
     task = lease(user, project)
     for data, message in [
-        (JudgmentInput(kind="ranking", ranking=[[1], [2]], idempotency_key="k"), "asks for a pairwise"),
+        (
+            JudgmentInput(kind="ranking", ranking=[[1], [2]], idempotency_key="k"),
+            "asks for a pairwise",
+        ),
         (JudgmentInput(kind="pairwise", choice="c", idempotency_key="k"), "Choose A, B"),
-        (JudgmentInput(kind="pairwise", choice="tie", strength="much", idempotency_key="k"), "Strength only"),
+        (
+            JudgmentInput(kind="pairwise", choice="tie", strength="much", idempotency_key="k"),
+            "Strength only",
+        ),
         (JudgmentInput(kind="pairwise", choice="a", idempotency_key=""), "idempotency key"),
-        (JudgmentInput(kind="pairwise", choice="a", idempotency_key="k", time_spent_ms=-1), "negative"),
+        (
+            JudgmentInput(kind="pairwise", choice="a", idempotency_key="k", time_spent_ms=-1),
+            "negative",
+        ),
     ]:
         with pytest.raises(ServiceError, match=message):
             submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)

@@ -39,7 +39,9 @@ def test_tasks_closest_to_completion_come_first(project, make_member, make_task)
     starter = make_member()
     # Put one slot of the newer task in use: it is now closer to completion.
     Assignment.objects.create(
-        task=newer, annotator=starter, leased_at=timezone.now(),
+        task=newer,
+        annotator=starter,
+        leased_at=timezone.now(),
         expires_at=timezone.now() + timedelta(hours=1),
     )
     newer.slots_taken = 1
@@ -54,7 +56,8 @@ def test_an_abandoned_lease_returns_to_the_queue(project, make_member, make_task
     lease = next_task_for(annotator_id=quitter.pk, project_id=project.pk)
     assert next_task_for(annotator_id=other.pk, project_id=project.pk) is None
     Assignment.objects.filter(pk=lease.pk).update(
-        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+        leased_at=timezone.now() - timedelta(hours=2),
+        expires_at=timezone.now() - timedelta(hours=1),
     )
     assert next_task_for(annotator_id=other.pk, project_id=project.pk).task == task
     assert not Assignment.objects.filter(pk=lease.pk).exists()
@@ -71,7 +74,8 @@ def test_skipped_work_goes_to_someone_else(project, make_member, make_task):
     lease = next_task_for(annotator_id=other.pk, project_id=project.pk)
     assert lease.task == task
     submit_judgment(
-        annotator_id=other.pk, task_id=task.pk,
+        annotator_id=other.pk,
+        task_id=task.pk,
         data=JudgmentInput(kind="pairwise", choice="tie", idempotency_key="x"),
     )
     task.refresh_from_db()
@@ -95,7 +99,8 @@ def test_abandoned_leases_are_swept_while_other_work_remains(project, make_membe
     lease = next_task_for(annotator_id=quitter.pk, project_id=project.pk)
     assert lease.task == fuller
     Assignment.objects.filter(pk=lease.pk).update(
-        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+        leased_at=timezone.now() - timedelta(hours=2),
+        expires_at=timezone.now() - timedelta(hours=1),
     )
     queue._last_sweep.pop(project.pk, None)  # as if the last sweep was long ago
     assert next_task_for(annotator_id=other.pk, project_id=project.pk).task == fuller

@@ -13,7 +13,8 @@ def judged(project, make_member, task, choice="a"):
     user = make_member()
     next_task_for(annotator_id=user.pk, project_id=project.pk)
     return submit_judgment(
-        annotator_id=user.pk, task_id=task.pk,
+        annotator_id=user.pk,
+        task_id=task.pk,
         data=JudgmentInput(kind=task.mode, choice=choice, idempotency_key=f"k-{user.pk}"),
     )
 
@@ -26,7 +27,9 @@ def test_accepting_records_the_judgment_and_the_reviewer(project, make_member, m
         reviewer_id=reviewer.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk
     )
     assert (adjudication.reviewer, adjudication.accepted_judgment, adjudication.choice) == (
-        reviewer, judgment, None
+        reviewer,
+        judgment,
+        None,
     )
 
 
@@ -35,10 +38,14 @@ def test_adjudicating_again_replaces_the_decision(project, make_member, make_tas
     judgment = judged(project, make_member, task)
     first, second = make_member(role=Role.REVIEWER), make_member(role=Role.ADMIN)
     adjudicate_task(reviewer_id=first.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk)
-    adjudicate_task(reviewer_id=second.pk, task_id=task.pk, action="override", choice="tie", note="n")
+    adjudicate_task(
+        reviewer_id=second.pk, task_id=task.pk, action="override", choice="tie", note="n"
+    )
     adjudication = Adjudication.objects.get(task=task)
     assert (adjudication.reviewer, adjudication.action, adjudication.accepted_judgment) == (
-        second, "override", None
+        second,
+        "override",
+        None,
     )
     assert (adjudication.choice, adjudication.note) == ("tie", "n")
 
@@ -48,7 +55,9 @@ def test_a_ranking_override_must_rank_the_tasks_outputs(project, make_member, ma
     ids = list(task.items.values_list("completion_id", flat=True))
     reviewer = make_member(role=Role.REVIEWER)
     with pytest.raises(ServiceError, match="leaves out"):
-        adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", ranking=[[ids[0]]])
+        adjudicate_task(
+            reviewer_id=reviewer.pk, task_id=task.pk, action="override", ranking=[[ids[0]]]
+        )
     adjudication = adjudicate_task(
         reviewer_id=reviewer.pk, task_id=task.pk, action="override", ranking=[[ids[2]], ids[:2]]
     )
@@ -60,7 +69,9 @@ def test_annotators_and_strangers_cannot_adjudicate(project, make_member, make_t
     judgment = judged(project, make_member, task)
     for user in (make_member(), make_user()):
         with pytest.raises(ServiceError) as error:
-            adjudicate_task(reviewer_id=user.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk)
+            adjudicate_task(
+                reviewer_id=user.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk
+            )
         assert error.value.code == "forbidden"
     staff = make_user(is_staff=True)
     adjudicate_task(reviewer_id=staff.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk)
@@ -71,6 +82,8 @@ def test_only_this_tasks_judgments_can_be_accepted(project, make_member, make_ta
     foreign = judged(project, make_member, other)
     reviewer = make_member(role=Role.REVIEWER)
     with pytest.raises(ServiceError, match="Pick one of this task's judgments"):
-        adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="accept", judgment_id=foreign.pk)
+        adjudicate_task(
+            reviewer_id=reviewer.pk, task_id=task.pk, action="accept", judgment_id=foreign.pk
+        )
     with pytest.raises(ServiceError, match="Accept a judgment or override"):
         adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="veto")
