@@ -2,7 +2,8 @@
 so rows can point at each other before any is written; plain `bulk_create` on other databases.
 
 Callers run inside a transaction and pass rows as tuples in the order of `fields` (attnames).
-JSON fields take already-encoded JSON text, so the COPY path does not encode twice.
+JSON fields take already-encoded JSON text, so the COPY path does not encode twice; timestamps may
+come as ISO text, which COPY takes as is (a datetime costs a conversion per row).
 """
 
 import json

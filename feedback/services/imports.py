@@ -19,12 +19,14 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -50,7 +52,7 @@ from feedback.models import (
     TaskItem,
 )
 from feedback.models.tasks import TaskStatus
-from feedback.services.bulk import insert_rows, reserve_ids
+from feedback.services.bulk import insert_rows, is_postgresql, reserve_ids
 
 IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
@@ -75,6 +77,19 @@ def import_user():
         user.set_unusable_password()
         user.save(update_fields=["password"])
     return user
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: records are acyclic, but each collection while 100k of
+    them pile up rescans them all (a fifth of the parse)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, int]:
@@ -139,7 +154,8 @@ def import_jsonl(
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
-    format, records, count = parse_lines(lines, format)
+    with gc_paused():
+        format, records, count = parse_lines(lines, format)
     if format in PREFERENCE_FORMATS and not project.pairwise_enabled:
         raise ServiceError(
             f"Project {project.name!r} does not collect pairwise judgments; enable them to import "
@@ -178,15 +194,25 @@ class ImportWriter:
     def __init__(self, project: Project, batch: ImportBatch):
         self.project = project
         self.batch = batch
-        self.now = timezone.now()
+        # COPY takes the timestamp as text: dumping a datetime per row costs more than the row.
+        self.now = timezone.now().isoformat()
         self.created: dict[str, int] = {}
 
     def count(self, what: str, number: int) -> None:
         self.created[what] = self.created.get(what, 0) + number
 
-    def prompt_ids(self, prompts: list[PromptRecord]) -> list[int]:
-        """The id of each record's prompt: existing prompts are reused, new ones written."""
-        hashes = list(dict.fromkeys(p.content_hash for p in prompts))
+    def known_prompt_ids(self, hashes: list[str]) -> dict[str, int]:
+        """Ids of the project's prompts with these content hashes."""
+        if is_postgresql():
+            # One array parameter: Django's IN with thousands of placeholders spends seconds
+            # building and splitting the SQL.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'SELECT content_hash, id FROM "{Prompt._meta.db_table}" '  # noqa: S608 - ours
+                    "WHERE project_id = %s AND content_hash = ANY(%s)",
+                    [self.project.pk, hashes],
+                )
+                return dict(cursor.fetchall())
         known: dict[str, int] = {}
         for start in range(0, len(hashes), LOOKUP_CHUNK):
             known.update(
@@ -194,6 +220,12 @@ class ImportWriter:
                     project=self.project, content_hash__in=hashes[start : start + LOOKUP_CHUNK]
                 ).values_list("content_hash", "id")
             )
+        return known
+
+    def prompt_ids(self, prompts: list[PromptRecord]) -> list[int]:
+        """The id of each record's prompt: existing prompts are reused, new ones written."""
+        hashes = list(dict.fromkeys(p.content_hash for p in prompts))
+        known = self.known_prompt_ids(hashes)
         fresh: dict[str, PromptRecord] = {}
         for prompt in prompts:
             if prompt.content_hash not in known:
