@@ -188,6 +188,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Judgments, preference pairs, ratings and exports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models share a field name ("method", "state") with different choice sets: name each.
+    "ENUM_NAME_OVERRIDES": {
+        "RoundStateEnum": "training.models.RoundState",
+        "RoundMethodEnum": "training.models.RoundMethod",
+        "ModelMethodEnum": "feedback.models.prompts.ModelMethod",
+    },
 }
 
 # --- Security (production defaults; DEBUG relaxes them) ---------------------------------------

@@ -15,6 +15,7 @@ from django.db import transaction
 from feedback import services as feedback_services
 from feedback.models import Completion, ModelVersion, Prompt
 from feedback.models.prompts import ModelMethod, ModelStatus
+from feedback.services.projects import storable_text
 from training import jobs, rounds
 from training.engine import config as engine_config
 from training.engine.examples import PreferencePair
@@ -220,7 +221,7 @@ def store_samples(version: ModelVersion, prompts, generations, settings_: dict) 
         Completion(
             prompt=prompts[index],
             model_version=version,
-            text=text,
+            text=storable_text(text),
             token_count=tokens,
             generation_settings=settings_,
         )

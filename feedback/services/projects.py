@@ -129,9 +129,10 @@ def create_model_version(
         raise ServiceError("A model version needs a name.")
     if method not in ModelMethod.values:
         raise ServiceError(f"Method must be one of {', '.join(ModelMethod.values)}.")
-    if parent_id is not None and not ModelVersion.objects.filter(
-        pk=parent_id, project_id=project_id
-    ).exists():
+    if (
+        parent_id is not None
+        and not ModelVersion.objects.filter(pk=parent_id, project_id=project_id).exists()
+    ):
         raise ServiceError(f"Parent model version {parent_id} is not in this project.")
     try:
         with transaction.atomic():
@@ -154,6 +155,12 @@ def create_model_version(
         ) from error
 
 
+def storable_text(text: str) -> str:
+    """Model output as the database can hold it: PostgreSQL text cannot contain NUL, which small or
+    broken models do emit, so it becomes U+FFFD (the replacement character)."""
+    return text.replace("\x00", "\ufffd")
+
+
 @transaction.atomic
 def create_completion(
     *,
@@ -166,15 +173,18 @@ def create_completion(
     prompt = Prompt.objects.filter(pk=prompt_id).first()
     if prompt is None:
         raise ServiceError(f"No prompt with id {prompt_id}.", code="not_found")
-    if model_version_id is not None and not ModelVersion.objects.filter(
-        pk=model_version_id, project_id=prompt.project_id
-    ).exists():
+    if (
+        model_version_id is not None
+        and not ModelVersion.objects.filter(
+            pk=model_version_id, project_id=prompt.project_id
+        ).exists()
+    ):
         raise ServiceError(f"Model version {model_version_id} is not in the prompt's project.")
     if token_count is not None and token_count < 0:
         raise ServiceError("Token count cannot be negative.")
     return Completion.objects.create(
         prompt=prompt,
-        text=text,
+        text=storable_text(text),
         model_version_id=model_version_id,
         generation_settings=generation_settings or {},
         token_count=token_count,

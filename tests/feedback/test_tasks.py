@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 
 def completions(project, n, text="Q?"):
     prompt = services.create_prompt(project_id=project.pk, text=text)
-    return prompt, [services.create_completion(prompt_id=prompt.pk, text=f"a{i}").pk for i in range(n)]
+    return prompt, [
+        services.create_completion(prompt_id=prompt.pk, text=f"a{i}").pk for i in range(n)
+    ]
 
 
 def test_pairwise_tasks_show_exactly_two(project):
@@ -57,3 +59,10 @@ def test_project_and_version_names_are_unique(project):
     services.create_model_version(project_id=project.pk, name="v1")
     with pytest.raises(ServiceError, match="exists already"):
         services.create_model_version(project_id=project.pk, name="v1")
+
+
+def test_nul_characters_in_model_output_are_stored_as_replacement_characters(project):
+    prompt = services.create_prompt(project_id=project.pk, text="Q?")
+    completion = services.create_completion(prompt_id=prompt.pk, text="bro\x00ken")
+    completion.refresh_from_db()
+    assert completion.text == "bro\ufffdken"
