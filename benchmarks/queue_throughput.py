@@ -11,9 +11,15 @@ Prints
 3. a consistency check: every judgment a client was told about is stored exactly once, retries
    returned the stored judgment, and no task holds more judgments or slots than it should.
 
+It also prints the CPU the server processes and their PostgreSQL backends spent per judgment
+(from /proc), which says more than judgments/s on a machine that other work shares, and ends
+with the targets, met or not.
+
 Run it against a throwaway PostgreSQL (the database is filled from scratch):
     tests/services.sh .venv/bin/python benchmarks/queue_throughput.py
 Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (gunicorn).
+DJANGO_SETTINGS_MODULE=benchmarks.queue_tuned_settings measures with cached sessions, no
+per-request connection check and server-side binding (see that module).
 """
 
 import argparse
@@ -204,7 +210,7 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
         "--backlog",
         "256",
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **SERVER_ENV})
+    server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ))  # SERVER_ENV is in it
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and server.poll() is None:
         try:
@@ -313,17 +319,74 @@ class AnnotatorClient(threading.Thread):
         conn.close()
 
 
-def run_clients(port: int, project, users, seconds: float) -> tuple[list[AnnotatorClient], float]:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_pids(server: subprocess.Popen) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server.pid:
+                children.append(int(stat.parent.name))
+    return [server.pid, *children]
+
+
+def database_pids() -> list[int]:
+    """PostgreSQL backends serving the server (this script's own connection excluded)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds the server processes and their database backends used during a run."""
+
+    server: float
+    database: float
+
+
+def cpu_snapshot(server: subprocess.Popen) -> dict[str, dict[int, float]]:
+    return {
+        "server": {pid: cpu_seconds(pid) for pid in server_pids(server)},
+        "database": {pid: cpu_seconds(pid) for pid in database_pids()},
+    }
+
+
+def cpu_used(before: dict, after: dict) -> CpuUse:
+    def spent(kind: str) -> float:
+        return sum(cpu - before[kind].get(pid, 0.0) for pid, cpu in after[kind].items())
+
+    return CpuUse(server=spent("server"), database=spent("database"))
+
+
+def run_clients(
+    port: int, project, users, seconds: float, server: subprocess.Popen
+) -> tuple[list[AnnotatorClient], float, CpuUse]:
     barrier = threading.Barrier(len(users) + 1)
     clients = [AnnotatorClient(port, project.pk, user, barrier, seconds) for user in users]
     for client in clients:
         client.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a client failed; see its log
         barrier.wait(timeout=120)
+    before = cpu_snapshot(server)
     started = time.perf_counter()
     for client in clients:
         client.join()
-    return clients, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return clients, elapsed, cpu_used(before, cpu_snapshot(server))
 
 
 # --- 3. Consistency ---------------------------------------------------------------------------
@@ -359,6 +422,63 @@ def check_consistency(project, confirmed: dict[int, int]) -> list[str]:
     return problems
 
 
+TARGET_JUDGMENTS_PER_S = 350  # 20x Label Studio's 17.5 submits/s with 8 clients
+TARGET_P99_MS = 104  # next-task + submit, server time
+TARGET_NEXT_P99_MS = 10  # next-task alone, server time
+
+
+def through_server(args, project, users, confirmed: dict[int, int]) -> dict[int, dict]:
+    """Phase 2: clients against gunicorn; returns figures per client count."""
+    port = args.port or free_port()
+    print(
+        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
+        f"JSON submit-and-next, {args.seconds:.0f} s per client count"
+    )
+    server = start_server(port, args.workers, args.threads)
+    results = {}
+    try:
+        offset = 0
+        for count in args.clients:
+            group = users[offset : offset + count]
+            offset += count
+            load = os.getloadavg()[0]
+            clients, elapsed, cpu = run_clients(port, project, group, args.seconds, server)
+            done = sum(len(c.log.confirmed) for c in clients)
+            server_ms = [ms for c in clients for ms in c.log.server_ms]
+            errors = [e for c in clients for e in c.log.errors]
+            mismatches = sum(c.log.retry_mismatches for c in clients)
+            for c in clients:
+                confirmed.update(c.log.confirmed)
+            per_judgment = 1000 * (cpu.server + cpu.database) / max(done, 1)
+            print(
+                f"   {count:2d} clients: {done / elapsed:7.1f} judgments/s "
+                f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
+                f"retries {sum(c.log.retries for c in clients)} (mismatched {mismatches}), "
+                f"load average {load:.1f}"
+            )
+            print(
+                f"      CPU per judgment: server {1000 * cpu.server / max(done, 1):.1f} ms + "
+                f"PostgreSQL {1000 * cpu.database / max(done, 1):.1f} ms = {per_judgment:.1f} ms "
+                f"(~{1000 / per_judgment:.0f} judgments/s per fully available core)"
+            )
+            print(f"      server time (Server-Timing)  {describe(server_ms)}")
+            cpu_ms = [ms for c in clients for ms in c.log.server_cpu_ms]
+            print(f"      server CPU per request       {describe(cpu_ms)}")
+            latency = [ms for c in clients for ms in c.log.latency_ms]
+            print(f"      client latency               {describe(latency)}")
+            for error in errors[:5]:
+                print(f"      error: {error}")
+            results[count] = {
+                "rate": done / elapsed,
+                "server_p99": percentile(server_ms, 0.99) if server_ms else float("nan"),
+                "failures": len(errors) + mismatches,
+            }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
@@ -368,7 +488,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
@@ -383,7 +503,8 @@ def main() -> None:
         f"in {time.perf_counter() - started:.1f} s (PostgreSQL {connection.pg_version // 10000})."
     )
     print(
-        f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server and the clients.\n"
+        f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server, the clients and "
+        f"whatever else runs (load average now {os.getloadavg()[0]:.1f}).\n"
     )
 
     print(
@@ -393,58 +514,57 @@ def main() -> None:
     _, _, confirmed = time_services(project, users, 200)  # warms caches; not measured
     next_ms, submit_ms, measured = time_services(project, users, args.iterations)
     confirmed.update(measured)
+    both_ms = [a + b for a, b in zip(next_ms, submit_ms, strict=True)]
     print(f"   next task        {describe(next_ms)}")
     print(f"   submit           {describe(submit_ms)}")
-    print(
-        f"   next + submit    {describe([a + b for a, b in zip(next_ms, submit_ms, strict=True)])}"
-    )
+    print(f"   next + submit    {describe(both_ms)}")
 
-    port = args.port or free_port()
-    print(
-        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
-        f"JSON submit-and-next, {args.seconds:.0f} s per client count"
-    )
-    server = start_server(port, args.workers, args.threads)
-    try:
-        offset = 0
-        for count in args.clients:
-            group = users[offset : offset + count]
-            offset += count
-            clients, elapsed = run_clients(port, project, group, args.seconds)
-            done = sum(len(c.log.confirmed) for c in clients)
-            latency = [ms for c in clients for ms in c.log.latency_ms]
-            server_ms = [ms for c in clients for ms in c.log.server_ms]
-            server_cpu = [ms for c in clients for ms in c.log.server_cpu_ms]
-            errors = [e for c in clients for e in c.log.errors]
-            retries = sum(c.log.retries for c in clients)
-            mismatches = sum(c.log.retry_mismatches for c in clients)
-            for c in clients:
-                confirmed.update(c.log.confirmed)
-            print(
-                f"   {count:2d} clients: {done / elapsed:7.1f} judgments/s "
-                f"({done:,} in {elapsed:.1f} s), errors {len(errors)}, "
-                f"retries {retries} (mismatched {mismatches})"
-            )
-            print(f"      server time (Server-Timing)  {describe(server_ms)}")
-            print(f"      server CPU per request       {describe(server_cpu)}")
-            print(f"      client latency               {describe(latency)}")
-            for error in errors[:5]:
-                print(f"      error: {error}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    results = through_server(args, project, users, confirmed)
 
     print("\n3. Consistency")
     problems = check_consistency(project, confirmed)
     total = Judgment.objects.filter(task__project=project).count()
+    for problem in problems:
+        print(f"   PROBLEM: {problem}")
+    if not problems:
+        print(
+            f"   {total:,} judgments stored, {len(confirmed):,} confirmed to clients: "
+            "none lost, none duplicated, counters consistent."
+        )
+
+    print("\nTargets")
+    eight = results.get(8)
+    checks = [
+        (
+            f">= {TARGET_JUDGMENTS_PER_S} judgments/s with 8 clients",
+            eight is not None and eight["rate"] >= TARGET_JUDGMENTS_PER_S,
+            f"{eight['rate']:.1f}/s" if eight else "not run",
+        ),
+        (
+            f"next task p99 < {TARGET_NEXT_P99_MS} ms (in-process)",
+            percentile(next_ms, 0.99) < TARGET_NEXT_P99_MS,
+            f"{percentile(next_ms, 0.99):.1f} ms",
+        ),
+        (
+            f"next + submit p99 < {TARGET_P99_MS} ms (in-process)",
+            percentile(both_ms, 0.99) < TARGET_P99_MS,
+            f"{percentile(both_ms, 0.99):.1f} ms",
+        ),
+        (
+            f"submit-and-next p99 < {TARGET_P99_MS} ms (Server-Timing, 8 clients)",
+            eight is not None and eight["server_p99"] < TARGET_P99_MS,
+            f"{eight['server_p99']:.1f} ms" if eight else "not run",
+        ),
+        (
+            "no lost or duplicated judgments, no failed request",
+            not problems and not any(r["failures"] for r in results.values()),
+            f"{len(problems)} problems",
+        ),
+    ]
+    for name, met, figure in checks:
+        print(f"   {'met    ' if met else 'NOT MET'}  {name}: {figure}")
     if problems:
-        for problem in problems:
-            print(f"   PROBLEM: {problem}")
         sys.exit(1)
-    print(
-        f"   {total:,} judgments stored, {len(confirmed):,} confirmed to clients: "
-        "none lost, none duplicated, counters consistent."
-    )
 
 
 if __name__ == "__main__":
