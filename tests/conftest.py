@@ -32,10 +32,14 @@ def tiny_base() -> str:
     version = hashlib.sha256(Path(tiny.__file__).read_bytes()).hexdigest()[:12]
     cached = ROOT / "var" / "cache" / f"tiny-base-{version}"
     if not (cached / "config.json").exists():
-        partial = cached.with_name(cached.name + ".partial")
+        # Parallel test processes may build at once: each in its own folder, the first rename wins.
+        partial = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         tiny.build_tiny_model(partial)
-        partial.rename(cached)
+        try:
+            partial.rename(cached)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
     return str(cached)
 
 
