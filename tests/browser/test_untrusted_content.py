@@ -4,6 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from feedback import services
+from feedback.models import Assignment
 from tests.annotations import scenarios
 from tests.browser.conftest import sign_in, snap
 
@@ -90,3 +91,19 @@ def test_hostile_outputs_render_inert(page, live_server, transactional_db, djang
         }"""
     )
     assert found == []
+
+    # The annotator flags it by keys: F, 1 (unsafe), a note, Enter.
+    page.locator("#task").focus()
+    page.keyboard.press("f")
+    expect(page.locator("#flag-dialog")).to_be_visible()
+    page.keyboard.press("1")
+    page.locator("#flag-note").fill("Output tries to run script.")
+    snap(page, "flag-dialog")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="All done for now")).to_be_visible()
+    flag = Assignment.objects.get(annotator=user)
+    assert (flag.status, flag.skip_reason, flag.skip_note) == (
+        "skipped",
+        "unsafe",
+        "Output tries to run script.",
+    )
