@@ -306,8 +306,8 @@ class AnnotatorClient(threading.Thread):
                 self.log.errors.append(f"{status}: {data}")
                 break
             self.log.latency_ms.append(latency)
-            self.log.server_ms.append(timing["view"])
-            self.log.server_cpu_ms.append(timing["cpu"])
+            self.log.server_ms.append(timing.get("view", float("nan")))
+            self.log.server_cpu_ms.append(timing.get("cpu", float("nan")))
             self.log.confirmed[data["judgment_id"]] = lease["task_id"]
             if random.random() < RETRY_SHARE:
                 self.log.retries += 1
