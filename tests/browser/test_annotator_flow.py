@@ -69,6 +69,8 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     )
     skipped = make(project, ["Yes.", "No."], text="Is this prompt readable?", priority=1)
 
+    page.goto("/login/")
+    snap(page, "login", tablet=True)
     sign_in(page, "ann")
     snap(page, "home", tablet=True)
     page.get_by_role("link", name="Start annotating").click()
