@@ -79,6 +79,18 @@ def import_user():
     return user
 
 
+def stream_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary stream (an upload), read a block at a time: gunicorn's readline on
+    a request body costs about 40 µs a line, ten times the whole read in blocks."""
+    rest = b""
+    while block := stream.read(block_size):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: records are acyclic, but each collection while 100k of

@@ -17,7 +17,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.services.exports import ExportFilters, ExportRequest, start_export
-from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl
+from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl, stream_lines
 
 pytestmark = pytest.mark.django_db
 HH_FILE = Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
@@ -238,6 +238,20 @@ def test_nul_characters_are_refused_by_line(project):
     assert refused.value.details == [
         "line 2: contains a NUL character (\\u0000), which cannot be stored."
     ]
+
+
+def test_stream_lines_splits_across_blocks():
+    import io
+
+    body = b'{"prompt": "a"}\n\n{"prompt": "bb"}\r\n{"prompt": "c"}'
+    for block_size in (1, 3, 7, len(body), 1 << 20):
+        assert list(stream_lines(io.BytesIO(body), block_size)) == [
+            b'{"prompt": "a"}',
+            b"",
+            b'{"prompt": "bb"}\r',
+            b'{"prompt": "c"}',
+        ]
+    assert list(stream_lines(io.BytesIO(b"x\n"), 4)) == [b"x"]
 
 
 def test_repeated_prompts_share_one_prompt_row(project):
