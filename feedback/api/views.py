@@ -39,7 +39,7 @@ from feedback.pairs import PairPolicy
 from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
 from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
-from feedback.services.imports import import_jsonl
+from feedback.services.imports import import_jsonl, stream_lines
 from feedback.services.pairs import derive_pairs
 from feedback.services.tokens import issue_token, revoke_token
 
@@ -156,7 +156,7 @@ def upload_lines(request) -> Iterator[bytes]:
         gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
     if gzipped:
         stream = gzip.GzipFile(fileobj=stream)
-    return iter(stream.readline, b"")
+    return stream_lines(stream)
 
 
 class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):

@@ -2,7 +2,13 @@
 `feedback.errors.ServiceError` with a message a user can act on. The UI and the API share them."""
 
 from .judgments import JudgmentInput, submit_judgment
-from .projects import add_member, create_completion, create_model_version, create_project, create_prompt
+from .projects import (
+    add_member,
+    create_completion,
+    create_model_version,
+    create_project,
+    create_prompt,
+)
 from .queue import next_task_for, release_expired_leases, skip_task
 from .reviews import adjudicate_task
 from .tasks import create_task

@@ -146,8 +146,8 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
     expect(node.get_by_role("link", name="Round 1")).to_be_visible()
     snap(page, "round-live-registry")
 
-    # The new version has answered only the held-out prompts (its evaluation), so compare on all
-    # prompts: those rows show its outputs next to the base's empty side.
+    # Evaluation answered the held-out prompts with both the new version and its parent, so those
+    # rows are filled at once; compare on all prompts.
     node.get_by_role("link", name="Compare with tiny-base", exact=True).click()
     expect(page.get_by_label("Version A")).to_have_value(str(new.pk))
     expect(page.get_by_label("Version B")).to_have_value(str(base.pk))
@@ -156,13 +156,11 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
     rows = page.locator(".tr-row")
     expect(rows).to_have_count(TRAIN_PROMPTS + len(held_out))
     for prompt in held_out:
-        newest = Completion.objects.filter(model_version=new, prompt=prompt).latest("pk")
         row = page.get_by_role("article", name=f"Prompt #{prompt.pk}", exact=True)
-        side_a = row.get_by_role("region", name="A: tiny-base-r1-dpo")
-        expect(side_a.locator(".tr-output-text")).to_have_text(newest.text)
-        expect(row.get_by_role("region", name="B: tiny-base", exact=True)).to_contain_text(
-            "No output"
-        )
+        for version, name in ((new, "A: tiny-base-r1-dpo"), (base, "B: tiny-base")):
+            newest = Completion.objects.filter(model_version=version, prompt=prompt).latest("pk")
+            side = row.get_by_role("region", name=name, exact=True)
+            expect(side.locator(".tr-output-text")).to_have_text(newest.text)
     snap(page, "round-live-compare", tablet=True)
 
     # The admin has the worker answer the training prompts too; then both sides are filled.
@@ -175,7 +173,8 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
     assert job.status == JobStatus.SUCCEEDED, job.error + job.log_tail
     page.reload()  # as the page asks: "Reload when it has finished"
     both = page.locator(".tr-summary-stats div", has_text="Prompts with both outputs")
-    expect(both).to_contain_text(f"{TRAIN_PROMPTS} of {TRAIN_PROMPTS + len(held_out)}")
+    total = TRAIN_PROMPTS + len(held_out)
+    expect(both).to_contain_text(f"{total} of {total}")
     for prompt in prompt_set.prompts.all():
         newest = Completion.objects.filter(model_version=new, prompt=prompt).latest("pk")
         row = page.get_by_role("article", name=f"Prompt #{prompt.pk}", exact=True)
@@ -184,7 +183,7 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
         side_b = row.get_by_role("region", name="B: tiny-base", exact=True)
         expect(side_b.locator(".tr-output-text")).to_be_visible()
     expect(
-        page.get_by_role("button", name=f"Send {TRAIN_PROMPTS} pairs to annotators blind")
+        page.get_by_role("button", name=f"Send {total} pairs to annotators blind")
     ).to_be_visible()
     snap(page, "round-live-compare-both", tablet=True)
 
