@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import (
     Exists,
@@ -155,7 +156,15 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
         )
     judgment_condition = judgments_matching(filters)
     if judgment_condition:
-        matched = Q(Exists(Judgment.objects.filter(judgment_condition, pairs=OuterRef("pk"))))
+        # The backing pairs are listed first: as a correlated EXISTS, PostgreSQL could pick a
+        # plan that took minutes for a round's few hundred pairs.
+        backed = (
+            Judgment.objects.filter(judgment_condition, task__project_id=project_id)
+            .exclude(pairs=None)
+            .values_list("pairs", flat=True)
+            .distinct()
+        )
+        matched = Q(pk__in=list(backed))
         if not filters.annotator_ids and filters.alignment_round_id is None:
             # Imported TRL and HH pairs have no judgment behind them: they count as judged when
             # they were imported, by nobody, in no round.
@@ -204,13 +213,13 @@ def pair_rows(project_id: int, filters: ExportFilters) -> Iterator[tuple]:
     in id order: one streamed COPY on PostgreSQL (feedback/services/export_sql.py), the ORM
     elsewhere."""
     pairs = pairs_for_export(project_id, filters)
-    # The COPY plan walks the pair index and looks texts up row by row; with a correlated filter on
-    # judgments PostgreSQL can pick a plan that takes minutes (seen in the closed-loop test), so
-    # those narrower exports take the ORM path.
-    if can_copy_rows() and not filters_judgments(filters):
-        sql, params = pairs.values(
-            "id", "prompt_id", "chosen_id", "rejected_id", "margin"
-        ).query.sql_with_params()
+    if can_copy_rows():
+        try:
+            sql, params = pairs.values(
+                "id", "prompt_id", "chosen_id", "rejected_id", "margin"
+            ).query.sql_with_params()
+        except EmptyResultSet:  # e.g. a judgment filter that no pair matches
+            return iter(())
         return copy_pair_rows(sql, list(params))
     return (
         pairs.annotate(prompt_messages=Cast("prompt__messages", TextField()))
@@ -224,10 +233,6 @@ def pair_rows(project_id: int, filters: ExportFilters) -> Iterator[tuple]:
         )
         .iterator(chunk_size=CHUNK_ROWS)
     )
-
-
-def filters_judgments(filters: ExportFilters) -> bool:
-    return bool(judgments_matching(filters)) or filters.min_agreement is not None
 
 
 def can_copy_rows() -> bool:
