@@ -11,7 +11,6 @@ import functools
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import (
     Http404,
@@ -27,6 +26,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from annotations.views import signed_in
 from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
 from feedback.models import ModelVersion
@@ -43,21 +43,6 @@ ERROR_STATUS = {"invalid": 422, "conflict": 409, "forbidden": 403, "not_found": 
 COMPARISON_PAGE_SIZE = 20
 VIEW_MESSAGE = "Only reviewers and admins of this project see its training pages."
 MANAGE_MESSAGE = "Only admins of this project launch and steer rounds."
-
-
-def signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """login_required that sends an htmx request's whole page to the login form."""
-
-    @functools.wraps(view)
-    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.is_authenticated:
-            return view(request, *args, **kwargs)
-        if request.htmx:
-            login = redirect_to_login(request.htmx.current_url_abs_path or "/")
-            return HttpResponseClientRedirect(login.url)
-        return redirect_to_login(request.get_full_path())
-
-    return guarded
 
 
 def forbidden(request: HttpRequest, message: str) -> HttpResponse:
