@@ -11,7 +11,8 @@ from annotations.presentation import idempotency_key
 from annotations.timing import server_timed
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import Assignment, TaskItem
+from feedback.models import Assignment
+from feedback.selectors import task_outputs
 from feedback.services import JudgmentInput
 
 ERROR_STATUS = {"invalid": 400, "conflict": 409, "forbidden": 403, "not_found": 404}
@@ -25,24 +26,14 @@ def lease_payload(assignment: Assignment | None) -> dict | None:
     """The leased task with its outputs in the order this annotator is shown them."""
     if assignment is None:
         return None
-    rows = list(
-        TaskItem.objects.filter(task_id=assignment.task_id).values_list(
-            "completion_id", "position", "completion__text", "task__mode"
-        )
-    )
-    items = {cid: (position, text) for cid, position, text, _ in rows}
-    mode = rows[0][3]
+    mode, outputs = task_outputs(assignment.task_id)
     return {
         "task_id": assignment.task_id,
         "mode": mode,
         "idempotency_key": idempotency_key(assignment),
         "expires_at": assignment.expires_at.isoformat(),
         "outputs": [
-            {
-                "completion_id": cid,
-                "position": items[cid][0],
-                "text": items[cid][1],
-            }
+            {"completion_id": cid, "position": outputs[cid].position, "text": outputs[cid].text}
             for cid in assignment.shown_order
         ],
     }

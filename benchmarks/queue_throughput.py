@@ -18,8 +18,8 @@ with the targets, met or not.
 Run it against a throwaway PostgreSQL (the database is filled from scratch):
     tests/services.sh .venv/bin/python benchmarks/queue_throughput.py
 Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (gunicorn).
-DJANGO_SETTINGS_MODULE=benchmarks.queue_tuned_settings measures with cached sessions, no
-per-request connection check and server-side binding (see that module).
+DJANGO_SETTINGS_MODULE=benchmarks.queue_tuned_settings measures with server-side binding (see
+that module).
 """
 
 import argparse
@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,18 +52,21 @@ SERVER_ENV = {
 }
 for name, value in SERVER_ENV.items():
     os.environ.setdefault(name, value)
+if os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
+    # Sessions in Redis, as production runs (docker/compose.yaml).
+    os.environ.setdefault("CACHE_URL", os.environ["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/1")
 
 import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import (  # noqa: E402
     BACKEND_SESSION_KEY,
     HASH_SESSION_KEY,
     SESSION_KEY,
     get_user_model,
 )
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count, F, Q  # noqa: E402
@@ -175,9 +179,9 @@ def time_services(
 
 def session_for(user) -> str:
     """A signed-in session, as the login form would create it (without 200 password hashes)."""
-    session = SessionStore()
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return session.session_key

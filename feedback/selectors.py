@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Case, Count, Q, QuerySet, When
 from django.utils import timezone
 
@@ -9,10 +10,12 @@ from feedback.models import (
     Adjudication,
     AnnotationTask,
     Assignment,
+    Completion,
     Judgment,
     Membership,
     Project,
     Role,
+    TaskItem,
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import SkipReason, TaskStatus
@@ -80,6 +83,37 @@ def task_with_items(task_id: int) -> AnnotationTask | None:
         .filter(pk=task_id)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    completion_id: int
+    position: int
+    text: str
+
+
+# In SQL: the queue's JSON endpoints read this once per judgment, and compiling the ORM query cost
+# more CPU than running it (benchmarks/queue_throughput.py).
+TASK_OUTPUTS_SQL = """
+SELECT t.mode, i.completion_id, i.position, c.text
+FROM {item} i JOIN {task} t ON t.id = i.task_id JOIN {completion} c ON c.id = i.completion_id
+WHERE i.task_id = %s
+"""
+
+
+def task_outputs(task_id: int) -> tuple[str, dict[int, TaskOutput]]:
+    """The task's mode and its outputs by completion id."""
+    sql = TASK_OUTPUTS_SQL.format(
+        item=TaskItem._meta.db_table,
+        task=AnnotationTask._meta.db_table,
+        completion=Completion._meta.db_table,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id])
+        rows = cursor.fetchall()
+    if not rows:
+        raise ValueError(f"Task {task_id} has no outputs.")
+    return rows[0][0], {row[1]: TaskOutput(*row[1:]) for row in rows}
 
 
 def judgments_of_task(task_id: int) -> QuerySet[Judgment]:

@@ -1,14 +1,15 @@
 """Submitting judgments. One judgment per (task, annotator); a retried request with the same
 idempotency key returns the stored judgment instead of writing a second one."""
 
+import json
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Judgment
+from feedback.models import AnnotationTask, Assignment, Judgment, Project, TaskItem
 from feedback.models.judgments import (
     JUDGMENT_FLAGS,
     LIKERT_MAX,
@@ -36,6 +37,17 @@ class JudgmentInput:
     rationale: str = ""
     time_spent_ms: int | None = None
     flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LockedSlot:
+    """An annotator's assignment on a task, read under lock with what validation needs."""
+
+    assignment_id: int
+    status: str
+    shown_order: list[int]
+    mode: str
+    rating_enabled: bool
 
 
 def check_ranking(ranking: object, item_ids: list[int]) -> list[list[int]]:
@@ -88,10 +100,10 @@ def check_ratings(ratings: object, item_ids: list[int]) -> dict[str, int]:
     return clean
 
 
-def check_judgment(data: JudgmentInput, task: AnnotationTask, item_ids: list[int]) -> dict:
+def check_judgment(data: JudgmentInput, slot: LockedSlot, item_ids: list[int]) -> dict:
     """Validate a submission against its task; return the Judgment field values."""
-    if data.kind != task.mode:
-        raise ServiceError(f"This task asks for a {task.mode} judgment, not {data.kind!r}.")
+    if data.kind != slot.mode:
+        raise ServiceError(f"This task asks for a {slot.mode} judgment, not {data.kind!r}.")
     if not data.idempotency_key or len(data.idempotency_key) > 100:
         raise ServiceError("Send an idempotency key of 1 to 100 characters with each judgment.")
     fields: dict = {"choice": None, "strength": None, "ranking": None, "ratings": None}
@@ -113,7 +125,7 @@ def check_judgment(data: JudgmentInput, task: AnnotationTask, item_ids: list[int
     if data.kind != JudgmentMode.PAIRWISE and (data.choice or data.strength):
         raise ServiceError("Only pairwise judgments have a choice and strength.")
     if data.ratings is not None:
-        if not task.project.rating_enabled and data.kind != JudgmentMode.RATING:
+        if not slot.rating_enabled and data.kind != JudgmentMode.RATING:
             raise ServiceError("This project does not collect ratings.")
         fields["ratings"] = check_ratings(data.ratings, item_ids)
     bad_flags = sorted(set(data.flags) - set(JUDGMENT_FLAGS))
@@ -151,64 +163,92 @@ def submit_judgment(*, annotator_id: int, task_id: int, data: JudgmentInput) -> 
         return stored
 
 
+# One round trip, written in SQL: this runs once per judgment, and the ORM's query compiler cost
+# more CPU than the database did (benchmarks/queue_throughput.py). Locks the task row, then the
+# assignment, the queue's lock order; every writer of an assignment holds its task's lock.
+LOCK_SQL = """
+SELECT a.id, a.status, a.shown_order, t.mode, p.rating_enabled
+FROM {assignment} a
+JOIN {task} t ON t.id = a.task_id
+JOIN {project} p ON p.id = t.project_id
+WHERE a.task_id = %s AND a.annotator_id = %s
+"""
+
+
+def lock_slot(task_id: int, annotator_id: int) -> LockedSlot | None:
+    sql = LOCK_SQL.format(
+        assignment=Assignment._meta.db_table,
+        task=AnnotationTask._meta.db_table,
+        project=Project._meta.db_table,
+    )
+    if connection.features.has_select_for_update_of:  # SQLite locks the database instead
+        sql += "FOR UPDATE OF t, a"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id, annotator_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment_id, status, shown_order, mode, rating_enabled = row
+    if isinstance(shown_order, str):  # JSON arrives as text through a raw cursor
+        shown_order = json.loads(shown_order)
+    return LockedSlot(assignment_id, status, shown_order, mode, bool(rating_enabled))
+
+
 @transaction.atomic
 def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
-    # Two reads and one write on the common path (PostgreSQL): this runs once per judgment and
-    # bounds the queue's throughput. The idempotency key is looked up only on a retry.
-    task = (
-        AnnotationTask.objects.select_for_update(of=("self",))
-        .select_related("project")
-        .filter(pk=task_id)
-        .first()
-    )
-    if task is None:
-        raise ServiceError(f"No task with id {task_id}.", code="not_found")
-    assignment = (
-        Assignment.objects.select_for_update().filter(task=task, annotator_id=annotator_id).first()
-    )
-    if assignment is None:
+    slot = lock_slot(task_id, annotator_id)
+    if slot is None:
+        if not AnnotationTask.objects.filter(pk=task_id).exists():
+            raise ServiceError(f"No task with id {task_id}.", code="not_found")
         raise ServiceError(
             "This task is not assigned to you; load the next task.", code="forbidden"
         )
-    if assignment.status == AssignmentStatus.SUBMITTED:
+    if slot.status == AssignmentStatus.SUBMITTED:
         stored = Judgment.objects.filter(
-            task=task, annotator_id=annotator_id, idempotency_key=data.idempotency_key
+            task_id=task_id, annotator_id=annotator_id, idempotency_key=data.idempotency_key
         ).first()
         if stored is not None:
             return stored
         raise ServiceError("You have already judged this task.", code="conflict")
-    if assignment.status != AssignmentStatus.LEASED:
+    if slot.status != AssignmentStatus.LEASED:
         raise ServiceError("You skipped this task; it has gone to someone else.", code="conflict")
     # The task's outputs matter only to check a ranking or ratings.
     needs_items = data.ranking is not None or data.ratings is not None
-    item_ids = list(task.items.values_list("completion_id", flat=True)) if needs_items else []
-    fields = check_judgment(data, task, item_ids)
+    item_ids = (
+        list(TaskItem.objects.filter(task_id=task_id).values_list("completion_id", flat=True))
+        if needs_items
+        else []
+    )
+    fields = check_judgment(data, slot, item_ids)
     judgment = Judgment(
-        task=task,
+        task_id=task_id,
         annotator_id=annotator_id,
         kind=data.kind,
-        shown_order=assignment.shown_order,
+        shown_order=slot.shown_order,
         **fields,
     )
-    record(judgment, assignment, task)
+    record(judgment, slot.assignment_id)
     return judgment
 
 
-def record(judgment: Judgment, assignment: Assignment, task: AnnotationTask) -> None:
+def record(judgment: Judgment, assignment_id: int) -> None:
     """Store the judgment, mark the lease submitted and count it on the task (completing the task
     at its quota); on PostgreSQL in one statement, since this runs once per judgment."""
     now = timezone.now()
     if connection.vendor == "postgresql":
-        record_in_one_statement(judgment, assignment, now)
+        record_in_one_statement(judgment, assignment_id, now)
         return
     judgment.save(force_insert=True)
-    Assignment.objects.filter(pk=assignment.pk).update(
+    Assignment.objects.filter(pk=assignment_id).update(
         status=AssignmentStatus.SUBMITTED, finished_at=now
     )
-    updates = {"judgment_count": F("judgment_count") + 1}
-    if task.judgment_count + 1 >= task.judgments_wanted:
-        updates["status"] = TaskStatus.COMPLETE
-    AnnotationTask.objects.filter(pk=task.pk).update(**updates)
+    AnnotationTask.objects.filter(pk=judgment.task_id).update(
+        judgment_count=F("judgment_count") + 1,
+        status=Case(
+            When(judgment_count__gte=F("judgments_wanted") - 1, then=Value(TaskStatus.COMPLETE)),
+            default=F("status"),
+        ),
+    )
 
 
 RECORD_SQL = """
@@ -225,7 +265,7 @@ SELECT id FROM recorded
 """
 
 
-def record_in_one_statement(judgment: Judgment, assignment: Assignment, now) -> None:
+def record_in_one_statement(judgment: Judgment, assignment_id: int, now) -> None:
     # Column values come from the model's own fields, so defaults and JSON encoding match save().
     columns = [field for field in Judgment._meta.concrete_fields if not field.primary_key]
     values = [
@@ -242,7 +282,7 @@ def record_in_one_statement(judgment: Judgment, assignment: Assignment, now) -> 
         *values,
         AssignmentStatus.SUBMITTED,
         now,
-        assignment.pk,
+        assignment_id,
         TaskStatus.COMPLETE,
         judgment.task_id,
     ]
