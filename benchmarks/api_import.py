@@ -2,7 +2,11 @@
 server, fully validated and written in one transaction; prints seconds and lines per second for
 each format, and the Anthropic HH file end to end (import, export, same pairs out).
 
-    tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000] [--formats prompts,completions,trl]
+    tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
+        [--formats prompts,completions,trl]  (also: trl_chat, arena)
+
+Besides wall-clock seconds it prints the CPU seconds of the server's worker and of PostgreSQL
+for each import: on a shared machine they are the steadier figures.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import json
 import os
 import random
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from serving import ROOT, PeakMemory, Server, api_key, mib, setup_django
 
@@ -62,8 +68,89 @@ HH_FILE = next(
 )
 
 
+# Titles of PostgreSQL's own processes; every other child of the postmaster serves a client.
+BACKGROUND_WORKERS = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum",
+    "logical replication",
+    "archiver",
+    "stats collector",
+)
+
+
+class CpuUse:
+    """CPU seconds (user + system) that the gunicorn worker and the PostgreSQL cluster spend while
+    the block runs: on a shared machine wall-clock is noisy, CPU much less so. PostgreSQL's
+    processes are sampled every 50 ms, so a backend that exits (a connection past CONN_MAX_AGE
+    closes at the end of its request) still counts, less its last few milliseconds; client
+    backends (the server's queries) are told apart from background work (autovacuum, WAL)."""
+
+    def __init__(self, worker_pid: int, database_port: int):
+        import psutil
+
+        self.worker = psutil.Process(worker_pid)
+        self.postmaster = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"]
+            and p.info["cmdline"][0].endswith("postgres")
+            and f"-p {database_port}" in " ".join(p.info["cmdline"])
+        )
+        self.latest: dict[int, tuple[bool, float]] = {}  # pid -> (is a client backend, CPU s)
+
+    @staticmethod
+    def seconds(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def sample(self) -> None:
+        for process in self.postmaster.children():
+            try:
+                title = " ".join(process.cmdline())
+                is_client = not any(worker in title for worker in BACKGROUND_WORKERS)
+                self.latest[process.pid] = (is_client, self.seconds(process))
+            except Exception:  # noqa: BLE001, S112 - it exited between listing and reading
+                continue
+
+    def watch(self) -> None:
+        while self.running:
+            self.sample()
+            time.sleep(0.05)
+
+    def __enter__(self) -> CpuUse:
+        self.worker_start = self.seconds(self.worker)
+        self.sample()
+        self.start = dict(self.latest)
+        self.running = True
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        self.thread.join()
+        self.sample()
+        self.worker_cpu = self.seconds(self.worker) - self.worker_start
+        used = {True: 0.0, False: 0.0}
+        for pid, (is_client, seconds) in self.latest.items():
+            used[is_client] += seconds - self.start.get(pid, (is_client, 0.0))[1]
+        self.postgres_cpu, self.background_cpu = used[True], used[False]
+
+    def __str__(self) -> str:
+        return (
+            f"CPU: server {self.worker_cpu:.2f} s, PostgreSQL {self.postgres_cpu:.2f} s "
+            f"(+ {self.background_cpu:.2f} s background)"
+        )
+
+
 def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+# Benchmark files whose import format is not their name: TRL conversational (message lists).
+IMPORT_FORMAT = {"trl_chat": "trl"}
 
 
 def record(format: str, n: int, rng: random.Random) -> dict:
@@ -72,6 +159,21 @@ def record(format: str, n: int, rng: random.Random) -> dict:
         return {"prompt": prompt, "metadata": {"source": "benchmark", "n": n}}
     if format == "completions":
         return {"prompt": prompt, "completion": sentence(rng, 40), "model": f"model-{n % 4}"}
+    if format == "trl_chat":
+        return {
+            "prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": sentence(rng, 40)}],
+            "rejected": [{"role": "assistant", "content": sentence(rng, 35)}],
+        }
+    if format == "arena":
+        return {
+            "model_a": f"model-{n % 4}",
+            "model_b": f"model-{(n + 1) % 4}",
+            "winner": rng.choice(("model_a", "model_b", "tie", "tie (bothbad)")),
+            "prompt": prompt,
+            "response_a": sentence(rng, 40),
+            "response_b": sentence(rng, 35),
+        }
     return {"prompt": prompt, "chosen": sentence(rng, 40), "rejected": sentence(rng, 35)}
 
 
@@ -117,18 +219,35 @@ def main() -> None:
     setup_django()
     from feedback import services
 
+    database_port = urlparse(os.environ["DATABASE_URL"]).port
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with Server() as server:
+        # A first request loads the URLconf (scipy and friends, seconds of CPU) and the import
+        # code; a serving worker has done that long before, so keep it out of the figures.
+        project = services.create_project(name=f"import benchmark warm-up {time.time():.0f}")
+        file = write_file("prompts", 10)
+        try:
+            post_file(
+                server.port,
+                f"/api/v1/projects/{project.pk}/imports/?import_format=prompts",
+                api_key("import-benchmark-warm-up", project.pk),
+                file,
+            )
+        finally:
+            file.unlink()
         for format in args.formats.split(","):
             project = services.create_project(name=f"import benchmark {format} {time.time():.0f}")
             key = api_key(f"import-benchmark-{format}", project.pk)
             file = write_file(format, args.lines)
             size = file.stat().st_size
             try:
-                with PeakMemory(server.worker_pid()) as memory:
+                with (
+                    PeakMemory(server.worker_pid()) as memory,
+                    CpuUse(server.worker_pid(), database_port) as cpu,
+                ):
                     status, payload, seconds = post_file(
                         server.port,
-                        f"/api/v1/projects/{project.pk}/imports/?import_format={format}",
+                        f"/api/v1/projects/{project.pk}/imports/?import_format={IMPORT_FORMAT.get(format, format)}",
                         key,
                         file,
                     )
@@ -139,18 +258,20 @@ def main() -> None:
             print(
                 f"import {format:12s}: {args.lines:,} lines ({mib(size)}) "
                 f"in {seconds:.2f} s = {args.lines / seconds:,.0f} lines/s; created {payload['created']}; "
+                f"{cpu}; "
                 f"worker RSS peak {mib(memory.peak)}"
             )
         if HH_FILE is not None:
             project = services.create_project(name=f"import benchmark hh {time.time():.0f}")
             key = api_key("import-benchmark-hh", project.pk)
-            status, payload, seconds = post_file(
-                server.port,
-                f"/api/v1/projects/{project.pk}/imports/?import_format=hh",
-                key,
-                HH_FILE,
-                "gzip",
-            )
+            with CpuUse(server.worker_pid(), database_port) as cpu:
+                status, payload, seconds = post_file(
+                    server.port,
+                    f"/api/v1/projects/{project.pk}/imports/?import_format=hh",
+                    key,
+                    HH_FILE,
+                    "gzip",
+                )
             if status != 201:
                 raise RuntimeError(f"hh: {status} {str(payload)[:500]}")
             started = time.perf_counter()
@@ -162,7 +283,7 @@ def main() -> None:
                 originals = [json.loads(line) for line in handle]
             same = [json.loads(line) for line in exported] == originals
             print(
-                f"HH round trip: {payload['lines']:,} lines imported in {seconds:.2f} s, exported in "
+                f"HH round trip: {payload['lines']:,} lines imported in {seconds:.2f} s ({cpu}), exported in "
                 f"{export_seconds:.2f} s; same pairs out: {same}"
             )
             if not same:

@@ -20,11 +20,11 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
@@ -124,9 +124,10 @@ def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, i
             )
             continue
         try:
-            # Decoding first skips json's encoding sniffing of bytes, a few percent of the parse.
-            record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        except (ValueError, UnicodeDecodeError) as error:
+            # orjson parses a line in a fifth of json's time, and refuses what JSON does not
+            # allow (NaN, lone surrogates) that json.loads takes, and that could not be stored.
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
             errors.append(f"line {number}: not valid JSON ({error}).")
             continue
         if not isinstance(record, dict):
@@ -197,7 +198,8 @@ def import_jsonl(
 
 
 def dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON text for a json column (compact, UTF-8): orjson is ten times json.dumps here."""
+    return orjson.dumps(value).decode()
 
 
 class ImportWriter:
@@ -216,13 +218,14 @@ class ImportWriter:
     def known_prompt_ids(self, hashes: list[str]) -> dict[str, int]:
         """Ids of the project's prompts with these content hashes."""
         if is_postgresql():
-            # One array parameter: Django's IN with thousands of placeholders spends seconds
-            # building and splitting the SQL.
+            # One text parameter split in the database: Django's IN with thousands of
+            # placeholders spends seconds building the SQL, and psycopg adapting a list of 100k
+            # strings as an array takes half a second; hex hashes hold no separator.
             with connection.cursor() as cursor:
                 cursor.execute(
                     f'SELECT content_hash, id FROM "{Prompt._meta.db_table}" '  # noqa: S608 - ours
-                    "WHERE project_id = %s AND content_hash = ANY(%s)",
-                    [self.project.pk, hashes],
+                    "WHERE project_id = %s AND content_hash = ANY(string_to_array(%s, ','))",
+                    [self.project.pk, ",".join(hashes)],
                 )
                 return dict(cursor.fetchall())
         known: dict[str, int] = {}
@@ -245,6 +248,25 @@ class ImportWriter:
         ids = reserve_ids(Prompt, len(fresh))
         known.update(zip(fresh, ids, strict=True))
         batch_id, project_id, now = self.batch.pk, self.project.pk, self.now
+
+        def prompt_rows():
+            # Written in hash order (ids stay in file order): the unique (project, content_hash)
+            # index then grows at one end instead of at random pages, a third of the COPY's
+            # cost. Sorting the hashes alone: sorting (hash, record) pairs is five times slower.
+            for h in sorted(fresh):
+                p = fresh[h]
+                yield (
+                    known[h],
+                    project_id,
+                    p.text,
+                    None if p.messages is None else dumps(p.messages),
+                    h,
+                    dumps(p.metadata),
+                    p.split,
+                    batch_id,
+                    now,
+                )
+
         insert_rows(
             Prompt,
             (
@@ -258,20 +280,7 @@ class ImportWriter:
                 "import_batch_id",
                 "created_at",
             ),
-            (
-                (
-                    known[h],
-                    project_id,
-                    p.text,
-                    None if p.messages is None else dumps(p.messages),
-                    h,
-                    dumps(p.metadata),
-                    p.split,
-                    batch_id,
-                    now,
-                )
-                for h, p in fresh.items()
-            ),
+            prompt_rows(),
         )
         self.count("prompts", len(fresh))
         return [known[p.content_hash] for p in prompts]
