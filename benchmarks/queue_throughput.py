@@ -18,8 +18,6 @@ with the targets, met or not.
 Run it against a throwaway PostgreSQL (the database is filled from scratch):
     tests/services.sh .venv/bin/python benchmarks/queue_throughput.py
 Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (gunicorn).
-DJANGO_SETTINGS_MODULE=benchmarks.queue_tuned_settings measures with server-side binding (see
-that module).
 """
 
 import argparse
