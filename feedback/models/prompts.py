@@ -146,6 +146,7 @@ class Completion(models.Model):
         on_delete=models.PROTECT,
         related_name="completions",
         help_text="Empty for outputs imported without a known model.",
+        db_index=False,  # the (model_version, prompt) index below serves it
     )
     text = models.TextField()
     generation_settings = models.JSONField(default=dict, blank=True)
