@@ -240,6 +240,20 @@ def test_nul_characters_are_refused_by_line(project):
     ]
 
 
+def test_json_that_python_allows_but_json_does_not_is_refused_by_line(project):
+    # NaN and a lone surrogate parse with json.loads, but neither is JSON nor storable.
+    lines = [
+        b'{"prompt": "fine"}',
+        b'{"prompt": "x", "metadata": {"n": NaN}}',
+        b'{"prompt": "\\ud800"}',
+    ]
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines)
+    assert [d.split(":")[0] for d in refused.value.details] == ["line 2", "line 3"]
+    assert all("not valid JSON" in d for d in refused.value.details)
+    assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
+
+
 def test_stream_lines_splits_across_blocks():
     import io
 
