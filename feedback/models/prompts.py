@@ -31,7 +31,12 @@ class PromptSplit(models.TextChoices):
 class Prompt(models.Model):
     """A prompt: plain `text`, or a chat as `messages` ([{"role", "content"}, ...])."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    project = models.ForeignKey(
+        Project,
+        on_delete=models.CASCADE,
+        related_name="prompts",
+        db_index=False,  # the unique (project, content_hash) index serves it
+    )
     text = models.TextField(blank=True)
     messages = models.JSONField(null=True, blank=True)
     content_hash = models.CharField(
