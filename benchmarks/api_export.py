@@ -1,7 +1,12 @@
 """Export benchmark: N preference pairs (default 1,000,000) streamed as JSONL through the API of a
-real gunicorn server; prints rows per second and the server worker's peak resident memory.
+real gunicorn server; prints rows per second, the time to the first byte, CPU seconds per million
+rows of the server worker and of PostgreSQL, and the worker's peak resident memory.
 
     tests/services.sh .venv/bin/python benchmarks/api_export.py [--pairs 1000000]
+        [--variants standard conversational hh standard+margin] [--repeat 1]
+
+CPU seconds are the figure to compare on a shared machine: wall-clock rates move with whatever
+else runs. Variants run one after another against the same server and data.
 
 Setup writes prompts, completions and pairs with INSERT ... SELECT over generate_series (the
 export reads only those tables), four completions and four pairs per prompt.
@@ -11,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import threading
 import time
 
+import psutil
 from serving import PeakMemory, Server, api_key, mib, setup_django
 
 COMPLETIONS_PER_PROMPT = 4
@@ -96,33 +103,107 @@ def download(port: int, path: str, key: str) -> tuple[int, int, float, float]:
     return rows, size, first or 0.0, time.perf_counter() - started
 
 
+class CpuSeconds:
+    """User + system CPU seconds that processes spend while the block runs. For PostgreSQL: every
+    backend of the server (the one serving the export is among them), sampled every 50 ms so that
+    a backend which exits meanwhile still counts."""
+
+    def __init__(self, processes):
+        self.processes = processes  # a callable returning the processes to watch
+        self.seen: dict[int, tuple[float, float]] = {}
+        self.running = False
+
+    def __enter__(self) -> CpuSeconds:
+        self.sample()
+        self.running = True
+        self.thread = threading.Thread(target=self.sample_while_running, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        self.thread.join()
+        self.sample()
+
+    def sample_while_running(self) -> None:
+        while self.running:
+            self.sample()
+            time.sleep(0.05)
+
+    def sample(self) -> None:
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total = times.user + times.system
+            start = self.seen.get(process.pid, (total, total))[0]
+            self.seen[process.pid] = (start, total)
+
+    @property
+    def seconds(self) -> float:
+        return sum(last - start for start, last in self.seen.values())
+
+
+def postgres_processes():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        postmaster = psutil.Process(cursor.fetchone()[0]).parent()
+    return lambda: postmaster.children()
+
+
+def export_variant(server: Server, key: str, project_id: int, variant: str, postgres) -> None:
+    style, _, margin = variant.partition("+")
+    path = (
+        f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={style}"
+        f"&margin={'true' if margin else 'false'}"
+    )
+    worker = psutil.Process(server.worker_pid())
+    with (
+        CpuSeconds(lambda: [worker]) as server_cpu,
+        CpuSeconds(postgres) as postgres_cpu,
+        PeakMemory(worker.pid) as memory,
+    ):
+        rows, size, first_byte, seconds = download(server.port, path, key)
+    from feedback.models import ExportSnapshot
+
+    snapshot = ExportSnapshot.objects.filter(project_id=project_id).order_by("-pk").first()
+    per_million = 1e6 / max(rows, 1)
+    print(
+        f"{variant}: {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s = "
+        f"{rows / seconds:,.0f} rows/s, first byte after {first_byte:.2f} s; CPU per million rows: "
+        f"server {server_cpu.seconds * per_million:.2f} s, PostgreSQL "
+        f"{postgres_cpu.seconds * per_million:.2f} s; worker RSS {mib(memory.start)} before, "
+        f"{mib(memory.peak)} peak (+{mib(memory.peak - memory.start)}); snapshot "
+        f"#{snapshot.pk} {snapshot.status}, {snapshot.row_count:,} rows, "
+        f"sha256 {snapshot.content_hash[:12]}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=1_000_000)
-    parser.add_argument("--style", default="standard", choices=["standard", "conversational", "hh"])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["standard"],
+        help="pair styles (standard, conversational, hh), each optionally +margin",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     setup_django()
     project_id = create_pairs(args.pairs)
     key = api_key("export-benchmark", project_id, role="reviewer")
-    path = f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={args.style}"
+    postgres = postgres_processes()
     with Server() as server:
-        download(server.port, path + "&up_to_id=0", key)  # warm up: imports, connection
-        with PeakMemory(server.worker_pid()) as memory:
-            rows, size, first_byte, seconds = download(server.port, path, key)
-    from feedback.models import ExportSnapshot
-
-    snapshot = ExportSnapshot.objects.filter(project_id=project_id).order_by("-pk").first()
-    print(
-        f"export ({args.style}, JSONL via gunicorn): {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s "
-        f"= {rows / seconds:,.0f} rows/s (first byte after {first_byte:.2f} s)"
-    )
-    print(
-        f"server worker RSS: {mib(memory.start)} before, {mib(memory.peak)} peak "
-        f"(+{mib(memory.peak - memory.start)})"
-    )
-    print(
-        f"snapshot #{snapshot.pk}: {snapshot.status}, {snapshot.row_count:,} rows, sha256 {snapshot.content_hash[:16]}…"
-    )
+        # Warm up: imports, the database connection.
+        download(server.port, f"/api/v1/projects/{project_id}/exports/pairs/?up_to_id=0", key)
+        for _ in range(args.repeat):
+            for variant in args.variants:
+                export_variant(server, key, project_id, variant, postgres)
 
 
 if __name__ == "__main__":

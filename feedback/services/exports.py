@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from json.encoder import encode_basestring as quote
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
@@ -48,7 +48,7 @@ from feedback.errors import ServiceError
 from feedback.formats import prompt_as_messages, prompt_as_text, render_hh_prompt
 from feedback.models import ExportSnapshot, Judgment, PreferencePair, Project, TaskItem
 from feedback.models.exports import ExportKind, ExportStatus
-from feedback.services.export_sql import copy_pair_rows
+from feedback.services.export_sql import stream_pair_rows
 from feedback.services.imports import IMPORT_POLICY
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ FORMATS = ("jsonl", "parquet")
 PAIR_STYLES = ("standard", "conversational", "hh")
 CHUNK_ROWS = 2000  # rows per database fetch and per streamed chunk
 ROW_GROUP_ROWS = 20_000  # rows per Parquet row group: bounds memory while writing
-PROMPT_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -209,33 +208,47 @@ def judgments_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Ju
 
 
 def pair_rows(project_id: int, filters: ExportFilters) -> Iterator[tuple]:
-    """(prompt_id, prompt text, prompt messages as JSON text, chosen, rejected, margin) per pair,
-    in id order: one streamed COPY on PostgreSQL (feedback/services/export_sql.py), the ORM
-    elsewhere."""
+    """(prompt_id, prompt, texts, chosen_id, rejected_id, margin, chosen, rejected) per pair, in
+    id order. `prompt` is (text, messages as JSON text or None) on the first pair of a run of
+    pairs on one prompt, None on the others; `texts` ({completion id: text}) comes with it and
+    holds completions of the run's prompt; `chosen`/`rejected` are None when `texts` has them.
+    One streamed query on PostgreSQL (feedback/services/export_sql.py), the ORM elsewhere."""
     pairs = pairs_for_export(project_id, filters)
-    if can_copy_rows():
+    if can_stream_rows():
         try:
             sql, params = pairs.values(
                 "id", "prompt_id", "chosen_id", "rejected_id", "margin"
             ).query.sql_with_params()
         except EmptyResultSet:  # e.g. a judgment filter that no pair matches
             return iter(())
-        return copy_pair_rows(sql, list(params))
-    return (
+        return stream_pair_rows(sql, list(params))
+    return orm_pair_rows(pairs)
+
+
+def orm_pair_rows(pairs: QuerySet[PreferencePair]) -> Iterator[tuple]:
+    rows = (
         pairs.annotate(prompt_messages=Cast("prompt__messages", TextField()))
         .values_list(
             "prompt_id",
             "prompt__text",
             "prompt_messages",
+            "chosen_id",
+            "rejected_id",
+            "margin",
             "chosen__text",
             "rejected__text",
-            "margin",
         )
         .iterator(chunk_size=CHUNK_ROWS)
     )
+    previous = None
+    for prompt_id, text, messages, chosen_id, rejected_id, margin, chosen, rejected in rows:
+        is_new = prompt_id != previous
+        previous = prompt_id
+        prompt, texts = ((text, messages), {}) if is_new else (None, None)
+        yield prompt_id, prompt, texts, chosen_id, rejected_id, margin, chosen, rejected
 
 
-def can_copy_rows() -> bool:
+def can_stream_rows() -> bool:
     return connection.vendor == "postgresql"
 
 
@@ -247,53 +260,92 @@ def compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class PromptCache:
-    """Encoded prompts by id, bounded so memory stays flat however many prompts stream past."""
-
-    def __init__(self, encode):
-        self.encode = encode
-        self.entries: dict[int, object] = {}
-
-    def get(self, prompt_id: int, text: str, messages_json: str | None) -> object:
-        value = self.entries.get(prompt_id)
-        if value is None:
-            if len(self.entries) >= PROMPT_CACHE_SIZE:
-                self.entries.clear()
-            value = self.entries[prompt_id] = self.encode(text, messages_of(messages_json))
-        return value
+# A JSONL pair line is head + answer(chosen) + MIDDLE + answer(rejected) + CLOSE + margin + "}\n":
+# the head and the answer encoder depend on the prompt only, so each run of pairs on one prompt
+# builds them once, and each completion text is escaped and encoded once per run, not per line.
+# orjson.dumps of a string gives the bytes of json.dumps(ensure_ascii=False) (the same escapes)
+# at a fifth of the cost of encode_basestring + str.encode.
+Answer = Callable[[str], bytes]
 
 
-def pair_lines(rows, style: str, margin: bool) -> Iterator[str]:
-    """JSONL lines for pair rows, built by hand: json.dumps per row would dominate the export."""
-    tail = (lambda m: f',"margin":{m!r}}}\n') if margin else (lambda m: "}\n")
-    if style == "standard":
-        prompts = PromptCache(
-            lambda text, messages: '{"prompt":' + quote(prompt_as_text(text, messages))
+def standard_prompt(text: str, messages: list | None) -> tuple[bytes, Answer]:
+    head = b'{"prompt":' + orjson.dumps(prompt_as_text(text, messages)) + b',"chosen":'
+    if messages is None:
+        return head, orjson.dumps
+    # A chat prompt ends in the assistant cue: prompt + chosen reads as the whole conversation.
+    return head, lambda answer: orjson.dumps(" " + answer)
+
+
+def conversational_prompt(text: str, messages: list | None) -> tuple[bytes, Answer]:
+    head = (
+        '{"prompt":' + compact(prompt_as_messages(text, messages)) + ',"chosen":'
+        '[{"role":"assistant","content":'
+    )
+    return head.encode(), orjson.dumps
+
+
+def hh_prompt(text: str, messages: list | None) -> tuple[bytes, Answer]:
+    transcript = render_hh_prompt(text, messages) + "\n\nAssistant: "
+    return b'{"chosen":', lambda answer: orjson.dumps(transcript + answer)
+
+
+PAIR_PROMPTS = {
+    "standard": standard_prompt,
+    "conversational": conversational_prompt,
+    "hh": hh_prompt,
+}
+MIDDLE = {
+    "standard": b',"rejected":',
+    "conversational": b'}],"rejected":[{"role":"assistant","content":',
+    "hh": b',"rejected":',
+}
+CLOSE = {"standard": b"", "conversational": b"}]", "hh": b""}
+MARGIN_CACHE_SIZE = 4096
+
+
+def pair_jsonl_chunks(
+    rows: Iterator[tuple], style: str, margin: bool
+) -> Iterator[tuple[bytes, int]]:
+    """(bytes, rows) chunks of JSONL lines for pair_rows, joined from byte pieces: per-line
+    json.dumps, or even escaping each text per line, would dominate the export."""
+    start_run = PAIR_PROMPTS[style]
+    middle, close = MIDDLE[style], CLOSE[style]
+    plain_end = close + b"}\n"
+    ends: dict[float, bytes] = {}  # line endings by margin, bounded so memory stays flat
+    lines: list[bytes] = []
+    join = b"".join  # one join per line: 4x cheaper than joining five pieces per line per chunk
+    for _, prompt, texts, chosen_id, rejected_id, pair_margin, chosen, rejected in rows:
+        if prompt is not None:
+            head, answer = start_run(prompt[0], messages_of(prompt[1]))
+            answers = {completion_id: answer(text) for completion_id, text in texts.items()}
+        first = answers[chosen_id] if chosen is None else answer(chosen)
+        second = answers[rejected_id] if rejected is None else answer(rejected)
+        end = plain_end
+        if margin:
+            end = ends.get(pair_margin)
+            if end is None:
+                if len(ends) >= MARGIN_CACHE_SIZE:
+                    ends.clear()
+                end = ends[pair_margin] = close + f',"margin":{pair_margin!r}}}\n'.encode()
+        lines.append(join((head, first, middle, second, end)))
+        if len(lines) >= CHUNK_ROWS:
+            yield join(lines), len(lines)
+            lines.clear()
+    if lines:
+        yield join(lines), len(lines)
+
+
+def pairs_with_texts(rows: Iterator[tuple]) -> Iterator[tuple]:
+    """(prompt text, prompt messages as JSON text, chosen, rejected, margin) per pair_rows row."""
+    for _, prompt, texts, chosen_id, rejected_id, margin, chosen, rejected in rows:
+        if prompt is not None:
+            run_prompt, run_texts = prompt, texts
+        yield (
+            *run_prompt,
+            run_texts[chosen_id] if chosen is None else chosen,
+            run_texts[rejected_id] if rejected is None else rejected,
+            margin,
         )
-        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
-            head = prompts.get(prompt_id, text, messages)
-            space = "" if messages is None else " "
-            yield (
-                f'{head},"chosen":{quote(space + chosen)},"rejected":{quote(space + rejected)}'
-                f"{tail(pair_margin)}"
-            )
-    elif style == "conversational":
-        prompts = PromptCache(
-            lambda text, messages: '{"prompt":' + compact(prompt_as_messages(text, messages))
-        )
-        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
-            head = prompts.get(prompt_id, text, messages)
-            yield (
-                f'{head},"chosen":[{{"role":"assistant","content":{quote(chosen)}}}],'
-                f'"rejected":[{{"role":"assistant","content":{quote(rejected)}}}]{tail(pair_margin)}'
-            )
-    else:
-        prompts = PromptCache(
-            lambda text, messages: render_hh_prompt(text, messages) + "\n\nAssistant: "
-        )
-        for prompt_id, text, messages, chosen, rejected, pair_margin in rows:
-            head = prompts.get(prompt_id, text, messages)
-            yield f'{{"chosen":{quote(head + chosen)},"rejected":{quote(head + rejected)}{tail(pair_margin)}'
 
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -316,7 +368,7 @@ def pair_schema(style: str, margin: bool) -> pa.Schema:
 
 
 def pair_record(row, style: str, margin: bool) -> dict:
-    _, text, messages_json, chosen, rejected, pair_margin = row
+    text, messages_json, chosen, rejected, pair_margin = row
     messages = messages_of(messages_json)
     if style == "standard":
         space = "" if messages is None else " "
@@ -525,8 +577,10 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
     if request.kind == ExportKind.PAIRS:
         rows = pair_rows(request.project_id, pinned)
         if request.format == "jsonl":
-            return jsonl_chunks(pair_lines(rows, request.style, request.margin))
-        records = (pair_record(row, request.style, request.margin) for row in rows)
+            return pair_jsonl_chunks(rows, request.style, request.margin)
+        records = (
+            pair_record(row, request.style, request.margin) for row in pairs_with_texts(rows)
+        )
         return parquet_chunks(records, pair_schema(request.style, request.margin))
     if request.kind == ExportKind.JUDGMENTS:
         records = judgment_records(judgments_for_export(request.project_id, pinned))

@@ -15,6 +15,7 @@ from feedback.models import ExportSnapshot, PreferencePair
 from feedback.services.exports import (
     ExportFilters,
     ExportRequest,
+    can_stream_rows,
     export_pairs_to_file,
     materialise_snapshot,
     start_export,
@@ -136,7 +137,7 @@ def judged_project(project, make_member):
             pair, _ = PreferencePair.objects.get_or_create(
                 project=project, prompt=prompt, chosen=chosen, rejected=rejected, policy="test"
             )
-            pair.judgments.add(judgment)
+            pair.judgments.add(judgment.pk)
     return left, right, ann1, ann2
 
 
@@ -316,14 +317,49 @@ def test_copied_rows_give_the_same_bytes_as_the_orm_path(project, monkeypatch):
     )
     for style in ("standard", "conversational", "hh"):
         copied, _ = run(project, style=style, margin=True)
-        monkeypatch.setattr("feedback.services.exports.can_copy_rows", lambda: False)
+        monkeypatch.setattr("feedback.services.exports.can_stream_rows", lambda: False)
         through_orm, _ = run(project, style=style, margin=True)
         monkeypatch.undo()
         assert copied == through_orm
         assert len(lines_of(copied)) == len(rows)
+        # Byte for byte what json.dumps writes (escapes, margins such as 1e+17, separators).
+        for line in copied.decode().split("\n")[:-1]:
+            assert line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
         if style == "standard":
             assert lines_of(copied)[2] == rows[2] and lines_of(copied)[-1] == rows[-1]
         first = lines_of(copied)[0]["chosen"]
         if style == "conversational":
             first = first[0]["content"]
         assert first.endswith(tricky + " yes")
+
+
+def test_streamed_pairs_take_texts_from_other_prompts_and_big_prompts(project, monkeypatch):
+    """The fast path sends a prompt's completions once per run of its pairs; a pair whose
+    completion belongs to another prompt, or whose prompt has too many completions to send up
+    front, still gets its own texts."""
+    monkeypatch.setattr("feedback.services.export_sql.RUN_COMPLETIONS", 2)
+    big = services.create_prompt(project_id=project.pk, text="big")
+    small = services.create_prompt(project_id=project.pk, text="small")
+    b1, b2, b3 = (
+        services.create_completion(prompt_id=big.pk, text=f"big {n}") for n in range(1, 4)
+    )
+    s1, s2 = (services.create_completion(prompt_id=small.pk, text=f"small {n}") for n in (1, 2))
+    pairs = [(small, s1, s2), (small, s2, b1), (big, b1, b2), (big, b3, s1), (small, s1, s2)]
+    for n, (prompt, chosen, rejected) in enumerate(pairs):
+        PreferencePair.objects.create(
+            project=project, prompt=prompt, chosen=chosen, rejected=rejected, policy=f"p{n}"
+        )
+    expected = [
+        {"prompt": prompt.text, "chosen": chosen.text, "rejected": rejected.text}
+        for prompt, chosen, rejected in pairs
+    ]
+    for style in ("standard", "conversational", "hh"):
+        streamed, _ = run(project, style=style)
+        monkeypatch.setattr("feedback.services.exports.can_stream_rows", lambda: False)
+        through_orm, _ = run(project, style=style)
+        monkeypatch.setattr("feedback.services.exports.can_stream_rows", can_stream_rows)
+        assert streamed == through_orm
+        if style == "standard":
+            assert lines_of(streamed) == expected
+    parquet, _ = run(project, format="parquet")
+    assert pq.read_table(io.BytesIO(parquet)).to_pylist() == expected
