@@ -290,3 +290,4 @@ def record_in_one_statement(judgment: Judgment, assignment_id: int, now) -> None
         cursor.execute(sql, params)
         judgment.pk = cursor.fetchone()[0]
     judgment._state.adding = False
+    judgment._state.db = connection.alias  # as save() leaves it, so related managers accept it

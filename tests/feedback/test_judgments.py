@@ -3,7 +3,7 @@
 import pytest
 
 from feedback.errors import ServiceError
-from feedback.models import Judgment
+from feedback.models import Judgment, PreferencePair
 from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +175,26 @@ def test_a_key_reused_on_another_task_is_a_conflict(project, make_member, make_t
     assert error.value.code == "conflict"
     assert Judgment.objects.count() == 1
     assert second.assignments.get().status == "leased"
+
+
+def test_the_returned_judgment_works_as_a_stored_instance(project, make_member, make_task):
+    """Callers attach the judgment to pairs and adjudications: it must be a saved instance."""
+    make_task()
+    annotator = make_member()
+    task = lease(annotator, project)
+    judgment = submit_judgment(
+        annotator_id=annotator.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="b", idempotency_key="stored"),
+    )
+    item_ids = [item.completion_id for item in task.items.order_by("position")]
+    pair = PreferencePair.objects.create(
+        project=project,
+        prompt=task.prompt,
+        chosen_id=item_ids[1],
+        rejected_id=item_ids[0],
+        policy="test",
+    )
+    pair.judgments.add(judgment)
+    assert list(pair.judgments.all()) == [judgment]
+    assert judgment.task.project == project
