@@ -191,7 +191,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(port: int, workers: int, threads: int, worker_class: str) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -202,7 +202,7 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
+        worker_class,
         "--threads",
         str(threads),
         "--keep-alive",
@@ -433,10 +433,11 @@ def through_server(args, project, users, confirmed: dict[int, int]) -> dict[int,
     """Phase 2: clients against gunicorn; returns figures per client count."""
     port = args.port or free_port()
     print(
-        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, gthread), "
+        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, "
+        f"{args.worker_class}), "
         f"JSON submit-and-next, {args.seconds:.0f} s per client count"
     )
-    server = start_server(port, args.workers, args.threads)
+    server = start_server(port, args.workers, args.threads, args.worker_class)
     results = {}
     try:
         offset = 0
@@ -492,6 +493,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn's: gthread or sync")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     if connection.vendor != "postgresql":
