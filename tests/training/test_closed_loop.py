@@ -5,7 +5,10 @@ same services people use. From one tiny base, two DPO rounds and two PPO rounds 
 version must win clearly against the base as that annotator judges it, with KL to the base bounded.
 """
 
+import os
+
 import pytest
+import torch
 
 from feedback import services
 from feedback.models import Judgment, ModelVersion, PromptSet
@@ -20,6 +23,8 @@ from training.models import AlignmentRound
 pytestmark = pytest.mark.slow
 
 WORD = "apple"
+# Seeds every training run and the comparison's sampling; set CLOSED_LOOP_SEED to try others.
+SEED = int(os.environ.get("CLOSED_LOOP_SEED", "0"))
 GENERATION = {"max_new_tokens": 20, "temperature": 1.0}
 LORA = {"rank": 8, "alpha": 16, "dropout": 0.0}
 HYPERPARAMETERS = {
@@ -33,6 +38,7 @@ HYPERPARAMETERS = {
             "max_length": 64,
             "lora": LORA,
             "checkpoint_every": 1000,
+            "seed": SEED,
         },
     },
     "ppo": {
@@ -45,21 +51,38 @@ HYPERPARAMETERS = {
             "lora": LORA,
             "eval_fraction": 0.1,
             "checkpoint_every": 1000,
+            "seed": SEED,
         },
         "ppo": {
             "learning_rate": 3e-3,
             "total_steps": 60,
             "prompts_per_step": 16,
             "ppo_epochs": 4,
-            "num_minibatches": 2,
-            "kl_coef": 0.1,
+            # Four minibatches: twice the updates per rollout for the same forward/backward work.
+            "num_minibatches": 4,
+            # At 0.1 the policy drifts into subject-less fragments ("ants a g ap ...") that the
+            # reward model never saw; 0.3 keeps it nearer its parent and still saturates the reward.
+            "kl_coef": 0.3,
             "max_length": 64,
             "lora": LORA,
             "checkpoint_every": 1000,
-            "generation": {"max_new_tokens": 16, "temperature": 1.0, "num_samples": 1},
+            "seed": SEED,
+            # As long as the samples annotators judged: with 16 tokens a two-clause sentence never
+            # ends, and the missing-EOS penalty then rewards cutting sentences short.
+            "generation": {"max_new_tokens": 20, "temperature": 1.0, "num_samples": 1},
         },
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from threads, and OpenMP threads spin when other processes share
+    the cores (measured on a busy 2-core machine: 5x the CPU time with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -90,8 +113,10 @@ def run_round(round_: AlignmentRound, queue: list[int], annotator_id: int) -> Al
 
 
 def compare_with_base(project, new: ModelVersion, base: ModelVersion, prompts, annotator_id: int):
-    """(win rate, KL to base): pairwise tasks new-vs-base on held-out prompts, judged by the
-    simulated annotator, and the mean per-sequence KL(new || base) on the new version's samples."""
+    """(win rate, KL to base, shares mentioning WORD): pairwise tasks new-vs-base on held-out
+    prompts, judged by the simulated annotator; the mean per-sequence KL(new || base) on the new
+    version's samples; and the share of each version's samples that mention WORD."""
+    torch.manual_seed(SEED)
     settings = GenerationSettings(num_samples=8, **GENERATION)
     policies = {v.pk: load_policy(v.base_model, v.adapter_path or None) for v in (new, base)}
     samples = {
@@ -103,8 +128,11 @@ def compare_with_base(project, new: ModelVersion, base: ModelVersion, prompts, a
     on_new = sequence_logprobs(policies[new.pk].model, samples[new.pk])
     on_base = sequence_logprobs(policies[base.pk].model, samples[new.pk])
     kl = float((on_new - on_base).mean())
+    shares = {}
     for pk, generations in samples.items():
-        share = sum(WORD in text for text in generations.texts) / len(generations.texts)
+        share = shares[pk] = sum(WORD in text for text in generations.texts) / len(
+            generations.texts
+        )
         print(
             f"version {pk}: {share:.0%} mention {WORD!r}, {sum(generations.has_eos)} of "
             f"{len(generations.texts)} end with EOS; e.g. {generations.texts[:2]}"
@@ -120,7 +148,7 @@ def compare_with_base(project, new: ModelVersion, base: ModelVersion, prompts, a
     simulate_annotator(annotator_id=annotator_id, project_id=project.pk, prefers=prefers_word(WORD))
     judged = Judgment.objects.exclude(pk__in=before)
     score = {"a": 1.0, "tie": 0.5, "b": 0.0}
-    return sum(score[j.choice] for j in judged) / judged.count(), kl
+    return sum(score[j.choice] for j in judged) / judged.count(), kl, shares
 
 
 def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
@@ -166,8 +194,13 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     assert [r.number for r in finished] == [1, 2, 3, 4]
     assert finished[2].reward_model.method == "reward_model"
     assert finished[2].reward_model.metrics["eval_accuracy"] >= 0.7
-    rate, kl = compare_with_base(project, policy, base, held_out, annotator.pk)
-    print(f"after 2 DPO + 2 PPO rounds, against the base: win rate {rate:.2f}, KL {kl:.2f} nats")
-    # Target 0.85; seen 0.73 to 0.78 on this CPU setup. "Well above 50%" is what must hold.
-    assert rate >= 0.65
+    rate, kl, shares = compare_with_base(project, policy, base, held_out, annotator.pk)
+    print(
+        f"after 2 DPO + 2 PPO rounds (seed {SEED}), against the base: win rate {rate:.2f}, "
+        f"{WORD!r} in {shares[policy.pk]:.0%} of the newest samples and {shares[base.pk]:.0%} of "
+        f"the base's, KL to the base {kl:.2f} nats"
+    )
+    # Target 0.85, not yet reached: seen 0.81 (seeds 0 and 1; 0.73 to 0.78 before the PPO settings
+    # above). 64 comparisons give a standard error near 0.05, hence the margin.
+    assert rate >= 0.70
     assert 0 <= kl < 20.0
