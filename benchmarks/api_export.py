@@ -1,6 +1,6 @@
 """Export benchmark: N preference pairs (default 1,000,000) streamed as JSONL through the API of a
-real gunicorn server; prints rows per second, the time to the first byte, CPU seconds per million
-rows of the server worker and of PostgreSQL, and the worker's peak resident memory.
+real server (Granian, as production runs it); prints rows per second, the time to the first byte,
+CPU seconds per million rows of the server worker and of PostgreSQL, and the worker's peak resident memory.
 
     tests/services.sh .venv/bin/python benchmarks/api_export.py [--pairs 1000000]
         [--variants standard conversational hh standard+margin] [--repeat 1]

@@ -1,5 +1,5 @@
-"""Import benchmark: JSONL files of N lines (default 100,000) POSTed to the API of a real gunicorn
-server, fully validated and written in one transaction; prints seconds and lines per second for
+"""Import benchmark: JSONL files of N lines (default 100,000) POSTed to the API of a real server
+(Granian, as production runs it), fully validated and written in one transaction; prints seconds and lines per second for
 each format, and the Anthropic HH file end to end (import, export, same pairs out).
 
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
@@ -81,7 +81,7 @@ BACKGROUND_WORKERS = (
 
 
 class CpuUse:
-    """CPU seconds (user + system) that the gunicorn worker and the PostgreSQL cluster spend while
+    """CPU seconds (user + system) that the server's worker and the PostgreSQL cluster spend while
     the block runs: on a shared machine wall-clock is noisy, CPU much less so. PostgreSQL's
     processes are sampled every 50 ms, so a backend that exits (a connection past CONN_MAX_AGE
     closes at the end of its request) still counts, less its last few milliseconds; client

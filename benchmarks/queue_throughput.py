@@ -3,9 +3,9 @@
 Prints
 1. server time of the queue services, timed in-process: p50/p99 of next_task_for, of
    submit_judgment, and of the pair;
-2. judgments per second through a real gunicorn server with 8 and 16 concurrent clients (each an
-   annotator with a session cookie and a CSRF token, calling the JSON submit endpoint, which stores
-   the judgment and returns the next lease), with the server time every response reports in its
+2. judgments per second through a real server (Granian, as production runs it) with 8 and 16
+   concurrent clients (each an annotator with a session cookie and a CSRF token, calling the JSON
+   submit endpoint, which stores the judgment and returns the next lease), with the server time every response reports in its
    Server-Timing header and the latency the clients see; a share of submissions is sent twice,
    as a retrying client would;
 3. a consistency check: every judgment a client was told about is stored exactly once, retries
@@ -17,7 +17,8 @@ with the targets, met or not.
 
 Run it against a throwaway PostgreSQL (the database is filled from scratch):
     tests/services.sh .venv/bin/python benchmarks/queue_throughput.py
-Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (gunicorn).
+Options: --tasks, --annotators, --seconds (per client count), --workers and --threads (the server's
+processes, and threads running the app in each).
 """
 
 import argparse
@@ -36,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+
+from serving import server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -191,27 +194,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, workers: int, threads: int, worker_class: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        worker_class,
-        "--threads",
-        str(threads),
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-        "--backlog",
-        "256",
-    ]
+def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
+    command = server_command(port, workers, threads)
     server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ))  # SERVER_ENV is in it
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and server.poll() is None:
@@ -223,7 +207,7 @@ def start_server(port: int, workers: int, threads: int, worker_class: str) -> su
         except OSError:
             time.sleep(0.2)
     server.terminate()
-    raise RuntimeError("gunicorn did not start")
+    raise RuntimeError("the server did not start")
 
 
 def server_timing(header: str) -> dict[str, float]:
@@ -430,14 +414,13 @@ TARGET_NEXT_P99_MS = 10  # next-task alone, server time
 
 
 def through_server(args, project, users, confirmed: dict[int, int]) -> dict[int, dict]:
-    """Phase 2: clients against gunicorn; returns figures per client count."""
+    """Phase 2: clients against the server; returns figures per client count."""
     port = args.port or free_port()
     print(
-        f"\n2. Through gunicorn ({args.workers} workers x {args.threads} threads, "
-        f"{args.worker_class}), "
+        f"\n2. Through Granian ({args.workers} workers x {args.threads} threads), "
         f"JSON submit-and-next, {args.seconds:.0f} s per client count"
     )
-    server = start_server(port, args.workers, args.threads, args.worker_class)
+    server = start_server(port, args.workers, args.threads)
     results = {}
     try:
         offset = 0
@@ -493,7 +476,6 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--worker-class", default="gthread", help="gunicorn's: gthread or sync")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     if connection.vendor != "postgresql":

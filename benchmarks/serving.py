@@ -1,5 +1,5 @@
-"""Shared plumbing for the API benchmarks: Django set up against the benchmark database, a real
-gunicorn server process, and an API token. Run the benchmarks through tests/services.sh, which
+"""Shared plumbing for the benchmarks: Django set up against the benchmark database, a real
+server process as production runs it (Granian), and an API token. Run the benchmarks through tests/services.sh, which
 provides a throwaway PostgreSQL (DATABASE_URL)."""
 
 from __future__ import annotations
@@ -40,6 +40,29 @@ def setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
+def server_command(port: int, workers: int = 1, threads: int = 1) -> list[str]:
+    """Granian serving config.wsgi, as docker/ runs it: `workers` processes, each running the
+    app in `threads` threads."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--log-level",
+        "warning",
+        "config.wsgi:application",
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -47,7 +70,7 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn serving config.wsgi with one sync worker (one process to watch)."""
+    """The server with one worker process running one thread (one process to watch)."""
 
     def __init__(self):
         self.port = free_port()
@@ -56,20 +79,7 @@ class Server:
     def __enter__(self) -> Server:
         env = {**os.environ, **SERVER_ENV, "DJANGO_SETTINGS_MODULE": "config.settings"}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--timeout",
-                "600",
-                "--log-level",
-                "warning",
-            ],
+            server_command(self.port),
             cwd=ROOT,
             env=env,
         )
@@ -80,7 +90,7 @@ class Server:
                 return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start")
+        raise RuntimeError("the server did not start")
 
     def __exit__(self, *exc) -> None:
         if self.process is not None:

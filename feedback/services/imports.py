@@ -80,7 +80,7 @@ def import_user():
 
 
 def stream_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a binary stream (an upload), read a block at a time: gunicorn's readline on
+    """The lines of a binary stream (an upload), read a block at a time: a WSGI server's readline on
     a request body costs about 40 µs a line, ten times the whole read in blocks."""
     rest = b""
     while block := stream.read(block_size):
