@@ -65,7 +65,15 @@ class TaskItemInline(admin.TabularInline):
 
 @admin.register(models.AnnotationTask)
 class AnnotationTaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "mode", "status", "judgment_count", "judgments_wanted", "is_gold"]
+    list_display = [
+        "id",
+        "project",
+        "mode",
+        "status",
+        "judgment_count",
+        "judgments_wanted",
+        "is_gold",
+    ]
     list_filter = ["project", "mode", "status", "is_gold"]
     raw_id_fields = ["prompt"]
     inlines = [TaskItemInline]

@@ -122,7 +122,10 @@ def load_demo() -> tuple[Project, list[DemoLogin]]:
     project = Project.objects.filter(name=DEMO_PROJECT).first()
     if project is None:
         project = services.create_project(
-            name=DEMO_PROJECT, guidelines=GUIDELINES, modes=("pairwise", "ranking", "rating"), overlap=2
+            name=DEMO_PROJECT,
+            guidelines=GUIDELINES,
+            modes=("pairwise", "ranking", "rating"),
+            overlap=2,
         )
     logins = ensure_users(project)
     if AnnotationTask.objects.filter(project=project).exists():

@@ -28,7 +28,10 @@ class SimulationResult:
 
 def judge_task(task: AnnotationTask, prefers: Preference) -> JudgmentInput:
     """The judgment the hidden preference gives: higher score wins; equal scores tie."""
-    items = [(item.completion_id, prefers(item.completion.text)) for item in task.items.select_related("completion")]
+    items = [
+        (item.completion_id, prefers(item.completion.text))
+        for item in task.items.select_related("completion")
+    ]
     key = uuid.uuid4().hex
     if task.mode == "pairwise":
         (_, score_a), (_, score_b) = items

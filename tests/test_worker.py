@@ -17,7 +17,8 @@ def test_worker_frees_abandoned_leases(celery_worker_process, project, make_memb
     task = make_task()
     lease = next_task_for(annotator_id=make_member().pk, project_id=project.pk)
     Assignment.objects.filter(pk=lease.pk).update(
-        leased_at=timezone.now() - timedelta(hours=2), expires_at=timezone.now() - timedelta(hours=1)
+        leased_at=timezone.now() - timedelta(hours=2),
+        expires_at=timezone.now() - timedelta(hours=1),
     )
     result = release_expired_leases_task.delay(project.pk)
     assert result.id

@@ -13,6 +13,14 @@ class AlignmentRoundAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "progress", "model_version", "heartbeat_at", "created_at"]
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "model_version",
+        "heartbeat_at",
+        "created_at",
+    ]
     list_filter = ["kind", "status", "project"]
     readonly_fields = ["metrics_history", "log_tail", "artifacts", "heartbeat_at"]

@@ -43,7 +43,9 @@ def ensure_tiny_base() -> Path:
 def load_alignment_demo() -> Project:
     from training.engine.tiny import demo_prompts
 
-    project = Project.objects.filter(name=ALIGNMENT_PROJECT).first() or feedback_services.create_project(
+    project = Project.objects.filter(
+        name=ALIGNMENT_PROJECT
+    ).first() or feedback_services.create_project(
         name=ALIGNMENT_PROJECT, guidelines=GUIDELINES, modes=("pairwise", "ranking"), overlap=1
     )
     ensure_users(project)

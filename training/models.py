@@ -27,16 +27,23 @@ class RoundState(models.TextChoices):
 class AlignmentRound(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
-    policy = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_policy")
+    policy = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_policy"
+    )
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="rounds")
     method = models.CharField(max_length=8, choices=RoundMethod.choices)
     hyperparameters = models.JSONField(default=dict, blank=True)
     samples_per_prompt = models.PositiveSmallIntegerField(default=2)
-    judgments_wanted = models.PositiveIntegerField(help_text="Judgments to collect before training.")
+    judgments_wanted = models.PositiveIntegerField(
+        help_text="Judgments to collect before training."
+    )
     mix_parent_outputs = models.BooleanField(default=False)
     state = models.CharField(max_length=24, choices=RoundState.choices, default=RoundState.DRAFT)
     failed_state = models.CharField(
-        max_length=24, choices=RoundState.choices, blank=True, help_text="Where it failed or stopped."
+        max_length=24,
+        choices=RoundState.choices,
+        blank=True,
+        help_text="Where it failed or stopped.",
     )
     snapshot = models.ForeignKey(
         ExportSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="rounds"
@@ -59,10 +66,18 @@ class AlignmentRound(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="round_number_unique"),
-            models.CheckConstraint(condition=Q(state__in=RoundState.values), name="round_state_valid"),
-            models.CheckConstraint(condition=Q(method__in=RoundMethod.values), name="round_method_valid"),
-            models.CheckConstraint(condition=Q(samples_per_prompt__gte=2), name="round_two_samples"),
-            models.CheckConstraint(condition=Q(judgments_wanted__gte=1), name="round_wants_judgments"),
+            models.CheckConstraint(
+                condition=Q(state__in=RoundState.values), name="round_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(method__in=RoundMethod.values), name="round_method_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(samples_per_prompt__gte=2), name="round_two_samples"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_wanted__gte=1), name="round_wants_judgments"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -123,7 +138,9 @@ class TrainingJob(models.Model):
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="job_heartbeat_idx")]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
-            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_percent"
             ),

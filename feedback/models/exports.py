@@ -27,7 +27,9 @@ class ExportSnapshot(models.Model):
     row_count = models.PositiveBigIntegerField(default=0)
     content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the bytes.")
     path = models.CharField(max_length=1000, blank=True, help_text="Stored copy, when kept.")
-    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.RUNNING)
+    status = models.CharField(
+        max_length=16, choices=ExportStatus.choices, default=ExportStatus.RUNNING
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -37,7 +39,9 @@ class ExportSnapshot(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=ExportKind.values), name="export_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=ExportKind.values), name="export_kind_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=ExportStatus.values), name="export_status_valid"
             ),

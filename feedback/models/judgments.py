@@ -37,8 +37,9 @@ class Judgment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
     )
     kind = models.CharField(max_length=16, choices=JudgmentMode.choices)
-    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)
-    strength = models.CharField(max_length=16, choices=Strength.choices, null=True, blank=True)
+    # NULL, not "", for "does not apply": the check constraints test these with IS NULL.
+    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)  # noqa: DJ001
+    strength = models.CharField(max_length=16, choices=Strength.choices, null=True, blank=True)  # noqa: DJ001
     ranking = models.JSONField(null=True, blank=True)
     ratings = models.JSONField(null=True, blank=True)
     shown_order = models.JSONField(default=list)
@@ -50,11 +51,15 @@ class Judgment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["task", "annotator"], name="one_judgment_per_annotator"),
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="one_judgment_per_annotator"
+            ),
             models.UniqueConstraint(
                 fields=["annotator", "idempotency_key"], name="judgment_idempotency_key_unique"
             ),
-            models.CheckConstraint(condition=Q(kind__in=JudgmentMode.values), name="judgment_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=JudgmentMode.values), name="judgment_kind_valid"
+            ),
             models.CheckConstraint(
                 # SQL's IN is NULL (so passes a CHECK) for a NULL choice: test for NULL too.
                 condition=~Q(kind=JudgmentMode.PAIRWISE)
@@ -82,7 +87,9 @@ class Judgment(models.Model):
                 condition=~Q(kind=JudgmentMode.RATING) | Q(ratings__isnull=False),
                 name="rating_judgment_has_ratings",
             ),
-            models.CheckConstraint(condition=~Q(idempotency_key=""), name="judgment_has_idempotency_key"),
+            models.CheckConstraint(
+                condition=~Q(idempotency_key=""), name="judgment_has_idempotency_key"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -97,13 +104,15 @@ class AdjudicationAction(models.TextChoices):
 class Adjudication(models.Model):
     """A reviewer's final word on a task: accept one annotator's judgment or override it."""
 
-    task = models.OneToOneField(AnnotationTask, on_delete=models.CASCADE, related_name="adjudication")
+    task = models.OneToOneField(
+        AnnotationTask, on_delete=models.CASCADE, related_name="adjudication"
+    )
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     action = models.CharField(max_length=16, choices=AdjudicationAction.choices)
     accepted_judgment = models.ForeignKey(
         Judgment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)
+    choice = models.CharField(max_length=16, choices=PairwiseChoice.choices, null=True, blank=True)  # noqa: DJ001
     ranking = models.JSONField(null=True, blank=True)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -123,6 +132,9 @@ class Adjudication(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.action} on task {self.task_id}"
+
 
 class PreferencePair(models.Model):
     """A chosen/rejected pair derived from judgments under a named pair policy."""
@@ -139,9 +151,14 @@ class PreferencePair(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(chosen=F("rejected")), name="pair_of_two_completions"),
+            models.CheckConstraint(
+                condition=~Q(chosen=F("rejected")), name="pair_of_two_completions"
+            ),
             models.CheckConstraint(condition=Q(margin__gte=0), name="pair_margin_non_negative"),
             models.UniqueConstraint(
                 fields=["policy", "chosen", "rejected"], name="pair_unique_per_policy"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.chosen_id} over {self.rejected_id} ({self.policy})"

@@ -35,7 +35,9 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(pairwise_enabled=True) | Q(ranking_enabled=True) | Q(rating_enabled=True),
+                condition=Q(pairwise_enabled=True)
+                | Q(ranking_enabled=True)
+                | Q(rating_enabled=True),
                 name="project_has_a_judgment_mode",
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),

@@ -54,8 +54,12 @@ class Prompt(models.Model):
             models.CheckConstraint(
                 condition=~Q(text="") | Q(messages__isnull=False), name="prompt_has_content"
             ),
-            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project"),
-            models.CheckConstraint(condition=Q(split__in=PromptSplit.values), name="prompt_split_valid"),
+            models.UniqueConstraint(
+                fields=["project", "content_hash"], name="prompt_unique_per_project"
+            ),
+            models.CheckConstraint(
+                condition=Q(split__in=PromptSplit.values), name="prompt_split_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,9 +137,15 @@ class ModelVersion(models.Model):
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="model_version_name_unique"),
-            models.CheckConstraint(condition=~Q(parent=F("id")), name="model_version_not_own_parent"),
-            models.CheckConstraint(condition=Q(method__in=ModelMethod.values), name="model_method_valid"),
-            models.CheckConstraint(condition=Q(status__in=ModelStatus.values), name="model_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(parent=F("id")), name="model_version_not_own_parent"
+            ),
+            models.CheckConstraint(
+                condition=Q(method__in=ModelMethod.values), name="model_method_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ModelStatus.values), name="model_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:

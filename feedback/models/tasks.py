@@ -53,17 +53,25 @@ class AnnotationTask(models.Model):
             ),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(mode__in=JudgmentMode.values), name="task_mode_valid"),
-            models.CheckConstraint(condition=Q(status__in=TaskStatus.values), name="task_status_valid"),
-            models.CheckConstraint(condition=Q(judgments_wanted__gte=1), name="task_wants_a_judgment"),
             models.CheckConstraint(
-                condition=Q(slots_taken__lte=F("judgments_wanted")), name="task_slots_within_overlap"
+                condition=Q(mode__in=JudgmentMode.values), name="task_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=TaskStatus.values), name="task_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(judgments_wanted__gte=1), name="task_wants_a_judgment"
+            ),
+            models.CheckConstraint(
+                condition=Q(slots_taken__lte=F("judgments_wanted")),
+                name="task_slots_within_overlap",
             ),
             models.CheckConstraint(
                 condition=Q(judgment_count__lte=F("slots_taken")), name="task_judgments_hold_slots"
             ),
             models.CheckConstraint(
-                condition=Q(is_gold=False) | Q(gold_answer__isnull=False), name="gold_task_has_answer"
+                condition=Q(is_gold=False) | Q(gold_answer__isnull=False),
+                name="gold_task_has_answer",
             ),
         ]
 
@@ -81,9 +89,14 @@ class TaskItem(models.Model):
     class Meta:
         ordering = ["position"]
         constraints = [
-            models.UniqueConstraint(fields=["task", "completion"], name="task_item_unique_completion"),
+            models.UniqueConstraint(
+                fields=["task", "completion"], name="task_item_unique_completion"
+            ),
             models.UniqueConstraint(fields=["task", "position"], name="task_item_unique_position"),
         ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} #{self.position}: completion {self.completion_id}"
 
 
 class AssignmentStatus(models.TextChoices):
@@ -127,7 +140,9 @@ class Assignment(models.Model):
             models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["task", "annotator"], name="one_assignment_per_annotator"),
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="one_assignment_per_annotator"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"
             ),
@@ -139,3 +154,6 @@ class Assignment(models.Model):
                 name="skip_has_reason",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} for annotator {self.annotator_id}: {self.status}"

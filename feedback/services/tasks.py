@@ -18,7 +18,9 @@ def check_task_shape(project: Project, mode: str, completion_ids: list[int]) -> 
     if len(set(completion_ids)) != len(completion_ids):
         raise ServiceError("A task cannot show the same completion twice.")
     if mode == JudgmentMode.PAIRWISE and len(completion_ids) != 2:
-        raise ServiceError(f"A pairwise task shows exactly 2 completions, not {len(completion_ids)}.")
+        raise ServiceError(
+            f"A pairwise task shows exactly 2 completions, not {len(completion_ids)}."
+        )
     if not 2 <= len(completion_ids) <= MAX_ITEMS_PER_TASK:
         raise ServiceError(f"A task shows 2 to {MAX_ITEMS_PER_TASK} completions.")
 
@@ -59,6 +61,7 @@ def create_task(
         alignment_round_id=alignment_round_id,
     )
     TaskItem.objects.bulk_create(
-        TaskItem(task=task, completion_id=cid, position=pos) for pos, cid in enumerate(completion_ids)
+        TaskItem(task=task, completion_id=cid, position=pos)
+        for pos, cid in enumerate(completion_ids)
     )
     return task

@@ -72,13 +72,17 @@ def test_one_assignment_and_judgment_per_annotator(make_task, make_member):
     task = make_task()
     user = make_member()
     now = timezone.now()
-    Assignment.objects.create(task=task, annotator=user, leased_at=now, expires_at=now + timedelta(1))
+    Assignment.objects.create(
+        task=task, annotator=user, leased_at=now, expires_at=now + timedelta(1)
+    )
     refused(
         lambda: Assignment.objects.create(
             task=task, annotator=user, leased_at=now, expires_at=now + timedelta(1)
         )
     )
-    Judgment.objects.create(task=task, annotator=user, kind="pairwise", choice="a", idempotency_key="k")
+    Judgment.objects.create(
+        task=task, annotator=user, kind="pairwise", choice="a", idempotency_key="k"
+    )
     refused(
         lambda: Judgment.objects.create(
             task=task, annotator=user, kind="pairwise", choice="b", idempotency_key="k2"

@@ -15,4 +15,6 @@ class Command(BaseCommand):
         loop = load_alignment_demo()
         self.stdout.write(f"Demo project ready: {loop.name} (tiny policy built locally)")
         for login in logins:
-            self.stdout.write(f"  login {login.username!r} password {login.password!r} ({login.role})")
+            self.stdout.write(
+                f"  login {login.username!r} password {login.password!r} ({login.role})"
+            )

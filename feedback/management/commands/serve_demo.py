@@ -19,9 +19,21 @@ class Command(BaseCommand):
     def handle(self, *args, port: int, **options):
         worker = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "config", "worker",
-                "-Q", "default,gpu", "-c", "1", "--max-tasks-per-child", "1", "-B",
-                "--loglevel", "INFO",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,gpu",
+                "-c",
+                "1",
+                "--max-tasks-per-child",
+                "1",
+                "-B",
+                "--loglevel",
+                "INFO",
             ],
             env=os.environ.copy(),
         )

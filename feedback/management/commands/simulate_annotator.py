@@ -24,7 +24,10 @@ class Command(BaseCommand):
             raise CommandError("Unknown project or user.")
         try:
             result = simulate_annotator(
-                annotator_id=user.pk, project_id=target.pk, prefers=prefers_word(word), max_tasks=max_tasks
+                annotator_id=user.pk,
+                project_id=target.pk,
+                prefers=prefers_word(word),
+                max_tasks=max_tasks,
             )
         except ServiceError as error:
             raise CommandError(str(error)) from error
