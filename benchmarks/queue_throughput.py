@@ -338,16 +338,19 @@ def database_pids() -> list[int]:
 
 @dataclass
 class CpuUse:
-    """CPU seconds the server processes and their database backends used during a run."""
+    """CPU seconds the server processes, their database backends and the clients (this
+    process's threads) used during a run."""
 
     server: float
     database: float
+    clients: float
 
 
 def cpu_snapshot(server: subprocess.Popen) -> dict[str, dict[int, float]]:
     return {
         "server": {pid: cpu_seconds(pid) for pid in server_pids(server)},
         "database": {pid: cpu_seconds(pid) for pid in database_pids()},
+        "clients": {os.getpid(): cpu_seconds(os.getpid())},
     }
 
 
@@ -355,7 +358,7 @@ def cpu_used(before: dict, after: dict) -> CpuUse:
     def spent(kind: str) -> float:
         return sum(cpu - before[kind].get(pid, 0.0) for pid, cpu in after[kind].items())
 
-    return CpuUse(server=spent("server"), database=spent("database"))
+    return CpuUse(server=spent("server"), database=spent("database"), clients=spent("clients"))
 
 
 def run_clients(
@@ -445,7 +448,8 @@ def through_server(args, project, users, confirmed: dict[int, int]) -> dict[int,
             print(
                 f"      CPU per judgment: server {1000 * cpu.server / max(done, 1):.1f} ms + "
                 f"PostgreSQL {1000 * cpu.database / max(done, 1):.1f} ms = {per_judgment:.1f} ms "
-                f"(~{1000 / per_judgment:.0f} judgments/s per fully available core)"
+                f"(~{1000 / per_judgment:.0f} judgments/s per fully available core); "
+                f"the clients used {1000 * cpu.clients / max(done, 1):.1f} ms more"
             )
             print(f"      server time (Server-Timing)  {describe(server_ms)}")
             cpu_ms = [ms for c in clients for ms in c.log.server_cpu_ms]
