@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import threading
 import time
 
-import psutil
-from serving import PeakMemory, Server, api_key, mib, setup_django
+from serving import PeakMemory, Server, ServingCpu, api_key, mib, setup_django
 
 COMPLETIONS_PER_PROMPT = 4
 # Four of the twelve ordered pairs of a prompt's four completions: (0,1) (2,3) (0,2) (3,1).
@@ -105,69 +103,13 @@ def download(port: int, path: str, key: str) -> tuple[int, int, float, float]:
     return rows, size, first or 0.0, time.perf_counter() - started
 
 
-class CpuSeconds:
-    """User + system CPU seconds that processes spend while the block runs. For PostgreSQL: every
-    backend of the server (the one serving the export is among them), sampled every 50 ms so that
-    a backend which exits meanwhile still counts."""
-
-    def __init__(self, processes):
-        self.processes = processes  # a callable returning the processes to watch
-        self.seen: dict[int, tuple[float, float]] = {}
-        self.running = False
-
-    def __enter__(self) -> CpuSeconds:
-        self.sample()
-        self.running = True
-        self.thread = threading.Thread(target=self.sample_while_running, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.sample()
-
-    def sample_while_running(self) -> None:
-        while self.running:
-            self.sample()
-            time.sleep(0.05)
-
-    def sample(self) -> None:
-        for process in self.processes():
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total = times.user + times.system
-            start = self.seen.get(process.pid, (total, total))[0]
-            self.seen[process.pid] = (start, total)
-
-    @property
-    def seconds(self) -> float:
-        return sum(last - start for start, last in self.seen.values())
-
-
-def postgres_processes():
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        postmaster = psutil.Process(cursor.fetchone()[0]).parent()
-    return lambda: postmaster.children()
-
-
-def export_variant(server: Server, key: str, project_id: int, variant: str, postgres) -> None:
+def export_variant(server: Server, key: str, project_id: int, variant: str) -> None:
     style, _, margin = variant.partition("+")
     path = (
         f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={style}"
         f"&margin={'true' if margin else 'false'}"
     )
-    worker = psutil.Process(server.worker_pid())
-    with (
-        CpuSeconds(lambda: [worker]) as server_cpu,
-        CpuSeconds(postgres) as postgres_cpu,
-        PeakMemory(worker.pid) as memory,
-    ):
+    with ServingCpu(server.worker_pid()) as cpu, PeakMemory(server.worker_pid()) as memory:
         rows, size, first_byte, seconds = download(server.port, path, key)
     from feedback.models import ExportSnapshot
 
@@ -176,8 +118,8 @@ def export_variant(server: Server, key: str, project_id: int, variant: str, post
     print(
         f"{variant}: {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s = "
         f"{rows / seconds:,.0f} rows/s, first byte after {first_byte:.2f} s; CPU per million rows: "
-        f"server {server_cpu.seconds * per_million:.2f} s, PostgreSQL "
-        f"{postgres_cpu.seconds * per_million:.2f} s; worker RSS {mib(memory.start)} before, "
+        f"server {cpu.server.seconds * per_million:.2f} s, PostgreSQL "
+        f"{cpu.postgres.seconds * per_million:.2f} s; worker RSS {mib(memory.start)} before, "
         f"{mib(memory.peak)} peak (+{mib(memory.peak - memory.start)}); snapshot "
         f"#{snapshot.pk} {snapshot.status}, {snapshot.row_count:,} rows, "
         f"sha256 {snapshot.content_hash[:12]}",
@@ -199,13 +141,12 @@ def main() -> None:
     setup_django()
     project_id = create_pairs(args.pairs)
     key = api_key("export-benchmark", project_id, role="reviewer")
-    postgres = postgres_processes()
     with Server() as server:
         # Warm up: imports, the database connection.
         download(server.port, f"/api/v1/projects/{project_id}/exports/pairs/?up_to_id=0", key)
         for _ in range(args.repeat):
             for variant in args.variants:
-                export_variant(server, key, project_id, variant, postgres)
+                export_variant(server, key, project_id, variant)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,10 @@ import json
 import os
 import random
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-from serving import ROOT, PeakMemory, Server, api_key, mib, setup_django
+from serving import ROOT, PeakMemory, Server, ServingCpu, api_key, mib, setup_django
 
 WORDS = [
     "the",
@@ -66,83 +64,6 @@ HH_FILE = next(
     ),
     None,
 )
-
-
-# Titles of PostgreSQL's own processes; every other child of the postmaster serves a client.
-BACKGROUND_WORKERS = (
-    "checkpointer",
-    "background writer",
-    "walwriter",
-    "autovacuum",
-    "logical replication",
-    "archiver",
-    "stats collector",
-)
-
-
-class CpuUse:
-    """CPU seconds (user + system) that the server's worker and the PostgreSQL cluster spend while
-    the block runs: on a shared machine wall-clock is noisy, CPU much less so. PostgreSQL's
-    processes are sampled every 50 ms, so a backend that exits (a connection past CONN_MAX_AGE
-    closes at the end of its request) still counts, less its last few milliseconds; client
-    backends (the server's queries) are told apart from background work (autovacuum, WAL)."""
-
-    def __init__(self, worker_pid: int, database_port: int):
-        import psutil
-
-        self.worker = psutil.Process(worker_pid)
-        self.postmaster = next(
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"]
-            and p.info["cmdline"][0].endswith("postgres")
-            and f"-p {database_port}" in " ".join(p.info["cmdline"])
-        )
-        self.latest: dict[int, tuple[bool, float]] = {}  # pid -> (is a client backend, CPU s)
-
-    @staticmethod
-    def seconds(process) -> float:
-        times = process.cpu_times()
-        return times.user + times.system
-
-    def sample(self) -> None:
-        for process in self.postmaster.children():
-            try:
-                title = " ".join(process.cmdline())
-                is_client = not any(worker in title for worker in BACKGROUND_WORKERS)
-                self.latest[process.pid] = (is_client, self.seconds(process))
-            except Exception:  # noqa: BLE001, S112 - it exited between listing and reading
-                continue
-
-    def watch(self) -> None:
-        while self.running:
-            self.sample()
-            time.sleep(0.05)
-
-    def __enter__(self) -> CpuUse:
-        self.worker_start = self.seconds(self.worker)
-        self.sample()
-        self.start = dict(self.latest)
-        self.running = True
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.sample()
-        self.worker_cpu = self.seconds(self.worker) - self.worker_start
-        used = {True: 0.0, False: 0.0}
-        for pid, (is_client, seconds) in self.latest.items():
-            used[is_client] += seconds - self.start.get(pid, (is_client, 0.0))[1]
-        self.postgres_cpu, self.background_cpu = used[True], used[False]
-
-    def __str__(self) -> str:
-        return (
-            f"CPU: server {self.worker_cpu:.2f} s, PostgreSQL {self.postgres_cpu:.2f} s "
-            f"(+ {self.background_cpu:.2f} s background)"
-        )
 
 
 def sentence(rng: random.Random, words: int) -> str:
@@ -219,7 +140,6 @@ def main() -> None:
     setup_django()
     from feedback import services
 
-    database_port = urlparse(os.environ["DATABASE_URL"]).port
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with Server() as server:
         # A first request loads the URLconf (scipy and friends, seconds of CPU) and the import
@@ -243,7 +163,7 @@ def main() -> None:
             try:
                 with (
                     PeakMemory(server.worker_pid()) as memory,
-                    CpuUse(server.worker_pid(), database_port) as cpu,
+                    ServingCpu(server.worker_pid()) as cpu,
                 ):
                     status, payload, seconds = post_file(
                         server.port,
@@ -264,7 +184,7 @@ def main() -> None:
         if HH_FILE is not None:
             project = services.create_project(name=f"import benchmark hh {time.time():.0f}")
             key = api_key("import-benchmark-hh", project.pk)
-            with CpuUse(server.worker_pid(), database_port) as cpu:
+            with ServingCpu(server.worker_pid()) as cpu:
                 status, payload, seconds = post_file(
                     server.port,
                     f"/api/v1/projects/{project.pk}/imports/?import_format=hh",

@@ -104,8 +104,33 @@ class Server:
         return children[0].pid if children else self.process.pid
 
 
-class PeakMemory:
-    """Samples a process's resident set size every 50 ms while the block runs."""
+class Sampling:
+    """Calls `sample()` on entry, every 50 ms while the block runs, and on exit, so that a
+    peak, or a process that exits meanwhile, is not missed."""
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def watch(self) -> None:
+        while self.running:
+            self.sample()
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.sample()
+        self.running = True
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        self.thread.join()
+        self.sample()
+
+
+class PeakMemory(Sampling):
+    """A process's resident set size at the start and at its peak while the block runs."""
 
     def __init__(self, pid: int):
         import psutil
@@ -113,22 +138,98 @@ class PeakMemory:
         self.process = psutil.Process(pid)
         self.start = self.process.memory_info().rss
         self.peak = self.start
-        self.running = False
 
     def sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.05)
+        self.peak = max(self.peak, self.process.memory_info().rss)
 
-    def __enter__(self) -> PeakMemory:
-        self.running = True
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
+
+class CpuSeconds(Sampling):
+    """User + system CPU seconds that processes spend while the block runs; `processes` is a
+    callable listing them, asked again at each sample (database backends come and go)."""
+
+    def __init__(self, processes):
+        self.processes = processes
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (first, latest CPU seconds)
+
+    def sample(self) -> None:
+        import psutil
+
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total = times.user + times.system
+            self.seen[process.pid] = (self.seen.get(process.pid, (total,))[0], total)
+
+    @property
+    def seconds(self) -> float:
+        return sum(latest - first for first, latest in self.seen.values())
+
+
+# Titles of PostgreSQL's own processes; every other child of the postmaster serves a client.
+BACKGROUND_WORKERS = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum",
+    "logical replication",
+    "archiver",
+    "stats collector",
+)
+
+
+def postgres_processes(background: bool = False):
+    """A callable listing the benchmark database's client backends (the server's queries), or
+    with `background` PostgreSQL's own processes (autovacuum, WAL, checkpoints)."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        postmaster = psutil.Process(cursor.fetchone()[0]).parent()
+
+    def listed() -> list:
+        chosen = []
+        for process in postmaster.children():
+            try:
+                title = " ".join(process.cmdline())
+            except psutil.Error:  # it exited between listing and reading
+                continue
+            if any(worker in title for worker in BACKGROUND_WORKERS) == background:
+                chosen.append(process)
+        return chosen
+
+    return listed
+
+
+class ServingCpu:
+    """CPU seconds of the server's worker, of PostgreSQL's client backends and of its background
+    processes while the block runs: on a shared machine wall-clock is noisy, CPU much less so."""
+
+    def __init__(self, worker_pid: int):
+        import psutil
+
+        worker = psutil.Process(worker_pid)
+        self.server = CpuSeconds(lambda: [worker])
+        self.postgres = CpuSeconds(postgres_processes())
+        self.background = CpuSeconds(postgres_processes(background=True))
+        self.parts = (self.server, self.postgres, self.background)
+
+    def __enter__(self) -> ServingCpu:
+        for part in self.parts:
+            part.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
+        for part in self.parts:
+            part.__exit__(*exc)
+
+    def __str__(self) -> str:
+        return (
+            f"CPU: server {self.server.seconds:.2f} s, PostgreSQL {self.postgres.seconds:.2f} s "
+            f"(+ {self.background.seconds:.2f} s background)"
+        )
 
 
 def api_key(username: str, project_id: int, role: str = "admin") -> str:
