@@ -282,7 +282,12 @@
 
   function currentTask() { return $("#task[data-task-id]"); }
   function judgmentForm() { return $("#judgment-form"); }
-  function ranker() { const root = $("#task [data-ranker]"); return root ? root.ranker : null; }
+  // Set up on first use too: a key pressed between htmx's swap and its onLoad must not be lost.
+  function ranker() {
+    const root = $("#task [data-ranker]");
+    if (!root) return null;
+    return root.ranker || new Ranker(root);
+  }
 
   function ratingCards() { return $$("#task .output"); }
   function currentRatingIndex() { return ratingCards().findIndex((card) => card.classList.contains("is-current")); }
