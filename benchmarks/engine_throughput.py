@@ -28,10 +28,12 @@ import argparse
 import gc
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,8 @@ def build_random_llama(root: Path, tiny: bool) -> Path:
     vocabulary; the tokenizer only uses its first few hundred ids, which changes nothing in the cost.
     """
     path = root / ("tiny-llama" if tiny else "llama-1b")
+    if (path / "config.json").exists():  # built by an earlier run with the same --workdir
+        return path
     if tiny:
         return build_tiny_model(path, pretrain_steps=0)
     tokenizer = build_tiny_tokenizer([p + " " + r for p, r in demo_conversations()])
@@ -127,6 +131,12 @@ class StepClock(TrainerCallback):
             self.tokens.append(float(logs["num_tokens"]))
 
 
+def fresh_dir(path: Path) -> Path:
+    """An empty run directory: the engine resumes from whatever an earlier run left in one."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def fresh_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -179,12 +189,16 @@ def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params):
     )
     train = train_reward_model if kind == "reward" else train_dpo
     config = (RewardRunConfig if kind == "reward" else DPORunConfig)(**common, eval_fraction=0.0)
+    run_dir = fresh_dir(out_dir / f"engine-{kind}-{mode}")
+    started = _synced_now()
     result = train(
         config,
         pairs,
-        out_dir / f"engine-{kind}-{mode}",
+        run_dir,
         on_metrics=lambda m: reports.append((_synced_now(), m)),
     )
+    # Loading, the memory probe, any reference precompute, every step and saving: the whole run.
+    run_wall_s = _synced_now() - started
     totals = [m["num_tokens"] for _, m in reports if m.get("num_tokens") is not None]
     tokens_per_step = statistics.median([b - a for a, b in zip(totals, totals[1:], strict=False)])
     final = result.final_metrics
@@ -192,6 +206,7 @@ def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params):
         "micro_batch_size": final["micro_batch_size"],
         "gradient_accumulation_steps": final["gradient_accumulation_steps"],
         "gradient_checkpointing": final["gradient_checkpointing"],
+        "run_wall_s": round(run_wall_s, 2),
     }
     return summarise(
         kind,
@@ -213,6 +228,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
     from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 
     fresh_memory()
+    started = _synced_now()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     quantization = None
     if mode == "qlora":
@@ -264,6 +280,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
             callbacks=[clock],
         )
     trainer.train()
+    run_wall_s = _synced_now() - started
     tokens_per_step = statistics.median(
         [b - a for a, b in zip(clock.tokens, clock.tokens[1:], strict=False)]
     )
@@ -271,6 +288,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
         "micro_batch_size": trainer.args.per_device_train_batch_size,
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         "gradient_checkpointing": trainer.args.gradient_checkpointing,
+        "run_wall_s": round(run_wall_s, 2),
     }
     del trainer
     return summarise(
@@ -278,7 +296,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
     )
 
 
-def run_engine_ppo(model_path, mode, args, out_dir, n_params):
+def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementation=None):
     from training.engine.ppo import train_ppo
 
     fresh_memory()
@@ -288,11 +306,15 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params):
         base_model=str(model_path),
         lora=LORA,
         quantize=mode == "qlora",
-        total_steps=args.steps,
+        total_steps=args.ppo_steps,
         prompts_per_step=prompts_per_step,
         ppo_epochs=1,
         num_minibatches=4 if not args.tiny else 1,
-        generation=GenerationSettings(max_new_tokens=args.new_tokens, temperature=1.0),
+        generation=GenerationSettings(
+            max_new_tokens=args.new_tokens,
+            temperature=1.0,
+            cache_implementation=cache_implementation,
+        ),
         checkpoint_every=10_000,
         max_length=args.seq_len,
     )
@@ -300,7 +322,7 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params):
     train_ppo(
         config,
         [prompt] * prompts_per_step,
-        out_dir / f"engine-ppo-{mode}",
+        fresh_dir(out_dir / f"engine-ppo-{mode}-{cache_implementation or 'dynamic'}"),
         reward_fn=lambda texts: [len(t) / 1000 for t in texts],
         on_metrics=lambda m: reports.append((_synced_now(), m)),
     )
@@ -313,12 +335,14 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params):
     return {
         "part": "ppo",
         "mode": mode,
-        "impl": "engine",
+        "impl": f"engine-{cache_implementation or 'dynamic'}-cache",
         "step_time_s": round(step_time, 4),
         "tokens_per_s": round(tokens_per_s, 1),
         "peak_memory_gb": peak_memory_gb(),
         "rollout": f"{prompts_per_step} prompts x {args.new_tokens} new tokens, 1 PPO epoch",
         "mean_kl": statistics.mean(m["kl"] for _, m in reports),
+        "rollout_s": statistics.median(m["rollout_s"] for _, m in reports[1:] or reports),
+        "update_s": statistics.median(m["update_s"] for _, m in reports[1:] or reports),
     }
 
 
@@ -345,7 +369,8 @@ def run_generation(model_path, mode, args, n_params):
     rows = []
     for name, kwargs in variants:
         timings = []
-        for _ in range(3):  # the first call pays for allocation and compilation
+        # The first call pays for allocation and compilation; eager variants need one more, compiled two.
+        for _ in range(3 if "compiled" in name else 2):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             started = time.perf_counter()
@@ -362,7 +387,7 @@ def run_generation(model_path, mode, args, n_params):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             timings.append(time.perf_counter() - started)
-        steady = statistics.median(timings[1:])
+        steady = min(timings[1:])
         tokens_per_s = batch * args.new_tokens / steady
         rows.append(
             {
@@ -395,12 +420,14 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per rollout")
     parser.add_argument("--modes", default="qlora,lora", help="comma list of qlora, lora")
-    parser.add_argument("--parts", default="reward,dpo,ppo,generation")
+    parser.add_argument("--parts", default="reward,dpo,ppo-dynamic,ppo-static,generation")
+    parser.add_argument("--ppo-steps", type=int, default=None, help="PPO iterations per run")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--workdir", type=Path, default=None, help="where models and runs go")
     args = parser.parse_args()
     args.steps = args.steps or (3 if args.tiny else 8)
+    args.ppo_steps = args.ppo_steps or args.steps
     args.seq_len = args.seq_len or (64 if args.tiny else 512)
     args.new_tokens = args.new_tokens or (8 if args.tiny else 128)
     args.tiny_batch = 4
@@ -419,24 +446,17 @@ def main() -> None:
 
     pairs = synthetic_pairs(max(64, args.steps * 32), args.seq_len, load_tokenizer(str(model_path)))
 
-    results = []
+    jobs = []
     for mode in modes:
         for kind in ("reward", "dpo"):
             if kind in parts:
-                results.append(
-                    run_engine_pairwise(kind, model_path, mode, pairs, args, workdir, n_params)
-                )
-                results.append(
-                    run_trl_default(kind, model_path, mode, pairs, args, workdir, n_params)
-                )
-                _print(results[-2:])
-        if "ppo" in parts:
-            results.append(run_engine_ppo(model_path, mode, args, workdir, n_params))
-            _print(results[-1:])
+                jobs.append((f"{kind} {mode} engine", run_engine_pairwise, kind, mode))
+                jobs.append((f"{kind} {mode} trl", run_trl_default, kind, mode))
+        for cache in ("dynamic", "static"):
+            if f"ppo-{cache}" in parts:
+                jobs.append((f"ppo {mode} {cache}", run_engine_ppo, mode, cache))
         if "generation" in parts:
-            rows = run_generation(model_path, mode, args, n_params)
-            results.extend(rows)
-            _print(rows)
+            jobs.append((f"generation {mode}", run_generation, mode))
 
     report = {
         "device": torch.cuda.get_device_name()
@@ -446,13 +466,35 @@ def main() -> None:
         "model": str(model_path),
         "parameters_without_embedding": n_params,
         "steps": args.steps,
+        "ppo_steps": args.ppo_steps,
         "seq_len": args.seq_len,
         "new_tokens": args.new_tokens,
         "peak_tflops": args.peak_tflops,
         "lora": {"rank": LORA.rank, "alpha": LORA.alpha, "target_modules": LORA.target_modules},
-        "results": results,
+        "results": [],
+        "failures": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for label, run, *spec in jobs:
+        # One part failing (a kernel missing on this GPU, say) leaves the others' figures standing.
+        try:
+            if run is run_engine_pairwise or run is run_trl_default:
+                kind, mode = spec
+                rows = [run(kind, model_path, mode, pairs, args, workdir, n_params)]
+            elif run is run_engine_ppo:
+                mode, cache = spec
+                cache_implementation = None if cache == "dynamic" else cache
+                rows = [run(model_path, mode, args, workdir, n_params, cache_implementation)]
+            else:
+                rows = run(model_path, spec[0], args, n_params)
+        except Exception:
+            traceback.print_exc()
+            report["failures"].append({"part": label, "error": traceback.format_exc(limit=3)})
+            continue
+        report["results"].extend(rows)
+        _print(rows)
+        # Written after every part, so a run stopped at a time limit still leaves what it measured.
+        args.out.write_text(json.dumps(report, indent=2))
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
 

@@ -44,7 +44,8 @@ Metric names (keys of the dicts given to `on_metrics`; None where not measured, 
     dpo:       accuracy, margin, chosen_reward, rejected_reward, chosen_logp, rejected_logp
     ppo:       reward_mean, reward_std, penalized_reward_mean, kl (per sequence), kl_coef,
                non_score_reward, policy_loss, value_loss, clip_fraction, value_clip_fraction,
-               approx_kl, entropy, response_length, eos_fraction, value_mean
+               approx_kl, entropy, response_length, eos_fraction, value_mean,
+               rollout_s (sampling, scoring, reference and value passes), update_s (the PPO epochs)
                (tokens_per_s: prompt + response tokens of the rollout per second of the whole step)
 
 Configs (see config.py for every field and its default): LoraSettings, GenerationSettings, and the

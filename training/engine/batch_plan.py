@@ -45,7 +45,7 @@ def choose_batch_plan(
     memory_fraction: float = 0.8,
     max_micro_batch: int = 64,
 ) -> BatchPlan:
-    """Plan for `target_batch_size` examples per optimizer step (default 16 on CUDA, 8 on CPU).
+    """Plan for `target_batch_size` examples per optimizer step (default 32 on CUDA, 8 on CPU).
 
     `sequences_per_example` is 2 for pairwise runs, where each example is a chosen and a rejected
     sequence. An explicit `gradient_checkpointing` is respected and only the batch is planned.
@@ -61,7 +61,7 @@ def choose_batch_plan(
             reason="no CUDA: fixed CPU plan, nothing probed",
         )
 
-    target = target_batch_size or 16
+    target = target_batch_size or 32
     modes = [gradient_checkpointing] if gradient_checkpointing is not None else [False, True]
     plan = None
     for checkpointing in modes:

@@ -113,6 +113,9 @@ class DPORunConfig(RunSettings):
     epochs: float = 1.0
     max_steps: int | None = None
     eval_fraction: float = 0.0
+    # Score every pair under the reference once, before training, in large no-grad batches, instead of
+    # a reference forward pass inside every training step.
+    precompute_reference: bool = True
 
 
 @dataclass(kw_only=True)

@@ -79,6 +79,9 @@ def train_dpo(
             **trainer_arguments(config, output_dir, plan, config.epochs, config.max_steps),
             beta=config.beta,
             loss_type=config.loss_type,
+            precompute_ref_log_probs=config.precompute_reference,
+            # No activations are kept for a backward pass, so a no-grad batch can be much larger.
+            precompute_ref_batch_size=4 * plan.micro_batch_size,
         ),
         train_dataset=Dataset.from_dict(_dpo_columns(tokenizer, train_pairs)),
         eval_dataset=Dataset.from_dict(_dpo_columns(tokenizer, held_out)) if held_out else None,

@@ -206,6 +206,7 @@ def train_ppo(
         rollout, rollout_stats, generations = _collect_rollout(
             agent, tokenizer, batch_prompts, score_texts, kl_controller, config, micro_batch
         )
+        rolled_out = time.perf_counter()
         update_stats = _ppo_update(
             agent, rollout, optimizer, scheduler, policy_params, critic_params, config, micro_batch
         )
@@ -220,6 +221,9 @@ def train_ppo(
             "kl_coef": kl_controller.value,
             "learning_rate": scheduler.get_last_lr()[0],
             "tokens_per_s": tokens / (time.perf_counter() - started),
+            # Sampling, scoring and the reference and value passes, against the PPO epochs.
+            "rollout_s": rolled_out - started,
+            "update_s": time.perf_counter() - rolled_out,
             "gpu_memory_gb": gpu_memory_gb(),
         }
         if (step + 1) % config.log_every == 0 or step + 1 == config.total_steps:

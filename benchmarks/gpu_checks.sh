@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything the GPU machine is for, in one go: the CUDA tests, then the engine benchmark in stages,
+# each under its own time limit so that one slow or failing stage leaves the others' figures.
+# Usage (on the GPU box, after installing .whl/ as ../shared/gpu/README.md says):
+#   OUT=var/gpu benchmarks/gpu_checks.sh [stage ...]      stages: tests pairwise generation ppo
+set -u
+out=${OUT:-var/gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
+work=${ENGINE_BENCH_WORKDIR:-/tmp/engine-bench}
+bench=(python3 benchmarks/engine_throughput.py --workdir "$work" --steps 6 --ppo-steps 3)
+
+stage() {
+  local name=$1 limit=$2 started=$SECONDS
+  shift 2
+  echo "== $name (limit ${limit}s)"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  echo "== $name: exit $? after $((SECONDS - started))s"
+  grep -E "^(reward|dpo|ppo|generation) |passed|failed|Error" "$out/$name.log" | tail -12
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(tests pairwise generation ppo)
+nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
+for s in "${stages[@]}"; do
+  case $s in
+    # --confcutdir keeps the Django conftest above out: the engine's tests need no Django.
+    tests) stage tests 80 python3 -m pytest -q -m gpu -p no:django -p no:cacheprovider \
+      --confcutdir=tests/training/engine tests/training/engine/test_gpu.py ;;
+    pairwise) stage pairwise 210 "${bench[@]}" --modes qlora,lora --parts reward,dpo \
+      --out "$out/pairwise.json" ;;
+    generation) stage generation 130 "${bench[@]}" --modes qlora --parts generation \
+      --out "$out/generation.json" ;;
+    ppo) stage ppo 120 "${bench[@]}" --modes qlora --parts ppo-dynamic,ppo-static \
+      --out "$out/ppo.json" ;;
+  esac
+done
