@@ -5,9 +5,10 @@ For each of 4-bit QLoRA and bf16 LoRA it measures step time, tokens/s, peak GPU 
 * the engine's reward-model and DPO runs (batch size and gradient checkpointing chosen by
   `choose_batch_plan` from free GPU memory) next to plain TRL RewardTrainer / DPOTrainer scripts with
   TRL's defaults (batch 8, gradient checkpointing on) on the same model, LoRA and data;
-* the engine's PPO loop (rollout + update);
-* rollout generation at batch 64: plain `generate` (dynamic KV cache) against a static KV cache,
-  eager and compiled (transformers compiles the decoding step itself when the cache is static).
+* the engine's PPO loop (rollout + update), sampling through the adapter and through the merged copy;
+* rollout generation at batch 64: plain `generate` through the adapter (dynamic KV cache) against the
+  merged sampler's copy (training/engine/sampler.py), eager and with a static cache compiled into CUDA
+  graphs.
 
 MFU = achieved FLOPs / peak FLOPs, with achieved FLOPs = 6 * N * tokens/s for training (Kaplan et al.
 2020, eq. 2.1; PaLM, Chowdhery et al. 2022, appendix B) and 2 * N * tokens/s for decoding, where N is
@@ -296,7 +297,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
     )
 
 
-def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementation=None):
+def run_engine_ppo(model_path, mode, args, out_dir, n_params, sampler):
     from training.engine.ppo import train_ppo
 
     fresh_memory()
@@ -313,8 +314,8 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementati
         generation=GenerationSettings(
             max_new_tokens=args.new_tokens,
             temperature=1.0,
-            cache_implementation=cache_implementation,
         ),
+        merged_sampler=sampler == "merged",
         checkpoint_every=10_000,
         max_length=args.seq_len,
     )
@@ -322,7 +323,7 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementati
     train_ppo(
         config,
         [prompt] * prompts_per_step,
-        fresh_dir(out_dir / f"engine-ppo-{mode}-{cache_implementation or 'dynamic'}"),
+        fresh_dir(out_dir / f"engine-ppo-{mode}-{sampler}"),
         reward_fn=lambda texts: [len(t) / 1000 for t in texts],
         on_metrics=lambda m: reports.append((_synced_now(), m)),
     )
@@ -335,7 +336,7 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementati
     return {
         "part": "ppo",
         "mode": mode,
-        "impl": f"engine-{cache_implementation or 'dynamic'}-cache",
+        "impl": f"engine-{sampler}-sampler",
         "step_time_s": round(step_time, 4),
         "tokens_per_s": round(tokens_per_s, 1),
         "peak_memory_gb": peak_memory_gb(),
@@ -347,11 +348,12 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, cache_implementati
 
 
 def run_generation(model_path, mode, args, n_params):
-    """Rollout decoding at a fixed length: dynamic cache vs static cache, eager and compiled."""
+    """Rollout decoding at a fixed length: through the adapter, and through the merged sampler's copy."""
     from peft import get_peft_model
 
     from training.engine.generation import encode_prompts
     from training.engine.loading import build_lora_config, load_base_model, load_tokenizer
+    from training.engine.sampler import MergedSampler
 
     fresh_memory()
     tokenizer = load_tokenizer(str(model_path))
@@ -360,21 +362,26 @@ def run_generation(model_path, mode, args, n_params):
     batch = 8 if args.tiny else 64
     prompt = " ".join(r for _, r in demo_conversations(4, seed=9))
     encoded = encode_prompts(tokenizer, [prompt] * batch).to(model.device)
+    merged = MergedSampler(model, "policy").model
+    # Plain `generate` through the adapter with its default dynamic cache is the baseline; the engine's
+    # PPO samples from the merged copy, with a static cache that CUDA compiles into graphs.
     variants = [
-        ("dynamic-cache", {"cache_implementation": None}),
-        ("static-cache", {"cache_implementation": "static", "disable_compile": True}),
+        ("adapter-dynamic-cache", model, {"cache_implementation": None}),
+        ("merged-dynamic-cache", merged, {"cache_implementation": None}),
     ]
     if torch.cuda.is_available():
-        variants.append(("static-cache-compiled", {"cache_implementation": "static"}))
+        variants.append(
+            ("merged-static-cache-compiled", merged, {"cache_implementation": "static"})
+        )
     rows = []
-    for name, kwargs in variants:
+    for name, sampling_model, kwargs in variants:
         timings = []
         # The first call pays for allocation and compilation; eager variants need one more, compiled two.
         for _ in range(3 if "compiled" in name else 2):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             started = time.perf_counter()
-            model.generate(
+            sampling_model.generate(
                 **encoded,
                 do_sample=True,
                 temperature=1.0,
@@ -403,7 +410,7 @@ def run_generation(model_path, mode, args, n_params):
                 "mfu_2n": 2 * n_params * tokens_per_s / (args.peak_tflops * 1e12),
             }
         )
-    del model
+    del model, merged
     return rows
 
 
@@ -420,7 +427,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per rollout")
     parser.add_argument("--modes", default="qlora,lora", help="comma list of qlora, lora")
-    parser.add_argument("--parts", default="reward,dpo,ppo-dynamic,ppo-static,generation")
+    parser.add_argument("--parts", default="reward,dpo,ppo-adapter,ppo-merged,generation")
     parser.add_argument("--ppo-steps", type=int, default=None, help="PPO iterations per run")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
@@ -452,9 +459,9 @@ def main() -> None:
             if kind in parts:
                 jobs.append((f"{kind} {mode} engine", run_engine_pairwise, kind, mode))
                 jobs.append((f"{kind} {mode} trl", run_trl_default, kind, mode))
-        for cache in ("dynamic", "static"):
-            if f"ppo-{cache}" in parts:
-                jobs.append((f"ppo {mode} {cache}", run_engine_ppo, mode, cache))
+        for sampler in ("adapter", "merged"):
+            if f"ppo-{sampler}" in parts:
+                jobs.append((f"ppo {mode} {sampler}", run_engine_ppo, mode, sampler))
         if "generation" in parts:
             jobs.append((f"generation {mode}", run_generation, mode))
 
@@ -482,9 +489,8 @@ def main() -> None:
                 kind, mode = spec
                 rows = [run(kind, model_path, mode, pairs, args, workdir, n_params)]
             elif run is run_engine_ppo:
-                mode, cache = spec
-                cache_implementation = None if cache == "dynamic" else cache
-                rows = [run(model_path, mode, args, workdir, n_params, cache_implementation)]
+                mode, sampler = spec
+                rows = [run(model_path, mode, args, workdir, n_params, sampler)]
             else:
                 rows = run(model_path, spec[0], args, n_params)
         except Exception:

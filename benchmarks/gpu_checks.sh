@@ -25,13 +25,13 @@ nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
 for s in "${stages[@]}"; do
   case $s in
     # --confcutdir keeps the Django conftest above out: the engine's tests need no Django.
-    tests) stage tests 80 python3 -m pytest -q -m gpu -p no:django -p no:cacheprovider \
+    tests) stage tests 130 python3 -m pytest -q -m gpu -p no:django -p no:cacheprovider \
       --confcutdir=tests/training/engine tests/training/engine/test_gpu.py ;;
     pairwise) stage pairwise 210 "${bench[@]}" --modes qlora,lora --parts reward,dpo \
       --out "$out/pairwise.json" ;;
-    generation) stage generation 130 "${bench[@]}" --modes qlora --parts generation \
+    generation) stage generation 160 "${bench[@]}" --modes qlora --parts generation \
       --out "$out/generation.json" ;;
-    ppo) stage ppo 120 "${bench[@]}" --modes qlora --parts ppo-dynamic,ppo-static \
+    ppo) stage ppo 150 "${bench[@]}" --modes qlora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
   esac
 done

@@ -52,7 +52,7 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
 
 
 def encode_prompts(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], pad_to_multiple_of: int | None = None
 ) -> dict[str, torch.Tensor]:
     """Left-padded ids; BOS is added only when the rendered text does not already carry it."""
     carries_bos = tokenizer.bos_token is not None and all(
@@ -62,7 +62,11 @@ def encode_prompts(
     tokenizer.padding_side = "left"
     try:
         return tokenizer(
-            list(texts), return_tensors="pt", padding=True, add_special_tokens=not carries_bos
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            pad_to_multiple_of=pad_to_multiple_of,
+            add_special_tokens=not carries_bos,
         )
     finally:
         tokenizer.padding_side = previous_side
@@ -74,8 +78,13 @@ def generate(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[Prompt],
     settings: GenerationSettings,
+    *,
+    pad_to_multiple_of: int | None = None,
 ) -> Generations:
-    """Sample `settings.num_samples` responses per prompt, in batches of `settings.batch_size` prompts."""
+    """Sample `settings.num_samples` responses per prompt, in batches of `settings.batch_size` prompts.
+
+    `pad_to_multiple_of` left-pads each batch of prompts to a multiple of that many tokens.
+    """
     rendered = [render_prompt(tokenizer, prompt) for prompt in prompts]
     chunk = settings.batch_size or len(rendered)
     was_training = model.training
@@ -84,7 +93,14 @@ def generate(
     try:
         for start in range(0, len(rendered), chunk):
             pieces.append(
-                _generate_chunk(model, tokenizer, rendered[start : start + chunk], settings, start)
+                _generate_chunk(
+                    model,
+                    tokenizer,
+                    rendered[start : start + chunk],
+                    settings,
+                    start,
+                    pad_to_multiple_of,
+                )
             )
     finally:
         model.train(was_training)
@@ -97,8 +113,9 @@ def _generate_chunk(
     texts: list[str],
     settings: GenerationSettings,
     first_index: int,
+    pad_to_multiple_of: int | None,
 ) -> Generations:
-    encoded = encode_prompts(tokenizer, texts).to(model.device)
+    encoded = encode_prompts(tokenizer, texts, pad_to_multiple_of).to(model.device)
     output = model.generate(
         **encoded,
         do_sample=True,

@@ -35,7 +35,7 @@ from transformers import PreTrainedTokenizerBase
 
 from training.engine import ppo_math
 from training.engine.batch_plan import BatchPlan, choose_batch_plan
-from training.engine.config import PPORunConfig
+from training.engine.config import GenerationSettings, PPORunConfig
 from training.engine.examples import Prompt
 from training.engine.generation import Generations, generate
 from training.engine.loading import (
@@ -58,6 +58,7 @@ from training.engine.runs import (
     latest_checkpoint,
     seed_everything,
 )
+from training.engine.sampler import MergedSampler
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +98,17 @@ class Rollout:
 class PolicyAndCritic:
     """The shared base with its "policy" and "critic" adapters, the value head, and the three forwards."""
 
-    def __init__(self, model: PeftModel, value_head: torch.nn.Linear, temperature: float):
+    def __init__(
+        self,
+        model: PeftModel,
+        value_head: torch.nn.Linear,
+        temperature: float,
+        sampler: MergedSampler | None = None,
+    ):
         self.model = model
         self.value_head = value_head
         self.temperature = temperature
+        self.sampler = sampler
         causal_lm = model.get_base_model()
         # The decoder stack without the LM head: the critic needs hidden states, not vocabulary logits.
         self.backbone = getattr(causal_lm, causal_lm.base_model_prefix)
@@ -113,6 +121,19 @@ class PolicyAndCritic:
         if adapter == CRITIC:
             params += list(self.value_head.parameters())
         return params
+
+    def sample(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings,
+    ) -> Generations:
+        """Responses from the current policy, through the merged copy when there is one."""
+        if self.sampler is None:
+            self.model.set_adapter(POLICY)
+            return generate(self.model, tokenizer, prompts, settings)
+        self.sampler.sync()
+        return self.sampler.generate(tokenizer, prompts, settings)
 
     def response_logprobs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """(log pi(token), entropy) for each response token, under the active adapter(s)."""
@@ -279,7 +300,8 @@ def _build_agent(
     value_head = torch.nn.Linear(hidden_size, 1, device=model.device, dtype=torch.float32)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
-    return PolicyAndCritic(model, value_head, config.generation.temperature), plan
+    sampler = MergedSampler(model, POLICY) if config.merged_sampler else None
+    return PolicyAndCritic(model, value_head, config.generation.temperature, sampler), plan
 
 
 def _build_optimization(
@@ -325,8 +347,7 @@ def _collect_rollout(
     config: PPORunConfig,
     micro_batch: int,
 ) -> tuple[Rollout, dict[str, float], Generations]:
-    agent.model.set_adapter(POLICY)
-    generations = generate(agent.model, tokenizer, prompts, config.generation)
+    generations = agent.sample(tokenizer, prompts, config.generation)
     device = agent.model.device
     texts = [
         prompt + text for prompt, text in zip(generations.prompts, generations.texts, strict=True)
