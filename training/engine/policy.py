@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,14 +21,19 @@ from training.engine.config import GenerationSettings
 from training.engine.examples import Prompt
 from training.engine.generation import Generations, generate
 from training.engine.loading import load_base_model, load_tokenizer
+from training.engine.sampler import MergedSampler
 
 logger = logging.getLogger(__name__)
+
+POLICY_ADAPTER = "policy"
 
 
 @dataclass
 class Policy:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+    # Built on the first merged `sample` call and kept: the policy's weights do not change.
+    sampler: MergedSampler | None = field(default=None, repr=False)
 
 
 def load_policy(
@@ -38,14 +43,31 @@ def load_policy(
     tokenizer = load_tokenizer(_tokenizer_source(base_model, adapter_path))
     model = load_base_model(base_model, quantize=quantize, tokenizer=tokenizer)
     if adapter_path:
-        model = PeftModel.from_pretrained(model, str(adapter_path), adapter_name="policy")
+        model = PeftModel.from_pretrained(model, str(adapter_path), adapter_name=POLICY_ADAPTER)
     model.eval()
     return Policy(model=model, tokenizer=tokenizer)
 
 
-def sample(policy: Policy, prompts: Sequence[Prompt], settings: GenerationSettings) -> Generations:
-    """`settings.num_samples` responses per prompt; see `training.engine.generation.generate`."""
-    return generate(policy.model, policy.tokenizer, prompts, settings)
+def sample(
+    policy: Policy,
+    prompts: Sequence[Prompt],
+    settings: GenerationSettings,
+    *,
+    merged: bool | None = None,
+) -> Generations:
+    """`settings.num_samples` responses per prompt; see `training.engine.generation.generate`.
+
+    `merged` (default: on CUDA) samples from a merged, unquantized copy of the policy decoded with a
+    compiled static cache (training/engine/sampler.py): an order of magnitude faster on a 4-bit base,
+    for one more copy of the weights in bf16. The responses follow the same distribution.
+    """
+    if merged is None:
+        merged = policy.model.device.type == "cuda"
+    if not merged:
+        return generate(policy.model, policy.tokenizer, prompts, settings)
+    if policy.sampler is None:
+        policy.sampler = MergedSampler(policy.model, POLICY_ADAPTER)
+    return policy.sampler.generate(policy.tokenizer, prompts, settings)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -126,7 +148,7 @@ def kl_to_parent(
         try:
             parent = sequence_logprobs(model, generations, temperature=temperature)
         finally:
-            model.set_adapter("policy")
+            model.set_adapter(POLICY_ADAPTER)
             model.delete_adapter("parent")
     elif isinstance(model, PeftModel):
         with model.disable_adapter():

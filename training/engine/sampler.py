@@ -32,18 +32,24 @@ PROMPT_LENGTH_BUCKET = 64
 
 
 class MergedSampler:
-    """Samples from `adapter` of `model` through a merged, unquantized copy; call `sync` after updates."""
+    """Samples from `adapter` of `model` through a merged, unquantized copy; call `sync` after updates.
 
-    def __init__(self, model: PeftModel, adapter: str):
+    A model without adapters is copied as it is (dequantized when 4-bit).
+    """
+
+    def __init__(self, model: PeftModel | PreTrainedModel, adapter: str):
         self.source = model
         self.adapter = adapter
-        base = model.get_base_model()
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
         self.dtype = torch.bfloat16 if _is_4bit(base) else base.dtype
         config = copy.deepcopy(base.config)
         # A config carrying a quantization_config would make transformers treat the copy as quantized.
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        with torch.device(base.device):
+        # The copy's random initialisation (overwritten below) must not move the random streams that
+        # sampling draws from, or seeding before a call would not give the same responses.
+        cuda = [base.device] if base.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.device(base.device):
             self.model: PreTrainedModel = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
         self.model.eval().requires_grad_(False)
         self.model.generation_config = copy.deepcopy(base.generation_config)

@@ -29,6 +29,24 @@ def dpo_adapter(tiny_model_dir, tmp_path_factory, preference_pairs):
     return train_dpo(config, preference_pairs(96), tmp_path_factory.mktemp("dpo")).adapter_dir
 
 
+@pytest.mark.parametrize("with_adapter", [True, False])
+def test_merged_sampling_gives_the_responses_of_the_policy_itself(
+    tiny_model_dir, dpo_adapter, with_adapter
+):
+    policy = load_policy(tiny_model_dir, dpo_adapter if with_adapter else None)
+    settings = GenerationSettings(max_new_tokens=12, num_samples=2)
+    torch.manual_seed(0)
+    direct = sample(policy, PROMPTS, settings, merged=False)
+    torch.manual_seed(0)
+    merged = sample(policy, PROMPTS, settings, merged=True)
+    assert merged.texts == direct.texts
+    assert policy.sampler is not None
+    # The copy is kept for the next call rather than built again.
+    sampler = policy.sampler
+    sample(policy, PROMPTS[:2], settings, merged=True)
+    assert policy.sampler is sampler
+
+
 def test_sampled_version_differs_from_its_parent_and_not_from_itself(tiny_model_dir, dpo_adapter):
     policy = load_policy(tiny_model_dir, dpo_adapter)
     torch.manual_seed(0)
