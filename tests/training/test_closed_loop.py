@@ -55,14 +55,16 @@ HYPERPARAMETERS = {
         },
         "ppo": {
             "learning_rate": 3e-3,
-            "total_steps": 60,
+            "total_steps": 100,
             "prompts_per_step": 16,
             "ppo_epochs": 4,
             # Four minibatches: twice the updates per rollout for the same forward/backward work.
             "num_minibatches": 4,
             # At 0.1 the policy drifts into subject-less fragments ("ants a g ap ...") that the
-            # reward model never saw; 0.3 keeps it nearer its parent and still saturates the reward.
-            "kl_coef": 0.3,
+            # reward model never saw. Seen with seeds 0 and 1 (100 steps where not said):
+            # 0.3 and 60 steps won 0.73-0.81 at 19-21 nats from the base; 0.6 wins 0.82 at 11-12
+            # nats; 0.8 with 140 steps 0.67-0.76 at 7 nats.
+            "kl_coef": 0.6,
             "max_length": 64,
             "lora": LORA,
             "checkpoint_every": 1000,
@@ -200,7 +202,7 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
         f"{WORD!r} in {shares[policy.pk]:.0%} of the newest samples and {shares[base.pk]:.0%} of "
         f"the base's, KL to the base {kl:.2f} nats"
     )
-    # Target 0.85, not yet reached: seen 0.81 (seeds 0 and 1; 0.73 to 0.78 before the PPO settings
-    # above). 64 comparisons give a standard error near 0.05, hence the margin.
+    # Target 0.85, not yet reached: seen 0.82 with seeds 0 and 1. 64 comparisons give a standard
+    # error near 0.05, hence the margin; KL to the base was 11-12 nats.
     assert rate >= 0.70
     assert 0 <= kl < 20.0

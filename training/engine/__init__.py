@@ -30,10 +30,12 @@ Using the artifacts::
     generate(model, tokenizer, prompts, GenerationSettings) -> Generations (texts, token_counts, ...)
     choose_batch_plan(model, *, seq_len, target_batch_size=None, ...) -> BatchPlan
     training.engine.policy: load_policy(base_model, adapter_path=None) -> Policy, sample(policy,
-        prompts, settings) -> Generations, sequence_logprobs(model, generations) -> Tensor,
+        prompts, settings, merged=None) -> Generations, sequence_logprobs(model, generations) -> Tensor,
         kl_to_parent(policy, generations, parent_adapter_path=None) -> float,
         merge_adapter(base_model, adapter_path, output_dir) -> Path
     build_tiny_model(path, corpus=None, seed=0, pretrain_steps=200) -> Path   # offline demo base
+    training.engine.sampler: MergedSampler(peft_model, adapter) -> .sync(), .generate(tokenizer,
+        prompts, settings): a merged bf16 copy for fast sampling (PPO rollouts; `sample` on CUDA)
 
 Examples: `PreferencePair(chosen, rejected, prompt="", margin=None)`; a `Prompt` is a string or a chat,
 a list of {"role", "content"} dicts rendered with the tokenizer's chat template.
