@@ -44,11 +44,14 @@ def choose_batch_plan(
     sequences_per_example: int = 1,
     memory_fraction: float = 0.8,
     max_micro_batch: int = 64,
+    reserved_bytes: int = 0,
 ) -> BatchPlan:
     """Plan for `target_batch_size` examples per optimizer step (default 32 on CUDA, 8 on CPU).
 
     `sequences_per_example` is 2 for pairwise runs, where each example is a chosen and a rejected
     sequence. An explicit `gradient_checkpointing` is respected and only the batch is planned.
+    `reserved_bytes` is memory that something allocated after the plan will take (PPO's merged
+    sampling copy), kept out of the budget.
     """
     if not torch.cuda.is_available() or model.device.type != "cuda":
         target = target_batch_size or CPU_MICRO_BATCH
@@ -66,6 +69,7 @@ def choose_batch_plan(
     plan = None
     for checkpointing in modes:
         fixed, per_sequence, budget = _probe(model, seq_len, checkpointing, memory_fraction)
+        budget -= reserved_bytes
         fitting = int((budget - fixed) // max(per_sequence, 1)) // sequences_per_example
         micro = max(1, min(target, max_micro_batch, _floor_power_of_two(fitting)))
         plan = BatchPlan(

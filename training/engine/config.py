@@ -156,7 +156,8 @@ class PPORunConfig(RunSettings):
     # Responses scored per reward-model forward pass.
     reward_batch_size: int = 32
     # Sample rollouts from a merged copy of the policy (see sampler.py): several times faster decoding
-    # for one more copy of the weights in bf16. False samples through the adapter itself.
+    # for one more copy of the weights in bf16, taken only when it needs at most half the free GPU
+    # memory. False samples through the adapter itself.
     merged_sampler: bool = True
 
     def __post_init__(self) -> None:

@@ -58,7 +58,7 @@ from training.engine.runs import (
     latest_checkpoint,
     seed_everything,
 )
-from training.engine.sampler import MergedSampler
+from training.engine.sampler import MergedSampler, copy_bytes, merged_copy_fits
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +279,7 @@ def _build_agent(
     base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
     rollout_size = config.prompts_per_step * config.generation.num_samples
     minibatch_size = rollout_size // config.num_minibatches
+    merged = config.merged_sampler and merged_copy_fits(base)
     plan = choose_batch_plan(
         base,
         seq_len=min(
@@ -287,6 +288,7 @@ def _build_agent(
         ),
         target_batch_size=minibatch_size if config.batch_size is None else config.batch_size,
         gradient_checkpointing=config.gradient_checkpointing,
+        reserved_bytes=copy_bytes(base) if merged else 0,
     )
     plan = replace(plan, micro_batch_size=min(plan.micro_batch_size, minibatch_size))
     # Before the adapters exist: preparing a 4-bit base freezes every parameter it finds.
@@ -300,7 +302,7 @@ def _build_agent(
     value_head = torch.nn.Linear(hidden_size, 1, device=model.device, dtype=torch.float32)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
-    sampler = MergedSampler(model, POLICY) if config.merged_sampler else None
+    sampler = MergedSampler(model, POLICY) if merged else None
     return PolicyAndCritic(model, value_head, config.generation.temperature, sampler), plan
 
 

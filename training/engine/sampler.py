@@ -114,6 +114,39 @@ class MergedSampler:
             targets[name].copy_(_dense_weight_of(parameter).to(self.dtype))
 
 
+def copy_bytes(model: PreTrainedModel) -> int:
+    """Bytes the merged copy of `model` (or of a PEFT model's base) takes, adapters left out."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    itemsize = 2 if _is_4bit(base) else base.dtype.itemsize
+    total = 0
+    for name, parameter in base.named_parameters():
+        if "lora_" in name:
+            continue
+        quant_state = getattr(parameter, "quant_state", None)
+        # A 4-bit weight is stored packed; its quant state knows the shape it unpacks to.
+        total += quant_state.shape.numel() if quant_state is not None else parameter.numel()
+    return total * itemsize
+
+
+def merged_copy_fits(model: PreTrainedModel, share_of_free: float = 0.5) -> bool:
+    """Whether the copy takes at most `share_of_free` of the free GPU memory (always, on the CPU):
+    a 4-bit base is often chosen because a bf16 one would not fit beside the training state."""
+    device = (model.get_base_model() if isinstance(model, PeftModel) else model).device
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = copy_bytes(model) <= share_of_free * free
+    if not fits:
+        logger.warning(
+            "Sampling through the adapter: a merged copy (%.1f GiB) would take more than %d%% of "
+            "the free GPU memory (%.1f GiB).",
+            copy_bytes(model) / 2**30,
+            round(100 * share_of_free),
+            free / 2**30,
+        )
+    return fits
+
+
 def _is_4bit(model: PreTrainedModel) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False))
 

@@ -6,7 +6,7 @@ from peft import get_peft_model
 
 from training.engine.config import GenerationSettings, LoraSettings
 from training.engine.loading import build_lora_config, load_base_model, load_tokenizer
-from training.engine.sampler import MergedSampler
+from training.engine.sampler import MergedSampler, copy_bytes, merged_copy_fits
 from training.engine.tiny import demo_prompts
 
 
@@ -81,3 +81,16 @@ def test_the_copy_does_not_share_storage_with_the_policy(policy_with_critic):
     policy_pointers = {p.data_ptr() for p in model.parameters()}
     assert not policy_pointers & {p.data_ptr() for p in sampler.model.parameters()}
     assert not any(p.requires_grad for p in sampler.model.parameters())
+
+
+def test_the_copy_is_sized_without_the_adapters(policy_with_critic):
+    model, _ = policy_with_critic
+    base_parameters = sum(
+        p.numel() for name, p in model.get_base_model().named_parameters() if "lora_" not in name
+    )
+    assert copy_bytes(model) == 4 * base_parameters  # fp32 on the CPU
+    sampler = MergedSampler(model, "policy")
+    assert copy_bytes(model) == sum(
+        p.numel() * p.element_size() for p in sampler.model.parameters()
+    )
+    assert merged_copy_fits(model)  # nothing to check against on the CPU
