@@ -38,7 +38,6 @@ class MergedSampler:
     """
 
     def __init__(self, model: PeftModel | PreTrainedModel, adapter: str):
-        self.source = model
         self.adapter = adapter
         base = model.get_base_model() if isinstance(model, PeftModel) else model
         self.dtype = torch.bfloat16 if _is_4bit(base) else base.dtype
@@ -54,13 +53,14 @@ class MergedSampler:
         self.model.eval().requires_grad_(False)
         self.model.generation_config = copy.deepcopy(base.generation_config)
         # Adapted layers: (the copy's linear layer, the PEFT layer whose base and adapter merge into it).
+        adapted = [(n, m) for n, m in base.named_modules() if isinstance(m, LoraLayer)]
+        if any(layer.use_dora.get(adapter) for _, layer in adapted):
+            raise ValueError("The merged sampler does not support DoRA adapters.")
         copies = dict(self.model.named_modules())
-        self._merged: list[tuple[torch.nn.Linear, LoraLayer]] = []
-        for name, module in self._named_lora(base):
-            if module.use_dora.get(adapter):
-                raise ValueError("The merged sampler does not support DoRA adapters.")
-            self._merged.append((copies[name], module))
-        self._copy_unadapted(base, {name + ".weight" for name, _ in self._named_lora(base)})
+        self._merged: list[tuple[torch.nn.Linear, LoraLayer]] = [
+            (copies[name], layer) for name, layer in adapted
+        ]
+        self._copy_unadapted(base, {name + ".weight" for name, _ in adapted})
         self.sync()
         logger.info(
             "Rollouts sample from a merged %s copy of the policy (%d adapted layers).",
@@ -73,7 +73,7 @@ class MergedSampler:
         """Write W + scale * (B @ A) of the current adapter weights into the copy, in place (so CUDA
         graphs captured earlier read the new weights)."""
         for target, layer in self._merged:
-            weight = _dense_weight(layer.get_base_layer()).to(self.dtype)
+            weight = _dense(layer.get_base_layer().weight).to(self.dtype)
             if self.adapter in layer.lora_A:
                 lora_a = layer.lora_A[self.adapter].weight.to(self.dtype)
                 lora_b = layer.lora_B[self.adapter].weight.to(self.dtype)
@@ -97,10 +97,6 @@ class MergedSampler:
             pad_to_multiple_of=PROMPT_LENGTH_BUCKET if on_cuda else None,
         )
 
-    @staticmethod
-    def _named_lora(base: PreTrainedModel) -> list[tuple[str, LoraLayer]]:
-        return [(n, m) for n, m in base.named_modules() if isinstance(m, LoraLayer)]
-
     @torch.no_grad()
     def _copy_unadapted(self, base: PreTrainedModel, merged_names: set[str]) -> None:
         """Embeddings, norms, the LM head: every weight outside the adapted layers, copied once."""
@@ -111,7 +107,7 @@ class MergedSampler:
             name = name.replace(".base_layer.", ".")
             if name in merged_names:
                 continue
-            targets[name].copy_(_dense_weight_of(parameter).to(self.dtype))
+            targets[name].copy_(_dense(parameter).to(self.dtype))
 
 
 def copy_bytes(model: PreTrainedModel) -> int:
@@ -135,12 +131,13 @@ def merged_copy_fits(model: PreTrainedModel, share_of_free: float = 0.5) -> bool
     if device.type != "cuda":
         return True
     free, _total = torch.cuda.mem_get_info(device)
-    fits = copy_bytes(model) <= share_of_free * free
+    needed = copy_bytes(model)
+    fits = needed <= share_of_free * free
     if not fits:
         logger.warning(
             "Sampling through the adapter: a merged copy (%.1f GiB) would take more than %d%% of "
             "the free GPU memory (%.1f GiB).",
-            copy_bytes(model) / 2**30,
+            needed / 2**30,
             round(100 * share_of_free),
             free / 2**30,
         )
@@ -151,11 +148,8 @@ def _is_4bit(model: PreTrainedModel) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False))
 
 
-def _dense_weight(layer: torch.nn.Module) -> torch.Tensor:
-    return _dense_weight_of(layer.weight)
-
-
-def _dense_weight_of(parameter: torch.Tensor) -> torch.Tensor:
+def _dense(parameter: torch.Tensor) -> torch.Tensor:
+    """The weight as a plain tensor: dequantized when bitsandbytes stores it in 4 bits."""
     quant_state = getattr(parameter, "quant_state", None)
     if quant_state is None:
         return parameter.data
