@@ -31,7 +31,7 @@ for s in "${stages[@]}"; do
       --out "$out/pairwise.json" ;;
     generation) stage generation 160 "${bench[@]}" --modes qlora --parts generation \
       --out "$out/generation.json" ;;
-    ppo) stage ppo 150 "${bench[@]}" --modes qlora --parts ppo-adapter,ppo-merged \
+    ppo) stage ppo 240 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
   esac
 done
