@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from config.celery import worker_command
 from feedback import services
 from feedback.models import Role
 
@@ -108,25 +108,9 @@ def celery_worker_process(transactional_db, tmp_path_factory):
     log_path.parent.mkdir(exist_ok=True)
     log = log_path.open("w")
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        worker_command(
+            "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat"
+        ),
         cwd=ROOT,
         env=env,
         stdout=log,

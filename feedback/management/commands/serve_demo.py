@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from config.celery import worker_command
 from feedback.demo import DEMO_USERS
 
 
@@ -18,23 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, **options):
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "default,gpu",
-                "-c",
-                "1",
-                "--max-tasks-per-child",
-                "1",
-                "-B",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_command("--max-tasks-per-child", "1", "-B"),
             env=os.environ.copy(),
         )
         url = f"http://127.0.0.1:{port}/"
