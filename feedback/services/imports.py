@@ -1,9 +1,10 @@
 """Bulk import of JSONL: prompts, model versions, completions, and preference data (TRL, Anthropic
 HH, Chatbot Arena battles). See feedback/formats.py for how each format maps onto the model.
 
-A file is validated whole, in plain Python, before anything is written: if any line is bad, the
-import is refused with every bad line named (ServiceError.details) and nothing is written. A good
-file is written in one transaction (COPY on PostgreSQL).
+A file is all or nothing: if any line is bad, the import is refused with every bad line named
+(ServiceError.details) and nothing is kept. The file streams through in chunks of lines, validated
+in plain Python and written (COPY on PostgreSQL) inside one transaction, which a bad line anywhere
+rolls back.
 
 Imported preference data is stored so that everything downstream (pairs, exports, leaderboards)
 reads the shapes it already knows. Each line becomes a prompt (deduplicated by content) and two
@@ -20,9 +21,11 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 
 import orjson
 from django.contrib.auth import get_user_model
@@ -58,6 +61,9 @@ IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
 FORMATS = tuple(READERS)
 LOOKUP_CHUNK = 5000
+# Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
+# little, small enough that parsing the next chunk overlaps writing this one.
+CHUNK_LINES = 20_000
 
 
 @dataclass
@@ -104,55 +110,68 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def parse_lines(lines: Iterable[bytes | str], format: str) -> tuple[str, list, int]:
-    """Validate every line; return (format, records, line count) or raise naming every bad line."""
-    if format != "auto" and format not in READERS:
-        raise ServiceError(
-            f"Unknown import format {format!r}; use one of auto, {', '.join(FORMATS)}."
-        )
-    reader = READERS.get(format)
-    records: list = []
-    errors: list[str] = []
-    count = 0
-    for number, raw in enumerate(lines, start=1):
-        count = number
-        if not raw.strip():
-            continue  # blank lines (a trailing newline, say) carry nothing
-        if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
-            errors.append(
-                f"line {number}: contains a NUL character (\\u0000), which cannot be stored."
+class LineParser:
+    """Validates a file's lines a chunk at a time, numbering lines across chunks and keeping every
+    error, so a refusal names all the bad lines however the file was cut."""
+
+    def __init__(self, format: str):
+        if format != "auto" and format not in READERS:
+            raise ServiceError(
+                f"Unknown import format {format!r}; use one of auto, {', '.join(FORMATS)}."
             )
-            continue
-        try:
-            # orjson parses a line in a fifth of json's time, and refuses what JSON does not
-            # allow (NaN, lone surrogates) that json.loads takes, and that could not be stored.
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            errors.append(f"line {number}: not valid JSON ({error}).")
-            continue
-        if not isinstance(record, dict):
-            errors.append(f"line {number}: expected a JSON object.")
-            continue
-        if reader is None:
-            format = detect_format(record) or "unknown"
-            if format == "unknown":
-                raise ServiceError(
-                    f"line {number}: cannot tell the format from its keys; name it "
-                    f"({', '.join(FORMATS)})."
+        self.format = format
+        self.reader = READERS.get(format)
+        self.errors: list[str] = []
+        self.count = 0
+
+    def chunks(self, lines: Iterable[bytes | str]) -> Iterator[list]:
+        """The records of each CHUNK_LINES lines (fewer where lines are bad or blank)."""
+        lines = iter(lines)
+        while chunk := list(islice(lines, CHUNK_LINES)):
+            yield self.parse(chunk)
+
+    def parse(self, lines: list[bytes | str]) -> list:
+        records: list = []
+        errors = self.errors
+        for number, raw in enumerate(lines, start=self.count + 1):
+            if not raw.strip():
+                continue  # blank lines (a trailing newline, say) carry nothing
+            if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+                errors.append(
+                    f"line {number}: contains a NUL character (\\u0000), which cannot be stored."
                 )
-            reader = READERS[format]
-        try:
-            records.append(reader(record))
-        except LineError as error:
-            errors.append(f"line {number}: {error}")
-    if errors:
-        raise ServiceError(
-            f"{len(errors)} of {count} lines are invalid; nothing was imported. Fix them and retry.",
-            details=errors,
+                continue
+            try:
+                # orjson parses a line in a fifth of json's time, and refuses what JSON does not
+                # allow (NaN, lone surrogates) that json.loads takes, and that could not be stored.
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError as error:
+                errors.append(f"line {number}: not valid JSON ({error}).")
+                continue
+            if not isinstance(record, dict):
+                errors.append(f"line {number}: expected a JSON object.")
+                continue
+            if self.reader is None:
+                detected = detect_format(record)
+                if detected is None:
+                    raise ServiceError(
+                        f"line {number}: cannot tell the format from its keys; name it "
+                        f"({', '.join(FORMATS)})."
+                    )
+                self.format, self.reader = detected, READERS[detected]
+            try:
+                records.append(self.reader(record))
+            except LineError as error:
+                errors.append(f"line {number}: {error}")
+        self.count += len(lines)
+        return records
+
+    def refusal(self) -> ServiceError:
+        return ServiceError(
+            f"{len(self.errors)} of {self.count} lines are invalid; nothing was imported. Fix them "
+            "and retry.",
+            details=self.errors,
         )
-    if not records:
-        raise ServiceError("The file has no records.")
-    return format, records, count
 
 
 def import_jsonl(
@@ -163,38 +182,31 @@ def import_jsonl(
     format: str = "auto",
     source: str = "",
 ) -> ImportResult:
-    """Import a JSONL file into a project, all or nothing."""
+    """Import a JSONL file into a project, all or nothing.
+
+    The file streams through in chunks, each written as soon as it is parsed, so memory stays flat
+    however long the file is. One transaction holds them all: a bad line anywhere stops the
+    writing (the rest is still read, to name every bad line) and the transaction is rolled back."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
-    with gc_paused():
-        format, records, count = parse_lines(lines, format)
-    if format in PREFERENCE_FORMATS and not project.pairwise_enabled:
-        raise ServiceError(
-            f"Project {project.name!r} does not collect pairwise judgments; enable them to import "
-            "preference data."
-        )
-    annotator = import_user() if format == "arena" else None
-    with transaction.atomic():
-        batch = ImportBatch.objects.create(
-            project=project,
-            source=source[:500],
-            format=format,
-            line_count=count,
-            created_by_id=user_id,
-        )
-        writer = ImportWriter(project, batch)
-        if format == "prompts":
-            writer.write_prompts(records)
-        elif format == "model_versions":
-            writer.write_model_versions(records)
-        elif format == "completions":
-            writer.write_completions(records)
-        elif format == "arena":
-            writer.write_battles(records, annotator.pk)
-        else:
-            writer.write_pairs(records)
-    return ImportResult(batch=batch, format=format, lines=count, created=writer.created)
+    parser = LineParser(format)
+    writer: ImportWriter | None = None
+    with gc_paused(), transaction.atomic():
+        for records in parser.chunks(lines):
+            if parser.errors or not records:
+                continue
+            if writer is None:
+                writer = ImportWriter.start(project, parser.format, user_id, source)
+            writer.write(records)
+        if parser.errors:
+            raise parser.refusal()
+        if writer is None:
+            raise ServiceError("The file has no records.")
+        writer.finish(parser.count)
+    return ImportResult(
+        batch=writer.batch, format=writer.format, lines=parser.count, created=writer.created
+    )
 
 
 def dumps(value: object) -> str:
@@ -208,9 +220,44 @@ class ImportWriter:
     def __init__(self, project: Project, batch: ImportBatch):
         self.project = project
         self.batch = batch
+        self.format = batch.format
+        self.written = 0  # records written so far: numbers what later chunks write
+        self.model_names: set[str] = set()
+        self.annotator_id = import_user().pk if self.format == "arena" else None
         # COPY takes the timestamp as text: dumping a datetime per row costs more than the row.
         self.now = timezone.now().isoformat()
         self.created: dict[str, int] = {}
+
+    @classmethod
+    def start(cls, project: Project, format: str, user_id: int | None, source: str) -> ImportWriter:
+        """A writer with its batch row, once the first records tell the format."""
+        if format in PREFERENCE_FORMATS and not project.pairwise_enabled:
+            raise ServiceError(
+                f"Project {project.name!r} does not collect pairwise judgments; enable them to "
+                "import preference data."
+            )
+        batch = ImportBatch.objects.create(
+            project=project, source=source[:500], format=format, created_by_id=user_id
+        )
+        return cls(project, batch)
+
+    def write(self, records: list) -> None:
+        """Write one chunk of validated records."""
+        if self.format == "prompts":
+            self.write_prompts(records)
+        elif self.format == "model_versions":
+            self.write_model_versions(records)
+        elif self.format == "completions":
+            self.write_completions(records)
+        elif self.format == "arena":
+            self.write_battles(records)
+        else:
+            self.write_pairs(records)
+        self.written += len(records)
+
+    def finish(self, line_count: int) -> None:
+        self.batch.line_count = line_count
+        self.batch.save(update_fields=["line_count"])
 
     def count(self, what: str, number: int) -> None:
         self.created[what] = self.created.get(what, 0) + number
@@ -310,14 +357,18 @@ class ImportWriter:
 
     def write_model_versions(self, records: list[ModelVersionRecord]) -> None:
         names = [r.name for r in records]
-        repeated = (
-            sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
-        )
+        counts = Counter(names)
+        # Names from earlier chunks are in the table by now: call them repeated, not existing.
+        repeated = sorted({n for n in names if counts[n] > 1 or n in self.model_names})
         existing = sorted(
-            ModelVersion.objects.filter(project=self.project, name__in=names).values_list(
-                "name", flat=True
+            set(
+                ModelVersion.objects.filter(project=self.project, name__in=names).values_list(
+                    "name", flat=True
+                )
             )
+            - self.model_names
         )
+        self.model_names.update(names)
         if repeated or existing:
             details = [f"model version {n!r} appears more than once in the file." for n in repeated]
             details += [f"model version {n!r} exists already in this project." for n in existing]
@@ -460,7 +511,7 @@ class ImportWriter:
         completion_ids = self.write_pair_completions(records, prompt_ids)
         self.write_preference_pairs(records, prompt_ids, completion_ids)
 
-    def write_battles(self, records: list[PairRecord], annotator_id: int) -> None:
+    def write_battles(self, records: list[PairRecord]) -> None:
         """Chatbot Arena battles: a verdict between two models (ties too), which the leaderboard
         reads as a judgment, so each becomes a completed pairwise task with a judgment by the
         import user, and a pair (linked to it) unless it is a tie."""
@@ -471,6 +522,7 @@ class ImportWriter:
         item_ids = reserve_ids(TaskItem, 2 * n)
         judgment_ids = reserve_ids(Judgment, n)
         project_id, batch_id, now = self.project.pk, self.batch.pk, self.now
+        annotator_id, first = self.annotator_id, self.written + 1
         insert_rows(
             AnnotationTask,
             (
@@ -533,7 +585,7 @@ class ImportWriter:
                     f"[{completion_ids[2 * i]},{completion_ids[2 * i + 1]}]",
                     "",
                     "[]",
-                    f"{key}{i + 1}",
+                    f"{key}{first + i}",
                     now,
                 )
                 for i, r in enumerate(records)

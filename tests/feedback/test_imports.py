@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,91 @@ def test_anthropic_hh_round_trips_exactly(project):
     }
     assert first["prompt"][-1]["role"] == "user"
     assert first["chosen"][0]["content"].startswith("No, sorry!")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Files stream through in chunks of lines; two-line chunks make every test file several."""
+    from feedback.services import imports
+
+    monkeypatch.setattr(imports, "CHUNK_LINES", 2)
+
+
+def test_a_bad_line_in_a_later_chunk_rolls_back_the_chunks_already_written(
+    project, small_chunks, monkeypatch
+):
+    from feedback.services.imports import ImportWriter
+
+    written = threading.Event()
+    write = ImportWriter.write
+
+    def write_and_tell(self, records):
+        write(self, records)
+        written.set()
+
+    monkeypatch.setattr(ImportWriter, "write", write_and_tell)
+
+    def lines():
+        for n in range(10):
+            if n == 6:  # the bad lines come only once good ones are in the table
+                assert written.wait(5)
+            yield "{oops" if n == 8 else json.dumps({"prompt": "" if n == 6 else f"p{n}"})
+
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines())
+    assert [d.split(":")[0] for d in refused.value.details] == ["line 7", "line 9"]
+    assert "2 of 10 lines are invalid" in refused.value.message
+    assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
+
+
+def test_chunks_share_prompts_number_battles_and_count_lines_across_the_file(project, small_chunks):
+    battles = [
+        {
+            "model_a": "m1",
+            "model_b": "m2",
+            "prompt": f"q{n % 2}",
+            "response_a": f"a{n}",
+            "response_b": f"b{n}",
+            "winner": "model_a",
+        }
+        for n in range(5)
+    ]
+    result = import_jsonl(
+        project_id=project.pk, user_id=None, lines=jsonl(*battles), format="arena"
+    )
+    assert result.created == {
+        "prompts": 2,
+        "model_versions": 2,
+        "completions": 10,
+        "tasks": 5,
+        "judgments": 5,
+        "pairs": 5,
+    }
+    assert result.batch.line_count == 5 == result.lines
+    keys = sorted(Judgment.objects.values_list("idempotency_key", flat=True))
+    assert keys == [f"import-{result.batch.pk}-{n}" for n in range(1, 6)]
+    assert [p["chosen"] for p in export(project)] == [f"a{n}" for n in range(5)]
+
+
+def test_model_versions_repeated_in_a_later_chunk_are_refused(project, small_chunks):
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(
+            project_id=project.pk,
+            user_id=None,
+            format="model_versions",
+            lines=jsonl({"name": "m1"}, {"name": "m2"}, {"name": "m3"}, {"name": "m1"}),
+        )
+    assert refused.value.details == ["model version 'm1' appears more than once in the file."]
+    assert not ModelVersion.objects.exists()
+
+
+def test_an_upload_that_breaks_off_leaves_nothing(project, small_chunks):
+    def lines():
+        yield json.dumps({"prompt": "a"})
+        yield json.dumps({"prompt": "b"})
+        yield json.dumps({"prompt": "c"})
+        raise OSError("connection reset while uploading")
+
+    with pytest.raises(OSError, match="connection reset"):
+        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines())
+    assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
