@@ -363,3 +363,29 @@ def test_streamed_pairs_take_texts_from_other_prompts_and_big_prompts(project, m
             assert lines_of(streamed) == expected
     parquet, _ = run(project, format="parquet")
     assert pq.read_table(io.BytesIO(parquet)).to_pylist() == expected
+
+
+@pytest.mark.skipif(not can_stream_rows(), reason="the streamed query is PostgreSQL's")
+def test_switching_to_the_checked_query_mid_stream_keeps_the_transaction(project, monkeypatch):
+    """A pair whose completion is another prompt's ends the unchecked query early, while
+    PostgreSQL is still sending (20 MB of texts, read a row at a time): its cancelled query must
+    not fail the export's transaction."""
+    monkeypatch.setattr("feedback.services.export_sql.STREAM_ROWS", 1)
+    filler = "x" * 100_000
+    prompts = [services.create_prompt(project_id=project.pk, text=f"p{n}") for n in range(100)]
+    completions = [
+        [services.create_completion(prompt_id=p.pk, text=f"{p.text}{k} {filler}") for k in (0, 1)]
+        for p in prompts
+    ]
+    for n, (chosen, rejected) in enumerate(completions):
+        if n == 2:
+            chosen = completions[0][0]  # another prompt's completion
+        PreferencePair.objects.create(
+            project=project, prompt=prompts[n], chosen=chosen, rejected=rejected, policy="x"
+        )
+    streamed, snapshot = run(project)
+    monkeypatch.setattr("feedback.services.exports.can_stream_rows", lambda: False)
+    through_orm, _ = run(project)
+    assert snapshot.status == "complete" and snapshot.row_count == 100
+    assert streamed == through_orm
+    assert lines_of(streamed)[2]["chosen"].startswith("p00 ")
