@@ -18,7 +18,7 @@ import argparse
 import http.client
 import time
 
-from serving import PeakMemory, Server, ServingCpu, api_key, mib, setup_django
+from serving import PeakMemory, Server, ServingCpu, api_key, machine_pace, mib, setup_django
 
 COMPLETIONS_PER_PROMPT = 4
 # Four of the twelve ordered pairs of a prompt's four completions: (0,1) (2,3) (0,2) (3,1).
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     setup_django()
+    print(machine_pace())
     project_id = create_pairs(args.pairs)
     key = api_key("export-benchmark", project_id, role="reviewer")
     with Server() as server:

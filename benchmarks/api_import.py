@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import ROOT, PeakMemory, Server, ServingCpu, api_key, mib, setup_django
+from serving import ROOT, PeakMemory, Server, ServingCpu, api_key, machine_pace, mib, setup_django
 
 WORDS = [
     "the",
@@ -140,7 +140,7 @@ def main() -> None:
     setup_django()
     from feedback import services
 
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(machine_pace())
     with Server() as server:
         # A first request loads the URLconf (scipy and friends, seconds of CPU) and the import
         # code; a serving worker has done that long before, so keep it out of the figures.

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 
-from serving import server_command
+from serving import machine_pace, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -494,7 +494,7 @@ def main() -> None:
     )
     print(
         f"Machine: {os.cpu_count()} CPU cores, shared by PostgreSQL, the server, the clients and "
-        f"whatever else runs (load average now {os.getloadavg()[0]:.1f}).\n"
+        f"whatever else runs; {machine_pace()}.\n"
     )
 
     print(
