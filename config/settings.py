@@ -121,7 +121,7 @@ AUTHENTICATION_BACKENDS = ["feedback.auth_backends.ModelBackend"]
 if os.environ.get("CACHE_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": os.environ["CACHE_URL"],
         }
     }

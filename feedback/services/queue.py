@@ -16,6 +16,7 @@ from django.utils import timezone
 from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Assignment, Membership, TaskItem
 from feedback.models.tasks import AssignmentStatus, SkipReason, TaskStatus
+from feedback.raw_rows import first_instance
 
 STALE_LEASES_PER_CALL = 50
 
@@ -166,7 +167,7 @@ def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) ->
         "now": now,
         "expires": now + lease_duration(),
     }
-    return next(iter(Assignment.objects.raw(sql, params)), None)
+    return first_instance(Assignment, sql, params)
 
 
 @transaction.atomic

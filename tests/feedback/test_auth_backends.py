@@ -36,7 +36,7 @@ def test_sessions_in_a_shared_redis_cache_end_at_logout(client, make_user, setti
     session everywhere, which only a shared cache guarantees."""
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": os.environ["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/2",
         }
     }
@@ -51,4 +51,6 @@ def test_sessions_in_a_shared_redis_cache_end_at_logout(client, make_user, setti
     assert other_process.get("/").status_code == 200
     client.post("/logout/")
     assert other_process.get("/").status_code == 302
+    # One Redis client serves every call (Django's own backend builds one per call).
+    assert caches["default"]._cache.get_client() is caches["default"]._cache.get_client()
     caches["default"].clear()
