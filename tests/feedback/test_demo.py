@@ -47,3 +47,51 @@ def test_alignment_demo_has_a_local_policy_and_prompts(tiny_base):
     prompt_set = project.prompt_sets.get()
     assert prompt_set.prompts.filter(split="train").count() >= 16
     assert project.prompts.filter(split="held_out").exists()
+
+
+def test_stopping_serve_demo_with_sigterm_stops_its_worker(tmp_path):
+    """`kill` on the demo server (as a process manager sends it) must not leave the Celery worker
+    running on its own."""
+    import contextlib
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+    env.pop("CELERY_BROKER_URL", None)  # the demo's embedded broker
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve_demo", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.5)
+            workers = psutil.Process(server.pid).children()
+        assert workers, "serve_demo started no worker"
+        time.sleep(3)  # let the web server and the worker come up
+        assert all(worker.is_running() for worker in workers)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"still running after SIGTERM: {alive}"
+    finally:
+        for process in (server, *workers):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                process.kill()

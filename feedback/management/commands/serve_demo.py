@@ -1,7 +1,9 @@
 """Serve the demo: a Celery worker process plus the development web server, stopped together."""
 
 import os
+import signal
 import subprocess
+import sys
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -26,6 +28,8 @@ class Command(BaseCommand):
         for username, password, role, _ in DEMO_USERS:
             self.stdout.write(f"  {role:<10} {username} / {password}")
         self.stdout.write("Press Ctrl-C to stop the web server and the worker.\n")
+        # A plain `kill` ends Python without unwinding: make it unwind, so the worker stops too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
         finally:
