@@ -26,6 +26,7 @@ class OutputView:
     html: SafeString
     diff_html: SafeString | None
     snippet: str  # plain-text opening, to recognise the output on a ranking chip
+    cut_off: bool = False  # generation stopped at the token limit
 
     @property
     def number_label(self) -> str:
@@ -97,6 +98,7 @@ def task_view(task: AnnotationTask, shown_order: list[int] | None = None) -> Tas
             html=rendering.render_markdown(text),
             diff_html=diffs[index] if diffs else None,
             snippet=snippet_of(text),
+            cut_off=items[cid].completion.was_cut_off,
         )
         for index, (cid, text) in enumerate(zip(order, texts, strict=True))
     ]

@@ -216,17 +216,22 @@ def sample_version(version: ModelVersion, prompts: list[Prompt], settings_, seed
 
 
 def store_samples(version: ModelVersion, prompts, generations, settings_: dict) -> list[Completion]:
-    """Save sampled responses as the version's completions of the prompts they answer."""
+    """Save sampled responses as the version's completions of the prompts they answer, each with
+    why it stopped: "stop" at an end of sequence, "length" at the token limit."""
     return Completion.objects.bulk_create(
         Completion(
             prompt=prompts[index],
             model_version=version,
             text=storable_text(text),
             token_count=tokens,
-            generation_settings=settings_,
+            generation_settings={**settings_, "finish_reason": "stop" if eos else "length"},
         )
-        for index, text, tokens in zip(
-            generations.prompt_indices, generations.texts, generations.token_counts, strict=True
+        for index, text, tokens, eos in zip(
+            generations.prompt_indices,
+            generations.texts,
+            generations.token_counts,
+            generations.has_eos,
+            strict=True,
         )
     )
 

@@ -176,3 +176,9 @@ class Completion(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+    @property
+    def was_cut_off(self) -> bool:
+        """Generation stopped at the token limit, not at an end of sequence (OpenAI's
+        finish_reason "length"): annotators should know the text ends mid-thought."""
+        return self.generation_settings.get("finish_reason") == "length"

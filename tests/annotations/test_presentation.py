@@ -41,6 +41,22 @@ def test_differences_are_offered_for_near_identical_outputs(project):
     assert '<mark class="diff">!</mark>' in view.outputs[0].diff_html
 
 
+def test_outputs_cut_off_at_the_token_limit_say_so(project, client, make_member):
+    prompt = services.create_prompt(project_id=project.pk, text="Tell a story")
+    ids = [
+        services.create_completion(
+            prompt_id=prompt.pk, text=text, generation_settings={"finish_reason": reason}
+        ).pk
+        for text, reason in (("Once upon a time there", "length"), ("The end.", "stop"))
+    ]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
+    view = presentation.task_view(selectors.task_with_items(task.pk))
+    assert [o.cut_off for o in view.outputs] == [True, False]
+    client.force_login(make_member())
+    page = client.get(f"/projects/{project.pk}/work/", follow=True).content.decode()
+    assert page.count("Cut off at the length limit") == 1
+
+
 def test_the_idempotency_key_is_fixed_per_lease(project, make_member, make_task):
     make_task()
     user = make_member()

@@ -41,6 +41,9 @@ def test_generate_and_reward_jobs_on_a_real_worker(
     samples = Completion.objects.filter(model_version=base)
     assert samples.count() == 8
     assert all(sample.token_count and sample.text for sample in samples)
+    # Each says why it stopped; one stopped at the token limit holds all 16 new tokens.
+    assert {s.generation_settings["finish_reason"] for s in samples} <= {"stop", "length"}
+    assert all(s.token_count == 16 for s in samples if s.was_cut_off)
 
     # Preference pairs: answers with "apple" beat answers without.
     for prompt in prompts:
