@@ -205,5 +205,15 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # Target 0.85, not yet reached. Seeds 0-4 gave 0.82, 0.82, 0.76, 0.71 and 0.85 at 5-12 nats from
     # the base; 64 comparisons give a standard error near 0.05. The bound is what any seed cleared,
     # and still three standard errors above a coin flip.
+    # What holds it back: the tiny tokenizer spells " apple" as five one-character tokens, and the
+    # first PPO round's reward model keys on "red" (only the apple is red in the corpus): it scores
+    # "a red appple" and "a red thepple" as high as "a red apple" (3.7 each against -3.8 for "cold
+    # water", seed 1). PPO finds the misspellings, the annotator does not count them, and the
+    # second round's reward model, which has seen some, unlearns them only in part.
+    # Also tried, win rate by seed (in brackets): PPO learning rate 1e-3, 0.70 and 0.70 (3, 2);
+    # 1e-3 with kl_coef 0.3, 0.75 and 0.75 (3, 2); missing-EOS penalty 3, 0.40 (3: answers of five
+    # tokens) and 0.76 (2); 48 responses per rollout (24 prompts x 2) at kl_coef 0.6, 0.76 (3),
+    # and at 0.3, 0.84, 0.66, 0.77, 0.82, 0.86 (0-4) at 11-14 nats; 12 DPO epochs a round, the
+    # second round ends 33 nats from its parent, with EOS in one response of eight.
     assert rate >= 0.65
     assert 0 <= kl < 20.0
