@@ -216,5 +216,7 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # and at 0.3, 0.84, 0.66, 0.77, 0.82, 0.86 (0-4) at 11-14 nats; 12 DPO epochs a round, the
     # second round ends 33 nats from its parent, with EOS in one response of eight.
     # Reward models trained on every pair of the project so far, not the round's: 0.77, 0.77 (0, 1).
+    # A tiny tokenizer of 512 tokens, where every corpus word (" apple" too) is one token: 0.66,
+    # 0.68 (0, 1), with 'apple' in 59% and 53% of samples: misspellings are not what limits it alone.
     assert rate >= 0.65
     assert 0 <= kl < 20.0
