@@ -218,5 +218,6 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # Reward models trained on every pair of the project so far, not the round's: 0.77, 0.77 (0, 1).
     # A tiny tokenizer of 512 tokens, where every corpus word (" apple" too) is one token: 0.66,
     # 0.68 (0, 1), with 'apple' in 59% and 53% of samples: misspellings are not what limits it alone.
+    # kl_coef 1.0 in the first PPO round and 0.3 in the second: 0.78, 0.73 (0, 3).
     assert rate >= 0.65
     assert 0 <= kl < 20.0
