@@ -2,8 +2,8 @@
 
 `Model.objects.raw` works out, on every query, which column feeds which field and how to convert
 it; at hundreds of requests a second that costs more than the query (about 0.1 ms of CPU of the
-~4 ms a judgment takes, benchmarks/queue_throughput.py). Here that is worked out once per model
-and column list, and rows go through the same converters the ORM uses."""
+~4 ms a judgment takes, benchmarks/queue_throughput.py). Here that is worked out once per model,
+column list and connection, and rows go through the same converters the ORM uses."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ M = TypeVar("M", bound=models.Model)
 
 
 @cache
-def row_plan(model: type[M], columns: tuple[str, ...], alias: str) -> tuple[list[int], list, list]:
+def row_plan(model: type[M], columns: tuple[str, ...], connection) -> tuple[list[int], list, list]:
     """For each of the model's fields in order, the index of its column and its attname; and
-    (index in that order, column, converters) for the fields whose values need converting."""
-    connection = connections[alias]
+    (index in that order, column, converters) for the fields whose values need converting. Keyed
+    on the connection itself (one per thread): backend converters are its bound methods."""
     index_of = {column: index for index, column in enumerate(columns)}
     fields = model._meta.concrete_fields
     missing = [field.column for field in fields if field.column not in index_of]
@@ -44,7 +44,7 @@ def first_instance(model: type[M], sql: str, params, using: str = "default") -> 
         if row is None:
             return None
         columns = tuple(column[0] for column in cursor.description)
-    order, names, converting = row_plan(model, columns, using)
+    order, names, converting = row_plan(model, columns, connection)
     values = [row[index] for index in order]
     for position, col, converters in converting:
         for converter in converters:
