@@ -32,9 +32,12 @@ JUDGMENT_FLAGS = ("unsafe", "broken", "unreadable")
 
 
 class Judgment(models.Model):
-    task = models.ForeignKey(AnnotationTask, on_delete=models.CASCADE, related_name="judgments")
+    # Indexed by the two unique constraints, which start with them.
+    task = models.ForeignKey(
+        AnnotationTask, on_delete=models.CASCADE, related_name="judgments", db_index=False
+    )
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments", db_index=False
     )
     kind = models.CharField(max_length=16, choices=JudgmentMode.choices)
     # NULL, not "", for "does not apply": the check constraints test these with IS NULL.

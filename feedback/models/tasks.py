@@ -20,7 +20,11 @@ class TaskStatus(models.TextChoices):
 
 
 class AnnotationTask(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    # No index of its own: task_queue_idx starts with the project. Every index is written again
+    # on each lease and judgment, so redundant ones cost the queue's hot path.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="tasks", db_index=False
+    )
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
     mode = models.CharField(max_length=16, choices=JudgmentMode.choices)
     completions = models.ManyToManyField(Completion, through="TaskItem", related_name="tasks")
@@ -82,7 +86,10 @@ class AnnotationTask(models.Model):
 class TaskItem(models.Model):
     """A completion's place in a task; position 0 is "A", 1 is "B" in pairwise tasks."""
 
-    task = models.ForeignKey(AnnotationTask, on_delete=models.CASCADE, related_name="items")
+    # Indexed by the unique constraints, which start with the task.
+    task = models.ForeignKey(
+        AnnotationTask, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     completion = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="task_items")
     position = models.PositiveSmallIntegerField()
 
@@ -118,9 +125,15 @@ class Assignment(models.Model):
     An expired lease is deleted by the queue, which frees the slot for someone else.
     """
 
-    task = models.ForeignKey(AnnotationTask, on_delete=models.CASCADE, related_name="assignments")
+    # Indexed by one_assignment_per_annotator and assignment_annotator_idx, which start with them.
+    task = models.ForeignKey(
+        AnnotationTask, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
     )
     status = models.CharField(
         max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED

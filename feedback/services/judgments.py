@@ -2,6 +2,7 @@
 idempotency key returns the stored judgment instead of writing a second one."""
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
@@ -147,7 +148,7 @@ def check_judgment(data: JudgmentInput, slot: LockedSlot, item_ids: list[int]) -
 def submit_judgment(*, annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
     """Record a judgment on a task leased to the annotator; completes the task at its quota."""
     try:
-        return _submit(annotator_id, task_id, data)
+        return record_if_leased(annotator_id, task_id, data) or _submit(annotator_id, task_id, data)
     except IntegrityError:
         # The (annotator, idempotency key) pair is taken: a concurrent retry won the race (return
         # what it stored), or the client reused a key from another task.
@@ -253,7 +254,7 @@ def record(judgment: Judgment, assignment_id: int) -> None:
 
 RECORD_SQL = """
 WITH recorded AS (
-    INSERT INTO {judgment} ({columns}) VALUES ({placeholders}) RETURNING id
+    INSERT INTO {judgment} ({columns}) VALUES ({values}) RETURNING id
 ), submitted AS (
     UPDATE {assignment} SET status = %s, finished_at = %s WHERE id = %s
 ), counted AS (
@@ -266,17 +267,13 @@ SELECT id FROM recorded
 
 
 def record_in_one_statement(judgment: Judgment, assignment_id: int, now) -> None:
-    # Column values come from the model's own fields, so defaults and JSON encoding match save().
-    columns = [field for field in Judgment._meta.concrete_fields if not field.primary_key]
-    values = [
-        field.get_db_prep_save(field.pre_save(judgment, True), connection) for field in columns
-    ]
+    columns, values = judgment_columns(judgment)
     sql = RECORD_SQL.format(
         judgment=Judgment._meta.db_table,
         assignment=Assignment._meta.db_table,
         task=AnnotationTask._meta.db_table,
-        columns=", ".join(connection.ops.quote_name(field.column) for field in columns),
-        placeholders=", ".join(["%s"] * len(columns)),
+        columns=columns,
+        values=", ".join(["%s"] * len(values)),
     )
     params = [
         *values,
@@ -289,5 +286,93 @@ def record_in_one_statement(judgment: Judgment, assignment_id: int, now) -> None
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         judgment.pk = cursor.fetchone()[0]
+    mark_saved(judgment)
+
+
+def judgment_columns(judgment: Judgment, *, except_: str = "") -> tuple[str, list]:
+    """The quoted column list of an INSERT of `judgment` and its values, prepared by the model's
+    own fields so defaults and JSON encoding match save(); `except_` names a column the caller
+    fills itself, placed last."""
+    fields = [f for f in Judgment._meta.concrete_fields if not f.primary_key and f.name != except_]
+    values = [
+        field.get_db_prep_save(field.pre_save(judgment, True), connection) for field in fields
+    ]
+    names = [field.column for field in fields]
+    if except_:
+        names.append(Judgment._meta.get_field(except_).column)
+    return ", ".join(connection.ops.quote_name(name) for name in names), values
+
+
+def mark_saved(judgment: Judgment) -> None:
     judgment._state.adding = False
     judgment._state.db = connection.alias  # as save() leaves it, so related managers accept it
+
+
+# The common case in one statement, without a transaction around it: a submission that needs
+# nothing from its task but the mode (a pairwise choice), on a slot still leased to the annotator.
+# The conditions the locked path checks in Python are WHERE clauses here; when they do not hold,
+# nothing is written and the locked path runs, to explain why or to return a retry's judgment.
+# Locks follow the queue's order: the task row (the CTE) before the assignment (the join's rows
+# are locked once the task's row has been produced). Under READ COMMITTED a slot submitted by a
+# concurrent retry is re-checked after its lock is released, and then no longer matches.
+RECORD_IF_LEASED_SQL = """
+WITH task AS (
+    SELECT id FROM {task} WHERE id = %s AND mode = %s FOR UPDATE
+), slot AS (
+    SELECT a.id, a.shown_order FROM {assignment} a JOIN task ON a.task_id = task.id
+    WHERE a.annotator_id = %s AND a.status = %s
+    FOR UPDATE OF a
+), recorded AS (
+    INSERT INTO {judgment} ({columns}) SELECT {values}, slot.shown_order FROM slot
+    RETURNING id, shown_order
+), submitted AS (
+    UPDATE {assignment} a SET status = %s, finished_at = %s FROM slot WHERE a.id = slot.id
+), counted AS (
+    UPDATE {task} t SET judgment_count = t.judgment_count + 1,
+        status = CASE WHEN t.judgment_count + 1 >= t.judgments_wanted THEN %s ELSE t.status END
+    FROM slot WHERE t.id = %s
+)
+SELECT id, shown_order FROM recorded
+"""
+
+
+def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment | None:
+    """The judgment, stored in one statement, or None where the locked path must decide."""
+    if connection.vendor != "postgresql" or data.ranking is not None or data.ratings is not None:
+        return None
+    presumed = LockedSlot(0, AssignmentStatus.LEASED, [], data.kind, rating_enabled=False)
+    try:
+        fields = check_judgment(data, presumed, item_ids=[])
+    except ServiceError:
+        return None  # the locked path reports it, after the slot's own problems
+    judgment = Judgment(task_id=task_id, annotator_id=annotator_id, kind=data.kind, **fields)
+    columns, values = judgment_columns(judgment, except_="shown_order")
+    sql = RECORD_IF_LEASED_SQL.format(
+        judgment=Judgment._meta.db_table,
+        assignment=Assignment._meta.db_table,
+        task=AnnotationTask._meta.db_table,
+        columns=columns,
+        values=", ".join(["%s"] * len(values)),
+    )
+    params = [
+        task_id,
+        data.kind,
+        annotator_id,
+        AssignmentStatus.LEASED,
+        *values,
+        AssignmentStatus.SUBMITTED,
+        timezone.now(),
+        TaskStatus.COMPLETE,
+        task_id,
+    ]
+    # Inside a caller's transaction a refused key must not poison it: give it a savepoint.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    judgment.pk, shown_order = row
+    judgment.shown_order = json.loads(shown_order) if isinstance(shown_order, str) else shown_order
+    mark_saved(judgment)
+    return judgment

@@ -75,3 +75,62 @@ def test_twenty_annotators_racing_over_ten_tasks_with_overlap_two(
         ("complete", OVERLAP, OVERLAP)
     }
     assert not Assignment.objects.filter(status="leased").exists()
+
+
+def test_the_same_submission_racing_itself_stores_one_judgment(transactional_db, django_user_model):
+    """A double click or a client retrying before its first request came back: every request
+    gets the one stored judgment and the task counts it once."""
+    project = services.create_project(name="Double", overlap=2)
+    prompt = services.create_prompt(project_id=project.pk, text="Question?")
+    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in ("x", "y")]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
+    user = django_user_model.objects.create_user("clicker", password="pw")
+    services.add_member(project_id=project.pk, user_id=user.pk)
+    services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    data = services.JudgmentInput(kind="pairwise", choice="b", idempotency_key="one-click")
+
+    copies = 8
+    start, returned, errors = threading.Barrier(copies), [], []
+
+    def submit() -> None:
+        try:
+            start.wait()
+            judgment = services.submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+            returned.append(judgment.pk)
+        except Exception as error:  # noqa: BLE001 - asserted on below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    stored = list(Judgment.objects.values_list("pk", flat=True))
+    assert len(stored) == 1 and returned == stored * copies
+    task.refresh_from_db()
+    assert (task.judgment_count, task.slots_taken, task.status) == (1, 1, "open")
+
+
+def test_a_pairwise_submission_is_one_statement(
+    transactional_db, django_user_model, django_assert_num_queries
+):
+    """The queue's hot path: no transaction around it, one round trip to the database."""
+    project = services.create_project(name="Lean", overlap=1)
+    prompt = services.create_prompt(project_id=project.pk, text="Question?")
+    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in ("x", "y")]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
+    user = django_user_model.objects.create_user("lean", password="pw")
+    services.add_member(project_id=project.pk, user_id=user.pk)
+    lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    data = services.JudgmentInput(kind="pairwise", choice="tie", idempotency_key="k")
+    with django_assert_num_queries(1):
+        judgment = services.submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+    assert judgment.shown_order == lease.shown_order
+    stored = Judgment.objects.get()
+    assert (stored.pk, stored.choice, stored.shown_order) == (judgment.pk, "tie", lease.shown_order)
+    task.refresh_from_db()
+    assert (task.judgment_count, task.status) == (1, "complete")
+    assert Assignment.objects.get().status == "submitted"
