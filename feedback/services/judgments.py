@@ -101,10 +101,13 @@ def check_ratings(ratings: object, item_ids: list[int]) -> dict[str, int]:
     return clean
 
 
-def check_judgment(data: JudgmentInput, slot: LockedSlot, item_ids: list[int]) -> dict:
-    """Validate a submission against its task; return the Judgment field values."""
-    if data.kind != slot.mode:
-        raise ServiceError(f"This task asks for a {slot.mode} judgment, not {data.kind!r}.")
+def check_judgment(
+    data: JudgmentInput, mode: str, rating_enabled: bool, item_ids: list[int]
+) -> dict:
+    """Validate a submission against its task (its mode, whether its project collects ratings
+    and its outputs); return the Judgment field values."""
+    if data.kind != mode:
+        raise ServiceError(f"This task asks for a {mode} judgment, not {data.kind!r}.")
     if not data.idempotency_key or len(data.idempotency_key) > 100:
         raise ServiceError("Send an idempotency key of 1 to 100 characters with each judgment.")
     fields: dict = {"choice": None, "strength": None, "ranking": None, "ratings": None}
@@ -126,7 +129,7 @@ def check_judgment(data: JudgmentInput, slot: LockedSlot, item_ids: list[int]) -
     if data.kind != JudgmentMode.PAIRWISE and (data.choice or data.strength):
         raise ServiceError("Only pairwise judgments have a choice and strength.")
     if data.ratings is not None:
-        if not slot.rating_enabled and data.kind != JudgmentMode.RATING:
+        if not rating_enabled and data.kind != JudgmentMode.RATING:
             raise ServiceError("This project does not collect ratings.")
         fields["ratings"] = check_ratings(data.ratings, item_ids)
     bad_flags = sorted(set(data.flags) - set(JUDGMENT_FLAGS))
@@ -164,9 +167,9 @@ def submit_judgment(*, annotator_id: int, task_id: int, data: JudgmentInput) -> 
         return stored
 
 
-# One round trip, written in SQL: this runs once per judgment, and the ORM's query compiler cost
-# more CPU than the database did (benchmarks/queue_throughput.py). Locks the task row, then the
-# assignment, the queue's lock order; every writer of an assignment holds its task's lock.
+# The locked path, for other databases and for what record_if_leased leaves (a retry, a refusal,
+# a lease that changed under it). Locks the task row, then the assignment, the queue's lock order;
+# every writer of an assignment holds its task's lock.
 LOCK_SQL = """
 SELECT a.id, a.status, a.shown_order, t.mode, p.rating_enabled
 FROM {assignment} a
@@ -213,14 +216,7 @@ def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
         raise ServiceError("You have already judged this task.", code="conflict")
     if slot.status != AssignmentStatus.LEASED:
         raise ServiceError("You skipped this task; it has gone to someone else.", code="conflict")
-    # The task's outputs matter only to check a ranking or ratings.
-    needs_items = data.ranking is not None or data.ratings is not None
-    item_ids = (
-        list(TaskItem.objects.filter(task_id=task_id).values_list("completion_id", flat=True))
-        if needs_items
-        else []
-    )
-    fields = check_judgment(data, slot, item_ids)
+    fields = check_judgment(data, slot.mode, slot.rating_enabled, item_ids_to_check(task_id, data))
     judgment = Judgment(
         task_id=task_id,
         annotator_id=annotator_id,
@@ -232,13 +228,17 @@ def _submit(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment:
     return judgment
 
 
+def item_ids_to_check(task_id: int, data: JudgmentInput) -> list[int]:
+    """The task's outputs, which matter only to check a ranking or ratings."""
+    if data.ranking is None and data.ratings is None:
+        return []
+    return list(TaskItem.objects.filter(task_id=task_id).values_list("completion_id", flat=True))
+
+
 def record(judgment: Judgment, assignment_id: int) -> None:
     """Store the judgment, mark the lease submitted and count it on the task (completing the task
-    at its quota); on PostgreSQL in one statement, since this runs once per judgment."""
+    at its quota). On PostgreSQL this runs only when record_if_leased could not."""
     now = timezone.now()
-    if connection.vendor == "postgresql":
-        record_in_one_statement(judgment, assignment_id, now)
-        return
     judgment.save(force_insert=True)
     Assignment.objects.filter(pk=assignment_id).update(
         status=AssignmentStatus.SUBMITTED, finished_at=now
@@ -252,66 +252,25 @@ def record(judgment: Judgment, assignment_id: int) -> None:
     )
 
 
-RECORD_SQL = """
-WITH recorded AS (
-    INSERT INTO {judgment} ({columns}) VALUES ({values}) RETURNING id
-), submitted AS (
-    UPDATE {assignment} SET status = %s, finished_at = %s WHERE id = %s
-), counted AS (
-    UPDATE {task} SET judgment_count = judgment_count + 1,
-        status = CASE WHEN judgment_count + 1 >= judgments_wanted THEN %s ELSE status END
-    WHERE id = %s
-)
-SELECT id FROM recorded
-"""
-
-
-def record_in_one_statement(judgment: Judgment, assignment_id: int, now) -> None:
-    columns, values = judgment_columns(judgment)
-    sql = RECORD_SQL.format(
-        judgment=Judgment._meta.db_table,
-        assignment=Assignment._meta.db_table,
-        task=AnnotationTask._meta.db_table,
-        columns=columns,
-        values=", ".join(["%s"] * len(values)),
-    )
-    params = [
-        *values,
-        AssignmentStatus.SUBMITTED,
-        now,
-        assignment_id,
-        TaskStatus.COMPLETE,
-        judgment.task_id,
+def judgment_columns(judgment: Judgment) -> tuple[str, list]:
+    """The quoted columns of an INSERT of `judgment`, shown_order last (the statement takes it
+    from the lease), and the values of the others, prepared by the model's own fields so that
+    defaults and JSON encoding match save()."""
+    fields = [
+        f for f in Judgment._meta.concrete_fields if not f.primary_key and f.name != "shown_order"
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        judgment.pk = cursor.fetchone()[0]
-    mark_saved(judgment)
-
-
-def judgment_columns(judgment: Judgment, *, except_: str = "") -> tuple[str, list]:
-    """The quoted column list of an INSERT of `judgment` and its values, prepared by the model's
-    own fields so defaults and JSON encoding match save(); `except_` names a column the caller
-    fills itself, placed last."""
-    fields = [f for f in Judgment._meta.concrete_fields if not f.primary_key and f.name != except_]
     values = [
         field.get_db_prep_save(field.pre_save(judgment, True), connection) for field in fields
     ]
-    names = [field.column for field in fields]
-    if except_:
-        names.append(Judgment._meta.get_field(except_).column)
+    names = [field.column for field in fields] + [Judgment._meta.get_field("shown_order").column]
     return ", ".join(connection.ops.quote_name(name) for name in names), values
 
 
-def mark_saved(judgment: Judgment) -> None:
-    judgment._state.adding = False
-    judgment._state.db = connection.alias  # as save() leaves it, so related managers accept it
-
-
-# The common case in one statement, without a transaction around it: a submission that needs
-# nothing from its task but the mode (a pairwise choice), on a slot still leased to the annotator.
-# The conditions the locked path checks in Python are WHERE clauses here; when they do not hold,
-# nothing is written and the locked path runs, to explain why or to return a retry's judgment.
+# PostgreSQL's path for every submission, without a transaction around it: the judgment is
+# checked against its task first (mode, ratings setting and outputs do not change once the task
+# exists, so no lock is needed to read them), then stored in one statement on condition that the
+# slot is still leased to the annotator. When it is not, nothing is written and the locked path
+# runs, to explain why or to return a retry's judgment.
 # Locks follow the queue's order: the task row (the CTE) before the assignment (the join's rows
 # are locked once the task's row has been produced). Under READ COMMITTED a slot submitted by a
 # concurrent retry is re-checked after its lock is released, and then no longer matches.
@@ -338,15 +297,26 @@ SELECT id, shown_order FROM recorded
 
 def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Judgment | None:
     """The judgment, stored in one statement, or None where the locked path must decide."""
-    if connection.vendor != "postgresql" or data.ranking is not None or data.ratings is not None:
+    if connection.vendor != "postgresql":
         return None
-    presumed = LockedSlot(0, AssignmentStatus.LEASED, [], data.kind, rating_enabled=False)
+    if data.ranking is None and data.ratings is None:
+        # A pairwise choice needs nothing from the task but its mode, which the statement checks.
+        mode, rating_enabled = data.kind, False
+    else:
+        rules = (
+            AnnotationTask.objects.filter(pk=task_id)
+            .values_list("mode", "project__rating_enabled")
+            .first()
+        )
+        if rules is None:
+            return None
+        mode, rating_enabled = rules
     try:
-        fields = check_judgment(data, presumed, item_ids=[])
+        fields = check_judgment(data, mode, rating_enabled, item_ids_to_check(task_id, data))
     except ServiceError:
         return None  # the locked path reports it, after the slot's own problems
     judgment = Judgment(task_id=task_id, annotator_id=annotator_id, kind=data.kind, **fields)
-    columns, values = judgment_columns(judgment, except_="shown_order")
+    columns, values = judgment_columns(judgment)
     sql = RECORD_IF_LEASED_SQL.format(
         judgment=Judgment._meta.db_table,
         assignment=Assignment._meta.db_table,
@@ -374,5 +344,6 @@ def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Ju
         return None
     judgment.pk, shown_order = row
     judgment.shown_order = json.loads(shown_order) if isinstance(shown_order, str) else shown_order
-    mark_saved(judgment)
+    judgment._state.adding = False
+    judgment._state.db = connection.alias  # as save() leaves it, so related managers accept it
     return judgment

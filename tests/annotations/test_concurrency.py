@@ -1,5 +1,6 @@
 """The queue under real concurrency on PostgreSQL: annotators racing for the same tasks never share
-a slot, and every task ends with exactly its overlap of judgments from different annotators."""
+a slot, every task ends with exactly its overlap of judgments from different annotators, and a
+submission racing itself is stored once. Also the round trips a submission costs there."""
 
 import threading
 from collections import Counter
@@ -8,6 +9,7 @@ import pytest
 from django.db import connection
 
 from feedback import services
+from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Assignment, Judgment
 from tests.conftest import requires_services
 
@@ -134,3 +136,31 @@ def test_a_pairwise_submission_is_one_statement(
     task.refresh_from_db()
     assert (task.judgment_count, task.status) == (1, "complete")
     assert Assignment.objects.get().status == "submitted"
+
+
+def test_a_ranking_with_ratings_is_checked_then_stored_in_one_statement(
+    transactional_db, django_user_model, django_assert_num_queries
+):
+    """Reading the task's mode, ratings setting and outputs needs no lock: they never change."""
+    project = services.create_project(name="Ranked", modes=("ranking", "rating"), overlap=1)
+    prompt = services.create_prompt(project_id=project.pk, text="Question?")
+    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in "xyz"]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids, mode="ranking")
+    user = django_user_model.objects.create_user("ranker", password="pw")
+    services.add_member(project_id=project.pk, user_id=user.pk)
+    services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    data = services.JudgmentInput(
+        kind="ranking",
+        ranking=[[ids[2]], [ids[0], ids[1]]],
+        ratings={ids[0]: 3, ids[1]: 3, ids[2]: 6},
+        idempotency_key="k",
+    )
+    with django_assert_num_queries(3):  # the task's rules, its outputs, the write
+        judgment = services.submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
+    stored = Judgment.objects.get()
+    assert stored.pk == judgment.pk
+    assert stored.ranking == [[ids[2]], [ids[0], ids[1]]]
+    assert stored.ratings == {str(ids[0]): 3, str(ids[1]): 3, str(ids[2]): 6}
+    bad = services.JudgmentInput(kind="ranking", ranking=[[ids[0]]], idempotency_key="k2")
+    with pytest.raises(ServiceError, match="already judged this task"):
+        services.submit_judgment(annotator_id=user.pk, task_id=task.pk, data=bad)
