@@ -32,7 +32,7 @@ JUDGMENT_FLAGS = ("unsafe", "broken", "unreadable")
 
 
 class Judgment(models.Model):
-    # Indexed by the two unique constraints, which start with them.
+    # Indexed by the indexes and unique constraints below, which start with them.
     task = models.ForeignKey(
         AnnotationTask, on_delete=models.CASCADE, related_name="judgments", db_index=False
     )
@@ -53,6 +53,11 @@ class Judgment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        indexes = [
+            # "Judged today", counted on every page an annotator loads: their judgments since
+            # midnight, without reading all the ones they ever made.
+            models.Index(fields=["annotator", "created_at"], name="judgment_annotator_day_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["task", "annotator"], name="one_judgment_per_annotator"
