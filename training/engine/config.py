@@ -150,6 +150,11 @@ class PPORunConfig(RunSettings):
     kl_horizon: int = 10_000
     # Normalise per-token rewards to unit variance before GAE (Huang et al. 2024, detail on reward whitening).
     whiten_rewards: bool = False
+    # Shift and scale the reward so that the starting policy's responses score mean 0, std 1, measured
+    # once before training on this many responses (Ziegler et al. 2019; Huang et al. 2024, "reward
+    # normalization"). kl_coef, value_clip_range and missing_eos_penalty are then in units of that
+    # std, whatever the reward model's scale; 0 leaves the reward as it is.
+    reward_normalization_samples: int = 0
     # Subtracted from the score of a response that never emitted EOS; None leaves such scores alone.
     missing_eos_penalty: float | None = 1.0
     max_grad_norm: float = 1.0
@@ -161,6 +166,8 @@ class PPORunConfig(RunSettings):
     merged_sampler: bool = True
 
     def __post_init__(self) -> None:
+        if self.reward_normalization_samples < 0 or self.reward_normalization_samples == 1:
+            raise ValueError("reward_normalization_samples must be 0 (off) or at least 2.")
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
         rollout_size = self.prompts_per_step * self.generation.num_samples

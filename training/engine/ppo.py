@@ -9,8 +9,9 @@ One base model in memory plays three parts:
                the policy's gradients (Huang et al. 2024 train separate policy and value networks).
 
 Each step (Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO"): sample responses from
-the policy; score prompt + response with the reward model or a python reward function; subtract the
-missing-EOS penalty; compute per-token logprobs of the policy (logits divided by the sampling
+the policy; score prompt + response with the reward model or a python reward function; shift and scale
+the score by the starting policy's mean and std when `reward_normalization_samples` is set; subtract
+the missing-EOS penalty; compute per-token logprobs of the policy (logits divided by the sampling
 temperature), of the reference and the critic's values; shape per-token rewards with the KL penalty;
 GAE; whiten advantages; then `ppo_epochs` passes over minibatches with clipped policy and value losses.
 The KL coefficient is fixed, or adaptive when `target_kl` is set (Ziegler et al. 2019).
@@ -25,7 +26,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,12 +213,22 @@ def train_ppo(
     recorder = MetricsRecorder(output_dir, on_metrics)
     checkpoints_dir = output_dir / CHECKPOINTS_DIRNAME
     start_step, resumed_step = 0, None
+    normalization = ppo_math.ScoreNormalization()
     checkpoint = latest_checkpoint(checkpoints_dir)
     if checkpoint is not None:
-        start_step = _load_checkpoint(checkpoint, agent, optimizer, scheduler, kl_controller)
+        start_step, normalization = _load_checkpoint(
+            checkpoint, agent, optimizer, scheduler, kl_controller
+        )
         resumed_step = start_step
         recorder.resume_at(start_step)
         logger.info("Resuming PPO from %s (step %d).", checkpoint, start_step)
+    elif config.reward_normalization_samples:
+        normalization = _fit_score_normalization(agent, tokenizer, prompts, score_texts, config)
+        logger.info(
+            "Reward normalised by the starting policy's scores: mean %.3f, std %.3f.",
+            normalization.mean,
+            normalization.std,
+        )
 
     metrics: dict = {}
     for step in range(start_step, config.total_steps):
@@ -225,7 +236,14 @@ def train_ppo(
         started = time.perf_counter()
         batch_prompts = _prompts_for_step(prompts, step, config.prompts_per_step, config.seed)
         rollout, rollout_stats, generations = _collect_rollout(
-            agent, tokenizer, batch_prompts, score_texts, kl_controller, config, micro_batch
+            agent,
+            tokenizer,
+            batch_prompts,
+            score_texts,
+            normalization,
+            kl_controller,
+            config,
+            micro_batch,
         )
         rolled_out = time.perf_counter()
         update_stats = _ppo_update(
@@ -250,7 +268,15 @@ def train_ppo(
         if (step + 1) % config.log_every == 0 or step + 1 == config.total_steps:
             recorder.report(metrics)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.total_steps:
-            _save_checkpoint(checkpoints_dir, step + 1, agent, optimizer, scheduler, kl_controller)
+            _save_checkpoint(
+                checkpoints_dir,
+                step + 1,
+                agent,
+                optimizer,
+                scheduler,
+                kl_controller,
+                normalization,
+            )
 
     adapter_dir = _save_policy_adapter(model, tokenizer, output_dir)
     final = recorder.finish(
@@ -259,6 +285,8 @@ def train_ppo(
             "step": config.total_steps,
             "micro_batch_size": plan.micro_batch_size,
             "gradient_checkpointing": plan.gradient_checkpointing,
+            "reward_normalization_mean": normalization.mean,
+            "reward_normalization_std": normalization.std,
         }
     )
     return RunResult(
@@ -340,29 +368,58 @@ def _reward_model_scorer(path: str | Path, config: PPORunConfig) -> RewardFuncti
 
 
 @torch.no_grad()
+def _sample_and_score(
+    agent: PolicyAndCritic,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    score_texts: RewardFunction,
+    settings: GenerationSettings,
+) -> tuple[Generations, torch.Tensor]:
+    """The policy's responses to `prompts` and the reward's raw score of each."""
+    generations = agent.sample(tokenizer, prompts, settings)
+    texts = [
+        prompt + text for prompt, text in zip(generations.prompts, generations.texts, strict=True)
+    ]
+    scores = torch.tensor([float(s) for s in score_texts(texts)], device=agent.model.device)
+    if scores.shape[0] != len(texts):
+        raise ValueError(f"The reward returned {scores.shape[0]} scores for {len(texts)} texts.")
+    return generations, scores
+
+
+def _fit_score_normalization(
+    agent: PolicyAndCritic,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    score_texts: RewardFunction,
+    config: PPORunConfig,
+) -> ppo_math.ScoreNormalization:
+    """Mean and std of the reward over the starting policy's responses, cycling through the prompts."""
+    per_prompt = config.generation.num_samples
+    count = -(-config.reward_normalization_samples // per_prompt)
+    picked = [prompts[index % len(prompts)] for index in range(count)]
+    _, scores = _sample_and_score(agent, tokenizer, picked, score_texts, config.generation)
+    return ppo_math.ScoreNormalization.fit(scores)
+
+
+@torch.no_grad()
 def _collect_rollout(
     agent: PolicyAndCritic,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Prompt],
     score_texts: RewardFunction,
+    normalization: ppo_math.ScoreNormalization,
     kl_controller: KLController,
     config: PPORunConfig,
     micro_batch: int,
 ) -> tuple[Rollout, dict[str, float], Generations]:
-    generations = agent.sample(tokenizer, prompts, config.generation)
+    generations, raw_scores = _sample_and_score(
+        agent, tokenizer, prompts, score_texts, config.generation
+    )
     device = agent.model.device
-    texts = [
-        prompt + text for prompt, text in zip(generations.prompts, generations.texts, strict=True)
-    ]
-    raw_scores = torch.tensor([float(s) for s in score_texts(texts)], device=device)
-    if raw_scores.shape[0] != len(texts):
-        raise ValueError(
-            f"The reward returned {raw_scores.shape[0]} scores for {len(texts)} texts."
-        )
     has_eos = torch.tensor(generations.has_eos, device=device)
-    scores = raw_scores
+    scores = normalization.apply(raw_scores)
     if config.missing_eos_penalty is not None:
-        scores = ppo_math.penalize_missing_eos(raw_scores, has_eos, config.missing_eos_penalty)
+        scores = ppo_math.penalize_missing_eos(scores, has_eos, config.missing_eos_penalty)
 
     response_ids = generations.response_ids.to(device)
     response_mask = generations.response_mask.to(device)
@@ -494,6 +551,7 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     kl_controller: KLController,
+    normalization: ppo_math.ScoreNormalization,
 ) -> None:
     directory = checkpoints_dir / f"checkpoint-{step}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -508,6 +566,7 @@ def _save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "kl_controller": kl_controller.state_dict(),
+        "score_normalization": asdict(normalization),
         "rng": {
             "python": random.getstate(),
             "numpy": np.random.get_state(),
@@ -530,7 +589,8 @@ def _load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     kl_controller: KLController,
-) -> int:
+) -> tuple[int, ppo_math.ScoreNormalization]:
+    """Restore a checkpoint; returns its step and the reward normalisation it was trained with."""
     # weights_only=False: the file holds python and numpy RNG states; it is our own checkpoint.
     state = torch.load(
         directory / _CHECKPOINT_FILENAME, map_location=agent.model.device, weights_only=False
@@ -547,7 +607,8 @@ def _load_checkpoint(
     torch.set_rng_state(rng["torch"].cpu())
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-    return int(state["step"])
+    normalization = ppo_math.ScoreNormalization(**state.get("score_normalization", {}))
+    return int(state["step"]), normalization
 
 
 def _save_policy_adapter(

@@ -86,6 +86,27 @@ def per_token_kl(
     raise ValueError(f"Unknown KL estimator {estimator!r}; use 'k1' or 'k3'.")
 
 
+@dataclass(frozen=True)
+class ScoreNormalization:
+    """Gain and bias that map raw reward scores to mean 0, std 1 on a reference sample of them."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, scores: torch.Tensor, eps: float = 1e-6) -> ScoreNormalization:
+        """From the scores of the starting policy's responses (Ziegler et al. 2019 normalise the
+        reward model to mean 0, variance 1 on samples of the initial policy).
+
+        Equal scores carry no scale, so they are only shifted (dividing by ~0 would blow up).
+        """
+        std = scores.float().std(unbiased=False).item()
+        return cls(mean=scores.float().mean().item(), std=std if std > eps else 1.0)
+
+    def apply(self, scores: torch.Tensor) -> torch.Tensor:
+        return (scores - self.mean) / self.std
+
+
 def penalize_missing_eos(
     scores: torch.Tensor, has_eos: torch.Tensor, penalty: float
 ) -> torch.Tensor:

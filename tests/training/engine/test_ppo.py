@@ -87,6 +87,8 @@ def test_ppo_resumes_after_cancel_exactly_as_an_uninterrupted_run(tiny_model_dir
         ppo_epochs=1,
         num_minibatches=1,
         generation=GenerationSettings(max_new_tokens=8, temperature=1.0),
+        # Fitted once at the start; a resumed run must take it from the checkpoint.
+        reward_normalization_samples=16,
     )
     straight = train_ppo(config, PROMPTS, tmp_path / "straight", reward_fn=mentions_blue)
 
@@ -110,6 +112,12 @@ def test_ppo_resumes_after_cancel_exactly_as_an_uninterrupted_run(tiny_model_dir
 
     resumed = train_ppo(config, PROMPTS, interrupted, reward_fn=mentions_blue)
     assert resumed.resumed_from_step == 2
+    normalization = {
+        key: straight.final_metrics[key]
+        for key in ("reward_normalization_mean", "reward_normalization_std")
+    }
+    assert normalization == {key: resumed.final_metrics[key] for key in normalization}
+    assert normalization != {"reward_normalization_mean": 0.0, "reward_normalization_std": 1.0}
     history = json.loads(resumed.metrics_path.read_text())["history"]
     assert [row["step"] for row in history] == [1, 2, 3, 4]
 

@@ -8,6 +8,7 @@ import torch
 from training.engine.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
+    ScoreNormalization,
     clipped_policy_loss,
     clipped_value_loss,
     entropy_from_logits,
@@ -105,6 +106,28 @@ def test_missing_eos_penalty_only_hits_unfinished_responses():
         penalize_missing_eos(torch.tensor([1.0, 0.5]), torch.tensor([True, False]), 1.0),
         [1.0, -0.5],
     )
+
+
+def test_score_normalization_by_hand():
+    # Scores [1, 2, 3, 6]: mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5, std 1.8708287.
+    # New scores are shifted and scaled alike: (0 - 3) / 1.8708287 = -1.6035675, (10 - 3) / ... = 3.7416574.
+    normalization = ScoreNormalization.fit(torch.tensor([1.0, 2.0, 3.0, 6.0]))
+    assert normalization.mean == pytest.approx(3.0)
+    assert normalization.std == pytest.approx(1.8708287)
+    close(normalization.apply(torch.tensor([0.0, 3.0, 10.0])), [-1.6035675, 0.0, 3.7416574])
+    # The fitted scores themselves come out with mean 0 and std 1.
+    fitted = normalization.apply(torch.tensor([1.0, 2.0, 3.0, 6.0]))
+    assert fitted.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert fitted.std(unbiased=False).item() == pytest.approx(1.0)
+
+
+def test_score_normalization_of_equal_scores_only_shifts():
+    # No spread to scale by: [2, 2, 2] has std 0, so 5 becomes 5 - 2 = 3 rather than blowing up.
+    normalization = ScoreNormalization.fit(torch.tensor([2.0, 2.0, 2.0]))
+    assert normalization == ScoreNormalization(mean=2.0, std=1.0)
+    close(normalization.apply(torch.tensor([5.0])), [3.0])
+    # The default leaves scores as they are.
+    close(ScoreNormalization().apply(torch.tensor([-1.5, 4.0])), [-1.5, 4.0])
 
 
 def test_clipped_policy_loss_by_hand():
