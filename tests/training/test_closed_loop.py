@@ -219,5 +219,18 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # A tiny tokenizer of 512 tokens, where every corpus word (" apple" too) is one token: 0.66,
     # 0.68 (0, 1), with 'apple' in 59% and 53% of samples: misspellings are not what limits it alone.
     # kl_coef 1.0 in the first PPO round and 0.3 in the second: 0.78, 0.73 (0, 3).
+    # Where the gain comes from (seed 0, apple in the rounds' held-out samples): 22% and 28% after
+    # the DPO rounds (0.1 and 0.5 nats from their parents), 56% and 84% after the PPO rounds.
+    # Stronger DPO did not carry through: TRL's ["sigmoid", "sft"] loss (an NLL term on the chosen
+    # response) at learning rate 1e-3 raised apple after round 2 to 50% (seeds 0, 3), but the DPO
+    # model sits 6 nats from the base and the loop still won 0.71 (3); learning rate 2e-3 ends the
+    # second round 18 nats from its parent, garbled; beta 0.5 with it at 5e-4: 34% after round 2.
+    # PPO on reward-model scores normalised per round (reward_normalization_samples 64: mean 0, std
+    # 1 on the starting policy's responses; the scores' std is 2.4-3.5, so kl_coef 0.15 and an EOS
+    # penalty of 0.4 match 0.6 and 1.0 here): 0.80, 0.77, 0.80, 0.77, 0.80 (0-4) at 8-13 nats, the
+    # same mean, a narrower spread; kl_coef 0.1: 0.76, 0.75 (3, 1) at 17-19 nats (seed 1's third
+    # round fell to "ple ."). kl_coef 0.2 on raw scores, EOS penalty 0.33: 0.87, 0.45, 0.81 (0, 2,
+    # 3); seed 2's fourth round answers with EOS alone, where a short answer escapes the KL bill of
+    # a policy that had wandered 20+ nats away (its entropy rose from 0.9 to 2.6 first).
     assert rate >= 0.65
     assert 0 <= kl < 20.0
