@@ -58,13 +58,19 @@ HYPERPARAMETERS = {
             "total_steps": 100,
             "prompts_per_step": 16,
             "ppo_epochs": 4,
-            # Four minibatches: twice the updates per rollout for the same forward/backward work.
-            "num_minibatches": 4,
+            # Two minibatches of 8 responses: steadier steps than four of 4 under the adaptive KL below.
+            "num_minibatches": 2,
             # At 0.1 the policy drifts into subject-less fragments ("ants a g ap ...") that the
             # reward model never saw. Seen with seeds 0 and 1 (100 steps where not said):
             # 0.3 and 60 steps won 0.73-0.81 at 19-21 nats from the base; 0.6 wins 0.82 at 11-12
             # nats; 0.8 with 140 steps 0.67-0.76 at 7 nats.
-            "kl_coef": 0.6,
+            # With reward normalisation these are in units of the reward's std (2.4-3.5 raw), and
+            # the coefficient adapts (from 0.15) towards 8 nats per rollout (Ziegler et al. 2019).
+            "kl_coef": 0.15,
+            "target_kl": 8.0,
+            "kl_horizon": 100,
+            "reward_normalization_samples": 64,
+            "missing_eos_penalty": 0.4,
             "max_length": 64,
             "lora": LORA,
             "checkpoint_every": 1000,
@@ -202,9 +208,9 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
         f"{WORD!r} in {shares[policy.pk]:.0%} of the newest samples and {shares[base.pk]:.0%} of "
         f"the base's, KL to the base {kl:.2f} nats"
     )
-    # Target 0.85, not yet reached. Seeds 0-4 gave 0.82, 0.82, 0.76, 0.71 and 0.85 at 5-12 nats from
-    # the base; 64 comparisons give a standard error near 0.05. The bound is what any seed cleared,
-    # and still three standard errors above a coin flip.
+    # Target 0.85, reached on the mean of seeds 0-4 (figures at the end). Earlier settings (kl_coef
+    # 0.6, 4 minibatches, raw scores) gave 0.82, 0.82, 0.76, 0.71 and 0.85 at 5-12 nats from the
+    # base; 64 comparisons give a standard error near 0.05.
     # What holds it back: the tiny tokenizer spells " apple" as five one-character tokens, and the
     # first PPO round's reward model keys on "red" (only the apple is red in the corpus): it scores
     # "a red appple" and "a red thepple" as high as "a red apple" (3.7 each against -3.8 for "cold
@@ -232,5 +238,10 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # round fell to "ple ."). kl_coef 0.2 on raw scores, EOS penalty 0.33: 0.87, 0.45, 0.81 (0, 2,
     # 3); seed 2's fourth round answers with EOS alone, where a short answer escapes the KL bill of
     # a policy that had wandered 20+ nats away (its entropy rose from 0.9 to 2.6 first).
-    assert rate >= 0.65
+    # Fewer, larger updates (normalised, kl_coef 0.15, EOS penalty 0.4): 2 minibatches x 2 epochs,
+    # 0.70 (3) at 4 nats; 2 x 4, 0.73 (3) at 8 nats. Adaptive KL, horizon 100: 2 x 4 with target 4,
+    # 0.73 (3); 4 x 4 with target 5, 0.69 (3). 2 x 4 with target 8 (the settings above): 0.79,
+    # 0.81, 0.85, 0.84, 0.97 (0-4), mean 0.85, at 13-16 nats, in ~165 s; the bound is what every
+    # seed clears (seed 0 wins 0.789).
+    assert rate >= 0.78
     assert 0 <= kl < 20.0
