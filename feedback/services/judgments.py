@@ -193,9 +193,12 @@ def lock_slot(task_id: int, annotator_id: int) -> LockedSlot | None:
     if row is None:
         return None
     assignment_id, status, shown_order, mode, rating_enabled = row
-    if isinstance(shown_order, str):  # JSON arrives as text through a raw cursor
-        shown_order = json.loads(shown_order)
-    return LockedSlot(assignment_id, status, shown_order, mode, bool(rating_enabled))
+    return LockedSlot(assignment_id, status, json_column(shown_order), mode, bool(rating_enabled))
+
+
+def json_column(value: object) -> object:
+    """A JSON column's value from a raw cursor, where Django's backends hand it over as text."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 @transaction.atomic
@@ -343,7 +346,7 @@ def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Ju
     if row is None:
         return None
     judgment.pk, shown_order = row
-    judgment.shown_order = json.loads(shown_order) if isinstance(shown_order, str) else shown_order
+    judgment.shown_order = json_column(shown_order)
     judgment._state.adding = False
     judgment._state.db = connection.alias  # as save() leaves it, so related managers accept it
     return judgment

@@ -79,16 +79,29 @@ def test_twenty_annotators_racing_over_ten_tasks_with_overlap_two(
     assert not Assignment.objects.filter(status="leased").exists()
 
 
+def one_leased_task(
+    django_user_model, name: str, *, modes=("pairwise",), outputs: int = 2, overlap: int = 1
+):
+    """A project with one task (of the first mode) over `outputs` completions, leased to a fresh
+    member: (task, user, completion ids, lease)."""
+    mode = modes[0]
+    project = services.create_project(name=name, modes=modes, overlap=overlap)
+    prompt = services.create_prompt(project_id=project.pk, text="Question?")
+    ids = [
+        services.create_completion(prompt_id=prompt.pk, text=f"answer {i}").pk
+        for i in range(outputs)
+    ]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids, mode=mode)
+    user = django_user_model.objects.create_user(f"{name}-annotator", password="pw")
+    services.add_member(project_id=project.pk, user_id=user.pk)
+    lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    return task, user, ids, lease
+
+
 def test_the_same_submission_racing_itself_stores_one_judgment(transactional_db, django_user_model):
     """A double click or a client retrying before its first request came back: every request
     gets the one stored judgment and the task counts it once."""
-    project = services.create_project(name="Double", overlap=2)
-    prompt = services.create_prompt(project_id=project.pk, text="Question?")
-    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in ("x", "y")]
-    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
-    user = django_user_model.objects.create_user("clicker", password="pw")
-    services.add_member(project_id=project.pk, user_id=user.pk)
-    services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    task, user, _, _ = one_leased_task(django_user_model, "double", overlap=2)
     data = services.JudgmentInput(kind="pairwise", choice="b", idempotency_key="one-click")
 
     copies = 8
@@ -120,13 +133,7 @@ def test_a_pairwise_submission_is_one_statement(
     transactional_db, django_user_model, django_assert_num_queries
 ):
     """The queue's hot path: no transaction around it, one round trip to the database."""
-    project = services.create_project(name="Lean", overlap=1)
-    prompt = services.create_prompt(project_id=project.pk, text="Question?")
-    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in ("x", "y")]
-    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
-    user = django_user_model.objects.create_user("lean", password="pw")
-    services.add_member(project_id=project.pk, user_id=user.pk)
-    lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    task, user, _, lease = one_leased_task(django_user_model, "lean")
     data = services.JudgmentInput(kind="pairwise", choice="tie", idempotency_key="k")
     with django_assert_num_queries(1):
         judgment = services.submit_judgment(annotator_id=user.pk, task_id=task.pk, data=data)
@@ -142,13 +149,9 @@ def test_a_ranking_with_ratings_is_checked_then_stored_in_one_statement(
     transactional_db, django_user_model, django_assert_num_queries
 ):
     """Reading the task's mode, ratings setting and outputs needs no lock: they never change."""
-    project = services.create_project(name="Ranked", modes=("ranking", "rating"), overlap=1)
-    prompt = services.create_prompt(project_id=project.pk, text="Question?")
-    ids = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in "xyz"]
-    task = services.create_task(prompt_id=prompt.pk, completion_ids=ids, mode="ranking")
-    user = django_user_model.objects.create_user("ranker", password="pw")
-    services.add_member(project_id=project.pk, user_id=user.pk)
-    services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+    task, user, ids, _ = one_leased_task(
+        django_user_model, "ranked", modes=("ranking", "rating"), outputs=3
+    )
     data = services.JudgmentInput(
         kind="ranking",
         ranking=[[ids[2]], [ids[0], ids[1]]],
