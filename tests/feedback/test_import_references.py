@@ -1,0 +1,110 @@
+"""Imports on PostgreSQL write without per-row foreign-key triggers (feedback/services/bulk.py):
+what they reference stays locked until they commit, the checks come back on afterwards, and a
+database role that may not turn them off imports with them."""
+
+import json
+import threading
+
+import pytest
+from django.db import IntegrityError, OperationalError, connection, transaction
+
+from feedback import services
+from feedback.models import Completion, ModelVersion, Prompt
+from feedback.services.bulk import may_skip_triggers
+from feedback.services.imports import import_jsonl
+from tests.conftest import requires_services
+
+pytestmark = requires_services
+
+
+def completion_line(prompt: str, model: str) -> list[str]:
+    return [json.dumps({"prompt": prompt, "completion": "an answer", "model": model})]
+
+
+def replication_role() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        return cursor.fetchone()[0]
+
+
+def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactional_db):
+    project = services.create_project(name="references")
+    version = services.create_model_version(project_id=project.pk, name="m1")
+    prompt = services.create_prompt(project_id=project.pk, text="an existing prompt")
+    written, release, errors = threading.Event(), threading.Event(), []
+
+    def importer() -> None:
+        try:
+            with transaction.atomic():
+                import_jsonl(
+                    project_id=project.pk,
+                    user_id=None,
+                    format="completions",
+                    lines=completion_line("an existing prompt", "m1"),
+                )
+                written.set()
+                release.wait(10)
+        except Exception as error:  # noqa: BLE001 - asserted on below
+            errors.append(error)
+        finally:
+            written.set()
+            connection.close()
+
+    thread = threading.Thread(target=importer)
+    thread.start()
+    try:
+        assert written.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+            for model, pk in ((ModelVersion, version.pk), (Prompt, prompt.pk)):
+                # Without the import's lock these deletes go through, and its commit would then
+                # leave a completion pointing at nothing.
+                with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
+                    cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = %s", [pk])
+            cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        thread.join()
+    assert not errors
+    completion = Completion.objects.get()
+    assert (completion.prompt_id, completion.model_version_id) == (prompt.pk, version.pk)
+
+
+@pytest.mark.django_db
+def test_the_checks_are_back_on_after_an_import(project):
+    assert may_skip_triggers()  # the test database's owner is a superuser
+    with transaction.atomic():
+        import_jsonl(
+            project_id=project.pk,
+            user_id=None,
+            format="completions",
+            lines=completion_line("q", "m"),
+        )
+        assert replication_role() == "origin"
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Completion.objects.create(prompt_id=Prompt.objects.get().pk + 1000, text="orphan")
+
+
+@pytest.mark.django_db
+def test_a_role_that_may_not_skip_the_checks_imports_with_them(project):
+    with connection.cursor() as cursor:
+        # Rolled back with the test's transaction, like everything else here.
+        cursor.execute("CREATE ROLE arbiter_without_superuser NOSUPERUSER")
+        cursor.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO arbiter_without_superuser")
+        cursor.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO arbiter_without_superuser")
+        cursor.execute("SET ROLE arbiter_without_superuser")
+    try:
+        assert not may_skip_triggers()
+        result = import_jsonl(
+            project_id=project.pk,
+            user_id=None,
+            format="completions",
+            lines=completion_line("q", "m"),
+        )
+        assert result.created == {"prompts": 1, "model_versions": 1, "completions": 1}
+        assert replication_role() == "origin"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
