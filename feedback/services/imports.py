@@ -21,11 +21,14 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import TypeVar
 
 import orjson
 from django.contrib.auth import get_user_model
@@ -63,6 +66,7 @@ from feedback.services.bulk import (
     reserve_ids,
 )
 
+T = TypeVar("T")
 IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
 FORMATS = tuple(READERS)
@@ -101,6 +105,49 @@ def stream_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes]:
         yield from lines
     if rest:
         yield rest
+
+
+@contextmanager
+def read_ahead(items: Iterator[T]) -> Iterator[Iterator[T]]:
+    """`items`, produced by a thread one item ahead of the consumer. An import parses a chunk
+    (Python) while PostgreSQL writes the one before, instead of one waiting for the other. An
+    error in the thread is raised to the consumer; a consumer that stops early stops it."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+    done = object()
+
+    def offer(entry: tuple) -> bool:
+        while not stopped.is_set():
+            with suppress(queue.Full):
+                handoff.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            offer((done, error))
+
+    def consume() -> Iterator[T]:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+
+    thread = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stopped.set()
+        thread.join()
 
 
 @contextmanager
@@ -198,8 +245,8 @@ def import_jsonl(
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     parser = LineParser(format)
     writer: ImportWriter | None = None
-    with gc_paused(), transaction.atomic():
-        for records in parser.chunks(lines):
+    with gc_paused(), transaction.atomic(), read_ahead(parser.chunks(lines)) as chunks:
+        for records in chunks:
             if parser.errors or not records:
                 continue
             if writer is None:

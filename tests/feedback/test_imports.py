@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from feedback.models import (
     PreferencePair,
     Prompt,
 )
+from feedback.services import imports
 from feedback.services.exports import ExportFilters, ExportRequest, start_export
 from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl, stream_lines
 
@@ -254,6 +256,22 @@ def test_json_that_python_allows_but_json_does_not_is_refused_by_line(project):
     assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
 
 
+def test_read_ahead_hands_over_items_and_errors_and_stops_with_its_consumer():
+    def numbers(fail_at=None):
+        n = 0
+        while True:
+            if n == fail_at:
+                raise OSError("the upload broke off")
+            yield n
+            n += 1
+
+    with imports.read_ahead(numbers()) as items:  # endless: leaving must stop the thread
+        assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(OSError, match="broke off"), imports.read_ahead(numbers(3)) as items:
+        assert list(items) == "never reached"
+    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+
+
 def test_stream_lines_splits_across_blocks():
     import io
 
@@ -305,20 +323,27 @@ def test_anthropic_hh_round_trips_exactly(project):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Files stream through in chunks of lines; two-line chunks make every test file several."""
-    from feedback.services import imports
-
     monkeypatch.setattr(imports, "CHUNK_LINES", 2)
 
 
-def test_a_bad_line_in_a_later_chunk_rolls_back_the_chunks_already_written(project, small_chunks):
-    def lines():
-        for n in range(10):
-            if n == 6:  # the bad lines come only once good ones are in the table
-                assert Prompt.objects.filter(project=project).exists()
-            yield "{oops" if n == 8 else json.dumps({"prompt": "" if n == 6 else f"p{n}"})
+def test_a_bad_line_in_a_later_chunk_rolls_back_the_chunks_already_written(
+    project, small_chunks, monkeypatch
+):
+    written = []
+    write = imports.ImportWriter.write
 
+    def counted_write(writer, records):
+        write(writer, records)
+        written.append(Prompt.objects.filter(project=project).count())
+
+    monkeypatch.setattr(imports.ImportWriter, "write", counted_write)
+    lines = [
+        "{oops" if n == 8 else json.dumps({"prompt": "" if n == 6 else f"p{n}"}) for n in range(10)
+    ]
     with pytest.raises(ServiceError) as refused:
-        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines())
+        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines)
+    # The first chunk is in the table before the bad lines are read (the parse runs a chunk ahead).
+    assert written[0] == 2
     assert [d.split(":")[0] for d in refused.value.details] == ["line 7", "line 9"]
     assert "2 of 10 lines are invalid" in refused.value.message
     assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
