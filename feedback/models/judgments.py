@@ -147,7 +147,10 @@ class Adjudication(models.Model):
 class PreferencePair(models.Model):
     """A chosen/rejected pair derived from judgments under a named pair policy."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    # Indexed with the id below.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="pairs", db_index=False
+    )
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pairs")
     chosen = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="chosen_in")
     rejected = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="rejected_in")
@@ -166,6 +169,11 @@ class PreferencePair(models.Model):
             models.UniqueConstraint(
                 fields=["policy", "chosen", "rejected"], name="pair_unique_per_policy"
             ),
+        ]
+        indexes = [
+            # Exports read a project's pairs in id order and pin its newest id: with the project
+            # alone indexed, both walked the id index through every other project's pairs.
+            models.Index(fields=["project", "id"], name="pair_project_in_id_order"),
         ]
 
     def __str__(self) -> str:
