@@ -323,8 +323,9 @@ class ImportWriter:
     def count(self, what: str, number: int) -> None:
         self.created[what] = self.created.get(what, 0) + number
 
-    def known_prompt_ids(self, hashes: list[str]) -> dict[str, int]:
-        """Ids of the project's prompts with these content hashes, locked as references."""
+    def known_prompt_ids(self, hashes: list[str], *, referenced: bool) -> dict[str, int]:
+        """Ids of the project's prompts with these content hashes, locked if other rows will
+        reference them (a lock costs a write to each row)."""
         if is_postgresql():
             # One text parameter split in the database: Django's IN with thousands of
             # placeholders spends seconds building the SQL, and psycopg adapting a list of 100k
@@ -332,8 +333,8 @@ class ImportWriter:
             with connection.cursor() as cursor:
                 cursor.execute(
                     f'SELECT content_hash, id FROM "{Prompt._meta.db_table}" '  # noqa: S608 - ours
-                    "WHERE project_id = %s AND content_hash = ANY(string_to_array(%s, ',')) "
-                    "FOR KEY SHARE",
+                    "WHERE project_id = %s AND content_hash = ANY(string_to_array(%s, ','))"
+                    + (" FOR KEY SHARE" if referenced else ""),
                     [self.project.pk, ",".join(hashes)],
                 )
                 return dict(cursor.fetchall())
@@ -346,10 +347,11 @@ class ImportWriter:
             )
         return known
 
-    def prompt_ids(self, prompts: list[PromptRecord]) -> list[int]:
-        """The id of each record's prompt: existing prompts are reused, new ones written."""
+    def prompt_ids(self, prompts: list[PromptRecord], *, referenced: bool = True) -> list[int]:
+        """The id of each record's prompt: existing prompts are reused (and locked when
+        `referenced` by the rows written next), new ones written."""
         hashes = list(dict.fromkeys(p.content_hash for p in prompts))
-        known = self.known_prompt_ids(hashes)
+        known = self.known_prompt_ids(hashes, referenced=referenced)
         fresh: dict[str, PromptRecord] = {}
         for prompt in prompts:
             if prompt.content_hash not in known:
@@ -416,7 +418,7 @@ class ImportWriter:
         return known
 
     def write_prompts(self, records: list[PromptRecord]) -> None:
-        self.prompt_ids(records)
+        self.prompt_ids(records, referenced=False)
 
     def write_model_versions(self, records: list[ModelVersionRecord]) -> None:
         names = [r.name for r in records]
