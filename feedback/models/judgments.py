@@ -169,8 +169,8 @@ class PreferencePair(models.Model):
                 condition=~Q(chosen=F("rejected")), name="pair_of_two_completions"
             ),
             models.CheckConstraint(condition=Q(margin__gte=0), name="pair_margin_non_negative"),
-            # Chosen first, so this index also serves the foreign key (a pair has six indexes
-            # to write, not seven: 20% of a pair COPY's time).
+            # Chosen first, so this index also serves the foreign key (a pair has five indexes
+            # to write, not six: a fifth of a pair COPY's time).
             models.UniqueConstraint(
                 fields=["chosen", "rejected", "policy"], name="pair_unique_per_policy"
             ),
