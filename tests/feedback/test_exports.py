@@ -336,15 +336,23 @@ def test_copied_rows_give_the_same_bytes_as_the_orm_path(project, monkeypatch):
 def test_streamed_pairs_take_texts_from_other_prompts_and_big_prompts(project, monkeypatch):
     """The fast path sends a prompt's completions once per run of its pairs; a pair whose
     completion belongs to another prompt, or whose prompt has too many completions to send up
-    front, still gets its own texts."""
+    front, or none, still gets its own texts."""
     monkeypatch.setattr("feedback.services.export_sql.RUN_COMPLETIONS", 2)
     big = services.create_prompt(project_id=project.pk, text="big")
     small = services.create_prompt(project_id=project.pk, text="small")
+    bare = services.create_prompt(project_id=project.pk, text="bare")
     b1, b2, b3 = (
         services.create_completion(prompt_id=big.pk, text=f"big {n}") for n in range(1, 4)
     )
     s1, s2 = (services.create_completion(prompt_id=small.pk, text=f"small {n}") for n in (1, 2))
-    pairs = [(small, s1, s2), (small, s2, b1), (big, b1, b2), (big, b3, s1), (small, s1, s2)]
+    pairs = [
+        (small, s1, s2),
+        (small, s2, b1),
+        (big, b1, b2),
+        (big, b3, s1),
+        (bare, s2, b2),
+        (small, s1, s2),
+    ]
     for n, (prompt, chosen, rejected) in enumerate(pairs):
         PreferencePair.objects.create(
             project=project, prompt=prompt, chosen=chosen, rejected=rejected, policy=f"p{n}"
