@@ -263,8 +263,9 @@ def import_jsonl(
 
 
 def dumps(value: object) -> str:
-    """JSON text for a json column (compact, UTF-8): orjson is ten times json.dumps here."""
-    return orjson.dumps(value).decode()
+    """JSON text for a json column (compact, UTF-8): orjson is ten times json.dumps here. Most
+    metadata and generation settings are empty: their text is a constant."""
+    return "{}" if value == {} else orjson.dumps(value).decode()
 
 
 class ImportWriter:
