@@ -23,6 +23,20 @@ class ImportBatch(models.Model):
         return f"{self.format} import #{self.pk} ({self.line_count} lines)"
 
 
+def import_batch_field(related_name: str) -> models.ForeignKey:
+    """The batch that imported a row. Not indexed: nothing reads rows by their batch, and an
+    index on it cost every imported row a tenth of the import's time (benchmarks/api_import.py).
+    Deleting a batch, which only the admin does, scans the table instead."""
+    return models.ForeignKey(
+        ImportBatch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name=related_name,
+        db_index=False,
+    )
+
+
 class PromptSplit(models.TextChoices):
     TRAIN = "train", "Train"
     HELD_OUT = "held_out", "Held out (evaluation)"
@@ -44,17 +58,7 @@ class Prompt(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
     split = models.CharField(max_length=16, choices=PromptSplit.choices, default=PromptSplit.TRAIN)
-    # Not indexed: nothing reads rows by their batch, and an index on it cost every imported row
-    # a tenth of the import's time (benchmarks/api_import.py). Deleting a batch, which only the
-    # admin does, scans the table instead.
-    import_batch = models.ForeignKey(
-        ImportBatch,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="prompts",
-        db_index=False,
-    )
+    import_batch = import_batch_field(related_name="prompts")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -174,14 +178,7 @@ class Completion(models.Model):
     text = models.TextField()
     generation_settings = models.JSONField(default=dict, blank=True)
     token_count = models.PositiveIntegerField(null=True, blank=True)
-    import_batch = models.ForeignKey(  # not indexed, as Prompt.import_batch
-        ImportBatch,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="completions",
-        db_index=False,
-    )
+    import_batch = import_batch_field(related_name="completions")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

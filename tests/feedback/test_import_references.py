@@ -17,8 +17,10 @@ from tests.conftest import requires_services
 pytestmark = requires_services
 
 
-def completion_line(prompt: str, model: str) -> list[str]:
-    return [json.dumps({"prompt": prompt, "completion": "an answer", "model": model})]
+def import_completion(project_id: int, prompt: str, model: str):
+    """Import one completion of `prompt` by `model`, both found or created by the import."""
+    line = json.dumps({"prompt": prompt, "completion": "an answer", "model": model})
+    return import_jsonl(project_id=project_id, user_id=None, format="completions", lines=[line])
 
 
 def replication_role() -> str:
@@ -36,12 +38,7 @@ def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactio
     def importer() -> None:
         try:
             with transaction.atomic():
-                import_jsonl(
-                    project_id=project.pk,
-                    user_id=None,
-                    format="completions",
-                    lines=completion_line("an existing prompt", "m1"),
-                )
+                import_completion(project.pk, "an existing prompt", "m1")
                 written.set()
                 release.wait(10)
         except Exception as error:  # noqa: BLE001 - asserted on below
@@ -74,12 +71,7 @@ def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactio
 def test_the_checks_are_back_on_after_an_import(project):
     assert may_skip_triggers()  # the test database's owner is a superuser
     with transaction.atomic():
-        import_jsonl(
-            project_id=project.pk,
-            user_id=None,
-            format="completions",
-            lines=completion_line("q", "m"),
-        )
+        import_completion(project.pk, "q", "m")
         assert replication_role() == "origin"
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -97,12 +89,7 @@ def test_a_role_that_may_not_skip_the_checks_imports_with_them(project):
         cursor.execute("SET ROLE arbiter_without_superuser")
     try:
         assert not may_skip_triggers()
-        result = import_jsonl(
-            project_id=project.pk,
-            user_id=None,
-            format="completions",
-            lines=completion_line("q", "m"),
-        )
+        result = import_completion(project.pk, "q", "m")
         assert result.created == {"prompts": 1, "model_versions": 1, "completions": 1}
         assert replication_role() == "origin"
     finally:
