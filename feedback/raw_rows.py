@@ -3,11 +3,10 @@
 `Model.objects.raw` works out, on every query, which column feeds which field and how to convert
 it; at hundreds of requests a second that costs more than the query (about 0.1 ms of CPU of the
 ~4 ms a judgment takes, benchmarks/queue_throughput.py). Here that is worked out once per model,
-column list and connection, and rows go through the same converters the ORM uses."""
+statement and connection, and rows go through the same converters the ORM uses."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TypeVar
 
 from django.db import connections, models
@@ -15,11 +14,15 @@ from django.db import connections, models
 M = TypeVar("M", bound=models.Model)
 
 
-@cache
+# Row plans by model, statement and connection (one per thread; backend converters are its bound
+# methods). The statement's text fixes its columns: reading them from the cursor's description
+# builds a Column object per column, each time.
+plans: dict[tuple, tuple[list[int], list, list]] = {}
+
+
 def row_plan(model: type[M], columns: tuple[str, ...], connection) -> tuple[list[int], list, list]:
     """For each of the model's fields in order, the index of its column and its attname; and
-    (index in that order, column, converters) for the fields whose values need converting. Keyed
-    on the connection itself (one per thread): backend converters are its bound methods."""
+    (index in that order, column, converters) for the fields whose values need converting."""
     index_of = {column: index for index, column in enumerate(columns)}
     fields = model._meta.concrete_fields
     missing = [field.column for field in fields if field.column not in index_of]
@@ -43,8 +46,11 @@ def first_instance(model: type[M], sql: str, params, using: str = "default") -> 
         row = cursor.fetchone()
         if row is None:
             return None
-        columns = tuple(column[0] for column in cursor.description)
-    order, names, converting = row_plan(model, columns, connection)
+        plan = plans.get((model, sql, connection))
+        if plan is None:
+            columns = tuple(column[0] for column in cursor.description)
+            plan = plans[model, sql, connection] = row_plan(model, columns, connection)
+    order, names, converting = plan
     values = [row[index] for index in order]
     for position, col, converters in converting:
         for converter in converters:
