@@ -114,22 +114,29 @@ def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assi
 # PostgreSQL: find the live lease, or pick, lock, count the slot and create a lease, in one
 # statement: one round trip on the queue's hot path instead of six. The rules are those of the
 # step-by-step version below, which other databases use and the same tests cover.
+# Its plan must not depend on the annotator's history, and must be reusable:
+# - The statuses are literals, not parameters. As parameters, the generic plan could not use
+#   the column's statistics (few assignments are live leases), costed itself ten times a fresh
+#   plan, and PostgreSQL planned the statement on every call: 0.56 ms, twice its execution.
+# - OFFSET 0 keeps "not seen by this annotator" a probe of the (task, annotator) index for each
+#   candidate task. As an anti join, the planner read all of the annotator's assignments on
+#   every lease: 1.3 ms at 864 of them, growing with every judgment.
 LEASE_SQL = """
 WITH member AS (
     SELECT 1 FROM {membership} m WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
 ), live AS (
     SELECT a.* FROM {assignment} a JOIN {task} t ON t.id = a.task_id
-    WHERE a.annotator_id = %(annotator)s AND a.status = %(leased)s AND a.expires_at > %(now)s
+    WHERE a.annotator_id = %(annotator)s AND a.status = '{leased}' AND a.expires_at > %(now)s
       AND t.project_id = %(project)s AND EXISTS (SELECT 1 FROM member)
     ORDER BY a.leased_at
     LIMIT 1
 ), picked AS (
     SELECT t.id FROM {task} t
     WHERE NOT EXISTS (SELECT 1 FROM live) AND EXISTS (SELECT 1 FROM member)
-      AND t.project_id = %(project)s AND t.status = %(open)s
+      AND t.project_id = %(project)s AND t.status = '{open}'
       AND t.slots_taken < t.judgments_wanted
       AND NOT EXISTS (SELECT 1 FROM {assignment} a
-                      WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s)
+                      WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s OFFSET 0)
     ORDER BY t.priority DESC, t.slots_taken DESC, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
@@ -140,7 +147,7 @@ WITH member AS (
 ), created AS (
     INSERT INTO {assignment}
         (task_id, annotator_id, status, leased_at, expires_at, shown_order, skip_reason, skip_note)
-    SELECT taken.id, %(annotator)s, %(leased)s, %(now)s, %(expires)s,
+    SELECT taken.id, %(annotator)s, '{leased}', %(now)s, %(expires)s,
            -- left/right and list order randomised per judgment
            (SELECT jsonb_agg(i.completion_id ORDER BY random())
             FROM {item} i WHERE i.task_id = taken.id),
@@ -158,12 +165,12 @@ def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) ->
         membership=Membership._meta.db_table,
         assignment=Assignment._meta.db_table,
         item=TaskItem._meta.db_table,
+        open=TaskStatus.OPEN,
+        leased=AssignmentStatus.LEASED,
     )
     params = {
         "project": project_id,
         "annotator": annotator_id,
-        "open": TaskStatus.OPEN,
-        "leased": AssignmentStatus.LEASED,
         "now": now,
         "expires": now + lease_duration(),
     }
