@@ -159,7 +159,8 @@ SELECT * FROM live UNION ALL SELECT * FROM created
 """
 
 
-def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
+def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[str, dict]:
+    """LEASE_SQL for these arguments, and its parameters."""
     sql = LEASE_SQL.format(
         task=AnnotationTask._meta.db_table,
         membership=Membership._meta.db_table,
@@ -174,7 +175,11 @@ def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) ->
         "now": now,
         "expires": now + lease_duration(),
     }
-    return first_instance(Assignment, sql, params)
+    return sql, params
+
+
+def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
+    return first_instance(Assignment, *lease_statement(annotator_id, project_id, now))
 
 
 @transaction.atomic
