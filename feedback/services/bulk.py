@@ -40,10 +40,11 @@ def may_skip_triggers() -> bool:
 
 
 @contextmanager
-def references_vouched_for() -> Iterator[None]:
-    """Write without per-row foreign-key checks (see the module's docstring for the contract).
-    Elsewhere than on PostgreSQL, or for a role that may not, the checks run as usual."""
-    if not is_postgresql() or not may_skip_triggers():
+def references_vouched_for(allowed: bool) -> Iterator[None]:
+    """Write without per-row foreign-key checks (see the module's docstring for the contract)
+    where `allowed` (may_skip_triggers(), asked once per transaction); otherwise, and elsewhere
+    than on PostgreSQL, the checks run as usual."""
+    if not allowed or not is_postgresql():
         yield
         return
     with connection.cursor() as cursor:

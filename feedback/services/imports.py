@@ -62,6 +62,7 @@ from feedback.services.bulk import (
     insert_rows,
     is_postgresql,
     lock_referenced,
+    may_skip_triggers,
     references_vouched_for,
     reserve_ids,
 )
@@ -281,6 +282,7 @@ class ImportWriter:
         # COPY takes the timestamp as text: dumping a datetime per row costs more than the row.
         self.now = timezone.now().isoformat()
         self.created: dict[str, int] = {}
+        self.skips_triggers = is_postgresql() and may_skip_triggers()
 
     @classmethod
     def start(cls, project: Project, format: str, user_id: int | None, source: str) -> ImportWriter:
@@ -304,7 +306,7 @@ class ImportWriter:
         """Write one chunk of validated records. Every row references rows this import wrote
         or locked (the project, the import user, and the prompts and model versions it found),
         so per-row foreign-key checks are left out (feedback/services/bulk.py)."""
-        with references_vouched_for():
+        with references_vouched_for(self.skips_triggers):
             if self.format == "prompts":
                 self.write_prompts(records)
             elif self.format == "model_versions":
