@@ -172,7 +172,7 @@ def summarise(name, mode, impl, times, tokens_per_step, n_params, peak_tflops, e
     return row
 
 
-def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params):
+def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params, overrides=None):
     from training.engine.dpo import train_dpo
     from training.engine.reward import train_reward_model
 
@@ -188,6 +188,7 @@ def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params):
         batch_size=args.tiny_batch if args.tiny else None,
         gradient_accumulation_steps=1 if args.tiny else None,
     )
+    common.update(overrides or {})
     train = train_reward_model if kind == "reward" else train_dpo
     config = (RewardRunConfig if kind == "reward" else DPORunConfig)(**common, eval_fraction=0.0)
     run_dir = fresh_dir(out_dir / f"engine-{kind}-{mode}")
@@ -212,7 +213,7 @@ def run_engine_pairwise(kind, model_path, mode, pairs, args, out_dir, n_params):
     return summarise(
         kind,
         mode,
-        "engine",
+        "engine" + "".join(f"[{key}={value}]" for key, value in (overrides or {}).items()),
         [t for t, _ in reports],
         tokens_per_step,
         n_params,
@@ -297,7 +298,7 @@ def run_trl_default(kind, model_path, mode, pairs, args, out_dir, n_params):
     )
 
 
-def run_engine_ppo(model_path, mode, args, out_dir, n_params, sampler):
+def run_engine_ppo(model_path, mode, args, out_dir, n_params, sampler, overrides=None):
     from training.engine.ppo import train_ppo
 
     fresh_memory()
@@ -318,6 +319,7 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, sampler):
         merged_sampler=sampler == "merged",
         checkpoint_every=10_000,
         max_length=args.seq_len,
+        **(overrides or {}),
     )
     prompt = " ".join(r for _, r in demo_conversations(6, seed=5))
     train_ppo(
@@ -336,7 +338,8 @@ def run_engine_ppo(model_path, mode, args, out_dir, n_params, sampler):
     return {
         "part": "ppo",
         "mode": mode,
-        "impl": f"engine-{sampler}-sampler",
+        "impl": f"engine-{sampler}-sampler"
+        + "".join(f"[{key}={value}]" for key, value in (overrides or {}).items()),
         "step_time_s": round(step_time, 4),
         "tokens_per_s": round(tokens_per_s, 1),
         "peak_memory_gb": peak_memory_gb(),
@@ -414,6 +417,18 @@ def run_generation(model_path, mode, args, n_params):
     return rows
 
 
+def parse_overrides(spec: str) -> dict:
+    """'fused_kernels=false,batch_size=64' -> {'fused_kernels': False, 'batch_size': 64}."""
+    overrides = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
 def _synced_now() -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -432,6 +447,14 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--workdir", type=Path, default=None, help="where models and runs go")
+    parser.add_argument(
+        "--engine-variant",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,FIELD=VALUE]",
+        help="also run the engine's reward/DPO with these run-config fields (JSON values), "
+        "e.g. fused_kernels=false or batch_size=64; repeatable",
+    )
     args = parser.parse_args()
     args.steps = args.steps or (3 if args.tiny else 8)
     args.ppo_steps = args.ppo_steps or args.steps
@@ -446,6 +469,7 @@ def main() -> None:
         # Without CUDA there is no 4-bit path and no bf16 training: run the fp32 LoRA path only.
         modes = ["lora"]
     parts = set(args.parts.split(","))
+    variants = [parse_overrides(spec) for spec in args.engine_variant]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="engine-bench-"))
     model_path = build_random_llama(workdir, args.tiny)
     n_params = parameter_count(model_path)
@@ -459,6 +483,16 @@ def main() -> None:
             if kind in parts:
                 jobs.append((f"{kind} {mode} engine", run_engine_pairwise, kind, mode))
                 jobs.append((f"{kind} {mode} trl", run_trl_default, kind, mode))
+                for overrides in variants:
+                    jobs.append(
+                        (
+                            f"{kind} {mode} engine {overrides}",
+                            run_engine_pairwise,
+                            kind,
+                            mode,
+                            overrides,
+                        )
+                    )
         for sampler in ("adapter", "merged"):
             if f"ppo-{sampler}" in parts:
                 jobs.append((f"ppo {mode} {sampler}", run_engine_ppo, mode, sampler))
@@ -486,16 +520,19 @@ def main() -> None:
         # One part failing (a kernel missing on this GPU, say) leaves the others' figures standing.
         try:
             if run is run_engine_pairwise or run is run_trl_default:
-                kind, mode = spec
-                rows = [run(kind, model_path, mode, pairs, args, workdir, n_params)]
+                rows = [
+                    run(spec[0], model_path, spec[1], pairs, args, workdir, n_params, *spec[2:])
+                ]
             elif run is run_engine_ppo:
-                mode, sampler = spec
-                rows = [run(model_path, mode, args, workdir, n_params, sampler)]
+                rows = [run(model_path, spec[0], args, workdir, n_params, *spec[1:])]
             else:
                 rows = run(model_path, spec[0], args, n_params)
         except Exception:
             traceback.print_exc()
             report["failures"].append({"part": label, "error": traceback.format_exc(limit=3)})
+            if run is run_engine_ppo and len(spec) == 2:
+                # PPO has no unfused variant of its own: where the fused kernels fail, measure without.
+                jobs.append((f"{label} unfused", run, *spec, {"fused_kernels": False}))
             continue
         report["results"].extend(rows)
         _print(rows)

@@ -25,13 +25,15 @@ nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
 for s in "${stages[@]}"; do
   case $s in
     # --confcutdir keeps the Django conftest above out: the engine's tests need no Django.
-    tests) stage tests 130 python3 -m pytest -q -m gpu -p no:django -p no:cacheprovider \
+    tests) stage tests 100 python3 -m pytest -q -m gpu -p no:django -p no:cacheprovider \
       --confcutdir=tests/training/engine tests/training/engine/test_gpu.py ;;
-    pairwise) stage pairwise 210 "${bench[@]}" --modes qlora,lora --parts reward,dpo \
+    # Each engine run also without the fused kernels and at batch 64, beside TRL's defaults.
+    pairwise) stage pairwise 230 "${bench[@]}" --modes qlora,lora --parts reward,dpo \
+      --engine-variant fused_kernels=false --engine-variant batch_size=64 \
       --out "$out/pairwise.json" ;;
     generation) stage generation 160 "${bench[@]}" --modes qlora --parts generation \
       --out "$out/generation.json" ;;
-    ppo) stage ppo 240 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
+    ppo) stage ppo 230 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
   esac
 done

@@ -17,6 +17,7 @@ from transformers import PrinterCallback
 from training.engine.config import DPORunConfig
 from training.engine.examples import PreferencePair, split_holdout
 from training.engine.generation import render_prompt
+from training.engine.kernels import fuse_kernels
 from training.engine.loading import (
     build_lora_config,
     load_base_model,
@@ -66,6 +67,7 @@ def train_dpo(
 
     tokenizer = load_tokenizer(config.base_model)
     model = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
+    fuse_kernels(model, config.fused_kernels)
     plan = plan_batches(config, model, sequences_per_example=2)
     model = prepare_for_training(model, gradient_checkpointing=False)
 

@@ -39,6 +39,7 @@ from training.engine.batch_plan import BatchPlan, choose_batch_plan
 from training.engine.config import GenerationSettings, PPORunConfig
 from training.engine.examples import Prompt
 from training.engine.generation import Generations, generate
+from training.engine.kernels import fuse_kernels
 from training.engine.loading import (
     build_lora_config,
     load_base_model,
@@ -305,6 +306,7 @@ def _build_agent(
 ) -> tuple[PolicyAndCritic, BatchPlan]:
     """The base with its two adapters and the value head, and the micro-batch plan for it."""
     base = load_base_model(config.base_model, quantize=config.quantize, tokenizer=tokenizer)
+    fuse_kernels(base, config.fused_kernels)
     rollout_size = config.prompts_per_step * config.generation.num_samples
     minibatch_size = rollout_size // config.num_minibatches
     merged = config.merged_sampler and merged_copy_fits(base)

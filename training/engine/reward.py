@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, PrinterCallba
 from training.engine.config import RewardRunConfig
 from training.engine.examples import PreferencePair, split_holdout
 from training.engine.generation import render_prompt
+from training.engine.kernels import fuse_kernels
 from training.engine.loading import (
     build_lora_config,
     load_base_model,
@@ -146,6 +147,7 @@ def train_reward_model(
     model = load_base_model(
         config.base_model, kind="reward", quantize=config.quantize, tokenizer=tokenizer
     )
+    fuse_kernels(model, config.fused_kernels)
     plan = plan_batches(config, model, sequences_per_example=2)
     # Trainer switches gradient checkpointing on itself, from the arguments below.
     model = prepare_for_training(model, gradient_checkpointing=False)

@@ -122,3 +122,23 @@ def test_merged_sampler_matches_the_4bit_policy_and_decodes_with_a_static_cache(
     out = sampler.generate(tokenizer, prompts, GenerationSettings(max_new_tokens=12))
     assert len(out.texts) == 8
     assert all(1 <= n <= 12 for n in out.token_counts)
+
+
+def test_fused_kernels_match_transformers_forward_and_backward(tiny_model_dir):
+    from training.engine.kernels import fuse_kernels
+
+    plain = load_base_model(tiny_model_dir, quantize=False)
+    fused = load_base_model(tiny_model_dir, quantize=False)
+    assert fuse_kernels(fused, True) == 3 * len(fused.model.layers) + 1
+    ids = torch.randint(3, 200, (4, 48), device="cuda")
+    outputs = []
+    for model in (plain, fused):
+        model.train()
+        logits = model(input_ids=ids).logits.float()
+        logits.logsumexp(-1).mean().backward()
+        layer = model.model.layers[0]
+        outputs.append(
+            (logits, layer.post_attention_layernorm.weight.grad, layer.mlp.gate_proj.weight.grad)
+        )
+    for expected, actual in zip(*outputs, strict=True):
+        torch.testing.assert_close(actual.float(), expected.float(), rtol=0.05, atol=0.05)
