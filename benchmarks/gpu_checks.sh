@@ -2,7 +2,7 @@
 # Everything the GPU machine is for, in one go: the CUDA tests, then the engine benchmark in stages,
 # each under its own time limit so that one slow or failing stage leaves the others' figures.
 # Usage (on the GPU box, after installing .whl/ as ../shared/gpu/README.md says):
-#   OUT=var/gpu benchmarks/gpu_checks.sh [stage ...]      stages: tests pairwise generation ppo
+#   OUT=var/gpu benchmarks/gpu_checks.sh [stage ...]      stages: tests pairwise generation ppo profile
 set -u
 out=${OUT:-var/gpu}
 mkdir -p "$out"
@@ -16,7 +16,7 @@ stage() {
   echo "== $name (limit ${limit}s)"
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   echo "== $name: exit $? after $((SECONDS - started))s"
-  grep -E "^(reward|dpo|ppo|generation) |passed|failed|Error" "$out/$name.log" | tail -12
+  grep -E "^(reward|dpo|ppo|generation|step|lora|qlora)[ ,]|%  |passed|failed|Error" "$out/$name.log" | tail -16
 }
 
 stages=("$@")
@@ -33,6 +33,9 @@ for s in "${stages[@]}"; do
       --out "$out/pairwise.json" ;;
     generation) stage generation 160 "${bench[@]}" --modes qlora --parts generation \
       --out "$out/generation.json" ;;
+    # GPU kernel time of one bf16-LoRA reward step, by group, with and without the fused kernels.
+    profile) stage profile 90 sh -c "python3 benchmarks/profile_reward_step.py --workdir $work && \
+      python3 benchmarks/profile_reward_step.py --workdir $work --unfused --top 8" ;;
     ppo) stage ppo 230 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
   esac

@@ -33,7 +33,13 @@ from training.engine.runs import (
     gpu_memory_gb,
     seed_everything,
 )
-from training.engine.trl_runs import EngineCallback, plan_batches, resume_point, trainer_arguments
+from training.engine.trl_runs import (
+    EngineCallback,
+    plan_batches,
+    resume_point,
+    run_trainer,
+    trainer_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +98,7 @@ def train_dpo(
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    run_trainer(trainer, checkpoint)
 
     adapter_dir = output_dir / ADAPTER_DIRNAME
     trainer.save_model(str(adapter_dir))

@@ -169,9 +169,9 @@ def prepare_for_training(
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs)
         model.enable_input_require_grads()
-    if gradient_checkpointing:
-        # A KV cache is useless while training and conflicts with checkpointing.
-        model.config.use_cache = False
+    # Training never reads a KV cache (generation asks for one itself), and building one costs a copy
+    # of every layer's keys and values per forward pass; it also conflicts with checkpointing.
+    model.config.use_cache = False
     return model
 
 
