@@ -7,6 +7,7 @@ import torch
 from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
 from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import TrainerCallback
 
 from training.engine.config import LoraSettings
 from training.engine.loading import build_lora_config, load_base_model
@@ -81,3 +82,62 @@ def test_without_bf16_the_trainer_runs_as_it_is_and_resumes_from_the_checkpoint(
     run_trainer(trainer, tmp_path / "checkpoint-4")
     assert trainer.copies == copies_with_cast
     assert trainer.seen == [str(tmp_path / "checkpoint-4")]
+
+
+def test_reward_and_dpo_runs_train_in_bf16_with_fp32_adapters_and_no_input_casting(
+    tiny_model_dir, tmp_path, preference_pairs, monkeypatch
+):
+    """As on CUDA: a bf16 base, fp32 LoRA weights and the Trainer's bf16 autocast (here on the CPU).
+    Every forward TRL makes inside train() (DPO's reference pass and the evaluation too) must run
+    under autocast, or a bf16 input would meet an fp32 adapter with casting off and fail."""
+    import math
+
+    from training.engine import dpo, reward, trl_runs
+    from training.engine.config import DPORunConfig, RewardRunConfig
+
+    def bf16_arguments(*args, **kwargs):
+        return {**trl_runs.trainer_arguments(*args, **kwargs), "bf16": True}
+
+    def bf16_base(*args, **kwargs):
+        return load_base_model(*args, **kwargs).to(torch.bfloat16)
+
+    casting_during_training = []
+
+    def spying_run_trainer(trainer, checkpoint):
+        layers = [m for m in trainer.model.modules() if isinstance(m, LoraLayer)]
+        assert layers[0].lora_A["default"].weight.dtype == torch.float32
+        trainer.add_callback(CastingSpy(layers, casting_during_training))
+        run_trainer(trainer, checkpoint)
+        assert all(layer.cast_input_dtype_enabled for layer in layers)
+
+    for module in (reward, dpo):
+        monkeypatch.setattr(module, "trainer_arguments", bf16_arguments)
+        monkeypatch.setattr(module, "load_base_model", bf16_base)
+        monkeypatch.setattr(module, "run_trainer", spying_run_trainer)
+    common = dict(
+        base_model=tiny_model_dir,
+        max_steps=3,
+        batch_size=8,
+        gradient_accumulation_steps=1,
+        max_length=64,
+        lora=LoraSettings(rank=4, alpha=8, dropout=0.05),
+        eval_fraction=0.2,
+    )
+    pairs = preference_pairs(40)
+    rewards = reward.train_reward_model(RewardRunConfig(**common), pairs, tmp_path / "reward")
+    preferences = dpo.train_dpo(DPORunConfig(**common), pairs, tmp_path / "dpo")
+
+    assert math.isfinite(rewards.final_metrics["loss"])
+    assert math.isfinite(preferences.final_metrics["loss"])
+    assert preferences.final_metrics["eval_margin"] is not None
+    assert casting_during_training and not any(casting_during_training)
+
+
+class CastingSpy(TrainerCallback):
+    """Notes, at every optimizer step, whether any LoRA layer would cast its input."""
+
+    def __init__(self, layers, seen):
+        self.layers, self.seen = layers, seen
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seen.append(any(layer.cast_input_dtype_enabled for layer in self.layers))
