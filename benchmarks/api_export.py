@@ -190,6 +190,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for variant in args.variants:
                 export_variant(server, key, project_id, variant)
+    print(f"after the runs, {machine_pace()}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import gzip
 import http.client
 import json
-import os
 import random
 import tempfile
 import time
@@ -208,7 +207,7 @@ def main() -> None:
             )
             if not same:
                 raise SystemExit("HH round trip differs")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(f"after the runs, {machine_pace()}")
 
 
 if __name__ == "__main__":

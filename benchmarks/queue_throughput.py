@@ -529,6 +529,7 @@ def main() -> None:
             "none lost, none duplicated, counters consistent."
         )
 
+    print(f"\nAfter the runs, {machine_pace()}.")
     print("\nTargets")
     eight = results.get(8)
     checks = [

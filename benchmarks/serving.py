@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -27,16 +28,18 @@ SERVER_ENV = {
 
 
 def machine_pace() -> str:
-    """A fixed single-core Python workload, timed now (best of five). This machine is a shared
-    VM whose speed drifts: the same benchmark measured up to twice as slow an hour apart. Figures
-    from different runs compare only beside this line; lower is faster."""
-    best = float("inf")
+    """A fixed single-core Python workload, timed now (median of five). This machine is a shared
+    VM whose speed drifts: the same benchmark measured up to twice as slow an hour apart, and as
+    much within one run. Benchmarks print this at their start and end; figures from different runs
+    compare only beside these lines; lower is faster."""
+    times = []
     for _ in range(5):
         started = time.perf_counter()
         sum(i * i for i in range(2_000_000))
-        best = min(best, time.perf_counter() - started)
+        times.append(time.perf_counter() - started)
     return (
-        f"machine pace: {best * 1000:.0f} ms for a fixed Python loop (lower is faster); "
+        f"machine pace: {statistics.median(times) * 1000:.0f} ms for a fixed Python loop "
+        f"(median of 5, best {min(times) * 1000:.0f}; lower is faster); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
 
