@@ -242,7 +242,9 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
     # 0.70 (3) at 4 nats; 2 x 4, 0.73 (3) at 8 nats. Adaptive KL, horizon 100: 2 x 4 with target 4,
     # 0.73 (3); 4 x 4 with target 5, 0.69 (3). 2 x 4 with target 8 (the settings above): 0.79,
     # 0.81, 0.85, 0.84, 0.97 (0-4), mean 0.85, at 13-16 nats, in ~165 s (seed 0 the same on
-    # PostgreSQL). The bound is below every seed with room for two comparisons to flip (seed 0
-    # wins 50.5 of 64), so a change of torch or platform does not fail it on noise alone.
+    # PostgreSQL). 16 samples a prompt in every round instead of 8 (twice the pairs): 0.81, 0.84,
+    # 0.78, 0.77 (21 nats), 0.85 (0-4), mean 0.81. The bound is below every seed with room for
+    # two comparisons to flip (seed 0 wins 50.5 of 64), so a change of torch or platform does
+    # not fail it on noise alone.
     assert rate >= 0.75
     assert 0 <= kl < 20.0
