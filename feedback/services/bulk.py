@@ -30,7 +30,9 @@ def is_postgresql() -> bool:
 
 def may_skip_triggers() -> bool:
     """Whether this database role may turn off foreign-key triggers: a superuser can, and from
-    PostgreSQL 15 a role granted SET on session_replication_role."""
+    PostgreSQL 15 a role granted SET on session_replication_role. Only PostgreSQL has them."""
+    if not is_postgresql():
+        return False
     with connection.cursor() as cursor:
         if connection.pg_version >= 150000:
             cursor.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
@@ -42,9 +44,9 @@ def may_skip_triggers() -> bool:
 @contextmanager
 def references_vouched_for(allowed: bool) -> Iterator[None]:
     """Write without per-row foreign-key checks (see the module's docstring for the contract)
-    where `allowed` (may_skip_triggers(), asked once per transaction); otherwise, and elsewhere
-    than on PostgreSQL, the checks run as usual."""
-    if not allowed or not is_postgresql():
+    where `allowed` (may_skip_triggers(), asked once per import); otherwise the checks run as
+    usual."""
+    if not allowed:
         yield
         return
     with connection.cursor() as cursor:

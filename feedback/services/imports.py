@@ -282,7 +282,7 @@ class ImportWriter:
         # COPY takes the timestamp as text: dumping a datetime per row costs more than the row.
         self.now = timezone.now().isoformat()
         self.created: dict[str, int] = {}
-        self.skips_triggers = is_postgresql() and may_skip_triggers()
+        self.skips_triggers = may_skip_triggers()
 
     @classmethod
     def start(cls, project: Project, format: str, user_id: int | None, source: str) -> ImportWriter:

@@ -7,6 +7,7 @@ waiting on each other (Label Studio's next_task does the same).
 
 import random
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -159,9 +160,10 @@ SELECT * FROM live UNION ALL SELECT * FROM created
 """
 
 
-def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[str, dict]:
-    """LEASE_SQL for these arguments, and its parameters."""
-    sql = LEASE_SQL.format(
+@cache
+def lease_sql() -> str:
+    """LEASE_SQL with its tables and statuses filled in (the same text on every call)."""
+    return LEASE_SQL.format(
         task=AnnotationTask._meta.db_table,
         membership=Membership._meta.db_table,
         assignment=Assignment._meta.db_table,
@@ -169,13 +171,17 @@ def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[
         open=TaskStatus.OPEN,
         leased=AssignmentStatus.LEASED,
     )
+
+
+def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[str, dict]:
+    """The lease statement for these arguments, and its parameters."""
     params = {
         "project": project_id,
         "annotator": annotator_id,
         "now": now,
         "expires": now + lease_duration(),
     }
-    return sql, params
+    return lease_sql(), params
 
 
 def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
