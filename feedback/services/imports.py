@@ -75,6 +75,8 @@ LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
 # little, small enough that memory stays flat however long the file.
 CHUNK_LINES = 20_000
+# The first chunk is small: PostgreSQL waits for it, idle, and then writes while the rest is parsed.
+FIRST_CHUNK_LINES = 2_000
 
 
 @dataclass
@@ -180,9 +182,10 @@ class LineParser:
 
     def chunks(self, lines: Iterable[bytes | str]) -> Iterator[list]:
         """The records of each CHUNK_LINES lines (fewer where lines are bad or blank)."""
-        lines = iter(lines)
-        while chunk := list(islice(lines, CHUNK_LINES)):
+        lines, size = iter(lines), FIRST_CHUNK_LINES
+        while chunk := list(islice(lines, size)):
             yield self.parse(chunk)
+            size = CHUNK_LINES
 
     def parse(self, lines: list[bytes | str]) -> list:
         records: list = []

@@ -324,6 +324,17 @@ def test_anthropic_hh_round_trips_exactly(project):
 def small_chunks(monkeypatch):
     """Files stream through in chunks of lines; two-line chunks make every test file several."""
     monkeypatch.setattr(imports, "CHUNK_LINES", 2)
+    monkeypatch.setattr(imports, "FIRST_CHUNK_LINES", 2)
+
+
+def test_the_first_chunk_is_small_so_writing_starts_early(monkeypatch):
+    monkeypatch.setattr(imports, "FIRST_CHUNK_LINES", 2)
+    monkeypatch.setattr(imports, "CHUNK_LINES", 5)
+    parser = imports.LineParser("prompts")
+    lines = [json.dumps({"prompt": f"p{n}"}) for n in range(13)]
+    chunks = list(parser.chunks(lines))
+    assert [len(records) for records in chunks] == [2, 5, 5, 1]
+    assert [r.text for records in chunks for r in records] == [f"p{n}" for n in range(13)]
 
 
 def test_a_bad_line_in_a_later_chunk_rolls_back_the_chunks_already_written(
