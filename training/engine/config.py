@@ -80,8 +80,9 @@ class RunSettings:
     checkpoint_every: int = 50
     # Optimizer steps between metric reports.
     log_every: int = 1
-    # Liger's fused RMSNorm and SwiGLU kernels (training/engine/kernels.py). None: on CUDA where
-    # liger-kernel is installed and the model is Llama-style; True: required; False: off.
+    # Fused kernels (training/engine/kernels.py): Liger's RMSNorm and SwiGLU, and LoRA updates
+    # summed inside their products. None: LoRA fused everywhere, Liger on CUDA where liger-kernel
+    # is installed and the model is Llama-style; True: Liger required too; False: all off.
     fused_kernels: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:

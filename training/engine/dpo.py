@@ -98,7 +98,7 @@ def train_dpo(
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)
-    run_trainer(trainer, checkpoint)
+    run_trainer(trainer, checkpoint, config.fused_kernels)
 
     adapter_dir = output_dir / ADAPTER_DIRNAME
     trainer.save_model(str(adapter_dir))

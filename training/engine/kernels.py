@@ -1,4 +1,5 @@
-"""Fused Triton kernels for training on CUDA: Liger Kernel's RMSNorm and SwiGLU in Llama-style models.
+"""Fused kernels for training: Liger Kernel's RMSNorm and SwiGLU in Llama-style models on CUDA, and
+LoRA updates summed inside their matrix products (fuse_lora) everywhere.
 
 With LoRA on a frozen ~1B base, much of a training step's GPU time goes outside the matrix products:
 transformers' RMSNorm runs as several fp32 elementwise kernels and the MLP's SiLU-and-multiply as two,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import types
 
+import torch
 from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -76,3 +78,61 @@ def fuse_kernels(model: PreTrainedModel, enabled: bool | None = None) -> int:
             patched += 1
     logger.info("Fused kernels (Liger) in %d norm and MLP modules.", patched)
     return patched
+
+
+def fuse_lora(model: torch.nn.Module, enabled: bool | None = None) -> int:
+    """Add each LoRA layer's update to the base layer's output inside one matrix product; returns
+    how many layers.
+
+    PEFT computes `base(x) + B(A(x)) * scaling` as a product, a multiply and an add, the last two
+    reading and writing the layer's whole output (and, for 4-bit layers, a defensive copy of it
+    first). `addmm` folds the scaling and the sum into the product B's GEMM runs anyway: in the H100
+    profile of a bf16-LoRA reward step the multiplies and adds were 49 of 302 ms. Patches
+    `model`'s LoRA linear layers; off only where `enabled` is False, as fused_kernels is.
+    """
+    if enabled is False:
+        return 0
+    from peft.tuners.lora import LoraLayer
+
+    patched = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and isinstance(
+            getattr(module, "base_layer", None), torch.nn.Linear
+        ):
+            module.forward = types.MethodType(_lora_addmm_forward, module)
+            patched += 1
+    logger.info("LoRA updates summed inside their products in %d layers.", patched)
+    return patched
+
+
+def _fusable_adapter(layer, x: torch.Tensor) -> str | None:
+    """The one active adapter of a vanilla LoRA layer whose update can join the base product."""
+    adapters = [name for name in layer.active_adapters if name in layer.lora_A]
+    if layer.disable_adapters or layer.merged or len(adapters) != 1:
+        return None
+    name = adapters[0]
+    lora_A, lora_B = layer.lora_A[name], layer.lora_B[name]
+    if name in layer.lora_variant or lora_B.bias is not None:
+        return None
+    # Outside autocast addmm takes one dtype throughout; PEFT casts and promotes.
+    one_dtype = (
+        x.dtype == layer.base_layer.weight.dtype == lora_A.weight.dtype == lora_B.weight.dtype
+    )
+    return name if one_dtype or torch.is_autocast_enabled(x.device.type) else None
+
+
+def _lora_addmm_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """base(x) + scaling * A(x) @ B^T as one addmm. Adapters off or merged, several adapters, DoRA
+    and other variants, a bias on B, and mixed dtypes outside autocast go to PEFT's forward."""
+    name = None if args or kwargs else _fusable_adapter(self, x)
+    if name is None:
+        return type(self).forward(self, x, *args, **kwargs)
+    result = self.base_layer(x)
+    update = self.lora_A[name](self.lora_dropout[name](x))
+    fused = torch.addmm(
+        result.reshape(-1, result.shape[-1]),
+        update.reshape(-1, update.shape[-1]),
+        self.lora_B[name].weight.t(),
+        alpha=self.scaling[name],
+    )
+    return fused.view(result.shape)

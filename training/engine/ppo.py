@@ -39,7 +39,7 @@ from training.engine.batch_plan import BatchPlan, choose_batch_plan
 from training.engine.config import GenerationSettings, PPORunConfig
 from training.engine.examples import Prompt
 from training.engine.generation import Generations, generate
-from training.engine.kernels import fuse_kernels
+from training.engine.kernels import fuse_kernels, fuse_lora
 from training.engine.loading import (
     build_lora_config,
     load_base_model,
@@ -325,6 +325,7 @@ def _build_agent(
     base = prepare_for_training(base, gradient_checkpointing=plan.gradient_checkpointing)
     model = get_peft_model(base, build_lora_config(config.lora), adapter_name=POLICY)
     model.add_adapter(CRITIC, build_lora_config(config.lora))
+    fuse_lora(model, config.fused_kernels)
     _disable_dropout(model)
 
     hidden_size = model.get_base_model().config.get_text_config().hidden_size

@@ -23,6 +23,7 @@ from transformers import (
 
 from training.engine.batch_plan import BatchPlan, choose_batch_plan
 from training.engine.config import RunSettings
+from training.engine.kernels import fuse_lora
 from training.engine.runs import (
     CHECKPOINTS_DIRNAME,
     CancelCheck,
@@ -143,8 +144,10 @@ class EngineCallback(TrainerCallback):
         return rate
 
 
-def run_trainer(trainer: Trainer, checkpoint: Path | None) -> None:
-    """`trainer.train()`, resuming from `checkpoint`, without PEFT's fp32 round trip in LoRA layers.
+def run_trainer(trainer: Trainer, checkpoint: Path | None, fused: bool | None = None) -> None:
+    """`trainer.train()`, resuming from `checkpoint`, with LoRA updates summed inside their matrix
+    products unless `fused` is False (kernels.fuse_lora), and without PEFT's fp32 round trip in
+    LoRA layers.
 
     PEFT casts each adapted layer's input to the adapter weights' dtype (fp32) before the LoRA product,
     and under the Trainer's bf16 autocast that product runs in bf16 all the same: the input is copied
@@ -152,6 +155,7 @@ def run_trainer(trainer: Trainer, checkpoint: Path | None) -> None:
     took 57 of 296 ms of GPU time (benchmarks/profile_reward_step.py). PEFT's 4-bit layers already
     skip the cast under autocast; this does the same for plain linear layers while training in bf16.
     """
+    fuse_lora(trainer.model, fused)
     with disable_input_dtype_casting(trainer.model, active=trainer.args.bf16):
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 

@@ -7,6 +7,7 @@ Skipped without CUDA; run on a GPU machine with `python -m pytest -m gpu tests/t
 import pytest
 import torch
 from peft import get_peft_model
+from peft.tuners.lora import LoraLayer
 
 from training.engine.batch_plan import choose_batch_plan
 from training.engine.config import GenerationSettings, LoraSettings, PPORunConfig, RewardRunConfig
@@ -140,5 +141,30 @@ def test_fused_kernels_match_transformers_forward_and_backward(tiny_model_dir):
         outputs.append(
             (logits, layer.post_attention_layernorm.weight.grad, layer.mlp.gate_proj.weight.grad)
         )
+    for expected, actual in zip(*outputs, strict=True):
+        torch.testing.assert_close(actual.float(), expected.float(), rtol=0.05, atol=0.05)
+
+
+def test_fused_lora_matches_peft_on_4bit_layers_under_bf16_autocast(tiny_model_dir):
+    from training.engine.kernels import fuse_lora
+
+    lora = build_lora_config(LoraSettings(rank=8, alpha=16, dropout=0.0))
+    ids = torch.randint(3, 200, (4, 48), device="cuda")
+    outputs = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        base = prepare_for_training(load_base_model(tiny_model_dir), gradient_checkpointing=False)
+        model = get_peft_model(base, lora)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(std=0.05)
+        layers = sum(isinstance(m, LoraLayer) for m in model.modules())
+        assert fuse_lora(model, fused) == (layers if fused else 0)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(input_ids=ids).logits.float()
+        logits.logsumexp(-1).mean().backward()
+        q_proj = base.model.layers[0].self_attn.q_proj
+        outputs.append((logits, q_proj.lora_A["default"].weight.grad))
     for expected, actual in zip(*outputs, strict=True):
         torch.testing.assert_close(actual.float(), expected.float(), rtol=0.05, atol=0.05)

@@ -87,3 +87,122 @@ def test_unsupported_model_types_are_left_alone_or_refused(
     assert fuse_kernels(model) == 0
     with pytest.raises(ValueError, match="model type 'gemma'"):
         fuse_kernels(model, True)
+
+
+class TwoLayers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(12, 16), torch.nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+def lora_pair(dtype=torch.float32):
+    """Two identical LoRA models (non-zero B, so the update counts), the second one fused."""
+    from peft import LoraConfig, get_peft_model
+
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        base = TwoLayers().to(dtype)
+        config = LoraConfig(r=4, lora_alpha=12, target_modules=["first", "second"])
+        model = get_peft_model(base, config)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.2)
+        models.append(model)
+    assert kernels.fuse_lora(models[1]) == 2
+    return models
+
+
+class CountAddmm(torch.overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.addmm
+        return func(*args, **(kwargs or {}))
+
+
+def outputs_and_grads(model, x, autocast=False):
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(x)
+    out.float().square().sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return out, x.grad, grads
+
+
+def test_fused_lora_computes_what_peft_does_in_one_addmm_per_layer():
+    plain, fused = lora_pair()
+    x = torch.randn(3, 5, 12)
+    expected, expected_dx, expected_grads = outputs_and_grads(plain, x)
+    with CountAddmm() as counted:
+        out, dx, grads = outputs_and_grads(fused, x)
+    assert counted.calls == 2
+    # The same sums in another order: equal to fp32 rounding.
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dx, expected_dx, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == expected_grads.keys() and len(grads) == 4  # A and B of both layers
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4)
+
+
+def relative_error(actual, expected):
+    actual, expected = actual.detach().float(), expected.detach().float()
+    return float((actual - expected).norm() / expected.norm())
+
+
+def test_fused_lora_under_bf16_autocast_matches_peft_to_bf16_precision():
+    plain, fused = lora_pair()
+    x = torch.randn(3, 5, 12)
+    expected, expected_dx, expected_grads = outputs_and_grads(plain, x, autocast=True)
+    with CountAddmm() as counted:
+        out, dx, grads = outputs_and_grads(fused, x, autocast=True)
+    assert counted.calls == 2
+    assert out.dtype == expected.dtype == torch.bfloat16
+    # PEFT rounds the update, its scaled copy and the sum to bf16 (8 bits of mantissa); addmm
+    # rounds once.
+    assert relative_error(out, expected) < 0.02
+    assert relative_error(dx, expected_dx) < 0.03
+    for name, grad in grads.items():
+        assert grad.dtype == torch.float32  # the adapters stay fp32
+        assert relative_error(grad, expected_grads[name]) < 0.03, name
+
+
+def test_fused_lora_leaves_disabled_merged_and_mixed_dtype_layers_to_peft():
+    plain, fused = lora_pair()
+    x = torch.randn(4, 12)
+    with CountAddmm() as counted, torch.no_grad():
+        with plain.disable_adapter():
+            base_out = plain(x)
+        with fused.disable_adapter():
+            torch.testing.assert_close(fused(x), base_out)
+        fused.merge_adapter()
+        merged_out = fused(x)
+        fused.unmerge_adapter()
+    assert counted.calls == 0
+    torch.testing.assert_close(merged_out, plain(x), atol=1e-5, rtol=1e-5)
+
+    # A bf16 base with fp32 adapters outside autocast: PEFT casts and promotes, and so the same.
+    plain, fused = lora_pair()
+    for model in (plain, fused):
+        model.get_base_model().to(torch.bfloat16)
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.data = parameter.data.float()
+    x = torch.randn(4, 12, dtype=torch.bfloat16)
+    with CountAddmm() as counted, torch.no_grad():
+        out = fused(x)
+    assert counted.calls == 0
+    torch.testing.assert_close(out, plain(x), atol=0, rtol=0)
+
+
+def test_fused_lora_can_be_turned_off():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(TwoLayers(), LoraConfig(r=2, target_modules=["first"]))
+    assert kernels.fuse_lora(model, False) == 0
+    assert not any("forward" in vars(module) for module in model.modules())

@@ -64,7 +64,8 @@ def test_training_in_bf16_skips_the_fp32_round_trip_of_lora_inputs(bf16_lora_mod
     expected, copies_with_cast = forward(model, ids)
 
     trainer = AutocastTrainer(model, ids)
-    run_trainer(trainer, None)
+    # Unfused, to see the cast alone: fused layers (test_kernels.py) never cast under autocast.
+    run_trainer(trainer, None, fused=False)
 
     assert copies_with_cast - trainer.copies == len(lora_layers)
     torch.testing.assert_close(trainer.logits, expected, rtol=0, atol=0)
@@ -79,7 +80,7 @@ def test_without_bf16_the_trainer_runs_as_it_is_and_resumes_from_the_checkpoint(
     ids = torch.tensor([[5, 9, 13]])
     _, copies_with_cast = forward(bf16_lora_model, ids)
     trainer = AutocastTrainer(bf16_lora_model, ids, bf16=False)
-    run_trainer(trainer, tmp_path / "checkpoint-4")
+    run_trainer(trainer, tmp_path / "checkpoint-4", fused=False)
     assert trainer.copies == copies_with_cast
     assert trainer.seen == [str(tmp_path / "checkpoint-4")]
 
@@ -87,7 +88,8 @@ def test_without_bf16_the_trainer_runs_as_it_is_and_resumes_from_the_checkpoint(
 def test_reward_and_dpo_runs_train_in_bf16_with_fp32_adapters_and_no_input_casting(
     tiny_model_dir, tmp_path, preference_pairs, monkeypatch
 ):
-    """As on CUDA: a bf16 base, fp32 LoRA weights and the Trainer's bf16 autocast (here on the CPU).
+    """As on CUDA: a bf16 base, fp32 LoRA weights, fused LoRA layers and the Trainer's bf16 autocast
+    (here on the CPU).
     Every forward TRL makes inside train() (DPO's reference pass and the evaluation too) must run
     under autocast, or a bf16 input would meet an fp32 adapter with casting off and fail."""
     import math
@@ -103,12 +105,14 @@ def test_reward_and_dpo_runs_train_in_bf16_with_fp32_adapters_and_no_input_casti
 
     casting_during_training = []
 
-    def spying_run_trainer(trainer, checkpoint):
+    def spying_run_trainer(trainer, checkpoint, fused):
         layers = [m for m in trainer.model.modules() if isinstance(m, LoraLayer)]
         assert layers[0].lora_A["default"].weight.dtype == torch.float32
         trainer.add_callback(CastingSpy(layers, casting_during_training))
-        run_trainer(trainer, checkpoint)
+        run_trainer(trainer, checkpoint, fused)
         assert all(layer.cast_input_dtype_enabled for layer in layers)
+        # The LoRA layers trained fused (kernels.fuse_lora), by default.
+        assert fused is None and all("forward" in vars(layer) for layer in layers)
 
     for module in (reward, dpo):
         monkeypatch.setattr(module, "trainer_arguments", bf16_arguments)
