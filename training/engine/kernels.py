@@ -87,8 +87,9 @@ def fuse_lora(model: torch.nn.Module, enabled: bool | None = None) -> int:
     PEFT computes `base(x) + B(A(x)) * scaling` as a product, a multiply and an add, the last two
     reading and writing the layer's whole output (and, for 4-bit layers, a defensive copy of it
     first). `addmm` folds the scaling and the sum into the product B's GEMM runs anyway: in the H100
-    profile of a bf16-LoRA reward step the multiplies and adds were 49 of 302 ms. Patches
-    `model`'s LoRA linear layers; off only where `enabled` is False, as fused_kernels is.
+    profile of a bf16-LoRA reward step the elementwise multiplies and adds, most of them LoRA's,
+    took 49 of 302 ms. Patches `model`'s LoRA linear layers; off only where `enabled` is False, as
+    fused_kernels is.
     """
     if enabled is False:
         return 0
