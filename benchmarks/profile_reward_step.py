@@ -33,6 +33,7 @@ from training.engine.loading import (  # noqa: E402
     load_tokenizer,
     prepare_for_training,
 )
+from training.engine.trl_runs import lora_training  # noqa: E402
 
 GROUPS = [
     ("attention", ("fmha", "flash", "sdpa", "attention")),
@@ -88,7 +89,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=265, help="tokens per side of a pair")
-    parser.add_argument("--unfused", action="store_true", help="leave transformers' norms and MLPs")
+    parser.add_argument(
+        "--unfused", action="store_true", help="leave transformers' norms and MLPs and PEFT's LoRA"
+    )
     parser.add_argument("--compile", action="store_true", help="also time compiled decoder layers")
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
@@ -102,11 +105,17 @@ def main() -> None:
     model = prepare_for_training(model, gradient_checkpointing=False)
     model = get_peft_model(model, build_lora_config(LORA, kind="reward"))
     model.train()
+    print(f"{args.mode}, {fused} fused norm and MLP modules", flush=True)
+    # LoRA layers as reward and DPO runs train them: fused, without PEFT's fp32 round trip.
+    with lora_training(model, fused=False if args.unfused else None, bf16=True):
+        measure(model, tokenizer, args)
+
+
+def measure(model, tokenizer, args) -> None:
+    """Time steps, profile two of them, and, with --compile, time compiled decoder layers."""
     ids, mask = batch(tokenizer, args.pairs, args.tokens, model.config.vocab_size, model.device)
     tokens = int(mask.sum())
-    print(
-        f"{args.mode}, {fused} fused modules, batch {tuple(ids.shape)}, {tokens} tokens", flush=True
-    )
+    print(f"batch {tuple(ids.shape)}, {tokens} tokens", flush=True)
 
     step_s = timed(model, ids, mask, 5)
     print(f"step {step_s * 1000:.1f} ms, {tokens / step_s:,.0f} tokens/s", flush=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,19 +146,25 @@ class EngineCallback(TrainerCallback):
         return rate
 
 
-def run_trainer(trainer: Trainer, checkpoint: Path | None, fused: bool | None = None) -> None:
-    """`trainer.train()`, resuming from `checkpoint`, with LoRA updates summed inside their matrix
-    products unless `fused` is False (kernels.fuse_lora), and without PEFT's fp32 round trip in
-    LoRA layers.
+@contextmanager
+def lora_training(model: torch.nn.Module, *, fused: bool | None, bf16: bool) -> Iterator[None]:
+    """Train `model`'s LoRA layers the engine's way: each update summed inside its matrix product
+    unless `fused` is False (kernels.fuse_lora), and, in bf16, without PEFT's fp32 round trip.
 
     PEFT casts each adapted layer's input to the adapter weights' dtype (fp32) before the LoRA product,
-    and under the Trainer's bf16 autocast that product runs in bf16 all the same: the input is copied
-    to fp32 and straight back, changing no value. In a bf16-LoRA reward step on an H100 those copies
-    took 57 of 296 ms of GPU time (benchmarks/profile_reward_step.py). PEFT's 4-bit layers already
-    skip the cast under autocast; this does the same for plain linear layers while training in bf16.
+    and under bf16 autocast that product runs in bf16 all the same: the input is copied to fp32 and
+    straight back, changing no value. In a bf16-LoRA reward step on an H100 those copies took 57 of
+    296 ms of GPU time (benchmarks/profile_reward_step.py). PEFT's 4-bit layers already skip the cast
+    under autocast; this does the same for plain linear layers while training in bf16.
     """
-    fuse_lora(trainer.model, fused)
-    with disable_input_dtype_casting(trainer.model, active=trainer.args.bf16):
+    fuse_lora(model, fused)
+    with disable_input_dtype_casting(model, active=bf16):
+        yield
+
+
+def run_trainer(trainer: Trainer, checkpoint: Path | None, fused: bool | None = None) -> None:
+    """`trainer.train()`, resuming from `checkpoint`, inside lora_training."""
+    with lora_training(trainer.model, fused=fused, bf16=trainer.args.bf16):
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
