@@ -33,8 +33,9 @@ for s in "${stages[@]}"; do
       --out "$out/pairwise.json" ;;
     generation) stage generation 160 "${bench[@]}" --modes qlora --parts generation \
       --out "$out/generation.json" ;;
-    # GPU kernel time of one bf16-LoRA reward step, by group, with and without the fused kernels.
-    profile) stage profile 90 sh -c "python3 benchmarks/profile_reward_step.py --workdir $work && \
+    # GPU kernel time of one bf16-LoRA reward step, by group, with and without the fused kernels
+    # (Liger and LoRA addmm).
+    profile) stage profile 120 sh -c "python3 benchmarks/profile_reward_step.py --workdir $work && \
       python3 benchmarks/profile_reward_step.py --workdir $work --unfused --top 8" ;;
     ppo) stage ppo 230 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
