@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from .projects import JudgmentMode, Project
-from .prompts import Completion, Prompt
+from .prompts import Completion, Prompt, created_at_field
 from .tasks import AnnotationTask
 
 
@@ -168,7 +168,7 @@ class PreferencePair(models.Model):
     is_tie = models.BooleanField(default=False)
     policy = models.CharField(max_length=64, default="default")
     judgments = models.ManyToManyField(Judgment, related_name="pairs", blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = created_at_field()
 
     class Meta:
         constraints = [

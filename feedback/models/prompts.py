@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Now
 
 from .projects import Project
 
@@ -37,6 +38,12 @@ def import_batch_field(related_name: str) -> models.ForeignKey:
     )
 
 
+def created_at_field() -> models.DateTimeField:
+    """When an imported kind of row was created: set by Django when it saves one, and by the
+    database where an import's COPY leaves it out (a timestamp a row, sent and read, for nothing)."""
+    return models.DateTimeField(auto_now_add=True, db_default=Now())
+
+
 class PromptSplit(models.TextChoices):
     TRAIN = "train", "Train"
     HELD_OUT = "held_out", "Held out (evaluation)"
@@ -59,7 +66,7 @@ class Prompt(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     split = models.CharField(max_length=16, choices=PromptSplit.choices, default=PromptSplit.TRAIN)
     import_batch = import_batch_field(related_name="prompts")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = created_at_field()
 
     class Meta:
         constraints = [
@@ -176,10 +183,13 @@ class Completion(models.Model):
         db_index=False,  # the (model_version, prompt) index below serves it
     )
     text = models.TextField()
-    generation_settings = models.JSONField(default=dict, blank=True)
+    # The database default lets imports leave it out (feedback/services/bulk.py).
+    generation_settings = models.JSONField(
+        default=dict, db_default=Value({}, output_field=models.JSONField()), blank=True
+    )
     token_count = models.PositiveIntegerField(null=True, blank=True)
     import_batch = import_batch_field(related_name="completions")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = created_at_field()
 
     class Meta:
         indexes = [

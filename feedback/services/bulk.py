@@ -2,8 +2,11 @@
 so rows can point at each other before any is written; plain `bulk_create` on other databases.
 
 Callers run inside a transaction and pass rows as tuples in the order of `fields` (attnames).
-JSON fields take already-encoded JSON text, so the COPY path does not encode twice; timestamps may
-come as ISO text, which COPY takes as is (a datetime costs a conversion per row).
+JSON fields take `json_value(...)`. Columns left out get their database default.
+
+The COPY is binary: numbers and timestamps go as their bytes, and neither side prints, escapes or
+parses text. 200,000 completion rows took the server 0.24 s instead of 0.40-0.48 s (psycopg
+formats binary rows in C) and PostgreSQL 0.66 s instead of 0.90 s, at best of six runs each.
 
 Foreign keys: PostgreSQL checks each row's references with a trigger per row and key (a query
 and a row lock each), which cost two thirds of a large import's database time. Inside
@@ -17,11 +20,44 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
+import orjson
+import psycopg
 from django.db import DatabaseError, connection, models
+from psycopg.adapt import PyFormat
+from psycopg.postgres import types as pg_types
 
 from feedback.errors import ServiceError
 
 SQLITE_BATCH = 500
+# PostgreSQL's binary jsonb: a version byte, then the JSON text.
+JSONB_VERSION = b"\x01"
+EMPTY_OBJECT = JSONB_VERSION + b"{}"
+JSONB_OID = pg_types["jsonb"].oid
+BYTEA_OID = pg_types["bytea"].oid
+# psycopg's jsonb dumper encodes an object per row, in Python. A json_value() is ready to send,
+# so jsonb columns get the bytes dumper (C; psycopg's default for the bytea oid is Python).
+# COPY reads each field as its column's type, whatever the client took it for.
+BYTES_DUMPER = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
+# Column type oids by table: a binary row must match its columns' types exactly.
+_column_types: dict[str, dict[str, int]] = {}
+
+
+def json_value(value: object) -> bytes:
+    """A JSON column's value for insert_rows (binary jsonb; SQLite takes what follows the version
+    byte)."""
+    return EMPTY_OBJECT if value == {} else JSONB_VERSION + orjson.dumps(value)
+
+
+def column_types(table: str) -> dict[str, int]:
+    if table not in _column_types:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [f'"{table}"'],
+            )
+            _column_types[table] = dict(cursor.fetchall())
+    return _column_types[table]
 
 
 def is_postgresql() -> bool:
@@ -120,9 +156,12 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
     columns = [opts.get_field(name).column for name in fields]
     if is_postgresql():
         quoted = ", ".join(f'"{column}"' for column in columns)
+        types = column_types(opts.db_table)
         with connection.cursor() as cursor:
             raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
-            with raw.copy(f'COPY "{opts.db_table}" ({quoted}) FROM STDIN') as copy:
+            raw.adapters.register_dumper(None, BYTES_DUMPER)  # by oid, for this cursor only
+            with raw.copy(f'COPY "{opts.db_table}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
+                copy.set_types([BYTEA_OID if types[c] == JSONB_OID else types[c] for c in columns])
                 for row in rows:
                     copy.write_row(row)
         return
@@ -134,7 +173,7 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
     batch: list[models.Model] = []
     for row in rows:
         values = {
-            name: (json.loads(value) if index in json_fields and value is not None else value)
+            name: (json.loads(value[1:]) if index in json_fields and value is not None else value)
             for index, (name, value) in enumerate(zip(fields, row, strict=True))
         }
         batch.append(model(**values))

@@ -61,6 +61,7 @@ from feedback.models.tasks import TaskStatus
 from feedback.services.bulk import (
     insert_rows,
     is_postgresql,
+    json_value,
     lock_referenced,
     may_skip_triggers,
     references_vouched_for,
@@ -70,6 +71,7 @@ from feedback.services.bulk import (
 T = TypeVar("T")
 IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
+EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
 LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
@@ -266,12 +268,6 @@ def import_jsonl(
     )
 
 
-def dumps(value: object) -> str:
-    """JSON text for a json column (compact, UTF-8): orjson is ten times json.dumps here. Most
-    metadata and generation settings are empty: their text is a constant."""
-    return "{}" if value == {} else orjson.dumps(value).decode()
-
-
 class ImportWriter:
     """Writes validated records of one batch; ids are reserved first so rows can link up."""
 
@@ -282,8 +278,8 @@ class ImportWriter:
         self.written = 0  # records written so far: numbers what later chunks write
         self.model_names: set[str] = set()
         self.annotator_id = import_user().pk if self.format == "arena" else None
-        # COPY takes the timestamp as text: dumping a datetime per row costs more than the row.
-        self.now = timezone.now().isoformat()
+        # For battles' tasks and judgments; prompts, completions and pairs get the database's.
+        self.now = timezone.now()
         self.created: dict[str, int] = {}
         self.skips_triggers = may_skip_triggers()
 
@@ -364,7 +360,7 @@ class ImportWriter:
                 fresh.setdefault(prompt.content_hash, prompt)
         ids = reserve_ids(Prompt, len(fresh))
         known.update(zip(fresh, ids, strict=True))
-        batch_id, project_id, now = self.batch.pk, self.project.pk, self.now
+        batch_id, project_id = self.batch.pk, self.project.pk
 
         def prompt_rows():
             # Written in hash order (ids stay in file order): the unique (project, content_hash)
@@ -376,12 +372,11 @@ class ImportWriter:
                     known[h],
                     project_id,
                     p.text,
-                    None if p.messages is None else dumps(p.messages),
+                    None if p.messages is None else json_value(p.messages),
                     h,
-                    dumps(p.metadata),
+                    json_value(p.metadata),
                     p.split,
                     batch_id,
-                    now,
                 )
 
         insert_rows(
@@ -395,7 +390,6 @@ class ImportWriter:
                 "metadata",
                 "split",
                 "import_batch_id",
-                "created_at",
             ),
             prompt_rows(),
         )
@@ -464,7 +458,7 @@ class ImportWriter:
         prompt_ids = self.prompt_ids([r.prompt for r in records])
         models_by_name = self.model_version_ids(r.model for r in records if r.model)
         ids = reserve_ids(Completion, len(records))
-        batch_id, now = self.batch.pk, self.now
+        batch_id = self.batch.pk
         insert_rows(
             Completion,
             (
@@ -475,7 +469,6 @@ class ImportWriter:
                 "generation_settings",
                 "token_count",
                 "import_batch_id",
-                "created_at",
             ),
             (
                 (
@@ -483,10 +476,9 @@ class ImportWriter:
                     pid,
                     models_by_name.get(r.model) if r.model else None,
                     r.text,
-                    dumps(r.generation_settings),
+                    json_value(r.generation_settings),
                     r.token_count,
                     batch_id,
-                    now,
                 )
                 for cid, pid, r in zip(ids, prompt_ids, records, strict=True)
             ),
@@ -498,7 +490,7 @@ class ImportWriter:
         names = {name for r in records for name in (r.model_a, r.model_b) if name}
         models_by_name = self.model_version_ids(names) if names else {}
         completion_ids = reserve_ids(Completion, 2 * len(records))
-        batch_id, now = self.batch.pk, self.now
+        batch_id = self.batch.pk
 
         def completion_rows():
             for i, r in enumerate(records):
@@ -510,22 +502,12 @@ class ImportWriter:
                         prompt_ids[i],
                         models_by_name[model] if model else None,
                         text,
-                        "{}",
                         batch_id,
-                        now,
                     )
 
         insert_rows(
             Completion,
-            (
-                "id",
-                "prompt_id",
-                "model_version_id",
-                "text",
-                "generation_settings",
-                "import_batch_id",
-                "created_at",
-            ),
+            ("id", "prompt_id", "model_version_id", "text", "import_batch_id"),
             completion_rows(),
         )
         self.count("completions", 2 * len(records))
@@ -537,7 +519,7 @@ class ImportWriter:
         """A pair per decided record (not ties); return (the records' indexes, the pair ids)."""
         decided = [i for i, r in enumerate(records) if r.choice in ("a", "b")]
         pair_ids = reserve_ids(PreferencePair, len(decided))
-        project_id, now = self.project.pk, self.now
+        project_id = self.project.pk
 
         def pair_rows():
             for pair_id, i in zip(pair_ids, decided, strict=True):
@@ -553,7 +535,6 @@ class ImportWriter:
                     r.margin or 0.0,
                     False,
                     IMPORT_POLICY,
-                    now,
                 )
 
         insert_rows(
@@ -567,7 +548,6 @@ class ImportWriter:
                 "margin",
                 "is_tie",
                 "policy",
-                "created_at",
             ),
             pair_rows(),
         )
@@ -653,9 +633,9 @@ class ImportWriter:
                     annotator_id,
                     "pairwise",
                     r.choice,
-                    f"[{completion_ids[2 * i]},{completion_ids[2 * i + 1]}]",
+                    json_value([completion_ids[2 * i], completion_ids[2 * i + 1]]),
                     "",
-                    "[]",
+                    EMPTY_LIST,
                     f"{key}{first + i}",
                     now,
                 )

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import (
@@ -173,6 +174,57 @@ def test_prompts_completions_and_model_versions(project):
     completion = Completion.objects.get(text="Knock knock")
     assert completion.prompt == joke and completion.model_version.base_model == "org/base-7b"
     assert ModelVersion.objects.get(name="new-model").method == "imported"
+
+
+def test_every_kind_of_value_is_stored_as_sent(project):
+    """Rows go to PostgreSQL as binary COPY: text with characters that text COPY escapes, JSON
+    with non-ASCII, whole-number margins into a float column, and the timestamps the database
+    fills in itself."""
+    before = timezone.now()
+    text = 'Tab\there, newline\nthere, back\\slash, "quotes", émoji 🙂 and 中文'
+    settings = {"temperature": 0.7, "stop": ["\n", "🙂"], "nested": {"ünïcode": [1, None, True]}}
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        format="prompts",
+        lines=jsonl({"prompt": text, "metadata": {"source": "wiki ✓", "n": 3}}),
+    )
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        format="completions",
+        lines=jsonl(
+            {"prompt": text, "completion": text, "generation_settings": settings, "token_count": 7}
+        ),
+    )
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        format="trl",
+        lines=jsonl(
+            {
+                "prompt": [{"role": "user", "content": "Grüße 👋"}],
+                "chosen": [{"role": "assistant", "content": "Hallo\tdu"}],
+                "rejected": [{"role": "assistant", "content": "\\n is not a newline"}],
+                "margin": 2,
+            }
+        ),
+    )
+    prompt = Prompt.objects.get(text=text)
+    assert prompt.metadata == {"source": "wiki ✓", "n": 3}
+    completion = Completion.objects.get(prompt=prompt)
+    assert (completion.text, completion.generation_settings, completion.token_count) == (
+        text,
+        settings,
+        7,
+    )
+    pair = PreferencePair.objects.select_related("prompt", "chosen", "rejected").get()
+    assert pair.prompt.messages == [{"role": "user", "content": "Grüße 👋"}]
+    assert (pair.chosen.text, pair.rejected.text) == ("Hallo\tdu", "\\n is not a newline")
+    assert pair.margin == 2.0 and isinstance(pair.margin, float)
+    assert pair.chosen.generation_settings == {}
+    for row in (prompt, completion, pair, pair.chosen):
+        assert before <= row.created_at <= timezone.now()
 
 
 def test_a_file_with_bad_lines_is_refused_whole_naming_every_bad_line(project):
