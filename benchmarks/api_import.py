@@ -20,7 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import ROOT, PeakMemory, Server, ServingCpu, api_key, machine_pace, mib, setup_django
+from serving import (
+    ROOT,
+    PeakMemory,
+    Server,
+    ServingCpu,
+    api_key,
+    machine_pace,
+    mib,
+    setup_django,
+    vacuum_database,
+)
 
 WORDS = [
     "the",
@@ -159,6 +169,7 @@ def main() -> None:
             key = api_key(f"import-benchmark-{format}", project.pk)
             file = write_file(format, args.lines)
             size = file.stat().st_size
+            vacuum_database()
             try:
                 with (
                     PeakMemory(server.worker_pid()) as memory,
