@@ -31,6 +31,7 @@ HH_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System", "t
 ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "both_bad"}
 ARENA_LABELS = {choice: label for label, choice in ARENA_WINNERS.items()}
 PROMPT_SPLITS = ("train", "held_out")
+MAX_TOKEN_COUNT = 2**31 - 1  # the column's range
 
 
 class LineError(ValueError):
@@ -144,9 +145,11 @@ def read_completion_line(record: dict) -> CompletionRecord:
         raise LineError("'generation_settings' must be an object.")
     token_count = record.get("token_count")
     if token_count is not None and (
-        isinstance(token_count, bool) or not isinstance(token_count, int) or token_count < 0
+        isinstance(token_count, bool)
+        or not isinstance(token_count, int)
+        or not 0 <= token_count <= MAX_TOKEN_COUNT
     ):
-        raise LineError("'token_count' must be a whole number >= 0.")
+        raise LineError(f"'token_count' must be a whole number from 0 to {MAX_TOKEN_COUNT:,}.")
     return CompletionRecord(prompt, text, model.strip() if model else None, settings, token_count)
 
 

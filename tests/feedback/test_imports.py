@@ -251,6 +251,26 @@ def test_a_file_with_bad_lines_is_refused_whole_naming_every_bad_line(project):
     assert not Judgment.objects.exists() and not AnnotationTask.objects.exists()
 
 
+def test_completion_lines_name_what_is_wrong(project):
+    lines = [
+        json.dumps({"prompt": "p", "completion": "c", "token_count": 12}),
+        json.dumps({"prompt": "p", "completion": "c", "token_count": 2**31}),
+        json.dumps({"prompt": "p", "completion": "c", "token_count": -1}),
+        json.dumps({"prompt": "p", "completion": "c", "model": " "}),
+        json.dumps({"prompt": "p", "completion": "c", "generation_settings": [1]}),
+        json.dumps({"prompt": "p"}),
+    ]
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="completions")
+    details = refused.value.details
+    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5", "line 6"]
+    assert "'token_count' must be a whole number from 0 to 2,147,483,647" in details[0]
+    assert "'token_count'" in details[1]
+    assert "'model'" in details[2] and "'generation_settings'" in details[3]
+    assert "missing 'completion'" in details[4]
+    assert not Completion.objects.exists() and not Prompt.objects.exists()
+
+
 def test_a_clash_found_while_writing_rolls_everything_back(project):
     import_jsonl(
         project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "m1"})
