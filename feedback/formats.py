@@ -165,10 +165,10 @@ def read_model_version_line(record: dict) -> ModelVersionRecord:
     if method not in MODEL_METHODS:
         raise LineError(f"'method' must be one of {', '.join(MODEL_METHODS)}.")
     strings = {}
-    for key in ("base_model", "adapter_path"):
+    for key, longest in (("base_model", 500), ("adapter_path", 1000)):  # the columns' lengths
         value = record.get(key, "")
-        if not isinstance(value, str):
-            raise LineError(f"{key!r} must be a string.")
+        if not isinstance(value, str) or len(value) > longest:
+            raise LineError(f"{key!r} must be a string of at most {longest} characters.")
         strings[key] = value
     objects = {}
     for key in ("hyperparameters", "metrics"):

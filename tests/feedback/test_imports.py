@@ -271,6 +271,24 @@ def test_completion_lines_name_what_is_wrong(project):
     assert not Completion.objects.exists() and not Prompt.objects.exists()
 
 
+def test_model_version_lines_name_what_is_wrong(project):
+    lines = [
+        json.dumps({"name": "ok", "base_model": "org/base", "adapter_path": "/a"}),
+        json.dumps({"name": "long base", "base_model": "b" * 501}),
+        json.dumps({"name": "long path", "adapter_path": "p" * 1001}),
+        json.dumps({"name": "bad method", "method": "rlhf"}),
+        json.dumps({"name": ""}),
+    ]
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="model_versions")
+    details = refused.value.details
+    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5"]
+    assert "'base_model' must be a string of at most 500 characters" in details[0]
+    assert "'adapter_path' must be a string of at most 1000 characters" in details[1]
+    assert "'method'" in details[2] and "'name'" in details[3]
+    assert not ModelVersion.objects.exists()
+
+
 def test_a_clash_found_while_writing_rolls_everything_back(project):
     import_jsonl(
         project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "m1"})
