@@ -38,7 +38,8 @@ BYTEA_OID = pg_types["bytea"].oid
 # so jsonb columns get the bytes dumper (C; psycopg's default for the bytea oid is Python).
 # COPY reads each field as its column's type, whatever the client took it for.
 BYTES_DUMPER = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
-# Column type oids by table: a binary row must match its columns' types exactly.
+# Column type oids by table: a binary row must match its columns' types exactly. Arbiter's
+# columns are of built-in types, whose oids are the same in every database.
 _column_types: dict[str, dict[str, int]] = {}
 
 
