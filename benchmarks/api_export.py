@@ -22,7 +22,16 @@ import subprocess
 import time
 import urllib.parse
 
-from serving import PeakMemory, Server, ServingCpu, api_key, machine_pace, mib, setup_django
+from serving import (
+    PeakMemory,
+    Server,
+    ServingCpu,
+    api_key,
+    machine_pace,
+    mib,
+    setup_django,
+    vacuum_database,
+)
 
 COMPLETIONS_PER_PROMPT = 4
 # Four of the twelve ordered pairs of a prompt's four completions: (0,1) (2,3) (0,2) (3,1).
@@ -75,10 +84,9 @@ def create_pairs(pairs: int) -> int:
             FROM generate_series(0, %s) g, ({selects}) o ORDER BY g, o.n""",
             [project.pk, first_prompt, first_completion, first_completion, prompts - 1],
         )
-    with connection.cursor() as cursor:
-        # As autovacuum leaves settled data: the first read of fresh rows otherwise also pays
-        # for setting their hint bits, which no export of older data does.
-        cursor.execute("VACUUM (ANALYZE)")
+    # As autovacuum leaves settled data: the first read of fresh rows otherwise also pays for
+    # setting their hint bits, which no export of older data does.
+    vacuum_database()
     print(
         f"setup: {prompts:,} prompts, {prompts * COMPLETIONS_PER_PROMPT:,} completions, "
         f"{prompts * len(PAIR_OFFSETS):,} pairs in {time.perf_counter() - started:.1f} s"
