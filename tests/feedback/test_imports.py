@@ -34,6 +34,13 @@ def jsonl(*records) -> list[str]:
     return [json.dumps(record) for record in records]
 
 
+def refusal(project, lines: list, format: str) -> ServiceError:
+    """The error an import of `lines` is refused with."""
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format=format)
+    return refused.value
+
+
 def export(project, **request) -> list[dict]:
     stream = start_export(ExportRequest(project_id=project.pk, **request), user_id=None)
     return [json.loads(line) for line in b"".join(stream.chunks()).decode().splitlines()]
@@ -238,15 +245,14 @@ def test_a_file_with_bad_lines_is_refused_whole_naming_every_bad_line(project):
         json.dumps({"prompt": [{"role": "robot", "content": "x"}], "chosen": [], "rejected": []}),
         json.dumps({"prompt": "fine", "chosen": "a", "rejected": "b"}),
     ]
-    with pytest.raises(ServiceError) as refused:
-        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="trl")
-    details = refused.value.details
+    error = refusal(project, lines, "trl")
+    details = error.details
     assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 6", "line 7"]
     assert "not valid JSON" in details[0]
     assert "missing 'rejected'" in details[1]
     assert "expected a JSON object" in details[2]
     assert "margin" in details[3]
-    assert "5 of 8 lines are invalid" in refused.value.message
+    assert "5 of 8 lines are invalid" in error.message
     assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
     assert not Judgment.objects.exists() and not AnnotationTask.objects.exists()
 
@@ -260,9 +266,8 @@ def test_completion_lines_name_what_is_wrong(project):
         json.dumps({"prompt": "p", "completion": "c", "generation_settings": [1]}),
         json.dumps({"prompt": "p"}),
     ]
-    with pytest.raises(ServiceError) as refused:
-        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="completions")
-    details = refused.value.details
+    error = refusal(project, lines, "completions")
+    details = error.details
     assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5", "line 6"]
     assert "'token_count' must be a whole number from 0 to 2,147,483,647" in details[0]
     assert "'token_count'" in details[1]
@@ -279,9 +284,8 @@ def test_model_version_lines_name_what_is_wrong(project):
         json.dumps({"name": "bad method", "method": "rlhf"}),
         json.dumps({"name": ""}),
     ]
-    with pytest.raises(ServiceError) as refused:
-        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="model_versions")
-    details = refused.value.details
+    error = refusal(project, lines, "model_versions")
+    details = error.details
     assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5"]
     assert "'base_model' must be a string of at most 500 characters" in details[0]
     assert "'adapter_path' must be a string of at most 1000 characters" in details[1]
@@ -339,10 +343,9 @@ def test_json_that_python_allows_but_json_does_not_is_refused_by_line(project):
         b'{"prompt": "x", "metadata": {"n": NaN}}',
         b'{"prompt": "\\ud800"}',
     ]
-    with pytest.raises(ServiceError) as refused:
-        import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines)
-    assert [d.split(":")[0] for d in refused.value.details] == ["line 2", "line 3"]
-    assert all("not valid JSON" in d for d in refused.value.details)
+    details = refusal(project, lines, "prompts").details
+    assert [d.split(":")[0] for d in details] == ["line 2", "line 3"]
+    assert all("not valid JSON" in d for d in details)
     assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
 
 
