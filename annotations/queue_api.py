@@ -12,7 +12,6 @@ from annotations.timing import server_timed
 from feedback import services
 from feedback.errors import ServiceError
 from feedback.models import Assignment
-from feedback.selectors import task_outputs
 from feedback.services import JudgmentInput
 
 ERROR_STATUS = {"invalid": 400, "conflict": 409, "forbidden": 403, "not_found": 404}
@@ -26,10 +25,10 @@ def lease_payload(assignment: Assignment | None) -> dict | None:
     """The leased task with its outputs in the order this annotator is shown them."""
     if assignment is None:
         return None
-    mode, outputs = task_outputs(assignment.task_id)
+    outputs = assignment.outputs
     return {
         "task_id": assignment.task_id,
-        "mode": mode,
+        "mode": assignment.task_mode,
         "idempotency_key": idempotency_key(assignment),
         "expires_at": assignment.expires_at.isoformat(),
         "outputs": [

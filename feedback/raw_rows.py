@@ -7,6 +7,7 @@ statement and connection, and rows go through the same converters the ORM uses."
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from django.db import connections, models
@@ -17,12 +18,16 @@ M = TypeVar("M", bound=models.Model)
 # Row plans by model, statement and connection (one per thread; backend converters are its bound
 # methods). The statement's text fixes its columns: reading them from the cursor's description
 # builds a Column object per column, each time.
-plans: dict[tuple, tuple[list[int], list, list]] = {}
+plans: dict[tuple, tuple[list[int], list, list, list]] = {}
 
 
-def row_plan(model: type[M], columns: tuple[str, ...], connection) -> tuple[list[int], list, list]:
-    """For each of the model's fields in order, the index of its column and its attname; and
-    (index in that order, column, converters) for the fields whose values need converting."""
+def row_plan(
+    model: type[M], columns: tuple[str, ...], connection
+) -> tuple[list[int], list, list, list]:
+    """For each of the model's fields in order, the index of its column and its attname;
+    (index in that order, column, converters) for the fields whose values need converting; and
+    (index, name) of the columns that are not the model's, which become attributes, as the
+    ORM's annotations do."""
     index_of = {column: index for index, column in enumerate(columns)}
     fields = model._meta.concrete_fields
     missing = [field.column for field in fields if field.column not in index_of]
@@ -35,11 +40,14 @@ def row_plan(model: type[M], columns: tuple[str, ...], connection) -> tuple[list
         if converters:
             converting.append((position, col, converters))
     names = [field.attname for field in fields]
-    return [index_of[field.column] for field in fields], names, converting
+    own = {field.column for field in fields}
+    extra = [(index, column) for index, column in enumerate(columns) if column not in own]
+    return [index_of[field.column] for field in fields], names, converting, extra
 
 
 def first_instance(model: type[M], sql: str, params, using: str = "default") -> M | None:
-    """The first row of `sql`, which selects all of `model`'s columns by name, as an instance."""
+    """The first row of `sql`, which selects all of `model`'s columns by name, as an instance;
+    any other column it selects is set on the instance as an attribute of the same name."""
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -50,9 +58,17 @@ def first_instance(model: type[M], sql: str, params, using: str = "default") -> 
         if plan is None:
             columns = tuple(column[0] for column in cursor.description)
             plan = plans[model, sql, connection] = row_plan(model, columns, connection)
-    order, names, converting = plan
+    order, names, converting, extra = plan
     values = [row[index] for index in order]
     for position, col, converters in converting:
         for converter in converters:
             values[position] = converter(values[position], col, connection)
-    return model.from_db(using, names, values)
+    instance = model.from_db(using, names, values)
+    for index, name in extra:
+        setattr(instance, name, row[index])
+    return instance
+
+
+def json_column(value: object) -> object:
+    """A JSON column's value from a raw cursor: Django's backends hand jsonb over as text."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,7 +1,6 @@
 """Submitting judgments. One judgment per (task, annotator); a retried request with the same
 idempotency key returns the stored judgment instead of writing a second one."""
 
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from feedback.models.judgments import (
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
+from feedback.raw_rows import json_column
 
 MAX_RATIONALE_CHARS = 10_000
 
@@ -195,11 +195,6 @@ def lock_slot(task_id: int, annotator_id: int) -> LockedSlot | None:
         return None
     assignment_id, status, shown_order, mode, rating_enabled = row
     return LockedSlot(assignment_id, status, json_column(shown_order), mode, bool(rating_enabled))
-
-
-def json_column(value: object) -> object:
-    """A JSON column's value from a raw cursor, where Django's backends hand it over as text."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 @transaction.atomic

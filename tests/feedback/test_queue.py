@@ -33,6 +33,20 @@ def test_the_same_lease_is_returned_until_it_is_used(project, make_member, make_
     assert next_task_for(annotator_id=user.pk, project_id=project.pk).pk == first.pk
 
 
+def test_a_lease_carries_what_it_shows(project, make_member, make_task):
+    task = make_task(n=3, mode="ranking")
+    user = make_member()
+    for _ in range(2):  # a new lease, then the same live one
+        lease = next_task_for(annotator_id=user.pk, project_id=project.pk)
+        items = {item.completion_id: item for item in task.items.select_related("completion")}
+        assert lease.task_mode == "ranking"
+        assert sorted(lease.outputs) == sorted(items) == sorted(lease.shown_order)
+        for completion_id, output in lease.outputs.items():
+            assert output.completion_id == completion_id
+            assert output.position == items[completion_id].position
+            assert output.text == items[completion_id].completion.text
+
+
 def test_tasks_closest_to_completion_come_first(project, make_member, make_task):
     older = make_task(judgments_wanted=2)
     newer = make_task(judgments_wanted=2)

@@ -38,3 +38,13 @@ def test_a_query_missing_columns_is_refused(make_task, make_user):
     )
     with pytest.raises(ValueError, match="every column"):
         first_instance(Assignment, f"SELECT id FROM {Assignment._meta.db_table}", [])
+
+
+def test_columns_beyond_the_models_become_attributes(make_task, make_user):
+    task = make_task(n=2)
+    assignment = Assignment.objects.create(
+        task=task, annotator=make_user(), leased_at=timezone.now(), expires_at=timezone.now()
+    )
+    sql = f"SELECT *, id * 2 AS doubled FROM {Assignment._meta.db_table} WHERE id = %s"
+    loaded = first_instance(Assignment, sql, [assignment.pk])
+    assert loaded.pk == assignment.pk and loaded.doubled == 2 * assignment.pk
