@@ -232,6 +232,46 @@ class ClientLog:
     errors: list[str] = field(default_factory=list)
 
 
+class KeepAliveConnection:
+    """HTTP/1.1 over one kept-alive socket, for requests whose responses carry a Content-Length.
+
+    http.client parses every response's headers with the email package: about 0.3 ms of CPU per
+    request here, on the two cores the server and PostgreSQL use. This reads the status line, the
+    Content-Length and Server-Timing headers and the body, and nothing else."""
+
+    def __init__(self, port: int, timeout: float):
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def request(self, head: bytes, body: bytes = b"") -> tuple[int, str, bytes]:
+        """Sends `head` (request line and headers, without Content-Length or the blank line) and
+        `body`; returns the status, the Server-Timing header and the body."""
+        self.socket.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self.receive()
+        header_block, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4 :]
+        lines = header_block.split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            self.receive()
+        payload, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split(" ", 2)[1]), headers.get("server-timing", ""), payload
+
+    def receive(self) -> None:
+        chunk = self.socket.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.socket.close()
+
+
 class AnnotatorClient(threading.Thread):
     """One annotator: fetch a lease, then submit-and-get-next until time is up."""
 
@@ -244,25 +284,24 @@ class AnnotatorClient(threading.Thread):
             seconds,
         )
         token = hashlib.sha256(f"csrf-{user.pk}-{random.random()}".encode()).hexdigest()[:32]
-        self.headers = {
-            "Cookie": f"sessionid={session_for(user)}; csrftoken={token}",
-            "X-CSRFToken": token,
-            "Content-Type": "application/json",
-            "Referer": f"http://127.0.0.1:{port}/",
-        }
+        self.headers = (
+            f"Host: 127.0.0.1:{port}\r\n"
+            f"Cookie: sessionid={session_for(user)}; csrftoken={token}\r\n"
+            f"X-CSRFToken: {token}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Referer: http://127.0.0.1:{port}/\r\n"
+        ).encode()
         self.log = ClientLog()
         self.elapsed = 0.0
 
-    def call(self, connection_, method: str, path: str, body: dict | None = None):
+    def call(self, connection_: KeepAliveConnection, method: str, path: str, body=None):
         started = time.perf_counter()
-        connection_.request(
-            method, path, body=json.dumps(body) if body else None, headers=self.headers
+        status, timing, payload = connection_.request(
+            f"{method} {path} HTTP/1.1\r\n".encode() + self.headers,
+            json.dumps(body).encode() if body else b"",
         )
-        response = connection_.getresponse()
-        payload = response.read()
         latency = (time.perf_counter() - started) * 1000
-        timing = server_timing(response.getheader("Server-Timing", ""))
-        return response.status, json.loads(payload or b"{}"), latency, timing
+        return status, json.loads(payload or b"{}"), latency, server_timing(timing)
 
     def run(self) -> None:
         try:
@@ -272,7 +311,7 @@ class AnnotatorClient(threading.Thread):
             self.start_barrier.abort()
 
     def annotate(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = KeepAliveConnection(self.port, timeout=60)
         base = f"/annotate/api/projects/{self.project_id}"
         status, data, _, _ = self.call(conn, "GET", f"{base}/next/")
         if status != 200:
