@@ -172,12 +172,7 @@ class ModelVersion(models.Model):
 
 
 class Completion(models.Model):
-    # Unindexed: only deleting a prompt looks completions up by prompt alone (one scan per
-    # delete), and an index here cost imports 1.7 us per completion, a tenth of PostgreSQL's
-    # work in a TRL import (two completions a line).
-    prompt = models.ForeignKey(
-        Prompt, on_delete=models.CASCADE, related_name="completions", db_index=False
-    )
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
     model_version = models.ForeignKey(
         ModelVersion,
         null=True,
