@@ -172,6 +172,8 @@ class ModelVersion(models.Model):
 
 
 class Completion(models.Model):
+    # Its index costs imports 1.7 us a completion, and pair exports need it: each run of pairs
+    # fetches its prompt's completions by it (feedback/services/export_sql.py).
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
     model_version = models.ForeignKey(
         ModelVersion,
