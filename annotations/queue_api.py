@@ -22,13 +22,15 @@ def error_response(message: str, status: int, details: list[str] | None = None) 
 
 
 def lease_payload(assignment: Assignment | None) -> dict | None:
-    """The leased task with its outputs in the order this annotator is shown them."""
+    """The leased task: its prompt, and its outputs in the order this annotator is shown them."""
     if assignment is None:
         return None
-    outputs = assignment.outputs
+    shown = assignment.shown
+    outputs = shown.outputs
     return {
         "task_id": assignment.task_id,
-        "mode": assignment.task_mode,
+        "mode": shown.mode,
+        "prompt": {"text": shown.prompt_text, "messages": shown.prompt_messages},
         "idempotency_key": idempotency_key(assignment),
         "expires_at": assignment.expires_at.isoformat(),
         "outputs": [

@@ -14,11 +14,13 @@ from feedback.models import (
     Judgment,
     Membership,
     Project,
+    Prompt,
     Role,
     TaskItem,
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import SkipReason, TaskStatus
+from feedback.raw_rows import json_column
 
 
 def projects_for(user) -> QuerySet[Project]:
@@ -92,20 +94,33 @@ class TaskOutput:
     text: str
 
 
+@dataclass(frozen=True)
+class TaskShown:
+    """What a task shows an annotator: its mode, its prompt (text, or chat messages) and its
+    outputs by completion id."""
+
+    mode: str
+    prompt_text: str
+    prompt_messages: list | None
+    outputs: dict[int, TaskOutput]
+
+
 # In SQL: the queue's JSON endpoints read this once per judgment, and compiling the ORM query cost
-# more CPU than running it (benchmarks/queue_throughput.py).
-TASK_OUTPUTS_SQL = """
-SELECT t.mode, i.completion_id, i.position, c.text
-FROM {item} i JOIN {task} t ON t.id = i.task_id JOIN {completion} c ON c.id = i.completion_id
+# more CPU than running it (benchmarks/queue_throughput.py). On PostgreSQL the lease statement
+# selects the same (feedback/services/queue.py).
+TASK_SHOWN_SQL = """
+SELECT t.mode, p.text, p.messages, i.completion_id, i.position, c.text
+FROM {item} i JOIN {task} t ON t.id = i.task_id JOIN {prompt} p ON p.id = t.prompt_id
+JOIN {completion} c ON c.id = i.completion_id
 WHERE i.task_id = %s
 """
 
 
-def task_outputs(task_id: int) -> tuple[str, dict[int, TaskOutput]]:
-    """The task's mode and its outputs by completion id."""
-    sql = TASK_OUTPUTS_SQL.format(
+def task_shown(task_id: int) -> TaskShown:
+    sql = TASK_SHOWN_SQL.format(
         item=TaskItem._meta.db_table,
         task=AnnotationTask._meta.db_table,
+        prompt=Prompt._meta.db_table,
         completion=Completion._meta.db_table,
     )
     with connection.cursor() as cursor:
@@ -113,7 +128,9 @@ def task_outputs(task_id: int) -> tuple[str, dict[int, TaskOutput]]:
         rows = cursor.fetchall()
     if not rows:
         raise ValueError(f"Task {task_id} has no outputs.")
-    return rows[0][0], {row[1]: TaskOutput(*row[1:]) for row in rows}
+    mode, prompt_text, prompt_messages = rows[0][:3]
+    outputs = {row[3]: TaskOutput(*row[3:]) for row in rows}
+    return TaskShown(mode, prompt_text, json_column(prompt_messages), outputs)
 
 
 def judgments_of_task(task_id: int) -> QuerySet[Judgment]:

@@ -15,10 +15,17 @@ from django.db.models import Exists, F
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Completion, Membership, TaskItem
+from feedback.models import (
+    AnnotationTask,
+    Assignment,
+    Completion,
+    Membership,
+    Prompt,
+    TaskItem,
+)
 from feedback.models.tasks import AssignmentStatus, SkipReason, TaskStatus
 from feedback.raw_rows import first_instance, json_column
-from feedback.selectors import TaskOutput, task_outputs
+from feedback.selectors import TaskOutput, TaskShown, task_shown
 
 STALE_LEASES_PER_CALL = 50
 
@@ -63,7 +70,7 @@ def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
 
 def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     """The annotator's live lease in this project, or a new lease on the best open task, with
-    what it shows: `task_mode` and `outputs` (the task's TaskOutputs by completion id).
+    what it shows as `shown` (a TaskShown: mode, prompt, outputs).
 
     Best = highest priority, then closest to completion, then oldest. None when nothing is left.
     Membership is checked inside the lookups; the explicit check runs only when they come back
@@ -81,19 +88,30 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     return assignment
 
 
-def with_outputs(assignment: Assignment | None) -> Assignment | None:
-    """Sets `task_mode` and `outputs` on a lease; the lease statement selects them itself, as
-    JSON [[completion id, position, text], ...], saving a query per lease on the hot path."""
+def with_shown(assignment: Assignment | None) -> Assignment | None:
+    """Sets `shown` on a lease. The lease statement selects it itself (outputs as JSON
+    [[completion id, position, text], ...]), saving a query per lease on the hot path."""
     if assignment is None:
         return None
-    if hasattr(assignment, "task_outputs"):
-        assignment.outputs = {
+    if hasattr(assignment, "shown_outputs"):
+        outputs = {
             completion_id: TaskOutput(completion_id, position, text)
-            for completion_id, position, text in json_column(assignment.task_outputs)
+            for completion_id, position, text in json_column(assignment.shown_outputs)
         }
-        del assignment.task_outputs
+        assignment.shown = TaskShown(
+            assignment.shown_mode,
+            assignment.shown_prompt_text,
+            json_column(assignment.shown_prompt_messages),
+            outputs,
+        )
+        del (
+            assignment.shown_mode,
+            assignment.shown_prompt_text,
+            assignment.shown_prompt_messages,
+            assignment.shown_outputs,
+        )
     else:
-        assignment.task_mode, assignment.outputs = task_outputs(assignment.task_id)
+        assignment.shown = task_shown(assignment.task_id)
     return assignment
 
 
@@ -113,7 +131,7 @@ def sweep_is_due(project_id: int, now: datetime) -> bool:
 
 def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
     if connection.vendor == "postgresql":
-        return with_outputs(lease_in_one_statement(annotator_id, project_id, now))
+        return with_shown(lease_in_one_statement(annotator_id, project_id, now))
     is_member = Exists(Membership.objects.filter(user_id=annotator_id, project_id=project_id))
     live = (
         Assignment.objects.select_related("task")
@@ -127,7 +145,7 @@ def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assi
         .order_by("leased_at")
         .first()
     )
-    return with_outputs(live or lease_step_by_step(annotator_id, project_id, is_member, now))
+    return with_shown(live or lease_step_by_step(annotator_id, project_id, is_member, now))
 
 
 # PostgreSQL: find the live lease, or pick, lock, count the slot and create a lease, in one
@@ -176,11 +194,12 @@ WITH member AS (
 ), leased AS (
     SELECT * FROM live UNION ALL SELECT * FROM created
 )
-SELECT leased.*, t.mode AS task_mode,
+SELECT leased.*, t.mode AS shown_mode, p.text AS shown_prompt_text,
+       p.messages AS shown_prompt_messages,
        (SELECT json_agg(json_build_array(i.completion_id, i.position, c.text))
         FROM {item} i JOIN {completion} c ON c.id = i.completion_id
-        WHERE i.task_id = leased.task_id) AS task_outputs
-FROM leased JOIN {task} t ON t.id = leased.task_id
+        WHERE i.task_id = leased.task_id) AS shown_outputs
+FROM leased JOIN {task} t ON t.id = leased.task_id JOIN {prompt} p ON p.id = t.prompt_id
 """
 
 
@@ -193,6 +212,7 @@ def lease_sql() -> str:
         assignment=Assignment._meta.db_table,
         item=TaskItem._meta.db_table,
         completion=Completion._meta.db_table,
+        prompt=Prompt._meta.db_table,
         open=TaskStatus.OPEN,
         leased=AssignmentStatus.LEASED,
     )

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from feedback import services
 from feedback.models import Judgment
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,25 @@ def test_next_then_submit_returns_the_following_task(project, make_member, make_
     retry = post_json(client, url, body)
     assert retry.json()["judgment_id"] == submitted.json()["judgment_id"]
     assert Judgment.objects.filter(annotator=user).count() == 1
+
+
+def test_a_lease_shows_its_prompt_text_or_chat(project, make_member, make_task):
+    text_task = make_task(priority=1)
+    chat = [{"role": "user", "content": "Hi <b>there</b>"}, {"role": "assistant", "content": "?"}]
+    prompt = services.create_prompt(project_id=project.pk, messages=chat)
+    answers = [services.create_completion(prompt_id=prompt.pk, text=t).pk for t in ("x", "y")]
+    chat_task = services.create_task(prompt_id=prompt.pk, completion_ids=answers)
+    client = api_client(make_member())
+    first = client.get(reverse("annotations:api_next", args=[project.pk])).json()["task"]
+    assert first["prompt"] == {"text": text_task.prompt.text, "messages": None}
+    url = reverse("annotations:api_submit", args=[project.pk, text_task.pk])
+    body = {"kind": "pairwise", "choice": "tie", "idempotency_key": first["idempotency_key"]}
+    second = post_json(client, url, body).json()["task"]
+    assert second["task_id"] == chat_task.pk
+    assert second["prompt"]["messages"] == chat
+    assert {o["completion_id"]: o["text"] for o in second["outputs"]} == dict(
+        zip(answers, ["x", "y"], strict=True)
+    )
 
 
 def test_rankings_and_ratings_go_through_as_json(project, make_member, make_task):

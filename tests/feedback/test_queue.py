@@ -39,9 +39,11 @@ def test_a_lease_carries_what_it_shows(project, make_member, make_task):
     for _ in range(2):  # a new lease, then the same live one
         lease = next_task_for(annotator_id=user.pk, project_id=project.pk)
         items = {item.completion_id: item for item in task.items.select_related("completion")}
-        assert lease.task_mode == "ranking"
-        assert sorted(lease.outputs) == sorted(items) == sorted(lease.shown_order)
-        for completion_id, output in lease.outputs.items():
+        shown = lease.shown
+        assert shown.mode == "ranking"
+        assert (shown.prompt_text, shown.prompt_messages) == (task.prompt.text, None)
+        assert sorted(shown.outputs) == sorted(items) == sorted(lease.shown_order)
+        for completion_id, output in shown.outputs.items():
             assert output.completion_id == completion_id
             assert output.position == items[completion_id].position
             assert output.text == items[completion_id].completion.text
