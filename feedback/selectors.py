@@ -96,9 +96,10 @@ class TaskOutput:
 
 @dataclass(frozen=True)
 class TaskShown:
-    """What a task shows an annotator: its mode, its prompt (text, or chat messages) and its
-    outputs by completion id."""
+    """What a task shows an annotator: its project and mode, its prompt (text, or chat messages)
+    and its outputs by completion id."""
 
+    project_id: int
     mode: str
     prompt_text: str
     prompt_messages: list | None
@@ -109,7 +110,7 @@ class TaskShown:
 # more CPU than running it (benchmarks/queue_throughput.py). On PostgreSQL the lease statement
 # selects the same (feedback/services/queue.py).
 TASK_SHOWN_SQL = """
-SELECT t.mode, p.text, p.messages, i.completion_id, i.position, c.text
+SELECT t.project_id, t.mode, p.text, p.messages, i.completion_id, i.position, c.text
 FROM {item} i JOIN {task} t ON t.id = i.task_id JOIN {prompt} p ON p.id = t.prompt_id
 JOIN {completion} c ON c.id = i.completion_id
 WHERE i.task_id = %s
@@ -128,9 +129,9 @@ def task_shown(task_id: int) -> TaskShown:
         rows = cursor.fetchall()
     if not rows:
         raise ValueError(f"Task {task_id} has no outputs.")
-    mode, prompt_text, prompt_messages = rows[0][:3]
-    outputs = {row[3]: TaskOutput(*row[3:]) for row in rows}
-    return TaskShown(mode, prompt_text, json_column(prompt_messages), outputs)
+    project_id, mode, prompt_text, prompt_messages = rows[0][:4]
+    outputs = {row[4]: TaskOutput(*row[4:]) for row in rows}
+    return TaskShown(project_id, mode, prompt_text, json_column(prompt_messages), outputs)
 
 
 def judgments_of_task(task_id: int) -> QuerySet[Judgment]:

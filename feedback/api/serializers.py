@@ -75,21 +75,23 @@ class LeasedItemSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
+# Read from what the lease shows (feedback.selectors.TaskShown), which the lease statement selects
+# with it: no query per field.
 class LeaseSerializer(serializers.Serializer):
     """A task leased to the caller, its outputs in the order this annotator is to see them."""
 
-    task_id = serializers.IntegerField(source="task.id")
-    project_id = serializers.IntegerField(source="task.project_id")
-    mode = serializers.CharField(source="task.mode")
-    prompt_text = serializers.CharField(source="task.prompt.text")
-    prompt_messages = serializers.JSONField(source="task.prompt.messages")
+    task_id = serializers.IntegerField()
+    project_id = serializers.IntegerField(source="shown.project_id")
+    mode = serializers.CharField(source="shown.mode")
+    prompt_text = serializers.CharField(source="shown.prompt_text")
+    prompt_messages = serializers.JSONField(source="shown.prompt_messages")
     items = serializers.SerializerMethodField()
     lease_expires_at = serializers.DateTimeField(source="expires_at")
 
     def get_items(self, assignment) -> list[dict]:
-        texts = dict(assignment.task.items.values_list("completion_id", "completion__text"))
+        outputs = assignment.shown.outputs
         return LeasedItemSerializer(
-            [{"completion_id": cid, "text": texts[cid]} for cid in assignment.shown_order],
+            [{"completion_id": cid, "text": outputs[cid].text} for cid in assignment.shown_order],
             many=True,
         ).data
 

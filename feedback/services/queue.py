@@ -99,12 +99,14 @@ def with_shown(assignment: Assignment | None) -> Assignment | None:
             for completion_id, position, text in json_column(assignment.shown_outputs)
         }
         assignment.shown = TaskShown(
+            assignment.shown_project_id,
             assignment.shown_mode,
             assignment.shown_prompt_text,
             json_column(assignment.shown_prompt_messages),
             outputs,
         )
         del (
+            assignment.shown_project_id,
             assignment.shown_mode,
             assignment.shown_prompt_text,
             assignment.shown_prompt_messages,
@@ -194,7 +196,8 @@ WITH member AS (
 ), leased AS (
     SELECT * FROM live UNION ALL SELECT * FROM created
 )
-SELECT leased.*, t.mode AS shown_mode, p.text AS shown_prompt_text,
+SELECT leased.*, t.project_id AS shown_project_id, t.mode AS shown_mode,
+       p.text AS shown_prompt_text,
        p.messages AS shown_prompt_messages,
        (SELECT json_agg(json_build_array(i.completion_id, i.position, c.text))
         FROM {item} i JOIN {completion} c ON c.id = i.completion_id

@@ -40,7 +40,7 @@ def test_a_lease_carries_what_it_shows(project, make_member, make_task):
         lease = next_task_for(annotator_id=user.pk, project_id=project.pk)
         items = {item.completion_id: item for item in task.items.select_related("completion")}
         shown = lease.shown
-        assert shown.mode == "ranking"
+        assert (shown.project_id, shown.mode) == (project.pk, "ranking")
         assert (shown.prompt_text, shown.prompt_messages) == (task.prompt.text, None)
         assert sorted(shown.outputs) == sorted(items) == sorted(lease.shown_order)
         for completion_id, output in shown.outputs.items():

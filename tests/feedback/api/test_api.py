@@ -94,8 +94,12 @@ def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task,
     client = client_for(annotator)
     lease = client.post(f"/api/v1/projects/{project.pk}/next-task/")
     assert lease.status_code == 200 and lease.data["task_id"] == task.pk
+    assert (lease.data["project_id"], lease.data["mode"]) == (project.pk, "pairwise")
+    assert (lease.data["prompt_text"], lease.data["prompt_messages"]) == (task.prompt.text, None)
     shown = [item["completion_id"] for item in lease.data["items"]]
     assert sorted(shown) == sorted(task.items.values_list("completion_id", flat=True))
+    texts = dict(task.items.values_list("completion_id", "completion__text"))
+    assert [item["text"] for item in lease.data["items"]] == [texts[cid] for cid in shown]
     bad = client.post(
         "/api/v1/judgments/",
         {"task": task.pk, "kind": "pairwise", "choice": "z", "idempotency_key": "k1"},
