@@ -89,28 +89,15 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
 
 
 def with_shown(assignment: Assignment | None) -> Assignment | None:
-    """Sets `shown` on a lease. The lease statement selects it itself (outputs as JSON
-    [[completion id, position, text], ...]), saving a query per lease on the hot path."""
+    """Sets `shown` on a lease. The lease statement selects it itself, as JSON [project id,
+    mode, prompt text, prompt messages, [[completion id, position, text], ...]], saving a query
+    per lease on the hot path."""
     if assignment is None:
         return None
-    if hasattr(assignment, "shown_outputs"):
-        outputs = {
-            completion_id: TaskOutput(completion_id, position, text)
-            for completion_id, position, text in json_column(assignment.shown_outputs)
-        }
+    if hasattr(assignment, "shown"):
+        project_id, mode, text, messages, outputs = json_column(assignment.shown)
         assignment.shown = TaskShown(
-            assignment.shown_project_id,
-            assignment.shown_mode,
-            assignment.shown_prompt_text,
-            json_column(assignment.shown_prompt_messages),
-            outputs,
-        )
-        del (
-            assignment.shown_project_id,
-            assignment.shown_mode,
-            assignment.shown_prompt_text,
-            assignment.shown_prompt_messages,
-            assignment.shown_outputs,
+            project_id, mode, text, messages, {o[0]: TaskOutput(*o) for o in outputs}
         )
     else:
         assignment.shown = task_shown(assignment.task_id)
@@ -196,12 +183,12 @@ WITH member AS (
 ), leased AS (
     SELECT * FROM live UNION ALL SELECT * FROM created
 )
-SELECT leased.*, t.project_id AS shown_project_id, t.mode AS shown_mode,
-       p.text AS shown_prompt_text,
-       p.messages AS shown_prompt_messages,
-       (SELECT json_agg(json_build_array(i.completion_id, i.position, c.text))
-        FROM {item} i JOIN {completion} c ON c.id = i.completion_id
-        WHERE i.task_id = leased.task_id) AS shown_outputs
+SELECT leased.*, json_build_array(
+           t.project_id, t.mode, p.text, p.messages,
+           (SELECT json_agg(json_build_array(i.completion_id, i.position, c.text))
+            FROM {item} i JOIN {completion} c ON c.id = i.completion_id
+            WHERE i.task_id = leased.task_id)
+       ) AS shown
 FROM leased JOIN {task} t ON t.id = leased.task_id JOIN {prompt} p ON p.id = t.prompt_id
 """
 
