@@ -41,6 +41,7 @@ BYTES_DUMPER = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
 # Column type oids by table: a binary row must match its columns' types exactly. Arbiter's
 # columns are of built-in types, whose oids are the same in every database.
 _column_types: dict[str, dict[str, int]] = {}
+_sequences: dict[str, str] = {}
 
 
 def json_value(value: object) -> bytes:
@@ -118,32 +119,61 @@ def lock_referenced(model: type[models.Model], ids: Iterable[int]) -> None:
         )
 
 
-def reserve_ids(model: type[models.Model], count: int) -> list[int]:
-    """`count` fresh primary keys for `model`'s table. Call inside the writing transaction."""
-    if count == 0:
-        return []
+def sequence_of(table: str) -> str:
+    """The sequence that numbers `table`'s ids (PostgreSQL), asked once per process."""
+    if table not in _sequences:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [f'"{table}"'])
+            _sequences[table] = cursor.fetchone()[0]
+    return _sequences[table]
+
+
+def reserve_ids(counts: dict[type[models.Model], int]) -> dict[type[models.Model], list[int]]:
+    """Fresh primary keys, `counts[model]` of them for each model, in one round trip on
+    PostgreSQL: an import reserves a chunk's ids for all its tables at once. Call inside the
+    writing transaction."""
+    wanted = {model: count for model, count in counts.items() if count > 0}
+    ids: dict[type[models.Model], list[int]] = {model: [] for model in counts}
+    if not wanted:
+        return ids
+    if not is_postgresql():
+        ids.update((model, sqlite_ids(model, count)) for model, count in wanted.items())
+        return ids
+    models_in_order = list(wanted)
+    # Without concurrent inserts each table's ids form one run: fetch its ends, not every id.
+    # If someone else took ids meanwhile, the run has holes: take fresh ids one by one (the
+    # skipped ones are merely unused).
+    query = " UNION ALL ".join(
+        f"SELECT {index}, min(v), max(v) FROM "
+        "(SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s)) s"
+        for index in range(len(models_in_order))
+    )
+    params = [
+        value
+        for model in models_in_order
+        for value in (sequence_of(model._meta.db_table), wanted[model])
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        for index, low, high in cursor.fetchall():
+            model = models_in_order[index]
+            count = wanted[model]
+            if high - low + 1 == count:
+                ids[model] = list(range(low, high + 1))
+                continue
+            cursor.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                [sequence_of(model._meta.db_table), count],
+            )
+            ids[model] = [row[0] for row in cursor.fetchall()]
+    return ids
+
+
+def sqlite_ids(model: type[models.Model], count: int) -> list[int]:
+    # The transaction holds SQLite's write lock (IMMEDIATE), so nobody else takes ids until we
+    # commit; AUTOINCREMENT never reuses ids, so start past sqlite_sequence too.
     table = model._meta.db_table
     with connection.cursor() as cursor:
-        if is_postgresql():
-            # Without concurrent inserts the ids form one run: fetch its ends, not every id.
-            # If someone else took ids meanwhile, the run has holes: take fresh ids one by one
-            # (the skipped ones are merely unused).
-            # Name the sequence once: pg_get_serial_sequence inside the series would run per id.
-            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-            sequence = cursor.fetchone()[0]
-            cursor.execute(
-                "SELECT min(v), max(v) FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s)) s",
-                [sequence, count],
-            )
-            low, high = cursor.fetchone()
-            if high - low + 1 == count:
-                return list(range(low, high + 1))
-            cursor.execute(
-                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count]
-            )
-            return [row[0] for row in cursor.fetchall()]
-        # SQLite: the transaction holds the write lock (IMMEDIATE), so nobody else takes ids
-        # until we commit; AUTOINCREMENT never reuses ids, so start past sqlite_sequence too.
         cursor.execute(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"')  # noqa: S608 - table name is ours
         highest = cursor.fetchone()[0]
         cursor.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = %s", [table])

@@ -25,7 +25,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TypeVar
@@ -79,6 +79,21 @@ LOOKUP_CHUNK = 5000
 CHUNK_LINES = 20_000
 # The first chunk is small: PostgreSQL waits for it, idle, and then writes while the rest is parsed.
 FIRST_CHUNK_LINES = 2_000
+
+
+@dataclass
+class ChunkPrompts:
+    """A chunk's prompts once looked up: the ids of those the project has, by content hash, and
+    the new ones to write."""
+
+    records: list[PromptRecord]
+    known: dict[str, int]
+    fresh: dict[str, PromptRecord]
+
+
+def decided_records(records: list[PairRecord]) -> list[int]:
+    """The indexes of the records that name a winner: each becomes a pair (ties do not)."""
+    return [i for i, r in enumerate(records) if r.choice in ("a", "b")]
 
 
 @dataclass
@@ -251,12 +266,22 @@ def import_jsonl(
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     parser = LineParser(format)
     writer: ImportWriter | None = None
-    with gc_paused(), transaction.atomic(), read_ahead(parser.chunks(lines)) as chunks:
+    with (
+        gc_paused(),
+        transaction.atomic(),
+        ExitStack() as vouched,
+        read_ahead(parser.chunks(lines)) as chunks,
+    ):
         for records in chunks:
             if parser.errors or not records:
                 continue
             if writer is None:
                 writer = ImportWriter.start(project, parser.format, user_id, source)
+                # From here on every row written references rows this import wrote or locked
+                # (the project, the import user, and the prompts and model versions it finds),
+                # so per-row foreign-key checks are left out (feedback/services/bulk.py). Once
+                # per import, not per chunk: each switch is a round trip.
+                vouched.enter_context(references_vouched_for(writer.skips_triggers))
             writer.write(records)
         if parser.errors:
             raise parser.refusal()
@@ -295,27 +320,24 @@ class ImportWriter:
             project=project, source=source[:500], format=format, created_by_id=user_id
         )
         writer = cls(project, batch)
-        # The rows written below reference these without foreign-key triggers (write()).
+        # The rows written next reference these without foreign-key triggers (import_jsonl).
         lock_referenced(Project, [project.pk])
         if writer.annotator_id is not None:
             lock_referenced(get_user_model(), [writer.annotator_id])
         return writer
 
     def write(self, records: list) -> None:
-        """Write one chunk of validated records. Every row references rows this import wrote
-        or locked (the project, the import user, and the prompts and model versions it found),
-        so per-row foreign-key checks are left out (feedback/services/bulk.py)."""
-        with references_vouched_for(self.skips_triggers):
-            if self.format == "prompts":
-                self.write_prompts(records)
-            elif self.format == "model_versions":
-                self.write_model_versions(records)
-            elif self.format == "completions":
-                self.write_completions(records)
-            elif self.format == "arena":
-                self.write_battles(records)
-            else:
-                self.write_pairs(records)
+        """Write one chunk of validated records."""
+        if self.format == "prompts":
+            self.write_prompts(records)
+        elif self.format == "model_versions":
+            self.write_model_versions(records)
+        elif self.format == "completions":
+            self.write_completions(records)
+        elif self.format == "arena":
+            self.write_battles(records)
+        else:
+            self.write_pairs(records)
         self.written += len(records)
 
     def finish(self, line_count: int) -> None:
@@ -353,16 +375,21 @@ class ImportWriter:
             )
         return known
 
-    def prompt_ids(self, prompts: list[PromptRecord], *, referenced: bool = True) -> list[int]:
-        """The id of each record's prompt: existing prompts are reused (and locked when
-        `referenced` by the rows written next), new ones written."""
+    def find_prompts(self, prompts: list[PromptRecord], *, referenced: bool = True) -> ChunkPrompts:
+        """A chunk's prompts looked up: the project's existing ones are reused (and locked when
+        `referenced` by the rows written next), the others are new."""
         hashes = list(dict.fromkeys(p.content_hash for p in prompts))
         known = self.known_prompt_ids(hashes, referenced=referenced)
         fresh: dict[str, PromptRecord] = {}
         for prompt in prompts:
             if prompt.content_hash not in known:
                 fresh.setdefault(prompt.content_hash, prompt)
-        ids = reserve_ids(Prompt, len(fresh))
+        return ChunkPrompts(prompts, known, fresh)
+
+    def add_prompts(self, found: ChunkPrompts, ids: list[int]) -> list[int]:
+        """Write the chunk's new prompts under `ids` (reserved for them); return the id of each
+        record's prompt."""
+        known, fresh = found.known, found.fresh
         known.update(zip(fresh, ids, strict=True))
         batch_id, project_id = self.batch.pk, self.project.pk
 
@@ -398,7 +425,7 @@ class ImportWriter:
             prompt_rows(),
         )
         self.count("prompts", len(fresh))
-        return [known[p.content_hash] for p in prompts]
+        return [known[p.content_hash] for p in found.records]
 
     def model_version_ids(self, names: Iterable[str]) -> dict[str, int]:
         """Ids of the named model versions, creating the missing ones as 'imported'."""
@@ -422,7 +449,8 @@ class ImportWriter:
         return known
 
     def write_prompts(self, records: list[PromptRecord]) -> None:
-        self.prompt_ids(records, referenced=False)
+        found = self.find_prompts(records, referenced=False)
+        self.add_prompts(found, reserve_ids({Prompt: len(found.fresh)})[Prompt])
 
     def write_model_versions(self, records: list[ModelVersionRecord]) -> None:
         names = [r.name for r in records]
@@ -459,9 +487,11 @@ class ImportWriter:
         self.count("model_versions", len(records))
 
     def write_completions(self, records: list[CompletionRecord]) -> None:
-        prompt_ids = self.prompt_ids([r.prompt for r in records])
+        found = self.find_prompts([r.prompt for r in records])
         models_by_name = self.model_version_ids(r.model for r in records if r.model)
-        ids = reserve_ids(Completion, len(records))
+        reserved = reserve_ids({Prompt: len(found.fresh), Completion: len(records)})
+        prompt_ids = self.add_prompts(found, reserved[Prompt])
+        ids = reserved[Completion]
         batch_id = self.batch.pk
         insert_rows(
             Completion,
@@ -489,11 +519,12 @@ class ImportWriter:
         )
         self.count("completions", len(records))
 
-    def write_pair_completions(self, records: list[PairRecord], prompt_ids: list[int]) -> list[int]:
-        """Write each record's two completions; return their ids, a then b per record."""
+    def write_pair_completions(
+        self, records: list[PairRecord], prompt_ids: list[int], completion_ids: list[int]
+    ) -> None:
+        """Write each record's two completions under `completion_ids`, a then b per record."""
         names = {name for r in records for name in (r.model_a, r.model_b) if name}
         models_by_name = self.model_version_ids(names) if names else {}
-        completion_ids = reserve_ids(Completion, 2 * len(records))
         batch_id = self.batch.pk
 
         def completion_rows():
@@ -515,14 +546,16 @@ class ImportWriter:
             completion_rows(),
         )
         self.count("completions", 2 * len(records))
-        return completion_ids
 
     def write_preference_pairs(
-        self, records: list[PairRecord], prompt_ids: list[int], completion_ids: list[int]
-    ) -> tuple[list[int], list[int]]:
-        """A pair per decided record (not ties); return (the records' indexes, the pair ids)."""
-        decided = [i for i, r in enumerate(records) if r.choice in ("a", "b")]
-        pair_ids = reserve_ids(PreferencePair, len(decided))
+        self,
+        records: list[PairRecord],
+        prompt_ids: list[int],
+        completion_ids: list[int],
+        decided: list[int],
+        pair_ids: list[int],
+    ) -> None:
+        """A pair under `pair_ids` for each decided record (the indexes in `decided`)."""
         project_id = self.project.pk
 
         def pair_rows():
@@ -556,26 +589,49 @@ class ImportWriter:
             pair_rows(),
         )
         self.count("pairs", len(decided))
-        return decided, pair_ids
 
     def write_pairs(self, records: list[PairRecord]) -> None:
         """TRL and HH lines: each is a preference pair already, so it becomes a prompt, two
         completions and a PreferencePair; a task and a judgment saying "chosen won" would add
         five rows a line and nothing that is not in the pair."""
-        prompt_ids = self.prompt_ids([r.prompt for r in records])
-        completion_ids = self.write_pair_completions(records, prompt_ids)
-        self.write_preference_pairs(records, prompt_ids, completion_ids)
+        found = self.find_prompts([r.prompt for r in records])
+        decided = decided_records(records)
+        ids = reserve_ids(
+            {
+                Prompt: len(found.fresh),
+                Completion: 2 * len(records),
+                PreferencePair: len(decided),
+            }
+        )
+        prompt_ids = self.add_prompts(found, ids[Prompt])
+        self.write_pair_completions(records, prompt_ids, ids[Completion])
+        self.write_preference_pairs(
+            records, prompt_ids, ids[Completion], decided, ids[PreferencePair]
+        )
 
     def write_battles(self, records: list[PairRecord]) -> None:
         """Chatbot Arena battles: a verdict between two models (ties too), which the leaderboard
         reads as a judgment, so each becomes a completed pairwise task with a judgment by the
         import user, and a pair (linked to it) unless it is a tie."""
         n = len(records)
-        prompt_ids = self.prompt_ids([r.prompt for r in records])
-        completion_ids = self.write_pair_completions(records, prompt_ids)
-        task_ids = reserve_ids(AnnotationTask, n)
-        item_ids = reserve_ids(TaskItem, 2 * n)
-        judgment_ids = reserve_ids(Judgment, n)
+        found = self.find_prompts([r.prompt for r in records])
+        decided = decided_records(records)
+        links = PreferencePair.judgments.through
+        ids = reserve_ids(
+            {
+                Prompt: len(found.fresh),
+                Completion: 2 * n,
+                AnnotationTask: n,
+                TaskItem: 2 * n,
+                Judgment: n,
+                PreferencePair: len(decided),
+                links: len(decided),
+            }
+        )
+        prompt_ids = self.add_prompts(found, ids[Prompt])
+        completion_ids = ids[Completion]
+        self.write_pair_completions(records, prompt_ids, completion_ids)
+        task_ids, item_ids, judgment_ids = ids[AnnotationTask], ids[TaskItem], ids[Judgment]
         project_id, batch_id, now = self.project.pk, self.batch.pk, self.now
         annotator_id, first = self.annotator_id, self.written + 1
         insert_rows(
@@ -646,12 +702,12 @@ class ImportWriter:
                 for i, r in enumerate(records)
             ),
         )
-        decided, pair_ids = self.write_preference_pairs(records, prompt_ids, completion_ids)
-        link_ids = reserve_ids(PreferencePair.judgments.through, len(decided))
+        pair_ids = ids[PreferencePair]
+        self.write_preference_pairs(records, prompt_ids, completion_ids, decided, pair_ids)
         insert_rows(
-            PreferencePair.judgments.through,
+            links,
             ("id", "preferencepair_id", "judgment_id"),
-            zip(link_ids, pair_ids, (judgment_ids[i] for i in decided), strict=True),
+            zip(ids[links], pair_ids, (judgment_ids[i] for i in decided), strict=True),
         )
         self.count("tasks", n)
         self.count("judgments", n)
