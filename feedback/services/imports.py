@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import queue
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -183,6 +184,38 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class SwitchInterval:
+    """Python's thread switch interval, shortened while any user holds it; the last to leave
+    restores it (the interval is process-wide, and imports may run side by side in threads)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = sys.getswitchinterval()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.lock:
+            if self.users == 0:
+                self.saved = sys.getswitchinterval()
+                sys.setswitchinterval(self.seconds)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    sys.setswitchinterval(self.saved)
+
+
+# While the parser thread runs, the writer waits for the GIL after each query and COPY flush,
+# up to the switch interval (5 ms by default), with PostgreSQL idle meanwhile. Handing it back
+# within half a millisecond: in-process 100k-line TRL imports, 6 rounds alternating, 4.03 -> 3.80 s.
+QUICK_GIL_HANDOFF = SwitchInterval(0.0005)
+
+
 class LineParser:
     """Validates a file's lines a chunk at a time, numbering lines across chunks and keeping every
     error, so a refusal names all the bad lines however the file was cut."""
@@ -268,6 +301,7 @@ def import_jsonl(
     writer: ImportWriter | None = None
     with (
         gc_paused(),
+        QUICK_GIL_HANDOFF.held(),
         transaction.atomic(),
         ExitStack() as vouched,
         read_ahead(parser.chunks(lines)) as chunks,

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -363,6 +364,17 @@ def test_read_ahead_hands_over_items_and_errors_and_stops_with_its_consumer():
     with pytest.raises(OSError, match="broke off"), imports.read_ahead(numbers(3)) as items:
         assert list(items) == "never reached"
     assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+
+
+def test_a_shortened_switch_interval_is_restored_when_its_last_holder_leaves():
+    default = sys.getswitchinterval()
+    quick = imports.SwitchInterval(default / 10)
+    with quick.held():
+        assert sys.getswitchinterval() == pytest.approx(default / 10)
+        with quick.held():  # a second import alongside
+            pass
+        assert sys.getswitchinterval() == pytest.approx(default / 10)
+    assert sys.getswitchinterval() == default
 
 
 def test_stream_lines_splits_across_blocks():
