@@ -188,7 +188,8 @@ def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Iterable
     if is_postgresql():
         quoted = ", ".join(f'"{column}"' for column in columns)
         types = column_types(opts.db_table)
-        with connection.cursor() as cursor:
+        # The raw cursor's errors come out as Django's (IntegrityError...), as a query's would.
+        with connection.cursor() as cursor, connection.wrap_database_errors:
             raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
             raw.adapters.register_dumper(None, BYTES_DUMPER)  # by oid, for this cursor only
             with raw.copy(f'COPY "{opts.db_table}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:

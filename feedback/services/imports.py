@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import orjson
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -298,6 +298,31 @@ def import_jsonl(
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     parser = LineParser(format)
+    try:
+        writer = write_chunks(project, parser, lines, user_id, source)
+    except IntegrityError as error:
+        # Every line was validated, so only a concurrent write can break a constraint: a prompt
+        # with the same content committed to the project while this import ran, say.
+        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+        raise ServiceError(
+            "Another write to this project clashed with the import"
+            + (f" ({constraint})" if constraint else "")
+            + "; nothing was imported. Retry.",
+            code="conflict",
+        ) from error
+    return ImportResult(
+        batch=writer.batch, format=writer.format, lines=parser.count, created=writer.created
+    )
+
+
+def write_chunks(
+    project: Project,
+    parser: LineParser,
+    lines: Iterable[bytes | str],
+    user_id: int | None,
+    source: str,
+) -> ImportWriter:
+    """Parse and write the file chunk by chunk in one transaction (see import_jsonl)."""
     writer: ImportWriter | None = None
     with (
         gc_paused(),
@@ -322,9 +347,7 @@ def import_jsonl(
         if writer is None:
             raise ServiceError("The file has no records.")
         writer.finish(parser.count)
-    return ImportResult(
-        batch=writer.batch, format=writer.format, lines=parser.count, created=writer.created
-    )
+    return writer
 
 
 class ImportWriter:

@@ -9,7 +9,9 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from feedback import services
+from feedback.errors import ServiceError
 from feedback.models import Completion, ModelVersion, Prompt
+from feedback.services import imports
 from feedback.services.bulk import may_skip_triggers
 from feedback.services.imports import import_jsonl
 from tests.conftest import requires_services
@@ -95,3 +97,21 @@ def test_a_role_that_may_not_skip_the_checks_imports_with_them(project):
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
+
+
+def test_a_prompt_written_meanwhile_by_someone_else_is_a_conflict_and_nothing_is_kept(
+    project, monkeypatch
+):
+    """A prompt committed to the project between the import's lookup and its write (simulated:
+    the lookup misses it) breaks the unique constraint: the import answers with a conflict to
+    retry, not a database error, and keeps nothing."""
+    services.create_prompt(project_id=project.pk, text="q1")
+    monkeypatch.setattr(imports.ImportWriter, "known_prompt_ids", lambda *a, **k: {})
+    lines = [json.dumps({"prompt": p, "chosen": "yes", "rejected": "no"}) for p in ("q0", "q1")]
+    counts = (Prompt.objects.count(), Completion.objects.count())
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, format="trl", lines=lines)
+    assert refused.value.code == "conflict"
+    assert "prompt_unique_per_project" in refused.value.message
+    assert (Prompt.objects.count(), Completion.objects.count()) == counts
+    assert replication_role() == "origin"
