@@ -11,7 +11,7 @@ from annotations import rendering
 from feedback.models import AnnotationTask, Assignment, Judgment
 from feedback.models.judgments import LIKERT_MAX, LIKERT_MIN
 from feedback.models.projects import JudgmentMode
-from feedback.selectors import judgment_answer
+from feedback.selectors import TaskShown, judgment_answer
 
 LIKERT_SCALE = list(range(LIKERT_MIN, LIKERT_MAX + 1))
 SIDES = ("left", "right")
@@ -50,15 +50,12 @@ class PromptView:
 
 @dataclass(frozen=True)
 class TaskView:
-    task: AnnotationTask
+    task_id: int
+    mode: str
     prompt: PromptView
     outputs: list[OutputView]
     has_differences: bool
     asks_ratings: bool
-
-    @property
-    def mode(self) -> str:
-        return self.task.mode
 
 
 SNIPPET_CHARS = 60
@@ -74,40 +71,41 @@ def letter_of(position: int) -> str:
     return string.ascii_lowercase[position]
 
 
-def prompt_view(task: AnnotationTask) -> PromptView:
-    prompt = task.prompt
-    if prompt.is_chat:
-        return PromptView(chat=rendering.render_chat(prompt.messages), html=None)
-    return PromptView(chat=None, html=rendering.render_markdown(prompt.text))
+def prompt_view(shown: TaskShown) -> PromptView:
+    if shown.prompt_messages is not None:
+        return PromptView(chat=rendering.render_chat(shown.prompt_messages), html=None)
+    return PromptView(chat=None, html=rendering.render_markdown(shown.prompt_text))
 
 
-def task_view(task: AnnotationTask, shown_order: list[int] | None = None) -> TaskView:
+def task_view(
+    task_id: int, shown: TaskShown, *, rating_enabled: bool, shown_order: list[int] | None = None
+) -> TaskView:
     """The task's outputs in `shown_order` (completion ids), canonical order when None.
-
-    `task` must come with its items and their completions (selectors.task_with_items).
-    """
-    items = {item.completion_id: item for item in task.items.all()}
-    order = shown_order if shown_order else [item.completion_id for item in task.items.all()]
-    texts = [items[cid].completion.text for cid in order]
+    `shown` is what the lease carries (or selectors.task_shown); `rating_enabled` is the
+    project's (a ranking then asks for ratings too)."""
+    outputs_by_id = shown.outputs
+    order = shown_order or sorted(outputs_by_id, key=lambda cid: outputs_by_id[cid].position)
+    texts = [outputs_by_id[cid].text for cid in order]
     diffs = rendering.differences(texts)
     outputs = [
         OutputView(
             completion_id=cid,
             number=index + 1,
-            letter=letter_of(items[cid].position),
+            letter=letter_of(outputs_by_id[cid].position),
             html=rendering.render_markdown(text),
             diff_html=diffs[index] if diffs else None,
             snippet=snippet_of(text),
-            cut_off=items[cid].completion.was_cut_off,
+            cut_off=outputs_by_id[cid].cut_off,
         )
         for index, (cid, text) in enumerate(zip(order, texts, strict=True))
     ]
-    asks_ratings = task.mode == JudgmentMode.RATING or (
-        task.mode == JudgmentMode.RANKING and task.project.rating_enabled
+    asks_ratings = shown.mode == JudgmentMode.RATING or (
+        shown.mode == JudgmentMode.RANKING and rating_enabled
     )
     return TaskView(
-        task=task,
-        prompt=prompt_view(task),
+        task_id=task_id,
+        mode=shown.mode,
+        prompt=prompt_view(shown),
         outputs=outputs,
         has_differences=diffs is not None,
         asks_ratings=asks_ratings,

@@ -100,8 +100,12 @@ def next_task_response(request: HttpRequest, project, *, errors: list[str] | Non
     if not request.htmx:
         context["guidelines_html"] = rendering.render_markdown(project.guidelines)
     if assignment is not None:
-        task = selectors.task_with_items(assignment.task_id)
-        context["view"] = presentation.task_view(task, assignment.shown_order)
+        context["view"] = presentation.task_view(
+            assignment.task_id,
+            assignment.shown,
+            rating_enabled=project.rating_enabled,
+            shown_order=assignment.shown_order,
+        )
         context["idempotency_key"] = presentation.idempotency_key(assignment)
         context["skip_reasons"] = [r for r in SkipReason if r != SkipReason.SKIP]
     template = "annotations/partials/_work.html" if request.htmx else "annotations/work.html"
@@ -222,20 +226,23 @@ def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResp
     project = project_or_404(request, project_id)
     if refused := reviewers_only(request, project):
         return refused
-    task = selectors.task_with_items(task_id)
-    if task is None or task.project_id != project.pk:
+    task = selectors.task_in_project(task_id, project.pk)
+    if task is None:
         raise Http404("No such task in this project.")
     error = adjudicate(request, task) if request.method == "POST" else None
     if error and request.htmx:
         return inline_error(request, error, 422)
     if request.method == "POST" and not error and not request.htmx:
         return redirect("annotations:review_task", project_id=project.pk, task_id=task.pk)
-    view = presentation.task_view(task)
+    view = presentation.task_view(
+        task.pk, selectors.task_shown(task.pk), rating_enabled=project.rating_enabled
+    )
     letters = {output.completion_id: output.letter for output in view.outputs}
     rows = presentation.judgment_rows(list(selectors.judgments_of_task(task.pk)), letters)
     adjudication = selectors.adjudication_of(task.pk)
     context = {
         "project": project,
+        "task": task,
         "view": view,
         "rows": rows,
         "flags": list(selectors.flags_of_task(task.pk)),

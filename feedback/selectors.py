@@ -19,6 +19,7 @@ from feedback.models import (
     TaskItem,
 )
 from feedback.models.projects import JudgmentMode
+from feedback.models.prompts import is_cut_off
 from feedback.models.tasks import SkipReason, TaskStatus
 from feedback.raw_rows import json_column
 
@@ -78,13 +79,8 @@ def queue_summaries_for(user) -> list[QueueSummary]:
     return summaries
 
 
-def task_with_items(task_id: int) -> AnnotationTask | None:
-    return (
-        AnnotationTask.objects.select_related("prompt", "project")
-        .prefetch_related("items__completion__model_version")
-        .filter(pk=task_id)
-        .first()
-    )
+def task_in_project(task_id: int, project_id: int) -> AnnotationTask | None:
+    return AnnotationTask.objects.filter(pk=task_id, project_id=project_id).first()
 
 
 @dataclass(frozen=True)
@@ -92,6 +88,11 @@ class TaskOutput:
     completion_id: int
     position: int
     text: str
+    finish_reason: str | None = None  # from the completion's generation settings
+
+    @property
+    def cut_off(self) -> bool:
+        return is_cut_off(self.finish_reason)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ class TaskShown:
 # more CPU than running it (benchmarks/queue_throughput.py). On PostgreSQL the lease statement
 # selects the same (feedback/services/queue.py).
 TASK_SHOWN_SQL = """
-SELECT t.project_id, t.mode, p.text, p.messages, i.completion_id, i.position, c.text
+SELECT t.project_id, t.mode, p.text, p.messages, i.completion_id, i.position, c.text,
+       c.generation_settings
 FROM {item} i JOIN {task} t ON t.id = i.task_id JOIN {prompt} p ON p.id = t.prompt_id
 JOIN {completion} c ON c.id = i.completion_id
 WHERE i.task_id = %s
@@ -130,7 +132,10 @@ def task_shown(task_id: int) -> TaskShown:
     if not rows:
         raise ValueError(f"Task {task_id} has no outputs.")
     project_id, mode, prompt_text, prompt_messages = rows[0][:4]
-    outputs = {row[4]: TaskOutput(*row[4:]) for row in rows}
+    outputs = {
+        cid: TaskOutput(cid, position, text, json_column(settings).get("finish_reason"))
+        for cid, position, text, settings in (row[4:] for row in rows)
+    }
     return TaskShown(project_id, mode, prompt_text, json_column(prompt_messages), outputs)
 
 

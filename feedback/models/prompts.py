@@ -209,6 +209,10 @@ class Completion(models.Model):
 
     @property
     def was_cut_off(self) -> bool:
-        """Generation stopped at the token limit, not at an end of sequence (OpenAI's
-        finish_reason "length"): annotators should know the text ends mid-thought."""
-        return self.generation_settings.get("finish_reason") == "length"
+        return is_cut_off(self.generation_settings.get("finish_reason"))
+
+
+def is_cut_off(finish_reason: object) -> bool:
+    """Generation stopped at the token limit, not at an end of sequence (OpenAI's finish_reason
+    "length"): annotators should know the text ends mid-thought."""
+    return finish_reason == "length"

@@ -90,8 +90,8 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
 
 def with_shown(assignment: Assignment | None) -> Assignment | None:
     """Sets `shown` on a lease. The lease statement selects it itself, as JSON [project id,
-    mode, prompt text, prompt messages, [[completion id, position, text], ...]], saving a query
-    per lease on the hot path."""
+    mode, prompt text, prompt messages, [[completion id, position, text, finish reason], ...]],
+    saving a query per lease on the hot path."""
     if assignment is None:
         return None
     if hasattr(assignment, "shown"):
@@ -185,7 +185,8 @@ WITH member AS (
 )
 SELECT leased.*, json_build_array(
            t.project_id, t.mode, p.text, p.messages,
-           (SELECT json_agg(json_build_array(i.completion_id, i.position, c.text))
+           (SELECT json_agg(json_build_array(
+                       i.completion_id, i.position, c.text, c.generation_settings->>'finish_reason'))
             FROM {item} i JOIN {completion} c ON c.id = i.completion_id
             WHERE i.task_id = leased.task_id)
        ) AS shown

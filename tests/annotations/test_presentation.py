@@ -9,23 +9,28 @@ from feedback.models import Judgment
 pytestmark = pytest.mark.django_db
 
 
+def view_of(task, shown_order=None):
+    shown = selectors.task_shown(task.pk)
+    return presentation.task_view(task.pk, shown, rating_enabled=False, shown_order=shown_order)
+
+
 def test_outputs_follow_the_shown_order_and_keep_their_canonical_letters(make_task):
     task = make_task(n=3, mode="ranking")
     ids = list(task.items.values_list("completion_id", flat=True))  # positions 0, 1, 2
-    view = presentation.task_view(selectors.task_with_items(task.pk), [ids[2], ids[0], ids[1]])
+    view = view_of(task, [ids[2], ids[0], ids[1]])
     assert [(o.completion_id, o.number, o.letter) for o in view.outputs] == [
         (ids[2], 1, "c"),
         (ids[0], 2, "a"),
         (ids[1], 3, "b"),
     ]
-    canonical = presentation.task_view(selectors.task_with_items(task.pk))
+    canonical = view_of(task)
     assert [o.letter for o in canonical.outputs] == ["a", "b", "c"]
 
 
 def test_pairwise_outputs_know_their_side(make_task):
     task = make_task()
     ids = list(task.items.values_list("completion_id", flat=True))
-    view = presentation.task_view(selectors.task_with_items(task.pk), [ids[1], ids[0]])
+    view = view_of(task, [ids[1], ids[0]])
     assert [(o.side, o.letter) for o in view.outputs] == [("left", "b"), ("right", "a")]
 
 
@@ -36,7 +41,7 @@ def test_differences_are_offered_for_near_identical_outputs(project):
         for t in ("Hello there, friend!", "Hello there, friend.")
     ]
     task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
-    view = presentation.task_view(selectors.task_with_items(task.pk))
+    view = view_of(task)
     assert view.has_differences
     assert '<mark class="diff">!</mark>' in view.outputs[0].diff_html
 
@@ -50,7 +55,7 @@ def test_outputs_cut_off_at_the_token_limit_say_so(project, client, make_member)
         for text, reason in (("Once upon a time there", "length"), ("The end.", "stop"))
     ]
     task = services.create_task(prompt_id=prompt.pk, completion_ids=ids)
-    view = presentation.task_view(selectors.task_with_items(task.pk))
+    view = view_of(task)
     assert [o.cut_off for o in view.outputs] == [True, False]
     client.force_login(make_member())
     page = client.get(f"/projects/{project.pk}/work/", follow=True).content.decode()
