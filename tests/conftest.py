@@ -21,6 +21,28 @@ requires_services = pytest.mark.skipif(
 )
 
 
+def run_on_sqlite(tmp_path: Path, script: str) -> dict:
+    """Run `script` in `manage.py shell` against a fresh SQLite database, the demo's: the suite
+    itself runs on PostgreSQL, where imports and leases take other paths. The script prints a
+    JSON object as its last line; that object is returned."""
+    import json
+    import sys
+
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env.pop("CELERY_BROKER_URL", None)  # the demo's embedded broker
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="session")
 def tiny_base() -> str:
     """A pretrained 2-layer Llama answering the demo prompts; cached so later runs skip the build."""

@@ -1,13 +1,7 @@
 """Imports on SQLite, the demo's database: the suite runs on PostgreSQL, whose imports take their
 own path (COPY, ids reserved from sequences), so the SQLite path runs here in a subprocess."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import run_on_sqlite
 
 SCRIPT = """
 import json
@@ -51,18 +45,7 @@ print(json.dumps({
 
 
 def test_imports_write_the_same_rows_on_sqlite(tmp_path):
-    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_on_sqlite(tmp_path, SCRIPT)
     assert out["created"] == [
         {"prompts": 2, "completions": 6, "pairs": 3},
         {
