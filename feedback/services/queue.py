@@ -88,20 +88,11 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     return assignment
 
 
-def with_shown(assignment: Assignment | None) -> Assignment | None:
-    """Sets `shown` on a lease. The lease statement selects it itself, as JSON [project id,
-    mode, prompt text, prompt messages, [[completion id, position, text, finish reason], ...]],
-    saving a query per lease on the hot path."""
-    if assignment is None:
-        return None
-    if hasattr(assignment, "shown"):
-        project_id, mode, text, messages, outputs = json_column(assignment.shown)
-        assignment.shown = TaskShown(
-            project_id, mode, text, messages, {o[0]: TaskOutput(*o) for o in outputs}
-        )
-    else:
-        assignment.shown = task_shown(assignment.task_id)
-    return assignment
+def shown_from_json(value: object) -> TaskShown:
+    """The lease statement's `shown` column: JSON [project id, mode, prompt text, prompt
+    messages, [[completion id, position, text, finish reason], ...]]."""
+    project_id, mode, text, messages, outputs = json_column(value)
+    return TaskShown(project_id, mode, text, messages, {o[0]: TaskOutput(*o) for o in outputs})
 
 
 # Reclaiming stale leases is a query per call; at thousands of calls a second once every few
@@ -120,11 +111,10 @@ def sweep_is_due(project_id: int, now: datetime) -> bool:
 
 def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
     if connection.vendor == "postgresql":
-        return with_shown(lease_in_one_statement(annotator_id, project_id, now))
+        return lease_in_one_statement(annotator_id, project_id, now)
     is_member = Exists(Membership.objects.filter(user_id=annotator_id, project_id=project_id))
     live = (
-        Assignment.objects.select_related("task")
-        .filter(
+        Assignment.objects.filter(
             is_member,
             annotator_id=annotator_id,
             task__project_id=project_id,
@@ -134,7 +124,10 @@ def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assi
         .order_by("leased_at")
         .first()
     )
-    return with_shown(live or lease_step_by_step(annotator_id, project_id, is_member, now))
+    assignment = live or lease_step_by_step(annotator_id, project_id, is_member, now)
+    if assignment is not None:
+        assignment.shown = task_shown(assignment.task_id)
+    return assignment
 
 
 # PostgreSQL: find the live lease, or pick, lock, count the slot and create a lease, in one
@@ -221,7 +214,12 @@ def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[
 
 
 def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
-    return first_instance(Assignment, *lease_statement(annotator_id, project_id, now))
+    """The lease, with what it shows selected by the same statement: a query fewer per lease on
+    the hot path."""
+    assignment = first_instance(Assignment, *lease_statement(annotator_id, project_id, now))
+    if assignment is not None:
+        assignment.shown = shown_from_json(assignment.shown)
+    return assignment
 
 
 @transaction.atomic
