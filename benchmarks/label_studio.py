@@ -10,7 +10,7 @@ before or after it, and next to the "machine pace" lines all three print.
 Install Label Studio into a virtualenv of its own (it pins its own Django; never into .venv):
     python3.11 -m venv /tmp/lsvenv
     /tmp/lsvenv/bin/pip install label-studio==1.23.2
-Run it with any Python 3.8+ (standard library only):
+Run it with any Python 3.8+ (standard library only), from the repository:
     python3 benchmarks/label_studio.py --label-studio /tmp/lsvenv/bin/label-studio
 Options: --tasks (imported, default 10,000), --clients (8), --seconds (of submitting, 20),
 --export-tasks (annotated tasks exported, 2,000), --response-chars (per response, 600),
@@ -42,7 +42,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -55,10 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    from serving import machine_pace
-except ImportError:  # run outside the repository: no pace line
-    machine_pace = None
+from serving import free_port, machine_pace  # noqa: E402 - benchmarks/ is not a package
 
 ADMIN_EMAIL = "bench@example.com"
 CHOICES = ["A better", "B better", "tie", "both bad"]
@@ -123,12 +119,6 @@ def preference_result(choice: str) -> list[dict]:
             "value": {"choices": [choice]},
         }
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def process_tree_cpu(root_pid: int) -> float:
@@ -445,8 +435,7 @@ def export_annotated(server: LabelStudioServer, api: Api, project_id: int) -> in
 
 
 def print_pace(when: str) -> None:
-    if machine_pace is not None:
-        print(f"{when} {machine_pace()}")
+    print(f"{when} {machine_pace()}")
 
 
 def main() -> int:
