@@ -1,8 +1,10 @@
 """Shared fixtures: small builders for domain objects and a real Celery worker process."""
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,9 +27,6 @@ def run_on_sqlite(tmp_path: Path, script: str) -> dict:
     """Run `script` in `manage.py shell` against a fresh SQLite database, the demo's: the suite
     itself runs on PostgreSQL, where imports and leases take other paths. The script prints a
     JSON object as its last line; that object is returned."""
-    import json
-    import sys
-
     env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env.pop("CELERY_BROKER_URL", None)  # the demo's embedded broker
