@@ -193,7 +193,7 @@ def test_two_dpo_then_two_ppo_rounds_learn_the_hidden_preference(
         )
         assert round_.snapshot.row_count > 0
         # k1 is non-negative in expectation; 32 samples may dip a little below zero.
-        assert -0.5 <= round_.evaluation["kl_to_parent"] < 20.0, round_.evaluation
+        assert 0.0 <= round_.evaluation["kl_to_parent"] < 20.0, round_.evaluation
         assert round_.result_version.parent == policy
         assert round_.result_version.data_snapshot_id == round_.snapshot_id
         policy = round_.result_version

@@ -105,16 +105,17 @@ def token_logprobs(
 
 
 @torch.no_grad()
-def sequence_logprobs(
+def response_logprobs(
     model: PreTrainedModel,
     generations: Generations,
     *,
     temperature: float = 1.0,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """Summed log-probability of each sampled response, [num_responses], under `model`'s active
-    adapters. Scores the exact sampled token ids, so no re-tokenization can shift the estimate."""
-    totals = []
+    """Log-probability of each sampled response token, [num_responses, response_len] (0 at
+    padding), under `model`'s active adapters. Scores the exact sampled token ids, so no
+    re-tokenization can shift the estimate."""
+    rows_logprobs = []
     for start in range(0, len(generations.texts), batch_size):
         rows = slice(start, start + batch_size)
         query_ids, response_ids = generations.query_ids[rows], generations.response_ids[rows]
@@ -124,8 +125,15 @@ def sequence_logprobs(
         logprobs, _ = token_logprobs(
             model, input_ids, mask, response_ids.to(model.device), temperature
         )
-        totals.append((logprobs.float() * response_mask.to(logprobs.device)).sum(dim=1).cpu())
-    return torch.cat(totals)
+        rows_logprobs.append((logprobs.float() * response_mask.to(logprobs.device)).cpu())
+    return torch.cat(rows_logprobs)
+
+
+def sequence_logprobs(
+    model: PreTrainedModel, generations: Generations, *, temperature: float = 1.0
+) -> torch.Tensor:
+    """Summed log-probability of each sampled response, [num_responses], under `model`."""
+    return response_logprobs(model, generations, temperature=temperature).sum(dim=1)
 
 
 def kl_to_parent(
@@ -137,28 +145,31 @@ def kl_to_parent(
 ) -> float:
     """Mean per-sequence KL(new || parent), estimated on `generations` sampled from `policy`.
 
-    The k1 estimator summed over response tokens (Schulman, "Approximating KL Divergence", 2020):
-    unbiased when the responses are samples of the new policy at `temperature`. The parent is the
-    same base with `parent_adapter_path`, or the bare base (adapters off) when that is None.
+    The k3 estimator per response token, summed over the response (Schulman, "Approximating KL
+    Divergence", 2020): unbiased when the responses are samples of the new policy at
+    `temperature`, like k1, but never negative and with less variance, so a version that barely
+    moved reads as a KL near 0, not as a negative one. The parent is the same base with
+    `parent_adapter_path`, or the bare base (adapters off) when that is None.
     """
     if not generations.texts:
         raise ValueError("kl_to_parent needs at least one sampled response.")
     model = policy.model
-    new = sequence_logprobs(model, generations, temperature=temperature)
+    new = response_logprobs(model, generations, temperature=temperature)
     if parent_adapter_path:
         model.load_adapter(str(parent_adapter_path), adapter_name="parent")
         model.set_adapter("parent")
         try:
-            parent = sequence_logprobs(model, generations, temperature=temperature)
+            parent = response_logprobs(model, generations, temperature=temperature)
         finally:
             model.set_adapter(POLICY_ADAPTER)
             model.delete_adapter("parent")
     elif isinstance(model, PeftModel):
         with model.disable_adapter():
-            parent = sequence_logprobs(model, generations, temperature=temperature)
+            parent = response_logprobs(model, generations, temperature=temperature)
     else:
         parent = new
-    return float((new - parent).mean())
+    # Padding holds 0 on both sides, where k3 is 0 too.
+    return float(ppo_math.kl_k3(new, parent).sum(dim=1).mean())
 
 
 def merge_adapter(base_model: str, adapter_path: str | Path, output_dir: str | Path) -> Path:

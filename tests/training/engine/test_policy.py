@@ -7,7 +7,13 @@ from peft import PeftModel
 from training.engine.config import DPORunConfig, GenerationSettings, LoraSettings
 from training.engine.dpo import train_dpo
 from training.engine.loading import load_base_model, load_tokenizer
-from training.engine.policy import kl_to_parent, load_policy, merge_adapter, sample
+from training.engine.policy import (
+    kl_to_parent,
+    load_policy,
+    merge_adapter,
+    position_ids,
+    sample,
+)
 from training.engine.tiny import demo_prompts
 
 pytestmark = pytest.mark.slow
@@ -56,6 +62,36 @@ def test_sampled_version_differs_from_its_parent_and_not_from_itself(tiny_model_
     to_itself = kl_to_parent(policy, out, dpo_adapter)
     assert to_base > 0.05
     assert to_itself == pytest.approx(0.0, abs=1e-4)
+
+
+def test_kl_to_parent_agrees_with_the_kl_summed_over_the_vocabulary(tiny_model_dir, dpo_adapter):
+    # The same KL computed another way: at each position of each sampled response, the exact KL
+    # between the two next-token distributions, summed over the vocabulary. Both are unbiased for
+    # KL(new || base) on the new version's samples, so on the same samples they must agree.
+    policy = load_policy(tiny_model_dir, dpo_adapter)
+    torch.manual_seed(0)
+    out = sample(policy, PROMPTS[:4], GenerationSettings(max_new_tokens=12, num_samples=64))
+    input_ids = torch.cat([out.query_ids, out.response_ids], dim=1)
+    mask = torch.cat([out.query_mask, out.response_mask], dim=1)
+    predicting = slice(out.query_ids.shape[1] - 1, input_ids.shape[1] - 1)
+    model = policy.model
+
+    def next_token_logprobs():
+        with torch.no_grad():
+            logits = model(
+                input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask)
+            ).logits[:, predicting]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    new = next_token_logprobs()
+    with model.disable_adapter():
+        base = next_token_logprobs()
+    per_position = (new.exp() * (new - base)).sum(dim=-1) * out.response_mask
+    exact = float(per_position.sum(dim=1).mean())
+
+    estimate = kl_to_parent(policy, out)
+    assert exact > 0.05
+    assert estimate == pytest.approx(exact, rel=0.05)
 
 
 def test_merged_weights_compute_what_base_plus_adapter_computes(
