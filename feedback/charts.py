@@ -94,11 +94,15 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
     n = len(labels)
     if n == 0:
         return ""
-    cell, left, top = 54, 180, 150
-    width, height = left + cell * n + 10, top + cell * n + 10
+    # Margins from the longest label (about 7 px a character at 12 px; 5 each way at 45 degrees),
+    # and drawn at its own size: stretched to the page, four versions made cells 100 px wide.
+    longest = max(len(label) for label in labels)
+    cell, left, top = 54, 16 + 7 * longest, 16 + 5 * longest
+    width = left + cell * n + max(10, 5 * longest - cell // 2)
+    height = top + cell * n + 10
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" class="chart" {FONT}>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(title)}" class="chart" {FONT}>',
         f"<title>{escape(title)}</title>",
     ]
     for j, label in enumerate(labels):

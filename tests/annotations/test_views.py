@@ -56,6 +56,13 @@ def test_home_lists_projects_with_todays_count_and_open_work(project, make_membe
     assert re.search(r"<dt>Open for you</dt><dd>2</dd>", html)
     assert work_url(project) in html
     assert reverse("annotations:review_list", args=[project.pk]) not in html  # annotators only
+    assert reverse("insights:leaderboard", args=[project.pk]) not in html
+
+
+def test_home_leads_reviewers_to_review_and_the_leaderboard(project, make_member):
+    html = client_for(make_member(role="reviewer")).get("/").content.decode()
+    assert reverse("annotations:review_list", args=[project.pk]) in html
+    assert reverse("insights:leaderboard", args=[project.pk]) in html
 
 
 def test_non_members_cannot_open_a_projects_queue(project, make_user, make_task):

@@ -151,6 +151,8 @@ def test_pages_are_for_reviewers_and_admins(arena, make_member, make_user):
     assert page.status_code == 200
     assert html.count("<svg") == 2 and "strong" in html and "0.80" in html
     assert "cdn" not in html.lower()
+    assert f"/insights/projects/{arena.pk}/agreement/" in html
+    assert f"/projects/{arena.pk}/review/" in html
     agreement_page = client.get(f"/insights/projects/{arena.pk}/agreement/")
     assert agreement_page.status_code == 200 and "Krippendorff" in agreement_page.content.decode()
 
