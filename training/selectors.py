@@ -255,12 +255,18 @@ def pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=False)
 
 
-def value_rows(values: dict | None) -> list[tuple[str, str]]:
-    """Metrics, evaluations and artifacts as (label, text) rows, keys in a stable order."""
-    return [
-        (str(key).replace("_", " "), format_value(value))
-        for key, value in sorted((values or {}).items())
-    ]
+def value_rows(values: dict | None, prefix: str = "") -> list[tuple[str, str]]:
+    """Metrics, evaluations and artifacts as (label, text) rows, keys in a stable order. A nested
+    dict (a version's "evaluation") gives a row per entry, its key before theirs: one JSON blob
+    in a tile hid the figure people look for."""
+    rows = []
+    for key, value in sorted((values or {}).items()):
+        label = prefix + str(key).replace("_", " ")
+        if isinstance(value, dict) and value:
+            rows += value_rows(value, prefix=f"{label}: ")
+        else:
+            rows.append((label, format_value(value)))
+    return rows
 
 
 # ---- Model registry ---------------------------------------------------------------------------

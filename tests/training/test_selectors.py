@@ -184,3 +184,21 @@ def test_an_adapter_is_offered_only_from_inside_the_artifact_root(project, artif
     assert archive.testzip() is None
     assert archive.read("sub/weights.bin") == b"\x00\x01" * 1000
     assert archive.read("adapter_config.json") == b'{"r": 16}'
+
+
+def test_value_rows_spell_out_nested_figures_in_key_order():
+    rows = selectors.value_rows(
+        {
+            "loss": 0.693147,
+            "evaluation": {"kl_to_parent": 0.0123456, "eos_fraction": 1.0},
+            "gradient_checkpointing": False,
+            "history": {},
+        }
+    )
+    assert rows == [
+        ("evaluation: eos fraction", "1"),
+        ("evaluation: kl to parent", "0.01235"),
+        ("gradient checkpointing", "no"),
+        ("history", "{}"),
+        ("loss", "0.6931"),
+    ]
