@@ -13,6 +13,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, renderers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -75,6 +76,8 @@ def schema_only(view) -> bool:
 
 class NewestFirst(CursorPagination):
     ordering = "-id"  # the primary key: indexed and immutable, as cursor pagination needs
+    page_size_query_param = "page_size"
+    max_page_size = 1000
 
 
 # --- projects --------------------------------------------------------------------------------
@@ -327,8 +330,9 @@ class ParquetRenderer(renderers.JSONRenderer):
     format = "parquet"
 
 
+EXPORT_FORMATS = ("jsonl", "parquet")
 EXPORT_PARAMETERS = [
-    OpenApiParameter("format", str, enum=["jsonl", "parquet"], description="Default: jsonl."),
+    OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Default: jsonl."),
     OpenApiParameter(
         "style", str, enum=["standard", "conversational", "hh"], description="Pairs only."
     ),
@@ -364,6 +368,22 @@ class Export(ServiceErrorMixin, APIView):
         parameters=EXPORT_PARAMETERS,
         responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
     )
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers a `format` no renderer has with a bare 404; name the ones there are.
+        wanted = request.query_params.get("format")
+        if not force and wanted is not None and wanted not in EXPORT_FORMATS:
+            raise ValidationError(
+                {"format": [f"Unknown format {wanted!r}; use {' or '.join(EXPORT_FORMATS)}."]}
+            )
+        return super().perform_content_negotiation(request, force)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A refusal is JSON whichever file was asked for: as "Parquet", a client cannot read it.
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = request.accepted_renderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def get(self, request, project_id: int):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

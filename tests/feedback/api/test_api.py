@@ -161,6 +161,10 @@ def test_judgment_list_is_scoped_and_filtered(client_for, make_member, make_task
     )
     assert [(row["annotator"], row["task"]) for row in filtered] == [(ann2.username, tasks[0].pk)]
     assert client_for(reviewer).get("/api/v1/judgments/?choice=a").data["results"] == []
+    first = client_for(reviewer).get("/api/v1/judgments/?page_size=1").data
+    second = client_for(reviewer).get(first["next"]).data
+    assert len(first["results"]) == len(second["results"]) == 1
+    assert first["results"][0]["id"] > second["results"][0]["id"]
 
 
 def test_derive_then_export_pairs_through_the_api(client_for, make_member, make_task, project):
@@ -212,11 +216,15 @@ def test_derive_then_export_pairs_through_the_api(client_for, make_member, make_
     assert detail["row_count"] == 1 and detail["status"] == "complete"
     parquet = client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=parquet")
     assert parquet.status_code == 200 and b"".join(parquet.streaming_content)[:4] == b"PAR1"
-    assert (
-        client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?min_agreement=2").status_code
-        == 400
+    # Refusals are JSON, whichever file was asked for.
+    refused = client.get(
+        f"/api/v1/projects/{project.pk}/exports/pairs/?format=parquet&min_agreement=2"
     )
-    assert client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=csv").status_code == 404
+    assert refused.status_code == 400 and refused["Content-Type"] == "application/json"
+    assert "min_agreement" in refused.json()
+    unknown = client.get(f"/api/v1/projects/{project.pk}/exports/pairs/?format=csv")
+    assert unknown.status_code == 400 and unknown["Content-Type"] == "application/json"
+    assert unknown.json() == {"format": ["Unknown format 'csv'; use jsonl or parquet."]}
 
 
 def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
