@@ -15,14 +15,16 @@ from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Subquery
 
 from feedback import agreement, ratings
-from feedback.models import AnnotationTask, Judgment, ModelVersion, TaskItem
+from feedback.models import AnnotationTask, Completion, Judgment, ModelVersion, TaskItem
 from feedback.models.judgments import PairwiseChoice
 from feedback.models.projects import JudgmentMode
 from feedback.pairs import JudgmentView, PairPolicy, ranking_verdicts
+from feedback.style import STYLE_FEATURES, style_features
 
 BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
+LOOKUP_CHUNK = 10_000  # completion ids per query (SQLite caps a statement's parameters)
 # Every two places of a ranking is one comparison; equal places are a tie.
 RANKING_AS_COMPARISONS = PairPolicy(name="leaderboard", ranking_pairs="all", ties="keep")
 OUTCOME = {
@@ -85,32 +87,50 @@ def finite_or_none(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class Comparisons:
-    """Model-version comparisons in judgment order: indices into `model_ids`."""
+    """Model-version comparisons in judgment order: indices into `model_ids`, and (when asked
+    for) the two completions each one compared."""
 
     model_ids: list[int]
     a: np.ndarray
     b: np.ndarray
     outcome: np.ndarray
+    a_completion: np.ndarray | None = None
+    b_completion: np.ndarray | None = None
 
 
-def model_comparisons(project_id: int) -> Comparisons:
+def item_at(position: int, field: str) -> Subquery:
+    return Subquery(
+        TaskItem.objects.filter(task_id=OuterRef("task_id"), position=position).values(field)
+    )
+
+
+def model_comparisons(project_id: int, *, with_completions: bool = False) -> Comparisons:
     """One comparison per pairwise judgment, and one per pair of places in a ranking, between
     completions of two different model versions; ties and "both bad" count as ties."""
-    first_model = TaskItem.objects.filter(task_id=OuterRef("task_id"), position=0).values(
-        "completion__model_version_id"
-    )
-    second_model = TaskItem.objects.filter(task_id=OuterRef("task_id"), position=1).values(
-        "completion__model_version_id"
+    completions = (
+        {
+            "completion_a": item_at(0, "completion_id"),
+            "completion_b": item_at(1, "completion_id"),
+        }
+        if with_completions
+        else {}
     )
     pairwise = (
         Judgment.objects.filter(task__project_id=project_id, kind=JudgmentMode.PAIRWISE)
-        .annotate(model_a=Subquery(first_model), model_b=Subquery(second_model))
+        .annotate(
+            model_a=item_at(0, "completion__model_version_id"),
+            model_b=item_at(1, "completion__model_version_id"),
+            **completions,
+        )
         .filter(model_a__isnull=False, model_b__isnull=False)
         .order_by("created_at", "pk")
-        .values_list("created_at", "pk", "model_a", "model_b", "choice")
+        .values_list("created_at", "pk", "model_a", "model_b", "choice", *completions)
     )
+    # (created, judgment, model a, model b, outcome, completion a, completion b)
     events = [
-        (created, pk, a, b, OUTCOME[choice]) for created, pk, a, b, choice in pairwise if a != b
+        (created, pk, a, b, OUTCOME[choice], *(pair or (None, None)))
+        for created, pk, a, b, choice, *pair in pairwise
+        if a != b
     ]
     ranked = list(
         Judgment.objects.filter(task__project_id=project_id, kind=JudgmentMode.RANKING).values_list(
@@ -128,15 +148,22 @@ def model_comparisons(project_id: int) -> Comparisons:
             for better, worse, _, is_tie in ranking_verdicts(ordered, RANKING_AS_COMPARISONS):
                 a, b = model_of.get(better), model_of.get(worse)
                 if a is not None and b is not None and a != b:
-                    events.append((created, pk, a, b, ratings.TIE if is_tie else ratings.A_WINS))
+                    outcome = ratings.TIE if is_tie else ratings.A_WINS
+                    events.append((created, pk, a, b, outcome, better, worse))
         events.sort(key=lambda event: (event[0], event[1]))
     model_ids = sorted({m for event in events for m in event[2:4]})
     index = {model_id: i for i, model_id in enumerate(model_ids)}
+
+    def column(position: int) -> np.ndarray:
+        return np.array([e[position] for e in events], dtype=np.int64)
+
     return Comparisons(
         model_ids=model_ids,
         a=np.array([index[e[2]] for e in events], dtype=np.int64),
         b=np.array([index[e[3]] for e in events], dtype=np.int64),
         outcome=np.array([e[4] for e in events], dtype=float),
+        a_completion=column(5) if with_completions else None,
+        b_completion=column(6) if with_completions else None,
     )
 
 
@@ -151,6 +178,8 @@ class RatingRow:
     bt_high: float
     elo: float
     rank: int
+    # With length and markdown held fixed (style control); None unless asked for.
+    style_score: float | None = None
 
     def as_record(self) -> dict:
         return {key: value for key, value in asdict(self).items() if key != "rank"}
@@ -165,6 +194,9 @@ class Leaderboard:
     regularised: bool = False
     # win_rates[i][j]: observed share of row i's wins over column j (ties half); None: never met.
     win_rates: list[list[float | None]] = field(default_factory=list)
+    # With style control: each style feature's effect, in log-odds per standard deviation of
+    # its difference between the two outputs (None where it never differed).
+    style_effects: dict[str, float | None] | None = None
 
     def as_json(self) -> dict:
         return {
@@ -174,12 +206,45 @@ class Leaderboard:
             "regularised": self.regularised,
             "rows": [asdict(row) for row in self.rows],
             "win_rates": self.win_rates,
+            "style_effects": self.style_effects,
         }
 
 
-def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> Leaderboard:
-    """Bradley-Terry ratings (Elo points) with bootstrap intervals, online Elo, and win rates."""
-    found = model_comparisons(project_id)
+def completion_style(completion_ids: np.ndarray) -> np.ndarray:
+    """Style features of each completion, [len(completion_ids), len(STYLE_FEATURES)]."""
+    unique, inverse = np.unique(completion_ids, return_inverse=True)
+    features = {}
+    for start in range(0, unique.size, LOOKUP_CHUNK):
+        chunk = unique[start : start + LOOKUP_CHUNK].tolist()
+        for pk, text in Completion.objects.filter(pk__in=chunk).values_list("pk", "text"):
+            features[pk] = style_features(text)
+    table = np.array([features[pk] for pk in unique.tolist()], dtype=float)
+    return table.reshape(-1, len(STYLE_FEATURES))[inverse]
+
+
+def style_controlled(found: Comparisons, l2: float) -> tuple[np.ndarray, dict[str, float | None]]:
+    """Strengths (natural log-odds) with style held fixed, and each feature's effect."""
+    covariates = ratings.style_feature_difference(
+        completion_style(found.a_completion), completion_style(found.b_completion)
+    )
+    # A feature that never differs (no markdown anywhere) has no effect to estimate.
+    varies = covariates.std(axis=0) > 0
+    fit = ratings.bradley_terry_with_covariates(
+        found.a, found.b, found.outcome, covariates[:, varies], len(found.model_ids), l2=l2
+    )
+    effects = iter(fit.coefficients.tolist())
+    return fit.strength, {
+        name: next(effects) if varied else None
+        for name, varied in zip(STYLE_FEATURES, varies.tolist(), strict=True)
+    }
+
+
+def leaderboard(
+    project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, style_control: bool = False
+) -> Leaderboard:
+    """Bradley-Terry ratings (Elo points) with bootstrap intervals, online Elo, and win rates;
+    with `style_control`, also each version's rating with length and markdown held fixed."""
+    found = model_comparisons(project_id, with_completions=style_control)
     n = len(found.model_ids)
     if n < 2 or found.a.size == 0:
         return Leaderboard([], int(found.a.size), rounds, CONFIDENCE)
@@ -195,6 +260,10 @@ def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 
             counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
         )
     elo = ratings.elo_ratings(found.a, found.b, found.outcome, n)
+    style_scores, style_effects = [None] * n, None
+    if style_control:
+        strength, style_effects = style_controlled(found, FALLBACK_L2 if regularised else 0.0)
+        style_scores = ratings.to_elo(strength).tolist()
     wins = ratings.win_matrix(counts)
     games = wins + wins.T
     names = dict(ModelVersion.objects.filter(pk__in=found.model_ids).values_list("pk", "name"))
@@ -209,6 +278,7 @@ def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 
             bt_high=float(fit.upper[i]),
             elo=float(elo[i]),
             rank=int(fit.rank[i]),
+            style_score=style_scores[i],
         )
         for i, model_id in enumerate(found.model_ids)
     ]
@@ -221,6 +291,7 @@ def leaderboard(project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 
         confidence=CONFIDENCE,
         regularised=regularised,
         win_rates=[[finite_or_none(rates[i, j]) for j in order] for i in order],
+        style_effects=style_effects,
     )
 
 

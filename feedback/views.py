@@ -22,11 +22,17 @@ def reviewable_project(request, project_id: int) -> Project:
 @login_required
 def leaderboard(request, project_id: int):
     project = reviewable_project(request, project_id)
-    board = insights.leaderboard(project.pk)
+    style_control = request.GET.get("style") == "1"
+    board = insights.leaderboard(project.pk, style_control=style_control)
     labels = [row.model for row in board.rows]
     context = {
         "project": project,
         "board": board,
+        "style_control": style_control,
+        "style_effects": [
+            (name, "–" if effect is None else f"{effect:+.2f}")
+            for name, effect in (board.style_effects or {}).items()
+        ],
         "interval_svg": charts.interval_plot(
             labels,
             [row.bt_score for row in board.rows],

@@ -267,6 +267,10 @@ class ExportQuerySerializer(serializers.Serializer):
         )
 
 
+class LeaderboardQuerySerializer(serializers.Serializer):
+    style_control = serializers.BooleanField(default=False)
+
+
 class RatingRowSerializer(serializers.Serializer):
     model_version_id = serializers.IntegerField()
     model = serializers.CharField()
@@ -277,6 +281,10 @@ class RatingRowSerializer(serializers.Serializer):
     bt_high = serializers.FloatField()
     elo = serializers.FloatField()
     rank = serializers.IntegerField()
+    style_score = serializers.FloatField(
+        allow_null=True,
+        help_text="Bradley-Terry rating with length and markdown held fixed (style_control only).",
+    )
 
 
 class LeaderboardSerializer(serializers.Serializer):
@@ -288,6 +296,12 @@ class LeaderboardSerializer(serializers.Serializer):
     win_rates = serializers.ListField(
         child=serializers.ListField(child=serializers.FloatField(allow_null=True)),
         help_text="win_rates[i][j]: share of row i's wins over column j (ties half), rows in leaderboard order.",
+    )
+    style_effects = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        help_text="With style_control: each style feature's effect in log-odds per standard "
+        "deviation of its difference between the two outputs (null where it never differed).",
     )
 
 

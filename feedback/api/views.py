@@ -456,9 +456,22 @@ class Leaderboard(ServiceErrorMixin, APIView):
 
     permission_classes = [IsProjectReviewer]
 
-    @extend_schema(responses={200: s.LeaderboardSerializer})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "style_control",
+                bool,
+                description="Also rate each version with length and markdown held fixed.",
+            )
+        ],
+        responses={200: s.LeaderboardSerializer},
+    )
     def get(self, request, project_id: int):
-        board = insights.leaderboard(project_id)
+        query = s.LeaderboardQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        board = insights.leaderboard(
+            project_id, style_control=query.validated_data["style_control"]
+        )
         return Response(s.LeaderboardSerializer(board.as_json()).data)
 
 

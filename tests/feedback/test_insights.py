@@ -1,6 +1,7 @@
 """Leaderboard and agreement reads, and the insight pages built on them."""
 
 import json
+import random
 
 import pytest
 from django.test import Client
@@ -155,6 +156,73 @@ def test_pages_are_for_reviewers_and_admins(arena, make_member, make_user):
     assert f"/projects/{arena.pk}/review/" in html
     agreement_page = client.get(f"/insights/projects/{arena.pk}/agreement/")
     assert agreement_page.status_code == 200 and "Krippendorff" in agreement_page.content.decode()
+
+
+@pytest.fixture
+def verbose(project):
+    """Two versions of equal quality; "verbose" answers at length four times in five, "terse" one
+    time in five, and the judge picks the longer answer nine times in ten."""
+    rng = random.Random(3)
+    long_answer, short_answer = "word " * 80, "word " * 10
+    lines = []
+    for n in range(1000):
+        a, b = ("verbose", "terse") if n % 2 else ("terse", "verbose")
+        text = {
+            model: long_answer
+            if rng.random() < (0.8 if model == "verbose" else 0.2)
+            else short_answer
+            for model in (a, b)
+        }
+        if text[a] == text[b]:
+            winner = rng.choice(("model_a", "model_b"))
+        else:
+            longer = "model_a" if len(text[a]) > len(text[b]) else "model_b"
+            shorter = "model_b" if longer == "model_a" else "model_a"
+            winner = longer if rng.random() < 0.9 else shorter
+        lines.append(
+            json.dumps(
+                {
+                    "model_a": a,
+                    "model_b": b,
+                    "winner": winner,
+                    "prompt": f"q{n}",
+                    "response_a": f"{n} {text[a]}",
+                    "response_b": f"{n} {text[b]}",
+                }
+            )
+        )
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
+    return project
+
+
+def test_style_control_takes_out_what_length_explains(verbose):
+    plain = insights.leaderboard(verbose.pk, rounds=50)
+    assert plain.style_effects is None and all(row.style_score is None for row in plain.rows)
+    board = insights.leaderboard(verbose.pk, rounds=50, style_control=True)
+    score = {row.model: row for row in board.rows}
+    plain_gap = score["verbose"].bt_score - score["terse"].bt_score
+    style_gap = score["verbose"].style_score - score["terse"].style_score
+    assert plain_gap > 100
+    assert abs(style_gap) < plain_gap / 4
+    assert board.style_effects["length"] > 0.5
+    # No answer here has markdown: nothing to estimate.
+    assert board.style_effects["headers"] is None and board.style_effects["bold spans"] is None
+
+
+def test_style_control_through_the_api_and_the_page(verbose, make_member):
+    client = Client()
+    client.force_login(make_member(role="reviewer"))
+    url = f"/api/v1/projects/{verbose.pk}/leaderboard/"
+    assert client.get(url).json()["style_effects"] is None
+    data = client.get(url + "?style_control=true").json()
+    assert data["style_effects"]["length"] > 0.5
+    assert all(row["style_score"] is not None for row in data["rows"])
+    page = client.get(f"/insights/projects/{verbose.pk}/leaderboard/?style=1").content.decode()
+    assert "Style held fixed" in page and "Length" in page
+    assert (
+        "Style held fixed"
+        not in client.get(f"/insights/projects/{verbose.pk}/leaderboard/").content.decode()
+    )
 
 
 def test_charts_escape_labels_and_scale_points():
