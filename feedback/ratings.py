@@ -891,11 +891,13 @@ def bradley_terry_with_covariates(
     n_players: int,
     *,
     l2: float = 0.0,
+    tol: float = 1e-9,
+    max_iter: int = 100,
 ) -> StyleControlledStrengths:
     """Bradley-Terry with per-judgment covariates: logit P(a wins) = s_a - s_b + beta . x.
 
-    Ties are half wins (target 0.5). Fitted by scipy's Newton-CG on per-judgment rows;
-    the strengths are pinned to mean 0 (a penalty on their sum, which the likelihood ignores).
+    Ties are half wins (target 0.5). Fitted by Newton's method on per-judgment rows; the
+    strengths are pinned to mean 0 (a penalty on their sum, which the likelihood ignores).
     """
     a, b, o = _validated_outcomes(a_idx, b_idx, outcome, n_players)
     x = np.asarray(covariates, dtype=float)
@@ -915,30 +917,35 @@ def bradley_terry_with_covariates(
     penalty = np.r_[np.full(n_players, l2), np.zeros(n_features)]
     mean_pin = np.r_[np.ones(n_players), np.zeros(n_features)]
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def objective(theta: np.ndarray) -> float:
         z = design @ theta
         nll = o @ np.logaddexp(0.0, -z) + (1 - o) @ np.logaddexp(0.0, z)
-        grad = design.T @ (expit(z) - o)
-        pinned = mean_pin @ theta
-        value = nll + 0.5 * penalty @ theta**2 + 0.5 * pinned**2
-        return value, grad + penalty * theta + pinned * mean_pin
+        return nll + 0.5 * penalty @ theta**2 + 0.5 * (mean_pin @ theta) ** 2
 
-    def hessian(theta: np.ndarray) -> np.ndarray:
+    # Damped Newton, as for plain Bradley-Terry: the Hessian is only players + features wide.
+    # (scipy's Newton-CG stopped with "precision loss" on a million judgments: its line search
+    # cannot see a decrease in a negative log-likelihood of 700,000.)
+    theta = np.zeros(n_players + n_features)
+    value = objective(theta)
+    for _ in range(max_iter):
         p = expit(design @ theta)
-        h = (design.T @ scipy.sparse.diags(p * (1 - p)) @ design).toarray()
-        return h + np.diag(penalty) + np.outer(mean_pin, mean_pin)
-
-    result = scipy.optimize.minimize(
-        objective,
-        np.zeros(n_players + n_features),
-        jac=True,
-        hess=hessian,
-        method="Newton-CG",
-        options={"xtol": 1e-10},
-    )
-    if not result.success:
-        raise ValueError(f"style-controlled Bradley-Terry did not converge: {result.message}")
-    return StyleControlledStrengths(result.x[:n_players], result.x[n_players:])
+        grad = design.T @ (p - o) + penalty * theta + (mean_pin @ theta) * mean_pin
+        hessian = (design.T @ scipy.sparse.diags(p * (1 - p)) @ design).toarray()
+        hessian += np.diag(penalty) + np.outer(mean_pin, mean_pin)
+        step = np.linalg.lstsq(hessian, -grad, rcond=None)[0]
+        slope, t = grad @ step, 1.0
+        while True:
+            trial = theta + t * step
+            trial_value = objective(trial)
+            if trial_value <= value + 1e-4 * t * slope or t < 1e-10:
+                break
+            t *= 0.5
+        theta, value = trial, trial_value
+        if np.max(np.abs(t * step), initial=0.0) < tol:
+            break
+    else:
+        raise ValueError(f"style-controlled Bradley-Terry did not converge in {max_iter} steps")
+    return StyleControlledStrengths(theta[:n_players], theta[n_players:])
 
 
 def _validated_outcomes(

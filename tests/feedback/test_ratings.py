@@ -345,3 +345,18 @@ def test_style_control_recovers_a_style_effect_and_the_strengths():
     plain = ratings.bradley_terry_with_covariates(a, b, o, np.zeros((n, 0)), 4)
     counts = ratings.count_outcomes(a, b, o, 4)
     np.testing.assert_allclose(plain.strength, ratings.bradley_terry(counts), atol=1e-6)
+
+
+def test_style_control_converges_on_many_judgments_with_no_signal():
+    # scipy's Newton-CG gave up here ("precision loss") on a million judgments.
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    a = rng.integers(0, 20, n)
+    b = (a + rng.integers(1, 20, n)) % 20
+    style = ratings.style_feature_difference(
+        rng.integers(1, 500, (n, 2)), rng.integers(1, 500, (n, 2))
+    )
+    o = rng.integers(0, 2, n).astype(float)
+    fit = ratings.bradley_terry_with_covariates(a, b, o, style, 20)
+    assert np.abs(fit.coefficients).max() < 0.01
+    assert np.abs(fit.strength).max() < 0.05
