@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Judgments, preference pairs, ratings and exports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema lists each enum's values; its markdown bullet list read as noise on the docs page.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Several models share a field name ("method", "state") with different choice sets: name each.
     "ENUM_NAME_OVERRIDES": {
         "RoundStateEnum": "training.models.RoundState",

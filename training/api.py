@@ -97,8 +97,10 @@ ACTION_SCHEMA = extend_schema(request=None, responses=RoundSerializer)
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[OpenApiParameter("project", int, description="Only this project's rounds.")]
-    )
+        description="Rounds of the projects you administer, newest first.",
+        parameters=[OpenApiParameter("project", int, description="Only this project's rounds.")],
+    ),
+    retrieve=extend_schema(description="One round: its state, jobs and judgments collected."),
 )
 class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Rounds of the projects the caller administers. Filter with `?project=<id>`."""
@@ -123,7 +125,11 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_serializer_class(self):
         return LaunchRoundSerializer if self.action == "create" else RoundSerializer
 
-    @extend_schema(request=LaunchRoundSerializer, responses={201: RoundSerializer})
+    @extend_schema(
+        description="Launch a round: the policy samples the prompt set for annotation.",
+        request=LaunchRoundSerializer,
+        responses={201: RoundSerializer},
+    )
     def create(self, request: Request) -> Response:
         given = LaunchRoundSerializer(data=request.data)
         given.is_valid(raise_exception=True)
@@ -158,11 +164,13 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @ACTION_SCHEMA
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
+        """Stop a running round; its queued or running job is cancelled."""
         return self.run_action(rounds.cancel_round)
 
     @ACTION_SCHEMA
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk=None) -> Response:
+        """Take a failed or cancelled round up again from the step where it stopped."""
         return self.run_action(rounds.resume_round)
 
     @ACTION_SCHEMA

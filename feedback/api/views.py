@@ -96,6 +96,8 @@ class ProjectList(ServiceErrorMixin, generics.ListAPIView):
 
 
 class ProjectDetail(ServiceErrorMixin, generics.RetrieveAPIView):
+    """One project you belong to: its modes, guidelines and settings."""
+
     serializer_class = s.ProjectSerializer
     permission_classes = [IsProjectMember]
     lookup_url_kwarg = "project_id"
@@ -107,6 +109,8 @@ class ProjectDetail(ServiceErrorMixin, generics.RetrieveAPIView):
 
 
 class ModelVersionList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's model versions, newest first."""
+
     serializer_class = s.ModelVersionSerializer
     permission_classes = [IsProjectMember]
     pagination_class = NewestFirst
@@ -118,6 +122,8 @@ class ModelVersionList(ServiceErrorMixin, generics.ListAPIView):
 
 
 class PromptList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's prompts, newest first."""
+
     serializer_class = s.PromptSerializer
     permission_classes = [IsProjectReviewer]
     pagination_class = NewestFirst
@@ -371,7 +377,8 @@ class Export(ServiceErrorMixin, APIView):
     def perform_content_negotiation(self, request, force=False):
         # DRF answers a `format` no renderer has with a bare 404; name the ones there are.
         wanted = request.query_params.get("format")
-        if not force and wanted is not None and wanted not in EXPORT_FORMATS:
+        known = {renderer.format for renderer in self.renderer_classes}  # "json" gives JSONL too
+        if not force and wanted is not None and wanted not in known:
             raise ValidationError(
                 {"format": [f"Unknown format {wanted!r}; use {' or '.join(EXPORT_FORMATS)}."]}
             )
@@ -439,6 +446,8 @@ class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
 
 
 class SnapshotDetail(ServiceErrorMixin, generics.RetrieveAPIView):
+    """One export snapshot: its filters, row count and content hash, for a training run to name."""
+
     serializer_class = s.ExportSnapshotSerializer
     lookup_url_kwarg = "snapshot_id"
 
@@ -532,7 +541,7 @@ class TokenDetail(ServiceErrorMixin, generics.RetrieveDestroyAPIView):
 @functools.cache
 def documented_operations() -> tuple[dict, list[dict]]:
     """The OpenAPI schema and its operations, generated once per process (it only changes with code)."""
-    schema = SchemaGenerator(api_version="1").get_schema(request=None, public=True)
+    schema = SchemaGenerator().get_schema(request=None, public=True)
     operations = []
     for path, methods in schema["paths"].items():
         for method, operation in methods.items():
