@@ -1,5 +1,6 @@
-"""REST endpoints for alignment rounds (/api/v1/rounds/): list, retrieve, launch, and the round's
-actions. Project admins (and staff) only; every write goes through training.rounds."""
+"""REST endpoints for alignment rounds (/api/v1/rounds/: list, retrieve, launch, and the round's
+actions) and training jobs (/api/v1/jobs/: list, retrieve, cancel, resume). Project admins (and
+staff) only; every write goes through training.rounds."""
 
 from __future__ import annotations
 
@@ -95,6 +96,22 @@ def service_error_response(error: ServiceError) -> Response:
 ACTION_SCHEMA = extend_schema(request=None, responses=RoundSerializer)
 
 
+def administered(queryset, user):
+    """Rows of the projects `user` administers (staff: all)."""
+    if user.is_staff:
+        return queryset
+    return queryset.filter(
+        Q(project__memberships__user=user) & Q(project__memberships__role=Role.ADMIN)
+    )
+
+
+def project_filter(queryset, request: Request):
+    project = request.query_params.get("project")
+    if project is None:
+        return queryset
+    return queryset.filter(project_id=project if project.isdigit() else -1)
+
+
 @extend_schema_view(
     list=extend_schema(
         description="Rounds of the projects you administer, newest first.",
@@ -111,16 +128,8 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return AlignmentRound.objects.none()
-        user = self.request.user
-        queryset = AlignmentRound.objects.prefetch_related("jobs")
-        if not user.is_staff:
-            queryset = queryset.filter(
-                Q(project__memberships__user=user) & Q(project__memberships__role=Role.ADMIN)
-            )
-        project = self.request.query_params.get("project")
-        if project is not None:
-            queryset = queryset.filter(project_id=project if project.isdigit() else -1)
-        return queryset
+        queryset = administered(AlignmentRound.objects.prefetch_related("jobs"), self.request.user)
+        return project_filter(queryset, self.request)
 
     def get_serializer_class(self):
         return LaunchRoundSerializer if self.action == "create" else RoundSerializer
@@ -189,3 +198,78 @@ class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         except ServiceError as error:
             return service_error_response(error)
         return Response(RoundSerializer(new).data, status=status.HTTP_201_CREATED)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "project",
+            "kind",
+            "status",
+            "alignment_round",
+            "model_version",
+            "snapshot",
+            "result_version",
+            "config",
+            "progress",
+            "metrics_history",
+            "log_tail",
+            "artifacts",
+            "error",
+            "cancel_requested",
+            "attempts",
+            "heartbeat_at",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+JOB_ACTION_SCHEMA = extend_schema(request=None, responses=JobSerializer)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Training jobs of the projects you administer, newest first.",
+        parameters=[OpenApiParameter("project", int, description="Only this project's jobs.")],
+    ),
+    retrieve=extend_schema(
+        description="One job: status, progress, metrics history, log tail and artifacts."
+    ),
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    pagination_class = RoundPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return TrainingJob.objects.none()
+        return project_filter(
+            administered(TrainingJob.objects.all(), self.request.user), self.request
+        )
+
+    def run_action(self, service) -> Response:
+        job = self.get_object()
+        try:
+            result = service(job.pk)
+        except ServiceError as error:
+            return service_error_response(error)
+        return Response(JobSerializer(result).data)
+
+    @JOB_ACTION_SCHEMA
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        """Stop the job: a queued one now, a running one at its next step. A job of a running
+        round cancels the round."""
+        return self.run_action(rounds.cancel_job)
+
+    @JOB_ACTION_SCHEMA
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        """Queue a failed or cancelled job again from its newest checkpoint (a round's latest
+        job resumes its round)."""
+        return self.run_action(rounds.resume_job)

@@ -331,6 +331,46 @@ def resume_round(round_id: int) -> AlignmentRound:
     return round_
 
 
+@transaction.atomic
+def cancel_job(job_id: int) -> TrainingJob:
+    """Stop a job. One that works for a running round stops the round with it: a round's steps
+    only make sense together, and the round would otherwise wait on a job that never ends well."""
+    job = job_or_404(job_id)
+    round_ = job.alignment_round
+    if round_ is not None and round_.state in ACTIVE_STATES:
+        cancel_round(round_.pk)
+    else:
+        jobs.request_cancel(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+@transaction.atomic
+def resume_job(job_id: int) -> TrainingJob:
+    """Queue a failed or cancelled job again, from its newest checkpoint; a round's job resumes
+    with its round, and only while it is the round's latest step."""
+    job = job_or_404(job_id)
+    round_ = job.alignment_round
+    if round_ is None:
+        return jobs.resume(job.pk)
+    latest = round_.jobs.order_by("-created_at", "-pk").first()
+    if latest.pk != job.pk:
+        raise ServiceError(
+            f"Round {round_.number} has moved past job #{job.pk}; resume the round instead.",
+            code="conflict",
+        )
+    resume_round(round_.pk)
+    job.refresh_from_db()
+    return job
+
+
+def job_or_404(job_id: int) -> TrainingJob:
+    job = TrainingJob.objects.select_related("alignment_round").filter(pk=job_id).first()
+    if job is None:
+        raise ServiceError(f"No training job with id {job_id}.", code="not_found")
+    return job
+
+
 def next_round(round_id: int, *, created_by_id: int | None = None) -> AlignmentRound:
     """Launch the following round from a finished round's new version, with the same settings."""
     round_ = AlignmentRound.objects.get(pk=round_id)

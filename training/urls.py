@@ -1,4 +1,5 @@
-"""Training pages (mounted at /training/) and the rounds API (`api_urlpatterns`, at /api/v1/rounds/)."""
+"""Training pages (mounted at /training/), the rounds API (`api_urlpatterns`, at /api/v1/rounds/)
+and the jobs API (`jobs_api_urlpatterns`, at /api/v1/jobs/)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
@@ -33,3 +34,6 @@ urlpatterns = [
 _router = SimpleRouter()
 _router.register("", api.RoundViewSet, basename="round")
 api_urlpatterns = _router.urls
+_jobs_router = SimpleRouter()
+_jobs_router.register("", api.JobViewSet, basename="job")
+jobs_api_urlpatterns = _jobs_router.urls
