@@ -9,10 +9,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from feedback.api.views import NewestFirst
 from feedback.errors import ServiceError
 from feedback.models import Role
 from feedback.selectors import has_role
@@ -82,10 +82,6 @@ class LaunchRoundSerializer(serializers.Serializer):
     mix_parent_outputs = serializers.BooleanField(default=False)
 
 
-class RoundPagination(CursorPagination):
-    ordering = "-id"  # indexed and immutable, as cursor pagination needs
-
-
 def service_error_response(error: ServiceError) -> Response:
     return Response(
         {"detail": error.message, "details": error.details},
@@ -96,20 +92,30 @@ def service_error_response(error: ServiceError) -> Response:
 ACTION_SCHEMA = extend_schema(request=None, responses=RoundSerializer)
 
 
-def administered(queryset, user):
-    """Rows of the projects `user` administers (staff: all)."""
-    if user.is_staff:
-        return queryset
-    return queryset.filter(
-        Q(project__memberships__user=user) & Q(project__memberships__role=Role.ADMIN)
-    )
+class AdministeredViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Rows of the projects the caller administers (staff: all), newest first; `?project=<id>`
+    narrows them to one project."""
 
+    pagination_class = NewestFirst
 
-def project_filter(queryset, request: Request):
-    project = request.query_params.get("project")
-    if project is None:
+    def rows(self):
+        raise NotImplementedError
+
+    def get_queryset(self):
+        queryset = self.rows()
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return queryset.none()
+        user = self.request.user
+        if not user.is_staff:
+            queryset = queryset.filter(
+                Q(project__memberships__user=user) & Q(project__memberships__role=Role.ADMIN)
+            )
+        project = self.request.query_params.get("project")
+        if project is not None:
+            queryset = queryset.filter(project_id=project if project.isdigit() else -1)
         return queryset
-    return queryset.filter(project_id=project if project.isdigit() else -1)
 
 
 @extend_schema_view(
@@ -119,17 +125,13 @@ def project_filter(queryset, request: Request):
     ),
     retrieve=extend_schema(description="One round: its state, jobs and judgments collected."),
 )
-class RoundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RoundViewSet(AdministeredViewSet):
     """Rounds of the projects the caller administers. Filter with `?project=<id>`."""
 
     serializer_class = RoundSerializer
-    pagination_class = RoundPagination
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
-            return AlignmentRound.objects.none()
-        queryset = administered(AlignmentRound.objects.prefetch_related("jobs"), self.request.user)
-        return project_filter(queryset, self.request)
+    def rows(self):
+        return AlignmentRound.objects.prefetch_related("jobs")
 
     def get_serializer_class(self):
         return LaunchRoundSerializer if self.action == "create" else RoundSerializer
@@ -241,16 +243,13 @@ JOB_ACTION_SCHEMA = extend_schema(request=None, responses=JobSerializer)
         description="One job: status, progress, metrics history, log tail and artifacts."
     ),
 )
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = JobSerializer
-    pagination_class = RoundPagination
+class JobViewSet(AdministeredViewSet):
+    """Training jobs of the projects the caller administers. Filter with `?project=<id>`."""
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
-            return TrainingJob.objects.none()
-        return project_filter(
-            administered(TrainingJob.objects.all(), self.request.user), self.request
-        )
+    serializer_class = JobSerializer
+
+    def rows(self):
+        return TrainingJob.objects.all()
 
     def run_action(self, service) -> Response:
         job = self.get_object()
