@@ -1,10 +1,14 @@
 """Django admin for rounds and jobs, with cancel and resume as actions (through training.rounds)."""
 
+import json
+
+from django import forms
 from django.contrib import admin, messages
 
 from feedback.errors import ServiceError
 from training import rounds
-from training.models import AlignmentRound, TrainingJob
+from training.hyperparameters import check_round_defaults, default_hyperparameters
+from training.models import AlignmentRound, RoundDefaults, RoundMethod, TrainingJob
 
 
 def apply_to_each(modeladmin, request, queryset, service, done: str) -> None:
@@ -58,3 +62,35 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the selected jobs from their newest checkpoint")
     def resume(self, request, queryset):
         apply_to_each(self, request, queryset, rounds.resume_job, "Jobs resumed")
+
+
+class RoundDefaultsForm(forms.ModelForm):
+    class Meta:
+        model = RoundDefaults
+        fields = ["project", "hyperparameters"]
+
+    def clean_hyperparameters(self):
+        value = self.cleaned_data["hyperparameters"]
+        try:
+            check_round_defaults(value)
+        except ServiceError as error:
+            raise forms.ValidationError(error.message) from error
+        return value
+
+
+@admin.register(RoundDefaults)
+class RoundDefaultsAdmin(admin.ModelAdmin):
+    form = RoundDefaultsForm
+    list_display = ["project"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        # Every key a round takes, with the engine's value: what there is to override.
+        engine = {}
+        for method in RoundMethod.values:
+            engine.update(default_hyperparameters(method))
+        form.base_fields["hyperparameters"].help_text = (
+            'Sections and keys to override, e.g. {"dpo": {"learning_rate": 0.0005}}. '
+            "The engine's defaults: " + json.dumps(engine)
+        )
+        return form

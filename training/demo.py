@@ -13,10 +13,49 @@ from feedback import services as feedback_services
 from feedback.demo import ensure_users
 from feedback.models import ModelVersion, Project, PromptSet
 from feedback.models.prompts import PromptSplit
+from training.models import RoundDefaults
 
 ALIGNMENT_PROJECT = "Demo: alignment loop"
 TINY_BASE_NAME = "tiny-base"
 HELD_OUT_EVERY = 8  # one prompt in eight is kept for evaluation
+# The engine's defaults suit real models; a tiny one needs bigger steps to move in a demo round.
+# These are the closed-loop test's settings (tests/training/test_closed_loop.py), which teach the
+# tiny policy the annotator's hidden preference in two DPO and two PPO rounds.
+TINY_LORA = {"rank": 8, "alpha": 16, "dropout": 0.0}
+DEMO_ROUND_DEFAULTS = {
+    "generation": {"max_new_tokens": 20, "temperature": 1.0},
+    "dpo": {
+        "learning_rate": 5e-4,
+        "beta": 0.1,
+        "epochs": 6,
+        "batch_size": 16,
+        "max_length": 64,
+        "lora": TINY_LORA,
+    },
+    "reward": {
+        "learning_rate": 2e-3,
+        "epochs": 4,
+        "batch_size": 16,
+        "max_length": 64,
+        "lora": TINY_LORA,
+        "eval_fraction": 0.1,
+    },
+    "ppo": {
+        "learning_rate": 3e-3,
+        "total_steps": 100,
+        "prompts_per_step": 16,
+        "ppo_epochs": 4,
+        "num_minibatches": 2,
+        "kl_coef": 0.15,
+        "target_kl": 8.0,
+        "kl_horizon": 100,
+        "reward_normalization_samples": 64,
+        "missing_eos_penalty": 0.4,
+        "max_length": 64,
+        "lora": TINY_LORA,
+        "generation": {"max_new_tokens": 20, "temperature": 1.0, "num_samples": 1},
+    },
+}
 GUIDELINES = """\
 The demo policy is a tiny model that answers in short sentences. Pick the answer you like better:
 for a quick experiment, prefer answers that mention **apples**, and watch the next version learn it.
@@ -49,6 +88,9 @@ def load_alignment_demo() -> Project:
         name=ALIGNMENT_PROJECT, guidelines=GUIDELINES, modes=("pairwise", "ranking"), overlap=1
     )
     ensure_users(project)
+    RoundDefaults.objects.get_or_create(
+        project=project, defaults={"hyperparameters": DEMO_ROUND_DEFAULTS}
+    )
     base_path = ensure_tiny_base()
     if not ModelVersion.objects.filter(project=project, name=TINY_BASE_NAME).exists():
         feedback_services.create_model_version(

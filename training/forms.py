@@ -9,8 +9,8 @@ from django import forms
 
 from training import selectors
 from training.comparisons import SHOW_CHOICES
-from training.hyperparameters import default_hyperparameters
-from training.models import RoundMethod
+from training.hyperparameters import default_hyperparameters, project_defaults
+from training.models import RoundDefaults, RoundMethod
 
 DEFAULT_METHOD = RoundMethod.DPO
 SECTION_LABELS = {
@@ -69,7 +69,6 @@ class LaunchRoundForm(forms.Form):
     samples_per_prompt = forms.IntegerField(
         min_value=2,
         max_value=9,
-        initial=2,
         label="Samples per prompt",
         help_text="2 makes one pairwise task per prompt; more make a ranking when the project ranks.",
     )
@@ -95,8 +94,10 @@ class LaunchRoundForm(forms.Form):
             first = self.fields[name].queryset.first()
             if first is not None:
                 self.initial.setdefault(name, first.pk)
+        # A ranking of four gives six pairs for one judgment (InstructGPT ranked 4 to 9).
+        self.initial.setdefault("samples_per_prompt", 4 if project.ranking_enabled else 2)
         self.chosen_method = chosen_method(self.data if self.is_bound else None, self.initial)
-        self.defaults = default_hyperparameters(self.chosen_method)
+        self.defaults = project_defaults(project.pk, self.chosen_method)
         for section, values in self.defaults.items():
             self.fields[HYPERPARAMETER_PREFIX + section] = forms.CharField(
                 label=SECTION_LABELS.get(section, section),
@@ -124,6 +125,10 @@ class LaunchRoundForm(forms.Form):
             if typed.get(HYPERPARAMETER_PREFIX + section)
         }
         return cls(project, initial={"method": method, **carried})
+
+    @property
+    def has_round_defaults(self) -> bool:
+        return RoundDefaults.objects.filter(project_id=self.project.pk).exists()
 
     @property
     def hyperparameter_fields(self) -> list[forms.BoundField]:

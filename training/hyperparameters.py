@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from feedback.errors import ServiceError
 from training.engine import config as engine_config
-from training.models import RoundMethod
+from training.models import RoundDefaults, RoundMethod
 
 HYPERPARAMETER_SECTIONS = {
     "generation": engine_config.GenerationSettings,
@@ -35,9 +35,40 @@ def default_hyperparameters(method: str) -> dict:
     return defaults
 
 
-def check_hyperparameters(method: str, given: dict) -> dict:
-    """Merge `given` over the defaults, refusing unknown sections, keys and bad values."""
-    merged = default_hyperparameters(method)
+def project_defaults(project_id: int, method: str) -> dict:
+    """What a round of `method` starts from in this project: its saved round defaults (in the
+    method's sections) over the engine's."""
+    saved = (
+        RoundDefaults.objects.filter(project_id=project_id)
+        .values_list("hyperparameters", flat=True)
+        .first()
+    )
+    defaults = default_hyperparameters(method)
+    for section, values in (saved or {}).items():
+        if section in defaults and isinstance(values, dict):
+            defaults[section] = deep_merge(defaults[section], values)
+    return defaults
+
+
+def check_round_defaults(hyperparameters: dict) -> None:
+    """Refuse saved round defaults that some round could not start from."""
+    if not isinstance(hyperparameters, dict):
+        raise ServiceError("Round defaults must be an object of sections.")
+    known = {
+        section for method in RoundMethod.values for section in default_hyperparameters(method)
+    }
+    unknown = sorted(set(hyperparameters) - known)
+    if unknown:
+        raise ServiceError(f"Unknown hyperparameter sections: {', '.join(unknown)}.")
+    for method in RoundMethod.values:
+        sections = default_hyperparameters(method)
+        check_hyperparameters(method, {s: v for s, v in hyperparameters.items() if s in sections})
+
+
+def check_hyperparameters(method: str, given: dict, base: dict | None = None) -> dict:
+    """Merge `given` over `base` (the engine's defaults when None), refusing unknown sections,
+    keys and bad values."""
+    merged = base or default_hyperparameters(method)
     for section, values in (given or {}).items():
         if section not in merged:
             raise ServiceError(

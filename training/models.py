@@ -148,3 +148,19 @@ class TrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} job #{self.pk} ({self.status})"
+
+
+class RoundDefaults(models.Model):
+    """A project's own starting hyperparameters for new rounds, over the engine's defaults:
+    {section: {key: value}} in the sections rounds use ("generation", "dpo", "reward", "ppo").
+    The engine's defaults suit real models; a team (or the demo's tiny model) sets what works for
+    theirs once, and every launch form starts from it."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="round_defaults")
+    hyperparameters = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "round defaults"
+
+    def __str__(self) -> str:
+        return f"Round defaults of {self.project}"

@@ -16,7 +16,7 @@ from feedback.models import AnnotationTask, Judgment, ModelVersion, PromptSet
 from feedback.models.prompts import ModelStatus, PromptSplit
 from feedback.models.tasks import TaskStatus
 from training import jobs
-from training.hyperparameters import check_hyperparameters
+from training.hyperparameters import check_hyperparameters, project_defaults
 from training.models import AlignmentRound, JobKind, JobStatus, RoundMethod, RoundState, TrainingJob
 
 # Samples per held-out prompt when evaluating a new version: enough for a steady KL estimate.
@@ -70,7 +70,9 @@ def launch_round(
         raise ServiceError(
             "Sample at least 2 completions per prompt, so there is something to compare."
         )
-    merged = check_hyperparameters(method, hyperparameters or {})
+    merged = check_hyperparameters(
+        method, hyperparameters or {}, base=project_defaults(project_id, method)
+    )
     project = policy.project
     tasks_per_prompt = 1 if use_ranking(project, samples_per_prompt) else samples_per_prompt // 2
     wanted = judgments_wanted or len(prompt_ids) * tasks_per_prompt * project.overlap

@@ -47,6 +47,8 @@ def test_alignment_demo_has_a_local_policy_and_prompts(tiny_base):
     prompt_set = project.prompt_sets.get()
     assert prompt_set.prompts.filter(split="train").count() >= 16
     assert project.prompts.filter(split="held_out").exists()
+    # Rounds start from settings that move a tiny model, not the engine's (for real models).
+    assert project.round_defaults.hyperparameters == training_demo.DEMO_ROUND_DEFAULTS
 
 
 def test_stopping_serve_demo_with_sigterm_stops_its_worker(tmp_path):

@@ -7,8 +7,9 @@ from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Completion, PromptSet
 from feedback.simulation import prefers_word, simulate_annotator
 from training import jobs, rounds
-from training.hyperparameters import default_hyperparameters
-from training.models import AlignmentRound, TrainingJob
+from training.demo import DEMO_ROUND_DEFAULTS
+from training.hyperparameters import check_round_defaults, default_hyperparameters, project_defaults
+from training.models import AlignmentRound, RoundDefaults, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +81,47 @@ def test_launch_validates_and_shows_defaults(project, setup, queued):
     )
     assert (round_.state, round_.number, round_.judgments_wanted) == ("generating", 1, 3)
     assert TrainingJob.objects.get(pk=queued[0]).kind == "generate"
+
+
+def test_a_projects_round_defaults_sit_between_the_engines_and_the_launch(project, setup, queued):
+    RoundDefaults.objects.create(
+        project=project,
+        hyperparameters={
+            "dpo": {"learning_rate": 5e-4, "lora": {"rank": 8}},
+            "ppo": {"kl_coef": 0.2},
+        },
+    )
+    engine = default_hyperparameters("dpo")["dpo"]
+    round_ = launch(project, setup, hyperparameters={"dpo": {"beta": 0.3}})
+    dpo = round_.hyperparameters["dpo"]
+    assert (dpo["learning_rate"], dpo["lora"]["rank"], dpo["beta"]) == (5e-4, 8, 0.3)
+    assert dpo["lora"]["alpha"] == engine["lora"]["alpha"] and dpo["epochs"] == engine["epochs"]
+    assert "ppo" not in round_.hyperparameters  # the other method's section stays out
+    assert launch(project, setup, method="ppo").hyperparameters["ppo"]["kl_coef"] == 0.2
+    # What a round is launched with still wins over the project's defaults.
+    assert (
+        launch(project, setup, hyperparameters={"dpo": {"learning_rate": 1e-5}}).hyperparameters[
+            "dpo"
+        ]["learning_rate"]
+        == 1e-5
+    )
+
+
+def test_round_defaults_that_no_round_could_start_from_are_refused():
+    check_round_defaults({"dpo": {"beta": 0.2}, "reward": {"epochs": 2}})
+    with pytest.raises(ServiceError, match="Unknown hyperparameter sections: warp"):
+        check_round_defaults({"warp": {}})
+    with pytest.raises(ServiceError, match="Unknown ppo hyperparameters: beta"):
+        check_round_defaults({"ppo": {"beta": 0.2}})
+    with pytest.raises(ServiceError, match="Bad dpo hyperparameters"):
+        check_round_defaults({"dpo": {"lora": {"rank": 0}}})
+
+
+def test_the_demo_project_starts_rounds_from_settings_that_move_a_tiny_model(project):
+    RoundDefaults.objects.create(project=project, hyperparameters=DEMO_ROUND_DEFAULTS)
+    check_round_defaults(DEMO_ROUND_DEFAULTS)
+    dpo = project_defaults(project.pk, "dpo")["dpo"]
+    assert dpo["learning_rate"] == 5e-4 and dpo["lora"]["rank"] == 8
 
 
 def test_dpo_round_walks_every_state(project, setup, queued, make_member, monkeypatch):

@@ -8,7 +8,14 @@ import pytest
 from django.urls import reverse
 
 from feedback.models import AnnotationTask, Role
-from training.models import AlignmentRound, JobKind, JobStatus, RoundState, TrainingJob
+from training.models import (
+    AlignmentRound,
+    JobKind,
+    JobStatus,
+    RoundDefaults,
+    RoundState,
+    TrainingJob,
+)
 
 from .builders import answer, make_prompt_set, make_round, make_version
 
@@ -122,6 +129,21 @@ def test_launch_form_shows_the_engines_defaults_per_method(client, project, setu
     assert "&quot;max_new_tokens&quot;: 7" in partial
     assert "&quot;kl_coef&quot;: 0.05" in partial
     assert "Hyperparameters for PPO." in partial
+
+
+def test_launch_form_starts_from_the_projects_round_defaults_and_a_ranking_of_four(
+    client, project, setup, people
+):
+    RoundDefaults.objects.create(project=project, hyperparameters={"dpo": {"beta": 0.25}})
+    signed_in(client, people["admin"])
+    page = client.get(reverse("training:launch", args=[project.pk])).content.decode()
+    assert "&quot;beta&quot;: 0.25" in page and "round defaults" in page
+    # The project ranks, so four samples make one ranking per prompt.
+    assert 'name="samples_per_prompt" value="4"' in page
+    project.ranking_enabled = False
+    project.save(update_fields=["ranking_enabled"])
+    page = client.get(reverse("training:launch", args=[project.pk])).content.decode()
+    assert 'name="samples_per_prompt" value="2"' in page
 
 
 def launch_data(setup, **overrides):
