@@ -219,6 +219,8 @@ SPECTACULAR_SETTINGS = {
         "RoundStateEnum": "training.models.RoundState",
         "RoundMethodEnum": "training.models.RoundMethod",
         "ModelMethodEnum": "feedback.models.prompts.ModelMethod",
+        "JobKindEnum": "training.models.JobKind",
+        "JobStatusEnum": "training.models.JobStatus",
     },
 }
 

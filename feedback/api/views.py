@@ -370,10 +370,6 @@ class Export(ServiceErrorMixin, APIView):
     throttle_scope = "export"
     kind = ExportKind.PAIRS
 
-    @extend_schema(
-        parameters=EXPORT_PARAMETERS,
-        responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
-    )
     def perform_content_negotiation(self, request, force=False):
         # DRF answers a `format` no renderer has with a bare 404; name the ones there are.
         wanted = request.query_params.get("format")
@@ -391,6 +387,10 @@ class Export(ServiceErrorMixin, APIView):
             request.accepted_media_type = request.accepted_renderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    @extend_schema(
+        parameters=EXPORT_PARAMETERS,
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
+    )
     def get(self, request, project_id: int):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -244,6 +244,8 @@ def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
         schema.status_code == 200
         and "/api/v1/projects/{project_id}/exports/pairs/" in schema.json()["paths"]
     )
+    export = schema.json()["paths"]["/api/v1/projects/{project_id}/exports/pairs/"]["get"]
+    assert {"format", "style", "min_agreement"} <= {p["name"] for p in export["parameters"]}
 
 
 def test_imports_and_exports_have_their_own_rate_limits(
