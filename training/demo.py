@@ -58,7 +58,8 @@ DEMO_ROUND_DEFAULTS = {
 }
 GUIDELINES = """\
 The demo policy is a tiny model that answers in short sentences. Pick the answer you like better:
-for a quick experiment, prefer answers that mention **apples**, and watch the next version learn it.
+for a quick experiment, prefer answers that mention **apples**, and watch the next version learn it
+(a PPO round teaches it most).
 """
 
 
