@@ -182,7 +182,10 @@ class RatingRow:
     style_score: float | None = None
 
     def as_record(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if key != "rank"}
+        """The row as the ratings export writes it (ranks and style control left out)."""
+        return {
+            key: value for key, value in asdict(self).items() if key not in ("rank", "style_score")
+        }
 
 
 @dataclass(frozen=True)

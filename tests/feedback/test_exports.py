@@ -204,6 +204,16 @@ def test_judgment_and_rating_exports(project, make_member):
     board = lines_of(ratings)
     assert {row["model"] for row in board} == {"left", "right"}
     assert all(row["bt_low"] <= row["bt_score"] <= row["bt_high"] for row in board)
+    assert set(board[0]) == {
+        "model_version_id",
+        "model",
+        "games",
+        "wins",
+        "bt_score",
+        "bt_low",
+        "bt_high",
+        "elo",
+    }
 
 
 def test_bad_requests_are_refused(project):
