@@ -19,8 +19,8 @@ ALIGNMENT_PROJECT = "Demo: alignment loop"
 TINY_BASE_NAME = "tiny-base"
 HELD_OUT_EVERY = 8  # one prompt in eight is kept for evaluation
 # The engine's defaults suit real models; a tiny one needs bigger steps to move in a demo round.
-# These are the closed-loop test's settings (tests/training/test_closed_loop.py), which teach the
-# tiny policy the annotator's hidden preference in two DPO and two PPO rounds.
+# The closed-loop test (tests/training/test_closed_loop.py) runs on these and found them: two DPO
+# and two PPO rounds teach the tiny policy the annotator's hidden preference.
 TINY_LORA = {"rank": 8, "alpha": 16, "dropout": 0.0}
 DEMO_ROUND_DEFAULTS = {
     "generation": {"max_new_tokens": 20, "temperature": 1.0},
@@ -45,7 +45,14 @@ DEMO_ROUND_DEFAULTS = {
         "total_steps": 100,
         "prompts_per_step": 16,
         "ppo_epochs": 4,
+        # Two minibatches of 8 responses: steadier steps than four of 4 under the adaptive KL below.
         "num_minibatches": 2,
+        # At 0.1 the policy drifts into subject-less fragments ("ants a g ap ...") that the
+        # reward model never saw. Seen with seeds 0 and 1 (100 steps where not said):
+        # 0.3 and 60 steps won 0.73-0.81 at 19-21 nats from the base; 0.6 wins 0.82 at 11-12
+        # nats; 0.8 with 140 steps 0.67-0.76 at 7 nats.
+        # With reward normalisation these are in units of the reward's std (2.4-3.5 raw), and
+        # the coefficient adapts (from 0.15) towards 8 nats per rollout (Ziegler et al. 2019).
         "kl_coef": 0.15,
         "target_kl": 8.0,
         "kl_horizon": 100,
@@ -53,6 +60,8 @@ DEMO_ROUND_DEFAULTS = {
         "missing_eos_penalty": 0.4,
         "max_length": 64,
         "lora": TINY_LORA,
+        # As long as the samples annotators judged: with 16 tokens a two-clause sentence never
+        # ends, and the missing-EOS penalty then rewards cutting sentences short.
         "generation": {"max_new_tokens": 20, "temperature": 1.0, "num_samples": 1},
     },
 }

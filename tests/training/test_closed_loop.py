@@ -15,6 +15,7 @@ from feedback.models import Judgment, ModelVersion, PromptSet
 from feedback.models.prompts import PromptSplit
 from feedback.simulation import prefers_word, simulate_annotator
 from training import jobs, rounds, runners
+from training.demo import DEMO_ROUND_DEFAULTS
 from training.engine.config import GenerationSettings
 from training.engine.policy import load_policy, sample, sequence_logprobs
 from training.engine.tiny import demo_prompts
@@ -25,62 +26,21 @@ pytestmark = pytest.mark.slow
 WORD = "apple"
 # Seeds every training run and the comparison's sampling; set CLOSED_LOOP_SEED to try others.
 SEED = int(os.environ.get("CLOSED_LOOP_SEED", "0"))
-GENERATION = {"max_new_tokens": 20, "temperature": 1.0}
-LORA = {"rank": 8, "alpha": 16, "dropout": 0.0}
+# The demo project's round defaults, sized for the tiny model, are this test's settings: what
+# moves a tiny policy in the demo is what this loop found (see training/demo.py for the why).
+RUN = {"checkpoint_every": 1000, "seed": SEED}
 HYPERPARAMETERS = {
     "dpo": {
-        "generation": GENERATION,
-        "dpo": {
-            "learning_rate": 5e-4,
-            "beta": 0.1,
-            "epochs": 6,
-            "batch_size": 16,
-            "max_length": 64,
-            "lora": LORA,
-            "checkpoint_every": 1000,
-            "seed": SEED,
-        },
+        "generation": DEMO_ROUND_DEFAULTS["generation"],
+        "dpo": {**DEMO_ROUND_DEFAULTS["dpo"], **RUN},
     },
     "ppo": {
-        "generation": GENERATION,
-        "reward": {
-            "learning_rate": 2e-3,
-            "epochs": 4,
-            "batch_size": 16,
-            "max_length": 64,
-            "lora": LORA,
-            "eval_fraction": 0.1,
-            "checkpoint_every": 1000,
-            "seed": SEED,
-        },
-        "ppo": {
-            "learning_rate": 3e-3,
-            "total_steps": 100,
-            "prompts_per_step": 16,
-            "ppo_epochs": 4,
-            # Two minibatches of 8 responses: steadier steps than four of 4 under the adaptive KL below.
-            "num_minibatches": 2,
-            # At 0.1 the policy drifts into subject-less fragments ("ants a g ap ...") that the
-            # reward model never saw. Seen with seeds 0 and 1 (100 steps where not said):
-            # 0.3 and 60 steps won 0.73-0.81 at 19-21 nats from the base; 0.6 wins 0.82 at 11-12
-            # nats; 0.8 with 140 steps 0.67-0.76 at 7 nats.
-            # With reward normalisation these are in units of the reward's std (2.4-3.5 raw), and
-            # the coefficient adapts (from 0.15) towards 8 nats per rollout (Ziegler et al. 2019).
-            "kl_coef": 0.15,
-            "target_kl": 8.0,
-            "kl_horizon": 100,
-            "reward_normalization_samples": 64,
-            "missing_eos_penalty": 0.4,
-            "max_length": 64,
-            "lora": LORA,
-            "checkpoint_every": 1000,
-            "seed": SEED,
-            # As long as the samples annotators judged: with 16 tokens a two-clause sentence never
-            # ends, and the missing-EOS penalty then rewards cutting sentences short.
-            "generation": {"max_new_tokens": 20, "temperature": 1.0, "num_samples": 1},
-        },
+        "generation": DEMO_ROUND_DEFAULTS["generation"],
+        "reward": {**DEMO_ROUND_DEFAULTS["reward"], **RUN},
+        "ppo": {**DEMO_ROUND_DEFAULTS["ppo"], **RUN},
     },
 }
+GENERATION = DEMO_ROUND_DEFAULTS["generation"]
 
 
 @pytest.fixture(autouse=True)
