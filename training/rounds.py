@@ -335,11 +335,13 @@ def resume_round(round_id: int) -> AlignmentRound:
 
 @transaction.atomic
 def cancel_job(job_id: int) -> TrainingJob:
-    """Stop a job. One that works for a running round stops the round with it: a round's steps
-    only make sense together, and the round would otherwise wait on a job that never ends well."""
+    """Stop a queued or running job. One that works for a running round stops the round with it:
+    a round's steps only make sense together, and the round would otherwise wait on a job that
+    never ends well. A job that has ended is refused, whatever its round is doing."""
     job = job_or_404(job_id)
     round_ = job.alignment_round
-    if round_ is not None and round_.state in ACTIVE_STATES:
+    live = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    if live and round_ is not None and round_.state in ACTIVE_STATES:
         cancel_round(round_.pk)
     else:
         jobs.request_cancel(job.pk)

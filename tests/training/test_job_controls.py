@@ -75,6 +75,17 @@ def test_cancelling_a_rounds_job_cancels_the_round_and_resuming_it_resumes_the_r
     assert round_job.alignment_round.state == RoundState.GENERATING
 
 
+def test_a_finished_job_is_not_cancelled_and_its_round_goes_on(client, round_job, make_member):
+    client.force_login(make_member(Role.ADMIN))
+    jobs.finish_succeeded(round_job.pk, artifacts={}, result_version_id=None)
+    round_job.alignment_round.state = RoundState.ANNOTATING
+    round_job.alignment_round.save(update_fields=["state"])
+    refused = client.post(f"{URL}{round_job.pk}/cancel/")
+    assert refused.status_code == 409 and "already ended" in refused.json()["detail"]
+    round_job.alignment_round.refresh_from_db()
+    assert round_job.alignment_round.state == RoundState.ANNOTATING
+
+
 def test_the_admin_cancels_and_resumes_selected_jobs(client, standalone, make_user):
     client.force_login(make_user(is_staff=True, is_superuser=True))
     changelist = "/admin/training/trainingjob/"
