@@ -22,7 +22,7 @@ def reviewable_project(request, project_id: int) -> Project:
 @login_required
 def leaderboard(request, project_id: int):
     project = reviewable_project(request, project_id)
-    style_control = request.GET.get("style") == "1"
+    style_control = request.GET.get("style_control") == "1"
     board = insights.leaderboard(project.pk, style_control=style_control)
     labels = [row.model for row in board.rows]
     context = {

@@ -12,19 +12,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from feedback.api.views import NewestFirst
-from feedback.errors import ServiceError
+from feedback.api.views import NewestFirst, ServiceErrorMixin
 from feedback.models import Role
 from feedback.selectors import has_role
 from training import rounds
 from training.models import AlignmentRound, RoundMethod, TrainingJob
-
-ERROR_STATUS = {
-    "invalid": status.HTTP_400_BAD_REQUEST,
-    "not_found": status.HTTP_404_NOT_FOUND,
-    "forbidden": status.HTTP_403_FORBIDDEN,
-    "conflict": status.HTTP_409_CONFLICT,
-}
 
 
 class JobSummarySerializer(serializers.ModelSerializer):
@@ -82,26 +74,24 @@ class LaunchRoundSerializer(serializers.Serializer):
     mix_parent_outputs = serializers.BooleanField(default=False)
 
 
-def service_error_response(error: ServiceError) -> Response:
-    return Response(
-        {"detail": error.message, "details": error.details},
-        status=ERROR_STATUS.get(error.code, status.HTTP_400_BAD_REQUEST),
-    )
-
-
 ACTION_SCHEMA = extend_schema(request=None, responses=RoundSerializer)
 
 
 class AdministeredViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    ServiceErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Rows of the projects the caller administers (staff: all), newest first; `?project=<id>`
-    narrows them to one project."""
+    narrows them to one project. A service's refusal becomes its HTTP answer (ServiceErrorMixin)."""
 
     pagination_class = NewestFirst
 
     def rows(self):
         raise NotImplementedError
+
+    def run_action(self, service, **kwargs) -> Response:
+        """Apply `service` to the row in the URL; answer with the row as it is now."""
+        result = service(self.get_object().pk, **kwargs)
+        return Response(self.get_serializer(self.rows().get(pk=result.pk)).data)
 
     def get_queryset(self):
         queryset = self.rows()
@@ -147,30 +137,18 @@ class RoundViewSet(AdministeredViewSet):
         data = given.validated_data
         if not has_role(request.user, data["project"], Role.ADMIN):
             raise PermissionDenied("Only admins of the project launch rounds.")
-        try:
-            round_ = rounds.launch_round(
-                project_id=data["project"],
-                policy_id=data["policy"],
-                prompt_set_id=data["prompt_set"],
-                method=data["method"],
-                hyperparameters=data["hyperparameters"],
-                samples_per_prompt=data["samples_per_prompt"],
-                judgments_wanted=data.get("judgments_wanted"),
-                mix_parent_outputs=data["mix_parent_outputs"],
-                created_by_id=request.user.pk,
-            )
-        except ServiceError as error:
-            return service_error_response(error)
+        round_ = rounds.launch_round(
+            project_id=data["project"],
+            policy_id=data["policy"],
+            prompt_set_id=data["prompt_set"],
+            method=data["method"],
+            hyperparameters=data["hyperparameters"],
+            samples_per_prompt=data["samples_per_prompt"],
+            judgments_wanted=data.get("judgments_wanted"),
+            mix_parent_outputs=data["mix_parent_outputs"],
+            created_by_id=request.user.pk,
+        )
         return Response(RoundSerializer(round_).data, status=status.HTTP_201_CREATED)
-
-    def run_action(self, service, **kwargs) -> Response:
-        round_ = self.get_object()
-        try:
-            result = service(round_.pk, **kwargs)
-        except ServiceError as error:
-            return service_error_response(error)
-        result = AlignmentRound.objects.prefetch_related("jobs").get(pk=result.pk)
-        return Response(RoundSerializer(result).data)
 
     @ACTION_SCHEMA
     @action(detail=True, methods=["post"])
@@ -194,11 +172,7 @@ class RoundViewSet(AdministeredViewSet):
     @action(detail=True, methods=["post"], url_path="next")
     def next_round(self, request: Request, pk=None) -> Response:
         """Launch the following round from this finished round's new version."""
-        round_ = self.get_object()
-        try:
-            new = rounds.next_round(round_.pk, created_by_id=request.user.pk)
-        except ServiceError as error:
-            return service_error_response(error)
+        new = rounds.next_round(self.get_object().pk, created_by_id=request.user.pk)
         return Response(RoundSerializer(new).data, status=status.HTTP_201_CREATED)
 
 
@@ -250,14 +224,6 @@ class JobViewSet(AdministeredViewSet):
 
     def rows(self):
         return TrainingJob.objects.all()
-
-    def run_action(self, service) -> Response:
-        job = self.get_object()
-        try:
-            result = service(job.pk)
-        except ServiceError as error:
-            return service_error_response(error)
-        return Response(JobSerializer(result).data)
 
     @JOB_ACTION_SCHEMA
     @action(detail=True, methods=["post"])

@@ -10,7 +10,7 @@ from django import forms
 from training import selectors
 from training.comparisons import SHOW_CHOICES
 from training.hyperparameters import default_hyperparameters, project_defaults
-from training.models import RoundDefaults, RoundMethod
+from training.models import RoundMethod
 
 DEFAULT_METHOD = RoundMethod.DPO
 SECTION_LABELS = {
@@ -125,10 +125,6 @@ class LaunchRoundForm(forms.Form):
             if typed.get(HYPERPARAMETER_PREFIX + section)
         }
         return cls(project, initial={"method": method, **carried})
-
-    @property
-    def has_round_defaults(self) -> bool:
-        return RoundDefaults.objects.filter(project_id=self.project.pk).exists()
 
     @property
     def hyperparameter_fields(self) -> list[forms.BoundField]:

@@ -207,10 +207,6 @@ class Completion(models.Model):
     def __str__(self) -> str:
         return self.text[:80]
 
-    @property
-    def was_cut_off(self) -> bool:
-        return is_cut_off(self.generation_settings.get("finish_reason"))
-
 
 def is_cut_off(finish_reason: object) -> bool:
     """Generation stopped at the token limit, not at an end of sequence (OpenAI's finish_reason

@@ -217,7 +217,9 @@ def test_style_control_through_the_api_and_the_page(verbose, make_member):
     data = client.get(url + "?style_control=true").json()
     assert data["style_effects"]["length"] > 0.5
     assert all(row["style_score"] is not None for row in data["rows"])
-    page = client.get(f"/insights/projects/{verbose.pk}/leaderboard/?style=1").content.decode()
+    page = client.get(
+        f"/insights/projects/{verbose.pk}/leaderboard/?style_control=1"
+    ).content.decode()
     assert "Style held fixed" in page and "Length" in page
     assert (
         "Style held fixed"

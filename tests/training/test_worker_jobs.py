@@ -4,6 +4,7 @@ import pytest
 
 from feedback import services
 from feedback.models import Completion, ModelVersion, PreferencePair
+from feedback.models.prompts import is_cut_off
 from feedback.services.exports import export_pairs_to_file
 from tests.conftest import wait_for
 from training import jobs
@@ -43,7 +44,11 @@ def test_generate_and_reward_jobs_on_a_real_worker(
     assert all(sample.token_count and sample.text for sample in samples)
     # Each says why it stopped; one stopped at the token limit holds all 16 new tokens.
     assert {s.generation_settings["finish_reason"] for s in samples} <= {"stop", "length"}
-    assert all(s.token_count == 16 for s in samples if s.was_cut_off)
+    assert all(
+        s.token_count == 16
+        for s in samples
+        if is_cut_off(s.generation_settings.get("finish_reason"))
+    )
 
     # Preference pairs: answers with "apple" beat answers without.
     for prompt in prompts:
