@@ -44,6 +44,12 @@ def reviewable_projects(user) -> QuerySet[Project]:
     return projects.order_by("name")
 
 
+def sees_training(user) -> bool:
+    """Whether the Training pages have anything for the user: staff, or a reviewer or admin of
+    some project. Annotators are not shown a link to an empty page."""
+    return user.is_authenticated and (user.is_staff or reviewable_projects(user).exists())
+
+
 @dataclass(frozen=True)
 class ProjectOverview:
     project: Project

@@ -68,6 +68,21 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, project, setup):
     assert response.status_code == 200 and response["HX-Redirect"].startswith(reverse("login"))
 
 
+def test_the_top_bar_links_to_training_only_for_those_it_has_pages_for(client, people, make_user):
+    link = f'href="{reverse("training:index")}"'.encode()
+    for who, shown in (
+        ("admin", True),
+        ("reviewer", True),
+        ("annotator", False),
+        ("stranger", False),
+    ):
+        page = signed_in(client, people[who]).get(reverse("annotations:home"))
+        assert page.status_code == 200
+        assert (link in page.content) is shown, who
+    staff = signed_in(client, make_user(is_staff=True)).get(reverse("annotations:home"))
+    assert link in staff.content
+
+
 def test_annotators_are_forbidden_and_strangers_see_nothing(client, project, setup, people):
     round_ = make_round(project, setup["policy"], setup["prompt_set"])
     urls = page_urls(project, round_, setup["policy"])[1:]
