@@ -89,3 +89,10 @@ class AdjudicationForm(forms.Form):
 
     def clean_ranking(self) -> list[list[int]] | None:
         return parse_ranking(self.cleaned_data["ranking"])
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the token is for, e.g. 'training box', so you can tell it apart later.",
+    )

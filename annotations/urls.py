@@ -6,6 +6,12 @@ app_name = "annotations"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("account/api/", views.api_access, name="api_access"),
+    path(
+        "account/api/tokens/<int:token_id>/revoke/",
+        views.revoke_api_token,
+        name="revoke_api_token",
+    ),
     path("projects/<int:project_id>/work/", views.work, name="work"),
     path("projects/<int:project_id>/tasks/<int:task_id>/judgment/", views.submit, name="submit"),
     path("projects/<int:project_id>/tasks/<int:task_id>/skip/", views.skip, name="skip"),

@@ -5,20 +5,29 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from annotations import presentation, rendering
-from annotations.forms import AdjudicationForm, JudgmentForm, SkipForm, form_error_message
+from annotations.forms import (
+    AdjudicationForm,
+    JudgmentForm,
+    SkipForm,
+    TokenForm,
+    form_error_message,
+)
 from annotations.timing import server_timed
 from feedback import selectors, services
 from feedback.errors import ServiceError
 from feedback.models import Role
 from feedback.models.tasks import SkipReason
+from feedback.services.tokens import issue_token, revoke_token
 
 # A refused submission is shown inline (htmx swaps 409 and 422): bad input is 422; anything
 # that means "this task is no longer yours to answer" is 409 and offers the next task.
@@ -257,3 +266,50 @@ def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResp
         else "annotations/review_task.html"
     )
     return render(request, template, context)
+
+
+# ---- API access ---------------------------------------------------------------------------
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def api_access(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens (create, revoke) and the project ids the API's paths take. A new
+    key is shown in the answer to the POST that made it and nowhere else: it is never stored."""
+    form = TokenForm(request.POST if request.method == "POST" else None)
+    issued, errors = None, []
+    if form.is_bound:
+        if form.is_valid():
+            try:
+                issued = issue_token(user_id=request.user.pk, name=form.cleaned_data["name"])
+            except ServiceError as error:
+                errors.append(error.message)
+            else:
+                form = TokenForm()
+        else:
+            errors.append(form_error_message(form))
+    context = {
+        "form": form,
+        "issued": issued,
+        "errors": errors,
+        "tokens": selectors.api_tokens_of(request.user),
+        "projects": selectors.projects_for(request.user).order_by("name"),
+    }
+    response = render(
+        request, "annotations/api_access.html", context, status=422 if errors else 200
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+@signed_in
+@require_POST
+def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        token = revoke_token(user_id=request.user.pk, token_id=token_id)
+    except ServiceError as error:
+        raise Http404(error.message) from None
+    messages.success(
+        request, f"Token \u201c{token.name}\u201d is revoked; requests with it are refused."
+    )
+    return redirect("annotations:api_access")

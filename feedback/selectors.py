@@ -3,12 +3,13 @@
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Case, Count, Q, QuerySet, When
+from django.db.models import Case, Count, F, Q, QuerySet, When
 from django.utils import timezone
 
 from feedback.models import (
     Adjudication,
     AnnotationTask,
+    ApiToken,
     Assignment,
     Completion,
     Judgment,
@@ -207,6 +208,11 @@ def adjudication_of(task_id: int) -> Adjudication | None:
         .filter(task_id=task_id)
         .first()
     )
+
+
+def api_tokens_of(user) -> QuerySet[ApiToken]:
+    """The user's API tokens, active ones first, newest first within each."""
+    return user.api_tokens.order_by(F("revoked_at").desc(nulls_first=True), "-created_at")
 
 
 def memberships_of(user) -> dict[int, str]:

@@ -1,0 +1,28 @@
+/* API access page: copy a new token to the clipboard, and confirm before revoking one. */
+(function () {
+  "use strict";
+
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const field = document.getElementById(button.dataset.copy);
+      field.select();
+      try {
+        await navigator.clipboard.writeText(field.value);
+        button.textContent = "Copied";
+      } catch (error) {
+        // No clipboard access (plain HTTP, or permission refused): the key stays selected.
+        button.textContent = "Press Ctrl+C";
+      }
+    });
+  });
+
+  document.querySelectorAll("[data-select-on-focus]").forEach((field) => {
+    field.addEventListener("focus", () => field.select());
+  });
+
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+})();
