@@ -1,8 +1,10 @@
 """Django admin for every domain model."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from feedback import models
+from feedback.errors import ServiceError
+from feedback.services import create_tasks_from_completions
 
 
 class MembershipInline(admin.TabularInline):
@@ -32,9 +34,44 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
 @admin.register(models.Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "__str__", "split", "created_at"]
-    list_filter = ["project", "split"]
+    list_display = ["id", "project", "__str__", "split", "import_batch", "created_at"]
+    list_filter = ["project", "split", "import_batch"]
     search_fields = ["text"]
+    actions = ["pairwise_tasks", "ranking_tasks", "rating_tasks"]
+
+    def open_tasks(self, request, queryset, mode: str) -> None:
+        """Tasks over the selected prompts' outputs, a call per project (see
+        create_tasks_from_completions); a refused project says why and keeps nothing."""
+        by_project: dict[models.Project, list[int]] = {}
+        for prompt in queryset.select_related("project").only("pk", "project__name"):
+            by_project.setdefault(prompt.project, []).append(prompt.pk)
+        for project, prompt_ids in by_project.items():
+            try:
+                result = create_tasks_from_completions(
+                    project_id=project.pk, mode=mode, prompt_ids=prompt_ids
+                )
+            except ServiceError as error:
+                self.message_user(request, f"{project.name}: {error.message}", messages.WARNING)
+                continue
+            self.message_user(
+                request,
+                f"{project.name}: {result.created} {mode} tasks created over {result.prompts} "
+                f"prompts; {result.already_there} were there already; "
+                f"{result.too_few_outputs} prompts have fewer than two outputs.",
+                messages.SUCCESS if result.created else messages.INFO,
+            )
+
+    @admin.action(description="Create pairwise tasks: every pair of each prompt's outputs")
+    def pairwise_tasks(self, request, queryset):
+        self.open_tasks(request, queryset, "pairwise")
+
+    @admin.action(description="Create ranking tasks: all of each prompt's outputs")
+    def ranking_tasks(self, request, queryset):
+        self.open_tasks(request, queryset, "ranking")
+
+    @admin.action(description="Create rating tasks: all of each prompt's outputs")
+    def rating_tasks(self, request, queryset):
+        self.open_tasks(request, queryset, "rating")
 
 
 @admin.register(models.PromptSet)

@@ -215,6 +215,18 @@ def api_tokens_of(user) -> QuerySet[ApiToken]:
     return user.api_tokens.order_by(F("revoked_at").desc(nulls_first=True), "-created_at")
 
 
+def task_groups(mode: str, completion_ids: list[int]) -> set[frozenset[int]]:
+    """The completion sets shown by tasks of `mode` (open or not) that show any of these
+    completions: what creating tasks over them again would duplicate."""
+    members: dict[int, set[int]] = {}
+    tasks = AnnotationTask.objects.filter(mode=mode, items__completion_id__in=completion_ids)
+    for task_id, completion_id in TaskItem.objects.filter(
+        task_id__in=tasks.values("pk")
+    ).values_list("task_id", "completion_id"):
+        members.setdefault(task_id, set()).add(completion_id)
+    return {frozenset(ids) for ids in members.values()}
+
+
 def memberships_of(user) -> dict[int, str]:
     """The user's role per project id, for the projects they are a member of."""
     return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import QuerySet
 
+from feedback import selectors as feedback_selectors
 from feedback import services as feedback_services
 from feedback.errors import ServiceError
 from feedback.models import (
-    AnnotationTask,
     Completion,
     Judgment,
     ModelVersion,
@@ -342,7 +342,9 @@ def create_blind_tasks(
         for prompt_id in prompt_ids
         if prompt_id in outputs_a and prompt_id in outputs_b
     }
-    existing = existing_pairwise_pairs([cid for pair in pairs.values() for cid in pair])
+    existing = feedback_selectors.task_groups(
+        JudgmentMode.PAIRWISE, [cid for pair in pairs.values() for cid in pair]
+    )
     rng = random.Random(seed)
     created, already_there = [], 0
     for prompt_id, pair in pairs.items():
@@ -358,19 +360,6 @@ def create_blind_tasks(
         )
         created.append(task.pk)
     return BlindTasks(created, already_there, len(prompt_ids) - len(pairs))
-
-
-def existing_pairwise_pairs(completion_ids: list[int]) -> set[frozenset[int]]:
-    """Completion pairs that a pairwise task (open or not) already shows."""
-    members: dict[int, set[int]] = {}
-    tasks = AnnotationTask.objects.filter(
-        mode=JudgmentMode.PAIRWISE, items__completion_id__in=completion_ids
-    ).values("pk")
-    for task_id, completion_id in TaskItem.objects.filter(task_id__in=tasks).values_list(
-        "task_id", "completion_id"
-    ):
-        members.setdefault(task_id, set()).add(completion_id)
-    return {frozenset(pair) for pair in members.values() if len(pair) == 2}
 
 
 def can_generate(version: ModelVersion) -> bool:

@@ -13,6 +13,7 @@ from feedback.models import (
     Project,
     Prompt,
 )
+from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import SkipReason
 from feedback.services.exports import PAIR_STYLES, ExportFilters
 
@@ -179,6 +180,45 @@ class DeriveResultSerializer(serializers.Serializer):
     pairs = serializers.IntegerField()
     ties = serializers.IntegerField()
     replaced = serializers.IntegerField()
+
+
+class TaskCreationSerializer(serializers.Serializer):
+    """Which of the project's outputs become annotation tasks (see
+    feedback.services.tasks.create_tasks_from_completions)."""
+
+    mode = serializers.ChoiceField(
+        choices=JudgmentMode.choices,
+        help_text="pairwise: a task per pair of a prompt's outputs; ranking or rating: a task "
+        "with all of them (2 to 9).",
+    )
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_empty=False,
+        max_length=100_000,
+        help_text="Default: every prompt of the project.",
+    )
+    model_version_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_empty=False,
+        max_length=100,
+        help_text="Only these versions' outputs. Default: every output of each prompt.",
+    )
+    judgments_wanted = serializers.IntegerField(
+        required=False, min_value=1, max_value=100, help_text="Default: the project's overlap."
+    )
+
+
+class OpenedTasksSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    prompts = serializers.IntegerField(help_text="Prompts that got at least one new task.")
+    already_there = serializers.IntegerField(
+        help_text="Tasks not created: one of the same mode shows the same outputs already."
+    )
+    too_few_outputs = serializers.IntegerField(
+        help_text="Prompts skipped: fewer than two outputs to compare."
+    )
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):

@@ -42,6 +42,7 @@ from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import import_jsonl, stream_lines
 from feedback.services.pairs import derive_pairs
+from feedback.services.tasks import create_tasks_from_completions
 from feedback.services.tokens import issue_token, revoke_token
 
 ERROR_STATUS = {
@@ -319,6 +320,27 @@ class DerivePairs(ServiceErrorMixin, APIView):
         data.is_valid(raise_exception=True)
         result = derive_pairs(project_id=project_id, policy=PairPolicy(**data.validated_data))
         return Response(s.DeriveResultSerializer(result.as_json()).data)
+
+
+class TaskCreation(ServiceErrorMixin, APIView):
+    """Turn the project's outputs (imported or generated) into annotation tasks: for each prompt,
+    a pairwise task per pair of its outputs, or one ranking or rating task with all of them.
+    Outputs already shown together by a task of that mode are skipped, so calling it again
+    after importing more outputs creates only the new tasks. All or nothing."""
+
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        request=s.TaskCreationSerializer,
+        responses={201: s.OpenedTasksSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.TaskCreationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = create_tasks_from_completions(project_id=project_id, **data.validated_data)
+        return Response(
+            s.OpenedTasksSerializer(result.as_json()).data, status=status.HTTP_201_CREATED
+        )
 
 
 # --- exports ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from .projects import (
 )
 from .queue import next_task_for, release_expired_leases, skip_task
 from .reviews import adjudicate_task
-from .tasks import create_task
+from .tasks import create_task, create_tasks_from_completions
 
 __all__ = [
     "JudgmentInput",
@@ -22,6 +22,7 @@ __all__ = [
     "create_project",
     "create_prompt",
     "create_task",
+    "create_tasks_from_completions",
     "next_task_for",
     "release_expired_leases",
     "skip_task",

@@ -1,10 +1,14 @@
-"""Creating annotation tasks."""
+"""Creating annotation tasks: one over chosen completions, or many over a project's outputs."""
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
 
 from django.db import transaction
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Completion, Project, Prompt, TaskItem
+from feedback.models import AnnotationTask, Completion, ModelVersion, Project, Prompt, TaskItem
 from feedback.models.projects import JudgmentMode
+from feedback.selectors import task_groups
 
 MAX_ITEMS_PER_TASK = 9  # number keys 1..9 pick an item in the ranking view
 
@@ -65,3 +69,121 @@ def create_task(
         for pos, cid in enumerate(completion_ids)
     )
     return task
+
+
+# Prompts handled per round of queries: bounds the IN lists and the rows held in memory.
+PROMPTS_PER_BATCH = 1000
+LOOKUP_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class OpenedTasks:
+    created: int  # tasks created
+    prompts: int  # prompts that got at least one of them
+    already_there: int  # tasks skipped: one of the same mode shows the same completions
+    too_few_outputs: int  # prompts skipped: fewer than two outputs to compare
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def task_groups_for(mode: str, completion_ids: list[int]) -> list[list[int]]:
+    """The completion groups a prompt's outputs become: every pair for pairwise judgments (as
+    Chatbot Arena pairs models), all of them in one task for a ranking or ratings."""
+    if mode == JudgmentMode.PAIRWISE:
+        return [list(pair) for pair in combinations(completion_ids, 2)]
+    return [completion_ids]
+
+
+def ids_in_project(model, project_id: int, ids: list[int], what: str) -> list[int]:
+    """`ids`, sorted and without repeats, once each is known to be a row of the project."""
+    wanted = sorted(set(ids))
+    found: set[int] = set()
+    # In slices: PostgreSQL takes at most 65,535 parameters a statement.
+    for start in range(0, len(wanted), LOOKUP_BATCH):
+        found.update(
+            model.objects.filter(
+                project_id=project_id, pk__in=wanted[start : start + LOOKUP_BATCH]
+            ).values_list("pk", flat=True)
+        )
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        raise ServiceError(
+            f"{what} {missing[:10]}{' ...' if len(missing) > 10 else ''} are not in this project."
+        )
+    return wanted
+
+
+@transaction.atomic
+def create_tasks_from_completions(
+    *,
+    project_id: int,
+    mode: str,
+    prompt_ids: list[int] | None = None,
+    model_version_ids: list[int] | None = None,
+    judgments_wanted: int | None = None,
+) -> OpenedTasks:
+    """Tasks over the outputs that a project already has (imported or generated): for each
+    prompt (all of the project's, or `prompt_ids`), its completions (all, or those of
+    `model_version_ids`) in `task_groups_for(mode, ...)`. Groups that a task of the same mode
+    already shows are skipped, so running it again after adding outputs adds only what is new.
+    All or nothing: a prompt with more outputs than a task can show refuses the whole call."""
+    project = Project.objects.select_for_update().filter(pk=project_id).first()
+    if project is None:
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    if mode not in JudgmentMode.values:
+        raise ServiceError(f"Unknown mode {mode!r}; use one of {', '.join(JudgmentMode.values)}.")
+    if mode not in project.enabled_modes:
+        raise ServiceError(
+            f"Project {project.name!r} does not enable {mode!r} judgments "
+            f"(enabled: {', '.join(project.enabled_modes)})."
+        )
+    wanted = project.overlap if judgments_wanted is None else judgments_wanted
+    if not 1 <= wanted <= 100:
+        raise ServiceError("A task wants 1 to 100 judgments.")
+    if model_version_ids is not None:
+        ids_in_project(ModelVersion, project_id, model_version_ids, "Model versions")
+    if prompt_ids is None:
+        all_prompt_ids = list(
+            Prompt.objects.filter(project_id=project_id).order_by("pk").values_list("pk", flat=True)
+        )
+    else:
+        all_prompt_ids = ids_in_project(Prompt, project_id, prompt_ids, "Prompts")
+    created = prompts_with_tasks = already_there = too_few = 0
+    for start in range(0, len(all_prompt_ids), PROMPTS_PER_BATCH):
+        batch = all_prompt_ids[start : start + PROMPTS_PER_BATCH]
+        outputs = Completion.objects.filter(prompt_id__in=batch)
+        if model_version_ids is not None:
+            outputs = outputs.filter(model_version_id__in=model_version_ids)
+        by_prompt: dict[int, list[int]] = {}
+        for prompt_id, completion_id in outputs.order_by("pk").values_list("prompt_id", "pk"):
+            by_prompt.setdefault(prompt_id, []).append(completion_id)
+        crowded = [pid for pid, ids in by_prompt.items() if len(ids) > MAX_ITEMS_PER_TASK]
+        if crowded:
+            raise ServiceError(
+                f"Prompts {crowded[:10]} have more than {MAX_ITEMS_PER_TASK} outputs, more than "
+                "a task can show; choose the model versions to compare. Nothing was created."
+            )
+        existing = task_groups(mode, [cid for ids in by_prompt.values() for cid in ids])
+        new_groups: list[tuple[int, list[int]]] = []
+        for prompt_id in batch:
+            ids = by_prompt.get(prompt_id, [])
+            if len(ids) < 2:
+                too_few += 1
+                continue
+            candidates = task_groups_for(mode, ids)
+            groups = [g for g in candidates if frozenset(g) not in existing]
+            already_there += len(candidates) - len(groups)
+            prompts_with_tasks += bool(groups)
+            new_groups += [(prompt_id, group) for group in groups]
+        tasks = AnnotationTask.objects.bulk_create(
+            AnnotationTask(project=project, prompt_id=prompt_id, mode=mode, judgments_wanted=wanted)
+            for prompt_id, _ in new_groups
+        )
+        TaskItem.objects.bulk_create(
+            TaskItem(task=task, completion_id=completion_id, position=position)
+            for task, (_, group) in zip(tasks, new_groups, strict=True)
+            for position, completion_id in enumerate(group)
+        )
+        created += len(tasks)
+    return OpenedTasks(created, prompts_with_tasks, already_there, too_few)

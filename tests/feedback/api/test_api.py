@@ -9,7 +9,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from feedback import services
-from feedback.models import ApiToken, ExportSnapshot, Judgment, PreferencePair, Prompt
+from feedback.models import (
+    AnnotationTask,
+    ApiToken,
+    ExportSnapshot,
+    Judgment,
+    PreferencePair,
+    Prompt,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -269,3 +276,35 @@ def test_imports_and_exports_have_their_own_rate_limits(
     export = f"/api/v1/projects/{project.pk}/exports/judgments/"
     assert [client.get(export).status_code for _ in range(3)] == [200, 200, 429]
     cache.clear()
+
+
+def test_imported_outputs_become_tasks_through_the_api(client_for, make_member, project):
+    client = client_for(make_member(role="admin"))
+    lines = "\n".join(
+        json.dumps({"prompt": f"Question {q}?", "completion": f"{model} says {q}", "model": model})
+        for q in range(3)
+        for model in ("alpha", "beta", "gamma")
+    )
+    imported = client.post(
+        f"/api/v1/projects/{project.pk}/imports/?import_format=completions",
+        data=lines,
+        content_type="application/jsonl",
+    )
+    assert imported.status_code == 201, imported.data
+    url = f"/api/v1/projects/{project.pk}/tasks/"
+    created = client.post(url, {"mode": "pairwise", "judgments_wanted": 2}, format="json")
+    assert created.status_code == 201, created.data
+    assert created.data == {"created": 9, "prompts": 3, "already_there": 0, "too_few_outputs": 0}
+    assert AnnotationTask.objects.filter(project=project, judgments_wanted=2).count() == 9
+    again = client.post(url, {"mode": "pairwise"}, format="json")
+    assert (again.data["created"], again.data["already_there"]) == (0, 9)
+
+    refused = client.post(url, {"mode": "ranking", "model_version_ids": [10_000]}, format="json")
+    assert refused.status_code == 400
+    assert refused.data["detail"] == "Model versions [10000] are not in this project."
+    bad = client.post(url, {"mode": "pairwise", "prompt_ids": []}, format="json")
+    assert bad.status_code == 400 and "prompt_ids" in bad.data
+    assert AnnotationTask.objects.count() == 9
+    ranked = client.post(url, {"mode": "ranking"}, format="json")
+    assert (ranked.status_code, ranked.data["created"]) == (201, 3)
+    assert AnnotationTask.objects.filter(mode="ranking").count() == 3

@@ -32,6 +32,7 @@ CASES = [
     ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
+    ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
     ("post", "/api/v1/projects/{project}/pairs/derive/", ADMINS),
     ("get", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
@@ -46,6 +47,7 @@ CALLERS = ("anonymous", "outsider", "annotator", "reviewer", "admin")
 BODIES = {
     "/api/v1/tokens/": {"name": "ci"},
     "/api/v1/projects/{project}/pairs/derive/": {"name": "majority"},
+    "/api/v1/projects/{project}/tasks/": {"mode": "pairwise"},
 }
 
 
