@@ -1,9 +1,10 @@
 """Reads for pages and the API: querysets scoped to what a user may see, and small aggregates."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
-from django.db.models import Case, Count, F, Q, QuerySet, When
+from django.db.models import Case, Count, F, Max, Q, QuerySet, When
 from django.utils import timezone
 
 from feedback.models import (
@@ -12,8 +13,10 @@ from feedback.models import (
     ApiToken,
     Assignment,
     Completion,
+    ExportSnapshot,
     Judgment,
     Membership,
+    PreferencePair,
     Project,
     Prompt,
     Role,
@@ -225,6 +228,31 @@ def task_groups(mode: str, completion_ids: list[int]) -> set[frozenset[int]]:
     ).values_list("task_id", "completion_id"):
         members.setdefault(task_id, set()).add(completion_id)
     return {frozenset(ids) for ids in members.values()}
+
+
+@dataclass(frozen=True)
+class PolicyPairs:
+    policy: str
+    pairs: int
+    ties: int
+    updated_at: datetime  # of the newest pair
+
+
+def pair_policies(project_id: int) -> list[PolicyPairs]:
+    """The pair policies the project's pairs were made under, with how many each made."""
+    rows = (
+        PreferencePair.objects.filter(project_id=project_id)
+        .values("policy")
+        .annotate(
+            pairs=Count("pk"), ties=Count("pk", filter=Q(is_tie=True)), updated_at=Max("created_at")
+        )
+        .order_by("policy")
+    )
+    return [PolicyPairs(**row) for row in rows]
+
+
+def recent_exports(project_id: int, limit: int = 10) -> QuerySet[ExportSnapshot]:
+    return ExportSnapshot.objects.filter(project_id=project_id).select_related("created_by")[:limit]
 
 
 def memberships_of(user) -> dict[int, str]:

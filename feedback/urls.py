@@ -7,4 +7,5 @@ app_name = "insights"
 urlpatterns = [
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
+    path("projects/<int:project_id>/data/", views.data, name="data"),
 ]

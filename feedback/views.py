@@ -1,13 +1,20 @@
-"""Insight pages for a project's reviewers and admins: leaderboard and annotator agreement."""
+"""Insight pages for a project's reviewers and admins: leaderboard, annotator agreement, and the
+preference data the judgments make."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
 
 from feedback import charts, insights, selectors
 from feedback.api.permissions import REVIEWERS
-from feedback.models import Project
+from feedback.errors import ServiceError
+from feedback.forms import PairPolicyForm
+from feedback.models import Project, Role
+from feedback.services.imports import IMPORT_POLICY
+from feedback.services.pairs import derive_pairs
 
 
 def reviewable_project(request, project_id: int) -> Project:
@@ -62,3 +69,57 @@ def agreement(request, project_id: int):
         ),
     }
     return render(request, "feedback/agreement.html", context)
+
+
+# Snapshot filters that say nothing about what was exported, as values that leave them out.
+UNSAID = {"style": "standard", "margin": False, "include_ties": False}
+
+
+def snapshot_summary(snapshot) -> str:
+    """The filters a snapshot was made with, those that narrowed it or shaped its rows."""
+    said = [
+        f"{key.replace('_', ' ')}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+        for key, value in snapshot.filters.items()
+        if key != "up_to_id" and value not in (None, [], "") and UNSAID.get(key) != value
+    ]
+    return "; ".join([snapshot.format, *said])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def data(request, project_id: int):
+    """Pairs per policy with their downloads, other exports, recent snapshots; admins derive."""
+    project = reviewable_project(request, project_id)
+    can_derive = selectors.has_role(request.user, project.pk, Role.ADMIN)
+    form = PairPolicyForm(request.POST if request.method == "POST" else None)
+    errors: list[str] = []
+    if form.is_bound:
+        if not can_derive:
+            raise PermissionDenied("Only the project's admins derive preference pairs.")
+        if form.is_valid():
+            try:
+                result = derive_pairs(project_id=project.pk, policy=form.policy())
+            except ServiceError as error:
+                errors.append(error.message)
+            else:
+                messages.success(
+                    request,
+                    f"Policy \u201c{result.policy}\u201d: {result.pairs} pairs ({result.ties} ties) "
+                    f"from {result.judgments} judgments; {result.replaced} earlier pairs replaced.",
+                )
+                return redirect("insights:data", project.pk)
+        else:
+            errors += [
+                f"{form.fields[name].label or name}: {' '.join(e)}"
+                for name, e in form.errors.items()
+            ]
+    context = {
+        "project": project,
+        "policies": selectors.pair_policies(project.pk),
+        "exports": [(e, snapshot_summary(e)) for e in selectors.recent_exports(project.pk)],
+        "can_derive": can_derive,
+        "import_policy": IMPORT_POLICY,
+        "form": form,
+        "errors": errors,
+    }
+    return render(request, "feedback/data.html", context, status=422 if errors else 200)
