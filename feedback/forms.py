@@ -3,6 +3,16 @@
 from django import forms
 
 from feedback.pairs import PairPolicy
+from feedback.services.imports import FORMATS
+
+FORMAT_LABELS = {
+    "completions": "Outputs: prompt, completion, model",
+    "prompts": "Prompts",
+    "model_versions": "Model versions",
+    "trl": "TRL pairs: prompt, chosen, rejected",
+    "hh": "Anthropic HH pairs: chosen, rejected",
+    "arena": "Chatbot Arena battles",
+}
 
 
 class PairPolicyForm(forms.Form):
@@ -40,3 +50,43 @@ class PairPolicyForm(forms.Form):
 
     def policy(self) -> PairPolicy:
         return PairPolicy(**self.cleaned_data)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="JSONL file", help_text="Plain or gzipped (.jsonl.gz), up to 1 GiB."
+    )
+    import_format = forms.ChoiceField(
+        label="Format",
+        choices=[("auto", "Tell from the first line")]
+        + [(name, FORMAT_LABELS[name]) for name in FORMATS],
+    )
+
+
+class TaskCreationForm(forms.Form):
+    """Which of a project's outputs become tasks (create_tasks_from_completions)."""
+
+    mode = forms.ChoiceField(label="Judgment")
+    model_versions = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every output of each prompt.",
+    )
+    judgments_wanted = forms.IntegerField(
+        label="Judgments per task",
+        min_value=1,
+        max_value=100,
+        required=False,
+        help_text="Empty: the project's overlap.",
+    )
+
+    def __init__(self, project, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        labels = {"pairwise": "Pairwise: every pair of a prompt's outputs"}
+        labels |= {
+            "ranking": "Ranking: all of a prompt's outputs",
+            "rating": "Ratings: all of them",
+        }
+        self.fields["mode"].choices = [(mode, labels[mode]) for mode in project.enabled_modes]
+        self.fields["model_versions"].queryset = project.model_versions.order_by("name")

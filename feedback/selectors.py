@@ -14,6 +14,7 @@ from feedback.models import (
     Assignment,
     Completion,
     ExportSnapshot,
+    ImportBatch,
     Judgment,
     Membership,
     PreferencePair,
@@ -249,6 +250,34 @@ def pair_policies(project_id: int) -> list[PolicyPairs]:
         .order_by("policy")
     )
     return [PolicyPairs(**row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ProjectContents:
+    prompts: int
+    outputs: int
+    tasks: int
+    open_tasks: int
+
+
+def project_contents(project_id: int) -> ProjectContents:
+    tasks = AnnotationTask.objects.filter(project_id=project_id).aggregate(
+        total=Count("pk"), open=Count("pk", filter=Q(status=TaskStatus.OPEN))
+    )
+    return ProjectContents(
+        prompts=Prompt.objects.filter(project_id=project_id).count(),
+        outputs=Completion.objects.filter(prompt__project_id=project_id).count(),
+        tasks=tasks["total"],
+        open_tasks=tasks["open"],
+    )
+
+
+def recent_imports(project_id: int, limit: int = 10) -> QuerySet[ImportBatch]:
+    return (
+        ImportBatch.objects.filter(project_id=project_id)
+        .select_related("created_by")
+        .order_by("-created_at")[:limit]
+    )
 
 
 def recent_exports(project_id: int, limit: int = 10) -> QuerySet[ExportSnapshot]:

@@ -8,4 +8,5 @@ urlpatterns = [
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
     path("projects/<int:project_id>/data/", views.data, name="data"),
+    path("projects/<int:project_id>/imports/", views.imports, name="imports"),
 ]

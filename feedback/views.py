@@ -11,10 +11,16 @@ from django.views.decorators.http import require_http_methods
 from feedback import charts, insights, selectors
 from feedback.api.permissions import REVIEWERS
 from feedback.errors import ServiceError
-from feedback.forms import PairPolicyForm
+from feedback.forms import ImportForm, PairPolicyForm, TaskCreationForm
 from feedback.models import Project, Role
-from feedback.services.imports import IMPORT_POLICY
+from feedback.services.imports import (
+    IMPORT_POLICY,
+    MAX_IMPORT_BYTES,
+    file_lines,
+    import_jsonl,
+)
 from feedback.services.pairs import derive_pairs
+from feedback.services.tasks import create_tasks_from_completions
 
 
 def reviewable_project(request, project_id: int) -> Project:
@@ -123,3 +129,87 @@ def data(request, project_id: int):
         "errors": errors,
     }
     return render(request, "feedback/data.html", context, status=422 if errors else 200)
+
+
+# Bad lines shown on the page; the API's answer names every one.
+SHOWN_IMPORT_PROBLEMS = 50
+
+
+def import_file(request, project, form: ImportForm) -> str:
+    """Import the uploaded file; what to tell the user. Raises ServiceError."""
+    upload = form.cleaned_data["file"]
+    if upload.size > MAX_IMPORT_BYTES:
+        raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
+    result = import_jsonl(
+        project_id=project.pk,
+        user_id=request.user.pk,
+        lines=file_lines(upload.file, gzipped=upload.name.endswith(".gz")),
+        format=form.cleaned_data["import_format"],
+        source=upload.name,
+    )
+    made = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in result.created.items())
+    return (
+        f"Imported {upload.name} ({result.format}, {result.lines} lines): {made or 'nothing new'}."
+    )
+
+
+def open_tasks(request, project, form: TaskCreationForm) -> str:
+    """Create the tasks the form asks for; what to tell the user. Raises ServiceError."""
+    versions = form.cleaned_data["model_versions"]
+    result = create_tasks_from_completions(
+        project_id=project.pk,
+        mode=form.cleaned_data["mode"],
+        model_version_ids=[v.pk for v in versions] or None,
+        judgments_wanted=form.cleaned_data["judgments_wanted"],
+    )
+    return (
+        f"{result.created} {form.cleaned_data['mode']} tasks created over {result.prompts} "
+        f"prompts; {result.already_there} were there already; {result.too_few_outputs} prompts "
+        "have fewer than two outputs."
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def imports(request, project_id: int):
+    """Admins import JSONL files and turn the outputs into tasks; reviewers see what came in."""
+    project = reviewable_project(request, project_id)
+    can_manage = selectors.has_role(request.user, project.pk, Role.ADMIN)
+    posted = request.POST.get("action") if request.method == "POST" else None
+    if posted and not can_manage:
+        raise PermissionDenied("Only the project's admins import files and create tasks.")
+    import_form = ImportForm(
+        request.POST if posted == "import" else None,
+        request.FILES if posted == "import" else None,
+    )
+    task_form = TaskCreationForm(project, request.POST if posted == "tasks" else None)
+    bound = {"import": (import_form, import_file), "tasks": (task_form, open_tasks)}.get(posted)
+    errors: list[str] = []
+    if bound is not None:
+        form, act = bound
+        if form.is_valid():
+            try:
+                said = act(request, project, form)
+            except ServiceError as error:
+                errors = [error.message, *error.details[:SHOWN_IMPORT_PROBLEMS]]
+                if len(error.details) > SHOWN_IMPORT_PROBLEMS:
+                    errors.append(f"... and {len(error.details) - SHOWN_IMPORT_PROBLEMS} more.")
+            else:
+                messages.success(request, said)
+                return redirect("insights:imports", project.pk)
+        else:
+            errors = [
+                f"{form.fields[name].label or name}: {' '.join(problems)}"
+                for name, problems in form.errors.items()
+            ]
+    context = {
+        "project": project,
+        "can_manage": can_manage,
+        "contents": selectors.project_contents(project.pk),
+        "batches": selectors.recent_imports(project.pk),
+        "import_form": import_form,
+        "task_form": task_form,
+        "posted": posted,
+        "errors": errors,
+    }
+    return render(request, "feedback/imports.html", context, status=422 if errors else 200)

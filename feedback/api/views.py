@@ -1,7 +1,6 @@
 """API views: parse input, call one service or selector, render. Rules live in the services."""
 
 import functools
-import gzip
 import io
 from collections.abc import Iterator
 
@@ -40,7 +39,7 @@ from feedback.pairs import PairPolicy
 from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
 from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
-from feedback.services.imports import import_jsonl, stream_lines
+from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
 from feedback.services.pairs import derive_pairs
 from feedback.services.tasks import create_tasks_from_completions
 from feedback.services.tokens import issue_token, revoke_token
@@ -51,7 +50,6 @@ ERROR_STATUS = {
     "forbidden": status.HTTP_403_FORBIDDEN,
     "conflict": status.HTTP_409_CONFLICT,
 }
-MAX_IMPORT_BYTES = 1 << 30
 
 
 def error_response(error: ServiceError) -> Response:
@@ -160,13 +158,9 @@ def upload_lines(request) -> Iterator[bytes]:
         upload = request.FILES.get("file")
         if upload is None:
             raise ServiceError("Send the JSONL file in the multipart field 'file'.")
-        stream, gzipped = upload.file, upload.name.endswith(".gz")
-    else:
-        stream = request.stream or io.BytesIO()
-        gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
-    if gzipped:
-        stream = gzip.GzipFile(fileobj=stream)
-    return stream_lines(stream)
+        return file_lines(upload.file, gzipped=upload.name.endswith(".gz"))
+    stream = request.stream or io.BytesIO()
+    return file_lines(stream, gzipped=request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip")
 
 
 class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):

@@ -21,6 +21,7 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 from __future__ import annotations
 
 import gc
+import gzip
 import queue
 import sys
 import threading
@@ -74,6 +75,7 @@ IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
 EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
+MAX_IMPORT_BYTES = 1 << 30  # a larger file is refused before it is read; split it
 LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
 # little, small enough that memory stays flat however long the file.
@@ -126,6 +128,11 @@ def stream_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes]:
         yield from lines
     if rest:
         yield rest
+
+
+def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
+    """The lines of an uploaded file, unpacked on the fly when it is gzipped."""
+    return stream_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
 
 
 @contextmanager

@@ -1,14 +1,12 @@
-"""Leaderboard and agreement reads, and the insight pages built on them (preference data too)."""
+"""Leaderboard and agreement reads, and the insight pages built on them."""
 
 import json
 import random
-import re
 
 import pytest
 from django.test import Client
 
 from feedback import charts, insights, services
-from feedback.models import PreferencePair
 from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
@@ -236,46 +234,3 @@ def test_charts_escape_labels_and_scale_points():
     assert "0.75" in heat and "0.25" in heat and heat.count("<rect") == 4
     assert charts.nice_ticks(0, 1, 4) == [0, 0.5, 1.0]
     assert charts.nice_ticks(940, 1060) == [950, 1000, 1050]
-
-
-def test_the_data_page_derives_pairs_for_admins_and_links_their_downloads(
-    project, make_member, make_task
-):
-    annotator = make_member(role="annotator")
-    for _ in range(2):
-        task = make_task()
-        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
-        services.submit_judgment(
-            annotator_id=annotator.pk,
-            task_id=task.pk,
-            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key=f"k{task.pk}"),
-        )
-    url = f"/insights/projects/{project.pk}/data/"
-    client = Client()
-    client.force_login(annotator)
-    assert client.get(url).status_code == 403
-
-    client.force_login(make_member(role="reviewer"))
-    page = client.get(url).content.decode()
-    assert "No pairs yet." in page and "Derive pairs" not in page
-    assert client.post(url, {"name": "mine"}).status_code == 403
-    assert not PreferencePair.objects.exists()
-
-    client.force_login(make_member(role="admin"))
-    form = {"name": "strict", "ranking_pairs": "adjacent", "aggregate": "majority"}
-    form |= {"ties": "keep", "both_bad": "drop"}
-    derived = client.post(url, form, follow=True)
-    assert derived.redirect_chain == [(url, 302)]
-    page = derived.content.decode()
-    assert "Policy “strict”: 2 pairs (0 ties) from 2 judgments; 0 earlier pairs replaced." in page
-    assert PreferencePair.objects.filter(project=project, policy="strict").count() == 2
-    download = re.search(r'href="([^"]+format=jsonl&amp;policy=strict)"', page).group(1)
-    lines = b"".join(client.get(download.replace("&amp;", "&")).streaming_content).splitlines()
-    assert [sorted(json.loads(line)) for line in lines] == [["chosen", "prompt", "rejected"]] * 2
-    assert "policies: strict" in client.get(url).content.decode()  # the snapshot it recorded
-
-    refused = client.post(url, form | {"name": "import"})
-    assert refused.status_code == 422 and "kept for imported pairs" in refused.content.decode()
-    bad = client.post(url, form | {"ties": "sometimes"})
-    assert bad.status_code == 422 and "Ties: Select a valid choice." in bad.content.decode()
-    assert set(PreferencePair.objects.values_list("policy", flat=True)) == {"strict"}

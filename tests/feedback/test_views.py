@@ -1,0 +1,114 @@
+"""The project pages in feedback/views.py besides the leaderboard and agreement (tested with their
+reads in test_insights.py): preference data, and imports and tasks."""
+
+import json
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from feedback import services
+from feedback.models import AnnotationTask, Completion, ImportBatch, PreferencePair
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_data_page_derives_pairs_for_admins_and_links_their_downloads(
+    project, make_member, make_task
+):
+    annotator = make_member(role="annotator")
+    for _ in range(2):
+        task = make_task()
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key=f"k{task.pk}"),
+        )
+    url = f"/insights/projects/{project.pk}/data/"
+    client = Client()
+    client.force_login(annotator)
+    assert client.get(url).status_code == 403
+
+    client.force_login(make_member(role="reviewer"))
+    page = client.get(url).content.decode()
+    assert "No pairs yet." in page and "Derive pairs" not in page
+    assert client.post(url, {"name": "mine"}).status_code == 403
+    assert not PreferencePair.objects.exists()
+
+    client.force_login(make_member(role="admin"))
+    form = {"name": "strict", "ranking_pairs": "adjacent", "aggregate": "majority"}
+    form |= {"ties": "keep", "both_bad": "drop"}
+    derived = client.post(url, form, follow=True)
+    assert derived.redirect_chain == [(url, 302)]
+    page = derived.content.decode()
+    assert "Policy “strict”: 2 pairs (0 ties) from 2 judgments; 0 earlier pairs replaced." in page
+    assert PreferencePair.objects.filter(project=project, policy="strict").count() == 2
+    download = re.search(r'href="([^"]+format=jsonl&amp;policy=strict)"', page).group(1)
+    lines = b"".join(client.get(download.replace("&amp;", "&")).streaming_content).splitlines()
+    assert [sorted(json.loads(line)) for line in lines] == [["chosen", "prompt", "rejected"]] * 2
+    assert "policies: strict" in client.get(url).content.decode()  # the snapshot it recorded
+
+    refused = client.post(url, form | {"name": "import"})
+    assert refused.status_code == 422 and "kept for imported pairs" in refused.content.decode()
+    bad = client.post(url, form | {"ties": "sometimes"})
+    assert bad.status_code == 422 and "Ties: Select a valid choice." in bad.content.decode()
+    assert set(PreferencePair.objects.values_list("policy", flat=True)) == {"strict"}
+
+
+def jsonl_upload(name: str, records: list) -> SimpleUploadedFile:
+    body = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records)
+    return SimpleUploadedFile(name, body.encode(), content_type="application/jsonl")
+
+
+def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member):
+    url = f"/insights/projects/{project.pk}/imports/"
+    client = Client()
+    client.force_login(make_member(role="reviewer"))
+    page = client.get(url).content.decode()
+    assert "Nothing imported yet." in page and "Import a file" not in page
+    upload = jsonl_upload("x.jsonl", [{"prompt": "p", "completion": "c"}])
+    assert client.post(url, {"action": "import", "file": upload}).status_code == 403
+    assert client.post(url, {"action": "tasks", "mode": "pairwise"}).status_code == 403
+
+    client.force_login(make_member(role="admin"))
+    bad = jsonl_upload("bad.jsonl", [{"prompt": "ok", "completion": "fine"}, "not json"])
+    refused = client.post(url, {"action": "import", "file": bad, "import_format": "auto"})
+    assert refused.status_code == 422
+    assert "line 2: not valid JSON" in refused.content.decode()
+    assert not Completion.objects.exists() and not ImportBatch.objects.exists()
+
+    records = [
+        {"prompt": f"Question {q}?", "completion": f"{model} on {q}", "model": model}
+        for q in range(2)
+        for model in ("small", "large", "huge")
+    ]
+    upload = jsonl_upload("outputs.jsonl", records)
+    imported = client.post(
+        url, {"action": "import", "file": upload, "import_format": "completions"}, follow=True
+    )
+    assert imported.redirect_chain == [(url, 302)]
+    assert (
+        "Imported outputs.jsonl (completions, 6 lines): 3 model versions, 2 prompts, "
+        "6 completions." in imported.content.decode()
+    )
+    small, large = (project.model_versions.get(name=n).pk for n in ("small", "large"))
+    made = client.post(
+        url,
+        {"action": "tasks", "mode": "pairwise", "model_versions": [small, large]},
+        follow=True,
+    )
+    assert "2 pairwise tasks created over 2 prompts" in made.content.decode()
+    assert AnnotationTask.objects.filter(project=project).count() == 2
+    everything = client.post(url, {"action": "tasks", "mode": "ranking", "judgments_wanted": 3})
+    assert everything.status_code == 302
+    ranked = AnnotationTask.objects.filter(mode="ranking")
+    assert [(t.items.count(), t.judgments_wanted) for t in ranked] == [(3, 3), (3, 3)]
+    page = client.get(url).content.decode()
+    assert "outputs.jsonl" in page and re.search(r"<dt>Tasks</dt><dd>4</dd>", page)
+    no_file = client.post(url, {"action": "import", "import_format": "auto"})
+    assert (
+        no_file.status_code == 422
+        and "JSONL file: This field is required." in no_file.content.decode()
+    )
