@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
         "ModelMethodEnum": "feedback.models.prompts.ModelMethod",
         "JobKindEnum": "training.models.JobKind",
         "JobStatusEnum": "training.models.JobStatus",
+        "JudgmentModeEnum": "feedback.models.projects.JudgmentMode",
     },
 }
 
