@@ -75,6 +75,7 @@ class ProjectRow:
     summary: selectors.QueueSummary
     role: str | None  # None: staff who are not members (they review, but have no queue)
     can_review: bool
+    can_manage: bool
 
 
 @signed_in
@@ -87,6 +88,7 @@ def home(request: HttpRequest) -> HttpResponse:
             role=roles.get(summary.project.pk),
             can_review=request.user.is_staff
             or roles.get(summary.project.pk) in (Role.REVIEWER, Role.ADMIN),
+            can_manage=request.user.is_staff or roles.get(summary.project.pk) == Role.ADMIN,
         )
         for summary in selectors.queue_summaries_for(request.user)
     ]

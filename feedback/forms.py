@@ -2,6 +2,8 @@
 
 from django import forms
 
+from feedback.models import Role
+from feedback.models.projects import JudgmentMode
 from feedback.pairs import PairPolicy
 from feedback.services.imports import FORMATS
 
@@ -13,6 +15,15 @@ FORMAT_LABELS = {
     "hh": "Anthropic HH pairs: chosen, rejected",
     "arena": "Chatbot Arena battles",
 }
+
+
+def labelled_errors(form: forms.Form) -> list[str]:
+    """A bound form's problems, one line a field, each starting with the field's label."""
+    return [
+        f"{form.fields[name].label or name if name in form.fields else 'Form'}: "
+        + " ".join(problems)
+        for name, problems in form.errors.items()
+    ]
 
 
 class PairPolicyForm(forms.Form):
@@ -90,3 +101,27 @@ class TaskCreationForm(forms.Form):
         }
         self.fields["mode"].choices = [(mode, labels[mode]) for mode in project.enabled_modes]
         self.fields["model_versions"].queryset = project.model_versions.order_by("name")
+
+
+class ProjectSettingsForm(forms.Form):
+    guidelines = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text="Markdown, shown to annotators above every task (G opens it).",
+    )
+    modes = forms.MultipleChoiceField(
+        label="Judgments",
+        choices=JudgmentMode.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Enable at least one kind of judgment."},
+    )
+    overlap = forms.IntegerField(
+        min_value=1,
+        max_value=100,
+        help_text="Judgments wanted per task, each from a different annotator (for new tasks).",
+    )
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Case, Count, F, Max, Q, QuerySet, When
 from django.utils import timezone
@@ -282,6 +283,20 @@ def recent_imports(project_id: int, limit: int = 10) -> QuerySet[ImportBatch]:
 
 def recent_exports(project_id: int, limit: int = 10) -> QuerySet[ExportSnapshot]:
     return ExportSnapshot.objects.filter(project_id=project_id).select_related("created_by")[:limit]
+
+
+def members_of(project_id: int) -> QuerySet[Membership]:
+    """The project's members, admins first, then by name."""
+    order = Case(When(role=Role.ADMIN, then=0), When(role=Role.REVIEWER, then=1), default=2)
+    return (
+        Membership.objects.filter(project_id=project_id)
+        .select_related("user")
+        .order_by(order, "user__username")
+    )
+
+
+def active_user_named(username: str):
+    return get_user_model().objects.filter(username=username.strip(), is_active=True).first()
 
 
 def memberships_of(user) -> dict[int, str]:

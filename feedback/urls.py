@@ -9,4 +9,5 @@ urlpatterns = [
     path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
     path("projects/<int:project_id>/data/", views.data, name="data"),
     path("projects/<int:project_id>/imports/", views.imports, name="imports"),
+    path("projects/<int:project_id>/settings/", views.project_settings, name="settings"),
 ]

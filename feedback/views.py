@@ -11,7 +11,14 @@ from django.views.decorators.http import require_http_methods
 from feedback import charts, insights, selectors
 from feedback.api.permissions import REVIEWERS
 from feedback.errors import ServiceError
-from feedback.forms import ImportForm, PairPolicyForm, TaskCreationForm
+from feedback.forms import (
+    ImportForm,
+    MemberForm,
+    PairPolicyForm,
+    ProjectSettingsForm,
+    TaskCreationForm,
+    labelled_errors,
+)
 from feedback.models import Project, Role
 from feedback.services.imports import (
     IMPORT_POLICY,
@@ -20,26 +27,34 @@ from feedback.services.imports import (
     import_jsonl,
 )
 from feedback.services.pairs import derive_pairs
+from feedback.services.projects import (
+    add_member,
+    change_member_role,
+    remove_member,
+    update_project,
+)
 from feedback.services.tasks import create_tasks_from_completions
 
 
-def reviewable_project(request, project_id: int) -> Project:
+def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
+    """The project, if the user reviews or administers it, and whether they administer it."""
     role = selectors.role_in(request.user, project_id)
     if role is None:
         raise Http404("No such project.")
     if role not in REVIEWERS:
         raise PermissionDenied("Only the project's reviewers and admins see its insights.")
-    return get_object_or_404(Project, pk=project_id)
+    return get_object_or_404(Project, pk=project_id), role == Role.ADMIN
 
 
 @login_required
 def leaderboard(request, project_id: int):
-    project = reviewable_project(request, project_id)
+    project, can_manage = reviewable_project(request, project_id)
     style_control = request.GET.get("style_control") == "1"
     board = insights.leaderboard(project.pk, style_control=style_control)
     labels = [row.model for row in board.rows]
     context = {
         "project": project,
+        "can_manage": can_manage,
         "board": board,
         "style_control": style_control,
         "style_effects": [
@@ -63,10 +78,11 @@ def leaderboard(request, project_id: int):
 
 @login_required
 def agreement(request, project_id: int):
-    project = reviewable_project(request, project_id)
+    project, can_manage = reviewable_project(request, project_id)
     report = insights.agreement_report(project.pk)
     context = {
         "project": project,
+        "can_manage": can_manage,
         "report": report,
         "over_time_svg": charts.line_chart(
             [period["period"] for period in report.over_time],
@@ -95,12 +111,11 @@ def snapshot_summary(snapshot) -> str:
 @require_http_methods(["GET", "POST"])
 def data(request, project_id: int):
     """Pairs per policy with their downloads, other exports, recent snapshots; admins derive."""
-    project = reviewable_project(request, project_id)
-    can_derive = selectors.has_role(request.user, project.pk, Role.ADMIN)
+    project, can_manage = reviewable_project(request, project_id)
     form = PairPolicyForm(request.POST if request.method == "POST" else None)
     errors: list[str] = []
     if form.is_bound:
-        if not can_derive:
+        if not can_manage:
             raise PermissionDenied("Only the project's admins derive preference pairs.")
         if form.is_valid():
             try:
@@ -115,15 +130,12 @@ def data(request, project_id: int):
                 )
                 return redirect("insights:data", project.pk)
         else:
-            errors += [
-                f"{form.fields[name].label or name}: {' '.join(e)}"
-                for name, e in form.errors.items()
-            ]
+            errors = labelled_errors(form)
     context = {
         "project": project,
         "policies": selectors.pair_policies(project.pk),
         "exports": [(e, snapshot_summary(e)) for e in selectors.recent_exports(project.pk)],
-        "can_derive": can_derive,
+        "can_manage": can_manage,
         "import_policy": IMPORT_POLICY,
         "form": form,
         "errors": errors,
@@ -173,8 +185,7 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
 @require_http_methods(["GET", "POST"])
 def imports(request, project_id: int):
     """Admins import JSONL files and turn the outputs into tasks; reviewers see what came in."""
-    project = reviewable_project(request, project_id)
-    can_manage = selectors.has_role(request.user, project.pk, Role.ADMIN)
+    project, can_manage = reviewable_project(request, project_id)
     posted = request.POST.get("action") if request.method == "POST" else None
     if posted and not can_manage:
         raise PermissionDenied("Only the project's admins import files and create tasks.")
@@ -198,10 +209,7 @@ def imports(request, project_id: int):
                 messages.success(request, said)
                 return redirect("insights:imports", project.pk)
         else:
-            errors = [
-                f"{form.fields[name].label or name}: {' '.join(problems)}"
-                for name, problems in form.errors.items()
-            ]
+            errors = labelled_errors(form)
     context = {
         "project": project,
         "can_manage": can_manage,
@@ -213,3 +221,83 @@ def imports(request, project_id: int):
         "errors": errors,
     }
     return render(request, "feedback/imports.html", context, status=422 if errors else 200)
+
+
+def save_settings(request, project, form: ProjectSettingsForm) -> str:
+    update_project(project_id=project.pk, **form.cleaned_data)
+    return "Settings saved."
+
+
+def add_named_member(request, project, form: MemberForm) -> str:
+    user = selectors.active_user_named(form.cleaned_data["username"])
+    if user is None:
+        raise ServiceError(
+            f"No active user is called {form.cleaned_data['username']!r}; a site admin creates "
+            "accounts in the Django admin."
+        )
+    role = form.cleaned_data["role"]
+    add_member(project_id=project.pk, user_id=user.pk, role=role)
+    return f"{user.username} is now {'an' if role == Role.ADMIN else 'a'} {role} here."
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_settings(request, project_id: int):
+    """Admins change guidelines, judgment kinds and overlap, and who works on the project."""
+    project, can_manage = reviewable_project(request, project_id)
+    if not can_manage:
+        raise PermissionDenied("Only the project's admins change its settings and members.")
+    posted = request.POST.get("action") if request.method == "POST" else None
+    if posted in ("role", "remove"):
+        user_id = (
+            int(request.POST.get("user_id", "")) if request.POST.get("user_id", "").isdigit() else 0
+        )
+        try:
+            if posted == "role":
+                change_member_role(
+                    project_id=project.pk, user_id=user_id, role=request.POST.get("role", "")
+                )
+                messages.success(request, "Role changed.")
+            else:
+                remove_member(project_id=project.pk, user_id=user_id)
+                messages.success(request, "Member removed; their judgments stay.")
+        except ServiceError as error:
+            messages.error(request, error.message)
+        return redirect("insights:settings", project.pk)
+    initial = {
+        "guidelines": project.guidelines,
+        "modes": project.enabled_modes,
+        "overlap": project.overlap,
+    }
+    settings_form = ProjectSettingsForm(
+        request.POST if posted == "settings" else None, initial=initial
+    )
+    member_form = MemberForm(request.POST if posted == "member" else None)
+    bound = {
+        "settings": (settings_form, save_settings),
+        "member": (member_form, add_named_member),
+    }.get(posted)
+    errors: list[str] = []
+    if bound is not None:
+        form, act = bound
+        if form.is_valid():
+            try:
+                said = act(request, project, form)
+            except ServiceError as error:
+                errors = [error.message]
+            else:
+                messages.success(request, said)
+                return redirect("insights:settings", project.pk)
+        else:
+            errors = labelled_errors(form)
+    context = {
+        "project": project,
+        "can_manage": can_manage,
+        "settings_form": settings_form,
+        "member_form": member_form,
+        "members": selectors.members_of(project.pk),
+        "roles": Role.choices,
+        "posted": posted,
+        "errors": errors,
+    }
+    return render(request, "feedback/settings.html", context, status=422 if errors else 200)

@@ -7,8 +7,18 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from feedback.errors import ServiceError
-from feedback.models import Completion, Membership, ModelVersion, Project, Prompt, Role
+from feedback.models import (
+    AnnotationTask,
+    Completion,
+    Membership,
+    ModelVersion,
+    Project,
+    Prompt,
+    Role,
+)
+from feedback.models.projects import JudgmentMode
 from feedback.models.prompts import ModelMethod
+from feedback.models.tasks import TaskStatus
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
@@ -49,10 +59,98 @@ def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> 
         raise ServiceError(f"Role must be one of {', '.join(Role.values)}; got {role!r}.")
     if not get_user_model().objects.filter(pk=user_id).exists():
         raise ServiceError(f"No user with id {user_id}.", code="not_found")
+    # Adding someone who is a member already changes their role, under the same rule as
+    # change_member_role; the lock keeps two such changes from racing.
+    Project.objects.select_for_update().filter(pk=project_id).first()
+    current = Membership.objects.filter(project_id=project_id, user_id=user_id).first()
+    if current is not None and current.role == Role.ADMIN and role != Role.ADMIN:
+        keeps_an_admin(project_id, user_id)
     membership, _ = Membership.objects.update_or_create(
         project_id=project_id, user_id=user_id, defaults={"role": role}
     )
     return membership
+
+
+@transaction.atomic
+def update_project(
+    *, project_id: int, guidelines: str, modes: tuple[str, ...], overlap: int
+) -> Project:
+    """Change what annotators read and do. A mode that open tasks still use cannot be turned
+    off (their annotators would be served tasks the project no longer takes); a new overlap
+    applies to tasks created from now on."""
+    project = Project.objects.select_for_update().filter(pk=project_id).first()
+    if project is None:
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    unknown = set(modes) - set(JudgmentMode.values)
+    if unknown or not modes:
+        raise ServiceError("Enable at least one of pairwise, ranking and rating judgments.")
+    if not 1 <= overlap <= 100:
+        raise ServiceError("Overlap (judgments wanted per task) is 1 to 100.")
+    for mode in set(project.enabled_modes) - set(modes):
+        still_open = AnnotationTask.objects.filter(
+            project_id=project_id, mode=mode, status=TaskStatus.OPEN
+        ).count()
+        if still_open:
+            raise ServiceError(
+                f"{still_open} open {mode} tasks remain; they must be finished before {mode} "
+                "judgments can be turned off."
+            )
+    project.guidelines = guidelines
+    project.pairwise_enabled = "pairwise" in modes
+    project.ranking_enabled = "ranking" in modes
+    project.rating_enabled = "rating" in modes
+    project.overlap = overlap
+    project.save(
+        update_fields=[
+            "guidelines",
+            "pairwise_enabled",
+            "ranking_enabled",
+            "rating_enabled",
+            "overlap",
+        ]
+    )
+    return project
+
+
+def keeps_an_admin(project_id: int, user_id: int) -> None:
+    """Refuse a change that would leave the project without an admin member."""
+    others = Membership.objects.filter(project_id=project_id, role=Role.ADMIN).exclude(
+        user_id=user_id
+    )
+    if not others.exists():
+        raise ServiceError(
+            "This is the project's last admin; make someone else an admin first.",
+            code="conflict",
+        )
+
+
+@transaction.atomic
+def change_member_role(*, project_id: int, user_id: int, role: str) -> Membership:
+    if role not in Role.values:
+        raise ServiceError(f"Role must be one of {', '.join(Role.values)}; got {role!r}.")
+    # Lock the project: two admins demoting each other at once must not both succeed.
+    Project.objects.select_for_update().filter(pk=project_id).first()
+    membership = Membership.objects.filter(project_id=project_id, user_id=user_id).first()
+    if membership is None:
+        raise ServiceError("That user is not a member of this project.", code="not_found")
+    if membership.role == Role.ADMIN and role != Role.ADMIN:
+        keeps_an_admin(project_id, user_id)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, project_id: int, user_id: int) -> None:
+    """Take a user off the project. Their judgments stay; a task they hold goes back to the queue
+    when its lease runs out, as an abandoned one does."""
+    Project.objects.select_for_update().filter(pk=project_id).first()
+    membership = Membership.objects.filter(project_id=project_id, user_id=user_id).first()
+    if membership is None:
+        raise ServiceError("That user is not a member of this project.", code="not_found")
+    if membership.role == Role.ADMIN:
+        keeps_an_admin(project_id, user_id)
+    membership.delete()
 
 
 def normalise_messages(messages: object) -> list[dict[str, str]]:

@@ -112,3 +112,48 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
         no_file.status_code == 422
         and "JSONL file: This field is required." in no_file.content.decode()
     )
+
+
+def test_admins_manage_members_and_settings_on_the_settings_page(project, make_member, make_user):
+    url = f"/insights/projects/{project.pk}/settings/"
+    client = Client()
+    client.force_login(make_member(role="reviewer"))
+    assert client.get(url).status_code == 403
+    assert url not in client.get(f"/insights/projects/{project.pk}/leaderboard/").content.decode()
+
+    admin = make_member(role="admin")
+    client.force_login(admin)
+    assert url in client.get(f"/insights/projects/{project.pk}/leaderboard/").content.decode()
+    newcomer = make_user("newcomer")
+    added = client.post(url, {"action": "member", "username": " newcomer ", "role": "reviewer"})
+    assert added.status_code == 302
+    assert project.memberships.get(user=newcomer).role == "reviewer"
+    unknown = client.post(url, {"action": "member", "username": "ghost", "role": "annotator"})
+    assert unknown.status_code == 422 and "No active user is called" in unknown.content.decode()
+
+    demoted = client.post(
+        url, {"action": "role", "user_id": admin.pk, "role": "annotator"}, follow=True
+    )
+    assert "last admin" in demoted.content.decode()
+    client.post(url, {"action": "role", "user_id": newcomer.pk, "role": "admin"})
+    removed = client.post(url, {"action": "remove", "user_id": newcomer.pk}, follow=True)
+    assert "Member removed" in removed.content.decode()
+    assert not project.memberships.filter(user=newcomer).exists()
+    assert client.post(url, {"action": "remove", "user_id": "x"}).status_code == 302
+
+    saved = client.post(
+        url,
+        {"action": "settings", "guidelines": "Prefer *short* answers.", "modes": ["pairwise"]}
+        | {"overlap": 2},
+        follow=True,
+    )
+    assert "Settings saved." in saved.content.decode()
+    project.refresh_from_db()
+    assert (project.guidelines, project.enabled_modes, project.overlap) == (
+        "Prefer *short* answers.",
+        ["pairwise"],
+        2,
+    )
+    none = client.post(url, {"action": "settings", "guidelines": "", "overlap": 1})
+    assert none.status_code == 422
+    assert "Judgments: Enable at least one kind of judgment." in none.content.decode()
