@@ -1,10 +1,11 @@
-"""Insight pages for a project's reviewers and admins: leaderboard, annotator agreement, and the
-preference data the judgments make."""
+"""A project's pages for its reviewers and admins (the tabs of /insights/projects/<id>/):
+leaderboard, annotator agreement, the preference data the judgments make, imports and tasks,
+and settings. Each parses input, calls a feedback service or selector, and renders."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -44,6 +45,28 @@ def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
     if role not in REVIEWERS:
         raise PermissionDenied("Only the project's reviewers and admins see its insights.")
     return get_object_or_404(Project, pk=project_id), role == Role.ADMIN
+
+
+# Problems shown on a page; the API's answer names every one (every bad line of an import).
+SHOWN_PROBLEMS = 50
+
+
+def submit_form(request, project, form, act, page: str) -> tuple[HttpResponse | None, list[str]]:
+    """Run `act(request, project, form)` on a valid form. Done: its message is flashed and the
+    answer redirects to `page` (post, redirect, get). Refused: the problems to show."""
+    if not form.is_valid():
+        return None, labelled_errors(form)
+    try:
+        said = act(request, project, form)
+    except ServiceError as error:
+        more = len(error.details) - SHOWN_PROBLEMS
+        return None, [
+            error.message,
+            *error.details[:SHOWN_PROBLEMS],
+            *([f"... and {more} more."] if more > 0 else []),
+        ]
+    messages.success(request, said)
+    return redirect(page, project.pk), []
 
 
 @login_required
@@ -107,6 +130,14 @@ def snapshot_summary(snapshot) -> str:
     return "; ".join([snapshot.format, *said])
 
 
+def derive(request, project, form: PairPolicyForm) -> str:
+    result = derive_pairs(project_id=project.pk, policy=form.policy())
+    return (
+        f"Policy \u201c{result.policy}\u201d: {result.pairs} pairs ({result.ties} ties) from "
+        f"{result.judgments} judgments; {result.replaced} earlier pairs replaced."
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def data(request, project_id: int):
@@ -117,20 +148,9 @@ def data(request, project_id: int):
     if form.is_bound:
         if not can_manage:
             raise PermissionDenied("Only the project's admins derive preference pairs.")
-        if form.is_valid():
-            try:
-                result = derive_pairs(project_id=project.pk, policy=form.policy())
-            except ServiceError as error:
-                errors.append(error.message)
-            else:
-                messages.success(
-                    request,
-                    f"Policy \u201c{result.policy}\u201d: {result.pairs} pairs ({result.ties} ties) "
-                    f"from {result.judgments} judgments; {result.replaced} earlier pairs replaced.",
-                )
-                return redirect("insights:data", project.pk)
-        else:
-            errors = labelled_errors(form)
+        done, errors = submit_form(request, project, form, derive, "insights:data")
+        if done:
+            return done
     context = {
         "project": project,
         "policies": selectors.pair_policies(project.pk),
@@ -141,10 +161,6 @@ def data(request, project_id: int):
         "errors": errors,
     }
     return render(request, "feedback/data.html", context, status=422 if errors else 200)
-
-
-# Bad lines shown on the page; the API's answer names every one.
-SHOWN_IMPORT_PROBLEMS = 50
 
 
 def import_file(request, project, form: ImportForm) -> str:
@@ -197,19 +213,9 @@ def imports(request, project_id: int):
     bound = {"import": (import_form, import_file), "tasks": (task_form, open_tasks)}.get(posted)
     errors: list[str] = []
     if bound is not None:
-        form, act = bound
-        if form.is_valid():
-            try:
-                said = act(request, project, form)
-            except ServiceError as error:
-                errors = [error.message, *error.details[:SHOWN_IMPORT_PROBLEMS]]
-                if len(error.details) > SHOWN_IMPORT_PROBLEMS:
-                    errors.append(f"... and {len(error.details) - SHOWN_IMPORT_PROBLEMS} more.")
-            else:
-                messages.success(request, said)
-                return redirect("insights:imports", project.pk)
-        else:
-            errors = labelled_errors(form)
+        done, errors = submit_form(request, project, *bound, "insights:imports")
+        if done:
+            return done
     context = {
         "project": project,
         "can_manage": can_manage,
@@ -279,17 +285,9 @@ def project_settings(request, project_id: int):
     }.get(posted)
     errors: list[str] = []
     if bound is not None:
-        form, act = bound
-        if form.is_valid():
-            try:
-                said = act(request, project, form)
-            except ServiceError as error:
-                errors = [error.message]
-            else:
-                messages.success(request, said)
-                return redirect("insights:settings", project.pk)
-        else:
-            errors = labelled_errors(form)
+        done, errors = submit_form(request, project, *bound, "insights:settings")
+        if done:
+            return done
     context = {
         "project": project,
         "can_manage": can_manage,
