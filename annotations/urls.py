@@ -7,6 +7,7 @@ app_name = "annotations"
 urlpatterns = [
     path("", views.home, name="home"),
     path("account/api/", views.api_access, name="api_access"),
+    path("account/password/", views.PasswordChange.as_view(), name="password_change"),
     path(
         "account/api/tokens/<int:token_id>/revoke/",
         views.revoke_api_token,

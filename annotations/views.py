@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
+from django.contrib.messages.views import SuccessMessageMixin
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
@@ -315,3 +318,12 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
         request, f"Token \u201c{token.name}\u201d is revoked; requests with it are refused."
     )
     return redirect("annotations:api_access")
+
+
+class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
+    """Django's password change (old password, new one twice, the validators in settings); the
+    session stays signed in."""
+
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("annotations:api_access")
+    success_message = "Your password is changed."

@@ -1,4 +1,4 @@
-"""The API access page (annotations/views.py api_access, revoke_api_token) and the
+"""The account pages (annotations/views.py api_access, revoke_api_token, PasswordChange) and the
 create_api_token command: a key is shown once, works against the API, and stops working when
 revoked; one user cannot see or revoke another's tokens."""
 
@@ -124,3 +124,24 @@ def test_the_command_prints_a_working_key_and_refuses_unknown_users(make_user):
     with pytest.raises(CommandError, match="Name the token"):
         call_command("create_api_token", "alice", "--name", " ", stdout=StringIO())
     assert ApiToken.objects.count() == 1
+
+
+def test_a_user_changes_their_password_and_stays_signed_in(make_user):
+    user = make_user("pat")
+    client = client_for(user)
+    url = reverse("annotations:password_change")
+    assert url in client.get(PAGE).content.decode()
+    wrong = client.post(
+        url, {"old_password": "nope", "new_password1": "x", "new_password2": "x"}
+    ).content.decode()
+    assert "Your old password was entered incorrectly" in wrong
+    assert "This password is too short" in wrong
+    new = "a-much-longer-passphrase"
+    changed = client.post(
+        url, {"old_password": "pw", "new_password1": new, "new_password2": new}, follow=True
+    )
+    assert changed.redirect_chain == [(PAGE, 302)]
+    assert "Your password is changed." in changed.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(new)
+    assert client.get(PAGE).status_code == 200  # the session survived the change
