@@ -122,6 +122,11 @@ class ProjectSettingsForm(forms.Form):
     )
 
 
+class NewProjectForm(ProjectSettingsForm):
+    name = forms.CharField(max_length=200)
+    field_order = ["name", "modes", "overlap", "guidelines"]
+
+
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)

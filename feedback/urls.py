@@ -5,6 +5,7 @@ from feedback import views
 app_name = "insights"
 
 urlpatterns = [
+    path("projects/new/", views.new_project, name="new_project"),
     path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
     path("projects/<int:project_id>/data/", views.data, name="data"),

@@ -15,6 +15,7 @@ from feedback.errors import ServiceError
 from feedback.forms import (
     ImportForm,
     MemberForm,
+    NewProjectForm,
     PairPolicyForm,
     ProjectSettingsForm,
     TaskCreationForm,
@@ -31,6 +32,7 @@ from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (
     add_member,
     change_member_role,
+    create_project,
     remove_member,
     update_project,
 )
@@ -299,3 +301,33 @@ def project_settings(request, project_id: int):
         "errors": errors,
     }
     return render(request, "feedback/settings.html", context, status=422 if errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def new_project(request):
+    """Site staff start a project; they become its first admin."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only site staff start projects; ask one to make yours.")
+    form = NewProjectForm(request.POST or None, initial={"modes": ["pairwise"], "overlap": 1})
+    errors: list[str] = []
+    if form.is_bound:
+        if form.is_valid():
+            try:
+                project = create_project(**form.cleaned_data, admin_id=request.user.pk)
+            except ServiceError as error:
+                errors = [error.message]
+            else:
+                messages.success(
+                    request,
+                    f"{project.name} is ready. Import your models' outputs, then create tasks.",
+                )
+                return redirect("insights:imports", project.pk)
+        else:
+            errors = labelled_errors(form)
+    return render(
+        request,
+        "feedback/new_project.html",
+        {"form": form, "errors": errors},
+        status=422 if errors else 200,
+    )

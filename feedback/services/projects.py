@@ -30,7 +30,9 @@ def create_project(
     guidelines: str = "",
     modes: tuple[str, ...] = ("pairwise",),
     overlap: int = 1,
+    admin_id: int | None = None,
 ) -> Project:
+    """A new project; `admin_id`, when given, becomes its first admin member."""
     name = name.strip()
     if not name:
         raise ServiceError("A project needs a name.")
@@ -43,7 +45,7 @@ def create_project(
         raise ServiceError("Overlap (judgments wanted per task) must be at least 1.")
     if Project.objects.filter(name=name).exists():
         raise ServiceError(f"A project named {name!r} exists already.", code="conflict")
-    return Project.objects.create(
+    project = Project.objects.create(
         name=name,
         guidelines=guidelines,
         pairwise_enabled="pairwise" in modes,
@@ -51,6 +53,9 @@ def create_project(
         rating_enabled="rating" in modes,
         overlap=overlap,
     )
+    if admin_id is not None:
+        Membership.objects.create(project=project, user_id=admin_id, role=Role.ADMIN)
+    return project
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from feedback import services
-from feedback.models import AnnotationTask, Completion, ImportBatch, PreferencePair
+from feedback.models import AnnotationTask, Completion, ImportBatch, PreferencePair, Project
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +157,35 @@ def test_admins_manage_members_and_settings_on_the_settings_page(project, make_m
     none = client.post(url, {"action": "settings", "guidelines": "", "overlap": 1})
     assert none.status_code == 422
     assert "Judgments: Enable at least one kind of judgment." in none.content.decode()
+
+
+def test_staff_start_a_project_and_become_its_admin(make_user):
+    url = "/insights/projects/new/"
+    client = Client()
+    client.force_login(make_user())
+    assert client.get(url).status_code == 403
+    assert url not in client.get("/").content.decode()
+
+    staff = make_user(is_staff=True)
+    services.create_project(name="Someone else's")
+    client.force_login(staff)
+    home = client.get("/").content.decode()
+    assert url in home
+    assert '<span class="badge">Staff</span>' in home  # not a member, sees it as staff
+    form = {"name": "  Summaries ", "modes": ["pairwise", "rating"], "overlap": 3}
+    created = client.post(url, form | {"guidelines": "Short is good."}, follow=True)
+    project = Project.objects.get(name="Summaries")
+    assert created.redirect_chain == [(f"/insights/projects/{project.pk}/imports/", 302)]
+    assert "Summaries is ready." in created.content.decode()
+    assert (project.enabled_modes, project.overlap, project.guidelines) == (
+        ["pairwise", "rating"],
+        3,
+        "Short is good.",
+    )
+    assert dict(project.memberships.values_list("user_id", "role")) == {staff.pk: "admin"}
+
+    again = client.post(url, form)
+    assert again.status_code == 422 and "exists already" in again.content.decode()
+    nothing = client.post(url, {"name": "Empty", "overlap": 1})
+    assert nothing.status_code == 422 and "Enable at least one" in nothing.content.decode()
+    assert Project.objects.count() == 2
