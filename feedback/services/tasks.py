@@ -4,11 +4,14 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 
 from django.db import transaction
+from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Completion, ModelVersion, Project, Prompt, TaskItem
 from feedback.models.projects import JudgmentMode
+from feedback.models.tasks import TaskStatus
 from feedback.selectors import task_groups
+from feedback.services.bulk import insert_rows, reserve_ids
 
 MAX_ITEMS_PER_TASK = 9  # number keys 1..9 pick an item in the ranking view
 
@@ -176,14 +179,58 @@ def create_tasks_from_completions(
             already_there += len(candidates) - len(groups)
             prompts_with_tasks += bool(groups)
             new_groups += [(prompt_id, group) for group in groups]
-        tasks = AnnotationTask.objects.bulk_create(
-            AnnotationTask(project=project, prompt_id=prompt_id, mode=mode, judgments_wanted=wanted)
-            for prompt_id, _ in new_groups
-        )
-        TaskItem.objects.bulk_create(
-            TaskItem(task=task, completion_id=completion_id, position=position)
-            for task, (_, group) in zip(tasks, new_groups, strict=True)
-            for position, completion_id in enumerate(group)
-        )
-        created += len(tasks)
+        write_tasks(project.pk, mode, wanted, new_groups)
+        created += len(new_groups)
     return OpenedTasks(created, prompts_with_tasks, already_there, too_few)
+
+
+def write_tasks(
+    project_id: int, mode: str, wanted: int, groups: list[tuple[int, list[int]]]
+) -> None:
+    """Open tasks over (prompt id, completion ids) groups, through the import's bulk writer
+    (COPY on PostgreSQL): Django's bulk_create spent 250 µs a task building model objects."""
+    item_count = sum(len(group) for _, group in groups)
+    ids = reserve_ids({AnnotationTask: len(groups), TaskItem: item_count})
+    now = timezone.now()
+    insert_rows(
+        AnnotationTask,
+        (
+            "id",
+            "project_id",
+            "prompt_id",
+            "mode",
+            "judgments_wanted",
+            "slots_taken",
+            "judgment_count",
+            "status",
+            "priority",
+            "is_gold",
+            "created_at",
+        ),
+        (
+            (
+                task_id,
+                project_id,
+                prompt_id,
+                mode,
+                wanted,
+                0,
+                0,
+                TaskStatus.OPEN.value,
+                0,
+                False,
+                now,
+            )
+            for task_id, (prompt_id, _) in zip(ids[AnnotationTask], groups, strict=True)
+        ),
+    )
+    item_ids = iter(ids[TaskItem])
+    insert_rows(
+        TaskItem,
+        ("id", "task_id", "completion_id", "position"),
+        (
+            (next(item_ids), task_id, completion_id, position)
+            for task_id, (_, group) in zip(ids[AnnotationTask], groups, strict=True)
+            for position, completion_id in enumerate(group)
+        ),
+    )

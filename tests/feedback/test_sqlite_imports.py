@@ -67,3 +67,35 @@ def test_imports_write_the_same_rows_on_sqlite(tmp_path):
     assert out["verdicts"] == ["a", "tie", "b"]
     assert out["refused"] and out["refused"][0].startswith("line 4: not valid JSON")
     assert out["unchanged"]
+
+
+TASKS_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from feedback import services
+from feedback.models import AnnotationTask
+from feedback.services import imports
+
+project = services.create_project(name="sqlite tasks", modes=("pairwise", "ranking"))
+lines = [json.dumps({"prompt": f"q{q}", "completion": f"{m} on q{q}", "model": m})
+         for q in range(2) for m in ("a", "b", "c")]
+imports.import_jsonl(project_id=project.pk, user_id=None, format="completions", lines=lines)
+made = [services.create_tasks_from_completions(project_id=project.pk, mode=mode).as_json()
+        for mode in ("pairwise", "pairwise", "ranking")]
+user = get_user_model().objects.create_user("ann", password="pw")
+services.add_member(project_id=project.pk, user_id=user.pk)
+lease = services.next_task_for(annotator_id=user.pk, project_id=project.pk)
+print(json.dumps({
+    "made": made,
+    "tasks": sorted([t.mode, t.items.count(), t.status] for t in AnnotationTask.objects.all()),
+    "served": lease is not None,
+}))
+"""
+
+
+def test_tasks_from_outputs_on_sqlite(tmp_path):
+    out = run_on_sqlite(tmp_path, TASKS_SCRIPT)
+    assert [m["created"] for m in out["made"]] == [6, 0, 2]
+    assert out["made"][1]["already_there"] == 6
+    assert out["tasks"] == [["pairwise", 2, "open"]] * 6 + [["ranking", 3, "open"]] * 2
+    assert out["served"]
