@@ -233,17 +233,32 @@ def adjudicate(request: HttpRequest, task) -> str | None:
     return None
 
 
+def set_gold(request: HttpRequest, task) -> str | None:
+    """Make the task gold (its adjudication is the known answer) or not; the refusal, if any."""
+    try:
+        services.mark_gold(
+            reviewer_id=request.user.pk, task_id=task.pk, is_gold=request.POST["gold"] == "1"
+        )
+    except ServiceError as error:
+        return error.message
+    return None
+
+
 @signed_in
 @require_http_methods(["GET", "POST"])
 def review_task(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
-    """Every judgment of a task side by side; POST accepts one or overrides them."""
+    """Every judgment of a task side by side; POST accepts one or overrides them, or makes the
+    adjudicated answer the task's gold answer."""
     project = project_or_404(request, project_id)
     if refused := reviewers_only(request, project):
         return refused
     task = selectors.task_in_project(task_id, project.pk)
     if task is None:
         raise Http404("No such task in this project.")
-    error = adjudicate(request, task) if request.method == "POST" else None
+    error = None
+    if request.method == "POST":
+        error = set_gold(request, task) if "gold" in request.POST else adjudicate(request, task)
+        task.refresh_from_db()
     if error and request.htmx:
         return inline_error(request, error, 422)
     if request.method == "POST" and not error and not request.htmx:

@@ -10,7 +10,7 @@ from .projects import (
     create_prompt,
 )
 from .queue import next_task_for, release_expired_leases, skip_task
-from .reviews import adjudicate_task
+from .reviews import adjudicate_task, mark_gold
 from .tasks import create_task, create_tasks_from_completions
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "create_prompt",
     "create_task",
     "create_tasks_from_completions",
+    "mark_gold",
     "next_task_for",
     "release_expired_leases",
     "skip_task",

@@ -70,4 +70,44 @@ def adjudicate_task(
         task=task,
         defaults={"reviewer_id": reviewer_id, "action": action, "note": note, **fields},
     )
+    if task.is_gold:
+        # A gold task's known answer is its adjudication: it follows a change of mind.
+        task.gold_answer = gold_answer_of(adjudication)
+        task.save(update_fields=["gold_answer"])
     return adjudication
+
+
+def gold_answer_of(adjudication: Adjudication) -> dict:
+    """The adjudicated answer in a gold task's terms: {"choice": ...} or {"ranking": ...}."""
+    if adjudication.action == AdjudicationAction.ACCEPT:
+        judgment = adjudication.accepted_judgment
+        choice, ranking = judgment.choice, judgment.ranking
+    else:
+        choice, ranking = adjudication.choice, adjudication.ranking
+    return {"choice": choice} if choice else {"ranking": ranking}
+
+
+@transaction.atomic
+def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTask:
+    """Make the task a gold task whose known answer is its adjudication (annotators' judgments
+    on it then count towards their gold accuracy), or an ordinary task again."""
+    task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
+    if task is None:
+        raise ServiceError(f"No task with id {task_id}.", code="not_found")
+    require_reviewer(reviewer_id, task.project_id)
+    if not is_gold:
+        task.is_gold, task.gold_answer = False, None
+        task.save(update_fields=["is_gold", "gold_answer"])
+        return task
+    if task.mode == JudgmentMode.RATING:
+        raise ServiceError(
+            "A gold answer is a pairwise choice or a ranking; rating tasks have neither."
+        )
+    adjudication = (
+        Adjudication.objects.select_related("accepted_judgment").filter(task=task).first()
+    )
+    if adjudication is None:
+        raise ServiceError("Adjudicate the task first: its gold answer is the adjudicated one.")
+    task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
+    task.save(update_fields=["is_gold", "gold_answer"])
+    return task

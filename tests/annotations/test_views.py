@@ -366,3 +366,24 @@ def test_an_invalid_override_is_refused_inline(project, make_member, make_task):
         and "Override with A, B, tie or both bad." in response.content.decode()
     )
     assert not Adjudication.objects.exists()
+
+
+def test_a_reviewer_makes_the_adjudicated_answer_gold_from_the_review_page(
+    project, make_member, make_task
+):
+    task = judged_task(project, make_member, make_task, ["a", "b"])
+    client = client_for(make_member(role=Role.REVIEWER))
+    url = reverse("annotations:review_task", args=[project.pk, task.pk])
+    assert "Use as gold answer" not in client.get(url).content.decode()  # nothing decided yet
+    early = client.post(url, {"gold": "1"}, **HTMX)
+    assert early.status_code == 422 and "Adjudicate the task first" in early.content.decode()
+
+    client.post(url, {"action": "override", "choice": "b"}, **HTMX)
+    made = client.post(url, {"gold": "1"}, **HTMX).content.decode()
+    assert "This decision is the task's gold answer" in made
+    task.refresh_from_db()
+    assert (task.is_gold, task.gold_answer) == (True, {"choice": "b"})
+    undone = client.post(url, {"gold": "0"}, **HTMX).content.decode()
+    assert "Use as gold answer" in undone
+    task.refresh_from_db()
+    assert not task.is_gold

@@ -1,10 +1,18 @@
-"""adjudicate_task: reviewers accept a judgment or override; one adjudication per task."""
+"""adjudicate_task: reviewers accept a judgment or override; one adjudication per task; mark_gold
+makes the adjudicated answer a gold answer."""
 
 import pytest
 
+from feedback import insights
 from feedback.errors import ServiceError
 from feedback.models import Adjudication, Role
-from feedback.services import JudgmentInput, adjudicate_task, next_task_for, submit_judgment
+from feedback.services import (
+    JudgmentInput,
+    adjudicate_task,
+    mark_gold,
+    next_task_for,
+    submit_judgment,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +95,46 @@ def test_only_this_tasks_judgments_can_be_accepted(project, make_member, make_ta
         )
     with pytest.raises(ServiceError, match="Accept a judgment or override"):
         adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="veto")
+
+
+def test_an_adjudicated_task_becomes_gold_and_scores_its_annotators(
+    project, make_member, make_task
+):
+    task = make_task(judgments_wanted=2)
+    right = judged(project, make_member, task, choice="a")
+    wrong = judged(project, make_member, task, choice="b")
+    reviewer = make_member(role=Role.REVIEWER)
+    with pytest.raises(ServiceError, match="Adjudicate the task first"):
+        mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+    with pytest.raises(ServiceError, match="Only reviewers and admins"):
+        mark_gold(reviewer_id=right.annotator_id, task_id=task.pk, is_gold=True)
+
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="accept", judgment_id=right.pk)
+    mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+    task.refresh_from_db()
+    assert (task.is_gold, task.gold_answer) == (True, {"choice": "a"})
+    accuracy = {
+        row.annotator_id: row.gold_accuracy
+        for row in insights.agreement_report(project.pk).annotators
+    }
+    assert (accuracy[right.annotator_id], accuracy[wrong.annotator_id]) == (1.0, 0.0)
+
+    # The gold answer follows the adjudication when a reviewer changes their mind.
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="b")
+    task.refresh_from_db()
+    assert task.gold_answer == {"choice": "b"}
+    mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=False)
+    task.refresh_from_db()
+    assert (task.is_gold, task.gold_answer) == (False, None)
+
+    ranked = make_task(n=3, mode="ranking")
+    ids = list(ranked.items.values_list("completion_id", flat=True))
+    adjudicate_task(
+        reviewer_id=reviewer.pk, task_id=ranked.pk, action="override", ranking=[[ids[2]], ids[:2]]
+    )
+    assert mark_gold(reviewer_id=reviewer.pk, task_id=ranked.pk, is_gold=True).gold_answer == {
+        "ranking": [[ids[2]], ids[:2]]
+    }
+    rated = make_task(n=2, mode="rating")
+    with pytest.raises(ServiceError, match="rating tasks have neither"):
+        mark_gold(reviewer_id=reviewer.pk, task_id=rated.pk, is_gold=True)
