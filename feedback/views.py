@@ -204,16 +204,21 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
 def imports(request, project_id: int):
     """Admins import JSONL files and turn the outputs into tasks; reviewers see what came in."""
     project, can_manage = reviewable_project(request, project_id)
-    posted = request.POST.get("action") if request.method == "POST" else None
-    if posted and not can_manage:
-        raise PermissionDenied("Only the project's admins import files and create tasks.")
+    posted, errors = None, []
+    if request.method == "POST":
+        # Checked before request.POST is read: reading it stores the whole upload.
+        if not can_manage:
+            raise PermissionDenied("Only the project's admins import files and create tasks.")
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_IMPORT_BYTES + (1 << 20):
+            errors = [f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it."]
+        else:
+            posted = request.POST.get("action")
     import_form = ImportForm(
         request.POST if posted == "import" else None,
         request.FILES if posted == "import" else None,
     )
     task_form = TaskCreationForm(project, request.POST if posted == "tasks" else None)
     bound = {"import": (import_form, import_file), "tasks": (task_form, open_tasks)}.get(posted)
-    errors: list[str] = []
     if bound is not None:
         done, errors = submit_form(request, project, *bound, "insights:imports")
         if done:
@@ -228,7 +233,8 @@ def imports(request, project_id: int):
         "posted": posted,
         "errors": errors,
     }
-    return render(request, "feedback/imports.html", context, status=422 if errors else 200)
+    status = 413 if errors and posted is None else 422 if errors else 200
+    return render(request, "feedback/imports.html", context, status=status)
 
 
 def save_settings(request, project, form: ProjectSettingsForm) -> str:
