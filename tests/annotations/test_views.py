@@ -381,6 +381,8 @@ def test_a_reviewer_makes_the_adjudicated_answer_gold_from_the_review_page(
     client.post(url, {"action": "override", "choice": "b"}, **HTMX)
     made = client.post(url, {"gold": "1"}, **HTMX).content.decode()
     assert "This decision is the task's gold answer" in made
+    listed = client.get(reverse("annotations:review_list", args=[project.pk])).content.decode()
+    assert '<span class="badge ok">Gold</span>' in listed
     task.refresh_from_db()
     assert (task.is_gold, task.gold_answer) == (True, {"choice": "b"})
     undone = client.post(url, {"gold": "0"}, **HTMX).content.decode()
