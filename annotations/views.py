@@ -173,6 +173,21 @@ def skip(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
     return next_task_response(request, project)
 
 
+@signed_in
+@require_POST
+def undo(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Take back the annotator's last judgment here and show its task again, to answer anew."""
+    project = project_or_404(request, project_id)
+    try:
+        services.undo_last_judgment(annotator_id=request.user.pk, project_id=project.pk)
+    except ServiceError as error:
+        # Nothing to take back is no reason to offer another task: the error stays inline.
+        return answer_error(request, project, error.message, 422)
+    if not request.htmx:  # post, redirect, get: a reload must not take back another answer
+        return redirect("annotations:work", project_id=project.pk)
+    return next_task_response(request, project)
+
+
 def answer_error(request: HttpRequest, project, message: str, status: int) -> HttpResponse:
     if request.htmx:
         return inline_error(request, message, status, project=project if status == 409 else None)

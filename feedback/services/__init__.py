@@ -1,7 +1,7 @@
 """Writes to the domain. Each service validates fully, writes in one transaction, and raises
 `feedback.errors.ServiceError` with a message a user can act on. The UI and the API share them."""
 
-from .judgments import JudgmentInput, submit_judgment
+from .judgments import JudgmentInput, submit_judgment, undo_last_judgment
 from .projects import (
     add_member,
     create_completion,
@@ -28,4 +28,5 @@ __all__ = [
     "release_expired_leases",
     "skip_task",
     "submit_judgment",
+    "undo_last_judgment",
 ]

@@ -10,7 +10,14 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Judgment, Project, TaskItem
+from feedback.models import (
+    Adjudication,
+    AnnotationTask,
+    Assignment,
+    Judgment,
+    Project,
+    TaskItem,
+)
 from feedback.models.judgments import (
     JUDGMENT_FLAGS,
     LIKERT_MAX,
@@ -21,6 +28,7 @@ from feedback.models.judgments import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.raw_rows import json_column
+from feedback.services.queue import lease_duration
 
 MAX_RATIONALE_CHARS = 10_000
 
@@ -347,3 +355,64 @@ def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Ju
     judgment._state.adding = False
     judgment._state.db = db.alias  # as save() leaves it, so related managers accept it
     return judgment
+
+
+@transaction.atomic
+def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
+    """Take back the annotator's newest judgment in the project and lease its task to them again
+    (same order on screen), so that the next task they are shown is that one, to answer anew.
+    The lease they held meanwhile goes back to the queue. Refused once a reviewer has decided
+    the task or pairs have been derived from the judgment. Returns the task's id."""
+    newest = (
+        Judgment.objects.filter(annotator_id=annotator_id, task__project_id=project_id)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "task_id")
+        .first()
+    )
+    if newest is None:
+        raise ServiceError("You have no judgment in this project to take back.", code="not_found")
+    judgment_id, task_id = newest
+    now = timezone.now()
+    held = list(
+        Assignment.objects.filter(
+            annotator_id=annotator_id,
+            task__project_id=project_id,
+            status=AssignmentStatus.LEASED,
+        )
+        .exclude(task_id=task_id)
+        .values_list("pk", "task_id")
+    )
+    # Task rows first, in id order, as the queue locks them.
+    tasks = sorted({task_id, *(held_task for _, held_task in held)})
+    list(AnnotationTask.objects.select_for_update().filter(pk__in=tasks).order_by("pk"))
+    judgment = Judgment.objects.filter(pk=judgment_id).first()
+    if judgment is None:  # taken back by a concurrent request
+        raise ServiceError("That judgment has been taken back already.", code="conflict")
+    if Adjudication.objects.filter(task_id=task_id).exists():
+        raise ServiceError(
+            "A reviewer has decided this task already; it can no longer be taken back.",
+            code="conflict",
+        )
+    if judgment.pairs.exists():
+        raise ServiceError(
+            "Preference pairs have been derived from this judgment; it can no longer be taken "
+            "back.",
+            code="conflict",
+        )
+    judgment.delete()
+    Assignment.objects.filter(task_id=task_id, annotator_id=annotator_id).update(
+        status=AssignmentStatus.LEASED,
+        leased_at=now,
+        expires_at=now + lease_duration(),
+        finished_at=None,
+    )
+    AnnotationTask.objects.filter(pk=task_id).update(
+        judgment_count=F("judgment_count") - 1,
+        status=Case(
+            When(status=TaskStatus.COMPLETE, then=Value(TaskStatus.OPEN)), default=F("status")
+        ),
+    )
+    for assignment_id, held_task in held:
+        Assignment.objects.filter(pk=assignment_id).delete()
+        AnnotationTask.objects.filter(pk=held_task).update(slots_taken=F("slots_taken") - 1)
+    return task_id

@@ -440,6 +440,7 @@
     if (event.ctrlKey) return;
     if (key === "?") { openDialog("help-dialog"); event.preventDefault(); return; }
     if (key === "g") { toggleGuidelines(); event.preventDefault(); return; }
+    if (key === "z") { const undo = $("#undo-form"); if (undo) undo.requestSubmit(); event.preventDefault(); return; }
     const task = currentTask();
     if (!task) return;
     // Let buttons, links and scrolling regions keep their own Enter, Space and arrow keys.
@@ -507,6 +508,7 @@
     if (event.detail.target.id !== "work" || !(source instanceof HTMLFormElement)) return;
     const task = $("#task");
     const next = task && task.dataset.taskId ? "The next task is ready." : "All done for now.";
+    if (source.id === "undo-form") { announce("Your last answer is taken back: answer this task again."); return; }
     announce((source.id === "judgment-form" ? "Saved. " : "Skipped. ") + next);
   });
 

@@ -389,3 +389,29 @@ def test_a_reviewer_makes_the_adjudicated_answer_gold_from_the_review_page(
     assert "Use as gold answer" in undone
     task.refresh_from_db()
     assert not task.is_gold
+
+
+def test_undo_without_javascript_redirects_and_refuses_inline_with_it(
+    project, make_member, make_task
+):
+    make_task()
+    annotator = make_member()
+    client = client_for(annotator)
+    url = reverse("annotations:undo", args=[project.pk])
+    nothing = client.post(url, **HTMX)
+    assert nothing.status_code == 422
+    assert "no judgment in this project" in nothing.content.decode()
+    page = client.get(work_url(project)).content.decode()
+    task_id = int(re.search(r'data-task-id="(\d+)"', page).group(1))
+    key = lease_key(page)
+    client.post(
+        reverse("annotations:submit", args=[project.pk, task_id]),
+        {"kind": "pairwise", "choice": "a", "idempotency_key": key},
+        **HTMX,
+    )
+    assert Judgment.objects.count() == 1
+    undone = client.post(url)
+    assert (undone.status_code, undone.url) == (302, work_url(project))
+    assert not Judgment.objects.exists()
+    assert f'data-task-id="{task_id}"' in client.get(work_url(project)).content.decode()
+    assert client.get(url).status_code == 405

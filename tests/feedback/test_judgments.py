@@ -1,10 +1,20 @@
-"""submit_judgment: full validation, nothing written on bad input, idempotent retries."""
+"""submit_judgment: full validation, nothing written on bad input, idempotent retries; and
+undo_last_judgment."""
 
 import pytest
 
 from feedback.errors import ServiceError
 from feedback.models import Judgment, PreferencePair
-from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
+from feedback.pairs import PairPolicy
+from feedback.services import (
+    JudgmentInput,
+    adjudicate_task,
+    next_task_for,
+    skip_task,
+    submit_judgment,
+    undo_last_judgment,
+)
+from feedback.services.pairs import derive_pairs
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +208,64 @@ def test_the_returned_judgment_works_as_a_stored_instance(project, make_member, 
     pair.judgments.add(judgment)
     assert list(pair.judgments.all()) == [judgment]
     assert judgment.task.project == project
+
+
+def test_undo_takes_back_the_last_judgment_and_leases_its_task_again(
+    project, make_member, make_task
+):
+    first, second = make_task(), make_task()
+    user, other = make_member(), make_member()
+    task = lease(user, project)
+    shown = next_task_for(annotator_id=user.pk, project_id=project.pk).shown_order
+    submit_judgment(
+        annotator_id=user.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k1"),
+    )
+    task.refresh_from_db()
+    assert (task.judgment_count, task.status) == (1, "complete")
+    held = lease(user, project)  # the next task, which undo hands back
+    assert held.pk != task.pk and {task.pk, held.pk} == {first.pk, second.pk}
+
+    assert undo_last_judgment(annotator_id=user.pk, project_id=project.pk) == task.pk
+    assert not Judgment.objects.exists()
+    task.refresh_from_db()
+    held.refresh_from_db()
+    assert (task.judgment_count, task.status, task.slots_taken) == (0, "open", 1)
+    assert (held.slots_taken, held.assignments.count()) == (0, 0)
+    again = next_task_for(annotator_id=user.pk, project_id=project.pk)
+    assert (again.task_id, again.status, again.shown_order) == (task.pk, "leased", shown)
+    # The task is the user's again: someone else is given the other one.
+    assert lease(other, project).pk == held.pk
+    judgment = submit_judgment(
+        annotator_id=user.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice="b", idempotency_key="k2"),
+    )
+    assert judgment.choice == "b" and Judgment.objects.count() == 1
+
+
+def test_undo_is_refused_once_a_judgment_is_reviewed_or_paired(project, make_member, make_task):
+    user, reviewer = make_member(), make_member(role="reviewer")
+    with pytest.raises(ServiceError, match="no judgment in this project") as refused:
+        undo_last_judgment(annotator_id=user.pk, project_id=project.pk)
+    assert refused.value.code == "not_found"
+    for key in ("k1", "k2"):
+        make_task()
+        task = lease(user, project)
+        judgment = submit_judgment(
+            annotator_id=user.pk,
+            task_id=task.pk,
+            data=JudgmentInput(kind="pairwise", choice="a", idempotency_key=key),
+        )
+        if key == "k1":
+            derive_pairs(project_id=project.pk, policy=PairPolicy(name="p"))
+            with pytest.raises(ServiceError, match="pairs have been derived"):
+                undo_last_judgment(annotator_id=user.pk, project_id=project.pk)
+        else:
+            adjudicate_task(
+                reviewer_id=reviewer.pk, task_id=task.pk, action="accept", judgment_id=judgment.pk
+            )
+            with pytest.raises(ServiceError, match="A reviewer has decided"):
+                undo_last_judgment(annotator_id=user.pk, project_id=project.pk)
+    assert Judgment.objects.count() == 2
