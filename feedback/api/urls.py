@@ -26,6 +26,7 @@ urlpatterns = [
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="imports"),
     path("projects/<int:project_id>/tasks/", views.TaskCreation.as_view(), name="tasks"),
     path("projects/<int:project_id>/next-task/", views.NextTask.as_view(), name="next-task"),
+    path("projects/<int:project_id>/undo/", views.UndoLastJudgment.as_view(), name="undo"),
     path(
         "projects/<int:project_id>/pairs/derive/", views.DerivePairs.as_view(), name="derive-pairs"
     ),

@@ -36,7 +36,13 @@ from feedback.models import (
 )
 from feedback.models.exports import ExportKind
 from feedback.pairs import PairPolicy
-from feedback.services import JudgmentInput, next_task_for, skip_task, submit_judgment
+from feedback.services import (
+    JudgmentInput,
+    next_task_for,
+    skip_task,
+    submit_judgment,
+    undo_last_judgment,
+)
 from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
@@ -231,6 +237,20 @@ class NextTask(ServiceErrorMixin, APIView):
         assignment = next_task_for(annotator_id=request.user.pk, project_id=project_id)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.LeaseSerializer(assignment).data)
+
+
+class UndoLastJudgment(ServiceErrorMixin, APIView):
+    """Take back your newest judgment in the project and get its task leased to you again (same
+    order), to judge anew; the lease you held meanwhile goes back to the queue. 409 once a
+    reviewer has decided the task or pairs were derived from the judgment."""
+
+    permission_classes = [IsProjectMember]
+
+    @extend_schema(request=None, responses={200: s.LeaseSerializer, 404: s.ErrorSerializer})
+    def post(self, request, project_id: int):
+        undo_last_judgment(annotator_id=request.user.pk, project_id=project_id)
+        assignment = next_task_for(annotator_id=request.user.pk, project_id=project_id)
         return Response(s.LeaseSerializer(assignment).data)
 
 

@@ -308,3 +308,23 @@ def test_imported_outputs_become_tasks_through_the_api(client_for, make_member, 
     ranked = client.post(url, {"mode": "ranking"}, format="json")
     assert (ranked.status_code, ranked.data["created"]) == (201, 3)
     assert AnnotationTask.objects.filter(mode="ranking").count() == 3
+
+
+def test_an_api_client_takes_back_its_last_judgment(client_for, make_member, make_task, project):
+    first, second = make_task(), make_task()
+    client = client_for(make_member())
+    url = f"/api/v1/projects/{project.pk}/undo/"
+    nothing = client.post(url)
+    assert nothing.status_code == 404 and "no judgment" in nothing.data["detail"]
+    lease = client.post(f"/api/v1/projects/{project.pk}/next-task/").data
+    body = {"task": lease["task_id"], "kind": "pairwise", "choice": "a", "idempotency_key": "k"}
+    assert client.post("/api/v1/judgments/", body, format="json").status_code == 201
+    client.post(f"/api/v1/projects/{project.pk}/next-task/")  # holds the other task now
+    undone = client.post(url)
+    assert undone.status_code == 200
+    assert (undone.data["task_id"], undone.data["items"]) == (lease["task_id"], lease["items"])
+    assert not Judgment.objects.exists()
+    assert {first.pk, second.pk} == {
+        lease["task_id"],
+        *({first.pk, second.pk} - {lease["task_id"]}),
+    }

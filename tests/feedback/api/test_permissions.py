@@ -34,6 +34,7 @@ CASES = [
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
+    ("post", "/api/v1/projects/{project}/undo/", MEMBERS),
     ("post", "/api/v1/projects/{project}/pairs/derive/", ADMINS),
     ("get", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/exports/judgments/", REVIEWERS),
@@ -63,6 +64,15 @@ def callers(make_user, make_member):
 
 
 def call(client, method: str, url: str, template: str):
+    if template.endswith("/undo/"):
+        # Something to take back, where the caller may judge at all.
+        lease = client.post(url.replace("/undo/", "/next-task/"))
+        if lease.status_code == 200:
+            body = {"task": lease.data["task_id"], "kind": "pairwise", "choice": "a"}
+            judged = client.post(
+                "/api/v1/judgments/", body | {"idempotency_key": "k"}, format="json"
+            )
+            assert judged.status_code == 201
     if template.endswith("/imports/") and method == "post":
         body = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
         return client.post(url, data=body, content_type="application/jsonl")
