@@ -74,6 +74,27 @@ class ImportForm(forms.Form):
     )
 
 
+class PromptSetForm(forms.Form):
+    """A prompt set from the project's prompts: all of them, or one import's, in a split."""
+
+    name = forms.CharField(max_length=200)
+    source = forms.ChoiceField(label="Prompts from")
+    split = forms.ChoiceField(
+        choices=[("train", "Training prompts"), ("held_out", "Held-out prompts"), ("", "Both")],
+        required=False,
+        initial="train",
+        help_text="Rounds sample from training prompts and evaluate on held-out ones.",
+    )
+
+    def __init__(self, batches, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [("", "The whole project")] + [
+            (str(b.pk), f"Import #{b.pk}: {b.source or b.format} ({b.line_count} lines)")
+            for b in batches
+        ]
+        self.fields["source"].required = False
+
+
 class TaskCreationForm(forms.Form):
     """Which of a project's outputs become tasks (create_tasks_from_completions)."""
 

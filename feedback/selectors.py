@@ -21,6 +21,7 @@ from feedback.models import (
     PreferencePair,
     Project,
     Prompt,
+    PromptSet,
     Role,
     TaskItem,
 )
@@ -278,6 +279,14 @@ def recent_imports(project_id: int, limit: int = 10) -> QuerySet[ImportBatch]:
         ImportBatch.objects.filter(project_id=project_id)
         .select_related("created_by")
         .order_by("-created_at")[:limit]
+    )
+
+
+def prompt_sets_of(project_id: int) -> QuerySet[PromptSet]:
+    return (
+        PromptSet.objects.filter(project_id=project_id)
+        .annotate(prompt_count=Count("prompts"))
+        .order_by("name")
     )
 
 

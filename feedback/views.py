@@ -18,6 +18,7 @@ from feedback.forms import (
     NewProjectForm,
     PairPolicyForm,
     ProjectSettingsForm,
+    PromptSetForm,
     TaskCreationForm,
     labelled_errors,
 )
@@ -33,6 +34,7 @@ from feedback.services.projects import (
     add_member,
     change_member_role,
     create_project,
+    create_prompt_set,
     remove_member,
     update_project,
 )
@@ -199,6 +201,17 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
     )
 
 
+def make_prompt_set(request, project, form: PromptSetForm) -> str:
+    source = form.cleaned_data["source"]
+    prompt_set = create_prompt_set(
+        project_id=project.pk,
+        name=form.cleaned_data["name"],
+        import_batch_id=int(source) if source else None,
+        split=form.cleaned_data["split"] or None,
+    )
+    return f"Prompt set \u201c{prompt_set.name}\u201d: {prompt_set.prompts.count()} prompts."
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def imports(request, project_id: int):
@@ -218,7 +231,13 @@ def imports(request, project_id: int):
         request.FILES if posted == "import" else None,
     )
     task_form = TaskCreationForm(project, request.POST if posted == "tasks" else None)
-    bound = {"import": (import_form, import_file), "tasks": (task_form, open_tasks)}.get(posted)
+    batches = list(selectors.recent_imports(project.pk))
+    set_form = PromptSetForm(batches, request.POST if posted == "prompt_set" else None)
+    bound = {
+        "import": (import_form, import_file),
+        "tasks": (task_form, open_tasks),
+        "prompt_set": (set_form, make_prompt_set),
+    }.get(posted)
     if bound is not None:
         done, errors = submit_form(request, project, *bound, "insights:imports")
         if done:
@@ -227,9 +246,11 @@ def imports(request, project_id: int):
         "project": project,
         "can_manage": can_manage,
         "contents": selectors.project_contents(project.pk),
-        "batches": selectors.recent_imports(project.pk),
+        "batches": batches,
+        "prompt_sets": selectors.prompt_sets_of(project.pk),
         "import_form": import_form,
         "task_form": task_form,
+        "set_form": set_form,
         "posted": posted,
         "errors": errors,
     }

@@ -12,6 +12,7 @@ from feedback.models import (
     PreferencePair,
     Project,
     Prompt,
+    PromptSet,
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import SkipReason
@@ -49,6 +50,28 @@ class PromptSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prompt
         fields = ["id", "text", "messages", "metadata", "split", "import_batch", "created_at"]
+
+
+class PromptSetSerializer(serializers.ModelSerializer):
+    prompt_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = PromptSet
+        fields = ["id", "name", "prompt_count", "created_at"]
+
+
+class PromptSetCreationSerializer(serializers.Serializer):
+    """Either `prompt_ids`, or the project's prompts (of one `import_batch`, when given) in
+    `split` (null: both splits)."""
+
+    name = serializers.CharField(max_length=200)
+    prompt_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, allow_empty=False, max_length=1_000_000
+    )
+    import_batch = serializers.IntegerField(required=False)
+    split = serializers.ChoiceField(
+        choices=["train", "held_out"], required=False, allow_null=True, default="train"
+    )
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):

@@ -24,6 +24,9 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/prompts/", views.PromptList.as_view(), name="prompts"),
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="imports"),
+    path(
+        "projects/<int:project_id>/prompt-sets/", views.PromptSetList.as_view(), name="prompt-sets"
+    ),
     path("projects/<int:project_id>/tasks/", views.TaskCreation.as_view(), name="tasks"),
     path("projects/<int:project_id>/next-task/", views.NextTask.as_view(), name="next-task"),
     path("projects/<int:project_id>/undo/", views.UndoLastJudgment.as_view(), name="undo"),

@@ -33,6 +33,7 @@ from feedback.models import (
     ModelVersion,
     Project,
     Prompt,
+    PromptSet,
 )
 from feedback.models.exports import ExportKind
 from feedback.pairs import PairPolicy
@@ -47,6 +48,7 @@ from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
 from feedback.services.pairs import derive_pairs
+from feedback.services.projects import create_prompt_set
 from feedback.services.tasks import create_tasks_from_completions
 from feedback.services.tokens import issue_token, revoke_token
 
@@ -222,6 +224,41 @@ class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
             source=request.query_params.get("source") or (upload.name if upload else ""),
         )
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class PromptSetList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's prompt sets (reviewers); POST makes one (admins) from `prompt_ids`, or from
+    the project's prompts of one `import_batch` and `split`. Rounds sample from prompt sets."""
+
+    serializer_class = s.PromptSetSerializer
+    pagination_class = NewestFirst
+
+    def get_permissions(self):
+        role = IsProjectAdmin if self.request.method == "POST" else IsProjectReviewer
+        return [role()]
+
+    def get_queryset(self):
+        if schema_only(self):
+            return PromptSet.objects.none()
+        return selectors.prompt_sets_of(self.kwargs["project_id"])
+
+    @extend_schema(
+        request=s.PromptSetCreationSerializer,
+        responses={201: s.PromptSetSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.PromptSetCreationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        prompt_set = create_prompt_set(
+            project_id=project_id,
+            name=fields["name"],
+            prompt_ids=fields.get("prompt_ids"),
+            import_batch_id=fields.get("import_batch"),
+            split=fields["split"],
+        )
+        created = selectors.prompt_sets_of(project_id).get(pk=prompt_set.pk)
+        return Response(s.PromptSetSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 # --- annotating through the API --------------------------------------------------------------

@@ -8,6 +8,7 @@ from .projects import (
     create_model_version,
     create_project,
     create_prompt,
+    create_prompt_set,
 )
 from .queue import next_task_for, release_expired_leases, skip_task
 from .reviews import adjudicate_task, mark_gold
@@ -21,6 +22,7 @@ __all__ = [
     "create_model_version",
     "create_project",
     "create_prompt",
+    "create_prompt_set",
     "create_task",
     "create_tasks_from_completions",
     "mark_gold",

@@ -10,14 +10,16 @@ from feedback.errors import ServiceError
 from feedback.models import (
     AnnotationTask,
     Completion,
+    ImportBatch,
     Membership,
     ModelVersion,
     Project,
     Prompt,
+    PromptSet,
     Role,
 )
 from feedback.models.projects import JudgmentMode
-from feedback.models.prompts import ModelMethod
+from feedback.models.prompts import ModelMethod, PromptSplit
 from feedback.models.tasks import TaskStatus
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
@@ -156,6 +158,60 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     if membership.role == Role.ADMIN:
         keeps_an_admin(project_id, user_id)
     membership.delete()
+
+
+# Prompts checked per statement: PostgreSQL takes at most 65,535 parameters.
+PROMPT_ID_BATCH = 10_000
+
+
+@transaction.atomic
+def create_prompt_set(
+    *,
+    project_id: int,
+    name: str,
+    prompt_ids: list[int] | None = None,
+    import_batch_id: int | None = None,
+    split: str | None = PromptSplit.TRAIN,
+) -> PromptSet:
+    """A named set of the project's prompts for rounds and comparisons: `prompt_ids`, or every
+    prompt of the project (of one import batch, when given) in `split` (None: either split)."""
+    if not Project.objects.filter(pk=project_id).exists():
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ServiceError("Name the prompt set (1 to 200 characters).")
+    if PromptSet.objects.filter(project_id=project_id, name=name).exists():
+        raise ServiceError(f"A prompt set named {name!r} exists already.", code="conflict")
+    if split is not None and split not in PromptSplit.values:
+        raise ServiceError(f"Split must be one of {', '.join(PromptSplit.values)}.")
+    prompts = Prompt.objects.filter(project_id=project_id)
+    if prompt_ids is not None:
+        wanted = sorted(set(prompt_ids))
+        found: list[int] = []
+        for start in range(0, len(wanted), PROMPT_ID_BATCH):
+            found += prompts.filter(pk__in=wanted[start : start + PROMPT_ID_BATCH]).values_list(
+                "pk", flat=True
+            )
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise ServiceError(f"Prompts {missing[:10]} are not in this project.")
+        chosen = wanted
+    else:
+        if import_batch_id is not None:
+            if not ImportBatch.objects.filter(pk=import_batch_id, project_id=project_id).exists():
+                raise ServiceError(f"Import {import_batch_id} is not one of this project's.")
+            prompts = prompts.filter(import_batch_id=import_batch_id)
+        if split is not None:
+            prompts = prompts.filter(split=split)
+        chosen = list(prompts.order_by("pk").values_list("pk", flat=True))
+    if not chosen:
+        raise ServiceError("No prompts match; import some, or choose others.")
+    prompt_set = PromptSet.objects.create(project_id=project_id, name=name)
+    links = PromptSet.prompts.through
+    links.objects.bulk_create(
+        links(promptset_id=prompt_set.pk, prompt_id=prompt_id) for prompt_id in chosen
+    )
+    return prompt_set
 
 
 def normalise_messages(messages: object) -> list[dict[str, str]]:

@@ -1,11 +1,19 @@
-"""Changing a project after it is made: settings, and who works on it."""
+"""Changing a project after it is made: settings, who works on it, and its prompt sets."""
+
+import json
 
 import pytest
 
 from feedback import services
 from feedback.errors import ServiceError
 from feedback.models import Membership, Project, Role
-from feedback.services.projects import change_member_role, remove_member, update_project
+from feedback.services.imports import import_jsonl
+from feedback.services.projects import (
+    change_member_role,
+    create_prompt_set,
+    remove_member,
+    update_project,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +74,39 @@ def test_the_last_admin_cannot_be_demoted_or_removed(project, make_member, make_
         annotator.pk: Role.REVIEWER,
         stranger.pk: Role.ADMIN,
     }
+
+
+def test_prompt_sets_come_from_ids_an_import_or_a_split(project):
+    batch_lines = [json.dumps({"prompt": f"imported {n}"}) for n in range(3)]
+    batch = import_jsonl(
+        project_id=project.pk, user_id=None, lines=batch_lines, format="prompts"
+    ).batch
+    train = services.create_prompt(project_id=project.pk, text="made by hand")
+    held = services.create_prompt(project_id=project.pk, text="held", split="held_out")
+    other = services.create_project(name="Other")
+    foreign = services.create_prompt(project_id=other.pk, text="elsewhere")
+
+    def texts(prompt_set):
+        return sorted(prompt_set.prompts.values_list("text", flat=True))
+
+    everything = create_prompt_set(project_id=project.pk, name="all training")
+    assert texts(everything) == ["imported 0", "imported 1", "imported 2", "made by hand"]
+    imported = create_prompt_set(project_id=project.pk, name="import", import_batch_id=batch.pk)
+    assert texts(imported) == ["imported 0", "imported 1", "imported 2"]
+    both = create_prompt_set(project_id=project.pk, name="both", split=None)
+    assert len(texts(both)) == 5
+    chosen = create_prompt_set(project_id=project.pk, name="two", prompt_ids=[train.pk, held.pk])
+    assert texts(chosen) == ["held", "made by hand"]
+
+    cases = [
+        (dict(name="all training"), "exists already"),
+        (dict(name=" "), "Name the prompt set"),
+        (dict(name="x", prompt_ids=[train.pk, foreign.pk]), rf"Prompts \[{foreign.pk}\] are not"),
+        (dict(name="x", import_batch_id=10_000), "Import 10000 is not one of this project's"),
+        (dict(name="x", import_batch_id=batch.pk, split="held_out"), "No prompts match"),
+        (dict(name="x", split="test"), "Split must be one of"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(ServiceError, match=message):
+            create_prompt_set(project_id=project.pk, **arguments)
+    assert project.prompt_sets.count() == 4

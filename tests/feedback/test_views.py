@@ -192,3 +192,26 @@ def test_staff_start_a_project_and_become_its_admin(make_user):
     nothing = client.post(url, {"name": "Empty", "overlap": 1})
     assert nothing.status_code == 422 and "Enable at least one" in nothing.content.decode()
     assert Project.objects.count() == 2
+
+
+def test_admins_make_prompt_sets_from_an_import_on_the_imports_page(project, make_member):
+    url = f"/insights/projects/{project.pk}/imports/"
+    client = Client()
+    client.force_login(make_member(role="admin"))
+    upload = jsonl_upload("prompts.jsonl", [{"prompt": f"Q{n}?"} for n in range(4)])
+    client.post(url, {"action": "import", "file": upload, "import_format": "prompts"})
+    batch = ImportBatch.objects.get()
+    services.create_prompt(project_id=project.pk, text="typed in")
+    made = client.post(
+        url,
+        {"action": "prompt_set", "name": "Imported", "source": str(batch.pk), "split": "train"},
+        follow=True,
+    )
+    assert "Prompt set “Imported”: 4 prompts." in made.content.decode()
+    assert project.prompt_sets.get(name="Imported").prompts.count() == 4
+    clash = client.post(url, {"action": "prompt_set", "name": "Imported", "source": ""})
+    assert clash.status_code == 422 and "exists already" in clash.content.decode()
+    # The launch page, which needs a prompt set, says where to make one.
+    client.force_login(make_member(role="admin"))
+    launch = client.get(f"/training/projects/{project.pk}/rounds/new/").content.decode()
+    assert url in launch

@@ -328,3 +328,20 @@ def test_an_api_client_takes_back_its_last_judgment(client_for, make_member, mak
     (other_task,) = {first.pk, second.pk} - {lease["task_id"]}
     someone = client_for(make_member())
     assert someone.post(f"/api/v1/projects/{project.pk}/next-task/").data["task_id"] == other_task
+
+
+def test_prompt_sets_through_the_api(client_for, make_member, project):
+    prompts = [services.create_prompt(project_id=project.pk, text=f"q{n}") for n in range(3)]
+    admin, reviewer = (
+        client_for(make_member(role="admin")),
+        client_for(make_member(role="reviewer")),
+    )
+    url = f"/api/v1/projects/{project.pk}/prompt-sets/"
+    body = {"name": "first two", "prompt_ids": [p.pk for p in prompts[:2]]}
+    created = admin.post(url, body, format="json")
+    assert created.status_code == 201
+    assert (created.data["name"], created.data["prompt_count"]) == ("first two", 2)
+    listed = reviewer.get(url).data["results"]
+    assert [(row["name"], row["prompt_count"]) for row in listed] == [("first two", 2)]
+    refused = admin.post(url, {"name": "none", "prompt_ids": [10_000]}, format="json")
+    assert refused.status_code == 400 and "are not in this project" in refused.data["detail"]

@@ -32,6 +32,8 @@ CASES = [
     ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
+    ("get", "/api/v1/projects/{project}/prompt-sets/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/prompt-sets/", ADMINS),
     ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
     ("post", "/api/v1/projects/{project}/undo/", MEMBERS),
@@ -49,6 +51,7 @@ BODIES = {
     "/api/v1/tokens/": {"name": "ci"},
     "/api/v1/projects/{project}/pairs/derive/": {"name": "majority"},
     "/api/v1/projects/{project}/tasks/": {"mode": "pairwise"},
+    "/api/v1/projects/{project}/prompt-sets/": {"name": "everything"},
 }
 
 
