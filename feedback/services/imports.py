@@ -69,6 +69,7 @@ from feedback.services.bulk import (
     references_vouched_for,
     reserve_ids,
 )
+from feedback.services.tasks import TASK_COLUMNS
 
 T = TypeVar("T")
 IMPORT_USERNAME = "arbiter-import"
@@ -700,19 +701,7 @@ class ImportWriter:
         annotator_id, first = self.annotator_id, self.written + 1
         insert_rows(
             AnnotationTask,
-            (
-                "id",
-                "project_id",
-                "prompt_id",
-                "mode",
-                "judgments_wanted",
-                "slots_taken",
-                "judgment_count",
-                "status",
-                "priority",
-                "is_gold",
-                "created_at",
-            ),
+            TASK_COLUMNS,
             (
                 (
                     task_ids[i],

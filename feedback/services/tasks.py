@@ -74,6 +74,20 @@ def create_task(
     return task
 
 
+# What a bulk-written task row holds, in order (insert_rows); the rest take their defaults.
+TASK_COLUMNS = (
+    "id",
+    "project_id",
+    "prompt_id",
+    "mode",
+    "judgments_wanted",
+    "slots_taken",
+    "judgment_count",
+    "status",
+    "priority",
+    "is_gold",
+    "created_at",
+)
 # Prompts handled per round of queries: bounds the IN lists and the rows held in memory.
 PROMPTS_PER_BATCH = 1000
 LOOKUP_BATCH = 10_000
@@ -194,19 +208,7 @@ def write_tasks(
     now = timezone.now()
     insert_rows(
         AnnotationTask,
-        (
-            "id",
-            "project_id",
-            "prompt_id",
-            "mode",
-            "judgments_wanted",
-            "slots_taken",
-            "judgment_count",
-            "status",
-            "priority",
-            "is_gold",
-            "created_at",
-        ),
+        TASK_COLUMNS,
         (
             (
                 task_id,
