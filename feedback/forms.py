@@ -95,6 +95,14 @@ class PromptSetForm(forms.Form):
         self.fields["source"].required = False
 
 
+class TaskDeletionForm(forms.Form):
+    mode = forms.ChoiceField(
+        label="Kind",
+        required=False,
+        choices=[("", "Every kind"), *JudgmentMode.choices],
+    )
+
+
 class TaskCreationForm(forms.Form):
     """Which of a project's outputs become tasks (create_tasks_from_completions)."""
 

@@ -20,6 +20,7 @@ from feedback.forms import (
     ProjectSettingsForm,
     PromptSetForm,
     TaskCreationForm,
+    TaskDeletionForm,
     labelled_errors,
 )
 from feedback.models import Project, Role
@@ -38,7 +39,7 @@ from feedback.services.projects import (
     remove_member,
     update_project,
 )
-from feedback.services.tasks import create_tasks_from_completions
+from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
 
 
 def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
@@ -201,6 +202,11 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
     )
 
 
+def delete_tasks(request, project, form: TaskDeletionForm) -> str:
+    deleted = delete_untouched_tasks(project_id=project.pk, mode=form.cleaned_data["mode"] or None)
+    return f"{deleted} untouched open tasks deleted."
+
+
 def make_prompt_set(request, project, form: PromptSetForm) -> str:
     source = form.cleaned_data["source"]
     prompt_set = create_prompt_set(
@@ -233,9 +239,11 @@ def imports(request, project_id: int):
     task_form = TaskCreationForm(project, request.POST if posted == "tasks" else None)
     batches = list(selectors.recent_imports(project.pk))
     set_form = PromptSetForm(batches, request.POST if posted == "prompt_set" else None)
+    deletion_form = TaskDeletionForm(request.POST if posted == "delete_tasks" else None)
     bound = {
         "import": (import_form, import_file),
         "tasks": (task_form, open_tasks),
+        "delete_tasks": (deletion_form, delete_tasks),
         "prompt_set": (set_form, make_prompt_set),
     }.get(posted)
     if bound is not None:
@@ -251,6 +259,7 @@ def imports(request, project_id: int):
         "import_form": import_form,
         "task_form": task_form,
         "set_form": set_form,
+        "deletion_form": deletion_form,
         "posted": posted,
         "errors": errors,
     }

@@ -52,6 +52,10 @@ class PromptSerializer(serializers.ModelSerializer):
         fields = ["id", "text", "messages", "metadata", "split", "import_batch", "created_at"]
 
 
+class DeletedTasksSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField()
+
+
 class PromptSetSerializer(serializers.ModelSerializer):
     prompt_count = serializers.IntegerField(read_only=True)
 

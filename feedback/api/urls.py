@@ -27,7 +27,7 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/prompt-sets/", views.PromptSetList.as_view(), name="prompt-sets"
     ),
-    path("projects/<int:project_id>/tasks/", views.TaskCreation.as_view(), name="tasks"),
+    path("projects/<int:project_id>/tasks/", views.ProjectTasks.as_view(), name="tasks"),
     path("projects/<int:project_id>/next-task/", views.NextTask.as_view(), name="next-task"),
     path("projects/<int:project_id>/undo/", views.UndoLastJudgment.as_view(), name="undo"),
     path(

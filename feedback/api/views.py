@@ -36,6 +36,7 @@ from feedback.models import (
     PromptSet,
 )
 from feedback.models.exports import ExportKind
+from feedback.models.projects import JudgmentMode
 from feedback.pairs import PairPolicy
 from feedback.services import (
     JudgmentInput,
@@ -49,7 +50,7 @@ from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
 from feedback.services.pairs import derive_pairs
 from feedback.services.projects import create_prompt_set
-from feedback.services.tasks import create_tasks_from_completions
+from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
 from feedback.services.tokens import issue_token, revoke_token
 
 ERROR_STATUS = {
@@ -373,7 +374,7 @@ class DerivePairs(ServiceErrorMixin, APIView):
         return Response(s.DeriveResultSerializer(result.as_json()).data)
 
 
-class TaskCreation(ServiceErrorMixin, APIView):
+class ProjectTasks(ServiceErrorMixin, APIView):
     """Turn the project's outputs (imported or generated) into annotation tasks: for each prompt,
     a pairwise task per pair of its outputs, or one ranking or rating task with all of them.
     Outputs already shown together by a task of that mode are skipped, so calling it again
@@ -392,6 +393,20 @@ class TaskCreation(ServiceErrorMixin, APIView):
         return Response(
             s.OpenedTasksSerializer(result.as_json()).data, status=status.HTTP_201_CREATED
         )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("mode", str, enum=JudgmentMode.values, description="Default: all.")
+        ],
+        responses={200: s.DeletedTasksSerializer, 400: s.ErrorSerializer},
+    )
+    def delete(self, request, project_id: int):
+        """Delete the open tasks nobody has touched (no judgment, skip or flag; not gold, not in
+        a round): tasks made by mistake."""
+        deleted = delete_untouched_tasks(
+            project_id=project_id, mode=request.query_params.get("mode") or None
+        )
+        return Response({"deleted": deleted})
 
 
 # --- exports ---------------------------------------------------------------------------------

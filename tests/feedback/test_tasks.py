@@ -5,6 +5,7 @@ import pytest
 from feedback import services
 from feedback.errors import ServiceError
 from feedback.models import AnnotationTask
+from feedback.services.tasks import delete_untouched_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +193,39 @@ def test_refusals_name_the_problem_and_create_nothing(db, monkeypatch):
         create(project_id=project.pk, mode="pairwise", model_version_ids=[a.pk]).too_few_outputs
         == 2
     )
+
+
+def test_only_untouched_open_tasks_are_deleted(project, make_member, make_task):
+    make_task(), make_task(n=3, mode="ranking")  # untouched
+    judged, skipped, leased = make_task(), make_task(), make_task()
+    gold = make_task(gold_answer={"choice": "a"})
+    annotator, other, third = make_member(), make_member(), make_member()
+    for user, task in ((annotator, judged), (other, skipped), (third, leased)):
+        AnnotationTask.objects.exclude(pk=task.pk).update(priority=-1)
+        AnnotationTask.objects.filter(pk=task.pk).update(priority=1)
+        assert (
+            services.next_task_for(annotator_id=user.pk, project_id=project.pk).task_id == task.pk
+        )
+    services.submit_judgment(
+        annotator_id=annotator.pk,
+        task_id=judged.pk,
+        data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
+    )
+    services.skip_task(annotator_id=other.pk, task_id=skipped.pk, reason="unsafe")
+
+    with pytest.raises(ServiceError, match="Unknown mode"):
+        delete_untouched_tasks(project_id=project.pk, mode="vibes")
+    assert delete_untouched_tasks(project_id=project.pk, mode="ranking") == 1
+    # The leased one had not been answered: it goes, and its annotator gets another task.
+    assert delete_untouched_tasks(project_id=project.pk) == 2
+    assert set(AnnotationTask.objects.values_list("pk", flat=True)) == {
+        judged.pk,
+        skipped.pk,
+        gold.pk,
+    }
+    with pytest.raises(ServiceError, match=f"No task with id {leased.pk}"):
+        services.submit_judgment(
+            annotator_id=third.pk,
+            task_id=leased.pk,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="k3"),
+        )

@@ -107,6 +107,11 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
     assert [(t.items.count(), t.judgments_wanted) for t in ranked] == [(3, 3), (3, 3)]
     page = client.get(url).content.decode()
     assert "outputs.jsonl" in page and re.search(r"<dt>Tasks</dt><dd>4</dd>", page)
+    # Made by mistake: the untouched ranking tasks go, the pairwise ones stay.
+    deleted = client.post(url, {"action": "delete_tasks", "mode": "ranking"}, follow=True)
+    assert "2 untouched open tasks deleted." in deleted.content.decode()
+    assert not AnnotationTask.objects.filter(mode="ranking").exists()
+    assert AnnotationTask.objects.filter(mode="pairwise").count() == 2
     # Too large: refused from its Content-Length, before the upload is read or stored.
     huge = client.post(url, {"action": "import"}, CONTENT_LENGTH=str(2 << 30))
     assert huge.status_code == 413 and "The file is over 1024 MiB" in huge.content.decode()

@@ -308,6 +308,9 @@ def test_imported_outputs_become_tasks_through_the_api(client_for, make_member, 
     ranked = client.post(url, {"mode": "ranking"}, format="json")
     assert (ranked.status_code, ranked.data["created"]) == (201, 3)
     assert AnnotationTask.objects.filter(mode="ranking").count() == 3
+    assert client.delete(f"{url}?mode=ranking").data == {"deleted": 3}
+    assert client.delete(f"{url}?mode=vibes").status_code == 400
+    assert AnnotationTask.objects.count() == 9
 
 
 def test_an_api_client_takes_back_its_last_judgment(client_for, make_member, make_task, project):

@@ -35,6 +35,7 @@ CASES = [
     ("get", "/api/v1/projects/{project}/prompt-sets/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/prompt-sets/", ADMINS),
     ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
+    ("delete", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
     ("post", "/api/v1/projects/{project}/undo/", MEMBERS),
     ("post", "/api/v1/projects/{project}/pairs/derive/", ADMINS),

@@ -1,4 +1,5 @@
-/* API access page: copy a new token to the clipboard, and confirm before revoking one. */
+/* Page helpers for plain forms: copy a value to the clipboard ([data-copy]), select a field on
+ * focus ([data-select-on-focus]), and confirm before a destructive submit (form[data-confirm]). */
 (function () {
   "use strict";
 
