@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
 from feedback import charts, insights, selectors
@@ -34,6 +35,7 @@ from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (
     add_member,
     change_member_role,
+    create_member_account,
     create_project,
     create_prompt_set,
     remove_member,
@@ -284,6 +286,22 @@ def add_named_member(request, project, form: MemberForm) -> str:
     return f"{user.username} is now {'an' if role == Role.ADMIN else 'a'} {role} here."
 
 
+def account_request(request, project, posted: str | None):
+    """The staff-only form that makes an account and a member: (form, new account, problems)."""
+    form = MemberForm(request.POST if posted == "account" else None, prefix="account")
+    if posted != "account":
+        return form, None, []
+    if not request.user.is_staff:
+        raise PermissionDenied("Only site staff make accounts.")
+    if not form.is_valid():
+        return form, None, labelled_errors(form)
+    try:
+        made = create_member_account(project_id=project.pk, **form.cleaned_data)
+    except ServiceError as error:
+        return form, None, [error.message]
+    return MemberForm(prefix="account"), made, []
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
@@ -317,6 +335,7 @@ def project_settings(request, project_id: int):
         request.POST if posted == "settings" else None, initial=initial
     )
     member_form = MemberForm(request.POST if posted == "member" else None)
+    account_form, new_account, account_errors = account_request(request, project, posted)
     bound = {
         "settings": (settings_form, save_settings),
         "member": (member_form, add_named_member),
@@ -332,11 +351,22 @@ def project_settings(request, project_id: int):
         "settings_form": settings_form,
         "member_form": member_form,
         "members": selectors.members_of(project.pk),
+        "account_form": account_form,
+        "new_account": new_account,
+        "account_errors": account_errors,
         "roles": Role.choices,
         "posted": posted,
         "errors": errors,
     }
-    return render(request, "feedback/settings.html", context, status=422 if errors else 200)
+    response = render(
+        request,
+        "feedback/settings.html",
+        context,
+        status=422 if errors or account_errors else 200,
+    )
+    if new_account is not None:
+        add_never_cache_headers(response)  # the page holds a password
+    return response
 
 
 @login_required

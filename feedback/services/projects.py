@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+import secrets
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from feedback.errors import ServiceError
@@ -117,6 +120,38 @@ def update_project(
         ]
     )
     return project
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    membership: Membership
+    password: str  # shown once to whoever made the account; only its hash is kept
+
+
+@transaction.atomic
+def create_member_account(*, project_id: int, username: str, role: str) -> NewAccount:
+    """A new sign-in for someone joining the project, with a random password to hand over once
+    (they change it at /account/password/), as a member in `role`."""
+    if not Project.objects.filter(pk=project_id).exists():
+        raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    users = get_user_model()
+    username = username.strip()
+    try:
+        users.username_validator(username)
+    except ValidationError:
+        raise ServiceError(
+            "A username is letters, digits and @ . + - _ only, up to 150 characters."
+        ) from None
+    if not username or len(username) > 150:
+        raise ServiceError("A username is 1 to 150 characters.")
+    if users.objects.filter(username__iexact=username).exists():
+        raise ServiceError(
+            f"An account named {username!r} exists already; add it as a member instead.",
+            code="conflict",
+        )
+    password = secrets.token_urlsafe(12)
+    user = users.objects.create_user(username=username, password=password)
+    return NewAccount(add_member(project_id=project_id, user_id=user.pk, role=role), password)
 
 
 def keeps_an_admin(project_id: int, user_id: int) -> None:

@@ -10,6 +10,7 @@ from feedback.models import Membership, Project, Role
 from feedback.services.imports import import_jsonl
 from feedback.services.projects import (
     change_member_role,
+    create_member_account,
     create_prompt_set,
     remove_member,
     update_project,
@@ -110,3 +111,14 @@ def test_prompt_sets_come_from_ids_an_import_or_a_split(project):
         with pytest.raises(ServiceError, match=message):
             create_prompt_set(project_id=project.pk, **arguments)
     assert project.prompt_sets.count() == 4
+
+
+def test_an_account_made_for_a_project_is_all_or_nothing(project, django_user_model):
+    made = create_member_account(project_id=project.pk, username=" ada ", role=Role.REVIEWER)
+    assert (made.membership.user.username, made.membership.role) == ("ada", Role.REVIEWER)
+    assert made.membership.user.check_password(made.password) and len(made.password) >= 16
+    with pytest.raises(ServiceError, match="Role must be one of"):
+        create_member_account(project_id=project.pk, username="bob", role="owner")
+    with pytest.raises(ServiceError, match="exists already"):
+        create_member_account(project_id=project.pk, username="ADA", role=Role.ANNOTATOR)
+    assert list(django_user_model.objects.values_list("username", flat=True)) == ["ada"]

@@ -220,3 +220,25 @@ def test_admins_make_prompt_sets_from_an_import_on_the_imports_page(project, mak
     client.force_login(make_member(role="admin"))
     launch = client.get(f"/training/projects/{project.pk}/rounds/new/").content.decode()
     assert url in launch
+
+
+def test_staff_make_an_account_for_a_newcomer_on_the_settings_page(project, make_member, make_user):
+    url = f"/insights/projects/{project.pk}/settings/"
+    body = {"action": "account", "account-username": "newbie", "account-role": "annotator"}
+    client = Client()
+    client.force_login(make_member(role="admin"))  # a project admin, not site staff
+    assert "Make an account" not in client.get(url).content.decode()
+    assert client.post(url, body).status_code == 403
+
+    client.force_login(make_user(is_staff=True))
+    made = client.post(url, body)
+    assert made.status_code == 200 and "no-store" in made["Cache-Control"]
+    password = re.search(r'id="new-password"[^>]*value="([^"]+)"', made.content.decode()).group(1)
+    newbie = project.memberships.get(user__username="newbie")
+    assert newbie.role == "annotator" and newbie.user.check_password(password)
+    assert password not in client.get(url).content.decode()  # shown once
+
+    for username, problem in (("newbie", "exists already"), ("no spaces", "letters, digits")):
+        refused = client.post(url, body | {"account-username": username})
+        assert refused.status_code == 422 and problem in refused.content.decode()
+    assert project.memberships.filter(user__username="newbie").count() == 1
