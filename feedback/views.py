@@ -305,7 +305,8 @@ def account_request(request, project, posted: str | None):
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
-    """Admins change guidelines, judgment kinds and overlap, and who works on the project."""
+    """Admins change guidelines, judgment kinds and overlap, and who works on the project; site
+    staff also make accounts for newcomers."""
     project, can_manage = reviewable_project(request, project_id)
     if not can_manage:
         raise PermissionDenied("Only the project's admins change its settings and members.")
