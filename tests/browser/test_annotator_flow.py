@@ -173,6 +173,8 @@ def test_z_takes_back_the_last_answer_and_shows_its_task_again(
     second = scenarios.make_task(project, ["Blue.", "Green."], text="Sky colour?", priority=1)
     sign_in(page, "ann")
     page.get_by_role("link", name="Start annotating").click()
+    page.wait_for_url(f"**/projects/{project.pk}/work/")
+    page.wait_for_load_state("load")  # the key handlers are in place: no key press is lost
 
     wait_for_task(page, first)
     page.keyboard.press("1")

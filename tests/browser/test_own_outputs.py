@@ -46,6 +46,8 @@ def test_imported_outputs_are_judged_and_come_back_as_a_dataset(
     # The annotator prefers the larger model, whichever side it is shown on.
     sign_in(page, "ann")
     page.get_by_role("link", name="Start annotating").click()
+    page.wait_for_url(f"**/projects/{project.pk}/work/")
+    page.wait_for_load_state("load")  # the key handlers are in place: no key press is lost
     for _ in QUESTIONS:
         first = page.locator("#task .output").first
         expect(first).to_be_visible()
