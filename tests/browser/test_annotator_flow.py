@@ -74,6 +74,8 @@ def test_an_annotator_works_through_the_queue_by_keyboard_and_mouse(
     sign_in(page, "ann")
     snap(page, "home", tablet=True)
     page.get_by_role("link", name="Start annotating").click()
+    page.wait_for_url(f"**/projects/{project.pk}/work/")
+    page.wait_for_load_state("load")
 
     # Pairwise, keys only: 1 = left better, W = much, R = rationale, Esc, Enter submits.
     wait_for_task(page, pair)
