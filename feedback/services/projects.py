@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from feedback.errors import ServiceError
 from feedback.models import (
     AnnotationTask,
+    Assignment,
     Completion,
     ImportBatch,
     Membership,
@@ -23,7 +25,7 @@ from feedback.models import (
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
-from feedback.models.tasks import TaskStatus
+from feedback.models.tasks import AssignmentStatus, TaskStatus
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
@@ -184,8 +186,8 @@ def change_member_role(*, project_id: int, user_id: int, role: str) -> Membershi
 
 @transaction.atomic
 def remove_member(*, project_id: int, user_id: int) -> None:
-    """Take a user off the project. Their judgments stay; a task they hold goes back to the queue
-    when its lease runs out, as an abandoned one does."""
+    """Take a user off the project. Their judgments stay; tasks leased to them go back to the
+    queue now (a lease, not membership, is what lets an answer in)."""
     Project.objects.select_for_update().filter(pk=project_id).first()
     membership = Membership.objects.filter(project_id=project_id, user_id=user_id).first()
     if membership is None:
@@ -193,6 +195,14 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     if membership.role == Role.ADMIN:
         keeps_an_admin(project_id, user_id)
     membership.delete()
+    leases = Assignment.objects.filter(
+        annotator_id=user_id, task__project_id=project_id, status=AssignmentStatus.LEASED
+    )
+    held = sorted(leases.values_list("task_id", flat=True))
+    # Task rows first, in id order, as the queue locks them.
+    list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))
+    leases.filter(task_id__in=held).delete()
+    AnnotationTask.objects.filter(pk__in=held).update(slots_taken=F("slots_taken") - 1)
 
 
 # Prompts checked per statement: PostgreSQL takes at most 65,535 parameters.

@@ -122,3 +122,19 @@ def test_an_account_made_for_a_project_is_all_or_nothing(project, django_user_mo
     with pytest.raises(ServiceError, match="exists already"):
         create_member_account(project_id=project.pk, username="ADA", role=Role.ANNOTATOR)
     assert list(django_user_model.objects.values_list("username", flat=True)) == ["ada"]
+
+
+def test_a_removed_member_loses_the_task_they_held(project, make_member, make_task):
+    task = make_task()
+    leaving, staying = make_member(), make_member()
+    assert services.next_task_for(annotator_id=leaving.pk, project_id=project.pk).task_id == task.pk
+    remove_member(project_id=project.pk, user_id=leaving.pk)
+    task.refresh_from_db()
+    assert (task.slots_taken, task.assignments.count()) == (0, 0)
+    with pytest.raises(ServiceError, match="not assigned to you"):
+        services.submit_judgment(
+            annotator_id=leaving.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
+        )
+    assert services.next_task_for(annotator_id=staying.pk, project_id=project.pk).task_id == task.pk
