@@ -55,9 +55,7 @@ class PromptAdmin(admin.ModelAdmin):
                 continue
             self.message_user(
                 request,
-                f"{project.name}: {result.created} {mode} tasks created over {result.prompts} "
-                f"prompts; {result.already_there} were there already; "
-                f"{result.too_few_outputs} prompts have fewer than two outputs.",
+                f"{project.name}: {result.summary(mode)}",
                 messages.SUCCESS if result.created else messages.INFO,
             )
 

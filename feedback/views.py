@@ -173,8 +173,6 @@ def data(request, project_id: int):
 def import_file(request, project, form: ImportForm) -> str:
     """Import the uploaded file; what to tell the user. Raises ServiceError."""
     upload = form.cleaned_data["file"]
-    if upload.size > MAX_IMPORT_BYTES:
-        raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
     result = import_jsonl(
         project_id=project.pk,
         user_id=request.user.pk,
@@ -197,11 +195,7 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
         model_version_ids=[v.pk for v in versions] or None,
         judgments_wanted=form.cleaned_data["judgments_wanted"],
     )
-    return (
-        f"{result.created} {form.cleaned_data['mode']} tasks created over {result.prompts} "
-        f"prompts; {result.already_there} were there already; {result.too_few_outputs} prompts "
-        "have fewer than two outputs."
-    )
+    return result.summary(form.cleaned_data["mode"])
 
 
 def delete_tasks(request, project, form: TaskDeletionForm) -> str:

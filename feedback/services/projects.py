@@ -205,8 +205,27 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     AnnotationTask.objects.filter(pk__in=held).update(slots_taken=F("slots_taken") - 1)
 
 
-# Prompts checked per statement: PostgreSQL takes at most 65,535 parameters.
-PROMPT_ID_BATCH = 10_000
+# Ids checked per statement: PostgreSQL takes at most 65,535 parameters.
+LOOKUP_BATCH = 10_000
+
+
+def ids_in_project(model, project_id: int, ids: list[int], what: str) -> list[int]:
+    """`ids`, sorted and without repeats, once each is known to be a row of the project."""
+    wanted = sorted(set(ids))
+    found: set[int] = set()
+    # In slices: PostgreSQL takes at most 65,535 parameters a statement.
+    for start in range(0, len(wanted), LOOKUP_BATCH):
+        found.update(
+            model.objects.filter(
+                project_id=project_id, pk__in=wanted[start : start + LOOKUP_BATCH]
+            ).values_list("pk", flat=True)
+        )
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        raise ServiceError(
+            f"{what} {missing[:10]}{' ...' if len(missing) > 10 else ''} are not in this project."
+        )
+    return wanted
 
 
 @transaction.atomic
@@ -231,16 +250,7 @@ def create_prompt_set(
         raise ServiceError(f"Split must be one of {', '.join(PromptSplit.values)}.")
     prompts = Prompt.objects.filter(project_id=project_id)
     if prompt_ids is not None:
-        wanted = sorted(set(prompt_ids))
-        found: list[int] = []
-        for start in range(0, len(wanted), PROMPT_ID_BATCH):
-            found += prompts.filter(pk__in=wanted[start : start + PROMPT_ID_BATCH]).values_list(
-                "pk", flat=True
-            )
-        missing = sorted(set(wanted) - set(found))
-        if missing:
-            raise ServiceError(f"Prompts {missing[:10]} are not in this project.")
-        chosen = wanted
+        chosen = ids_in_project(Prompt, project_id, prompt_ids, "Prompts")
     else:
         if import_batch_id is not None:
             if not ImportBatch.objects.filter(pk=import_batch_id, project_id=project_id).exists():

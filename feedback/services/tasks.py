@@ -12,6 +12,7 @@ from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.selectors import task_groups
 from feedback.services.bulk import insert_rows, reserve_ids
+from feedback.services.projects import LOOKUP_BATCH, ids_in_project
 
 MAX_ITEMS_PER_TASK = 9  # number keys 1..9 pick an item in the ranking view
 
@@ -90,7 +91,6 @@ TASK_COLUMNS = (
 )
 # Prompts handled per round of queries: bounds the IN lists and the rows held in memory.
 PROMPTS_PER_BATCH = 1000
-LOOKUP_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,13 @@ class OpenedTasks:
     def as_json(self) -> dict:
         return asdict(self)
 
+    def summary(self, mode: str) -> str:
+        return (
+            f"{self.created} {mode} tasks created over {self.prompts} prompts; "
+            f"{self.already_there} were there already; {self.too_few_outputs} prompts have "
+            "fewer than two outputs."
+        )
+
 
 def task_groups_for(mode: str, completion_ids: list[int]) -> list[list[int]]:
     """The completion groups a prompt's outputs become: every pair for pairwise judgments (as
@@ -110,25 +117,6 @@ def task_groups_for(mode: str, completion_ids: list[int]) -> list[list[int]]:
     if mode == JudgmentMode.PAIRWISE:
         return [list(pair) for pair in combinations(completion_ids, 2)]
     return [completion_ids]
-
-
-def ids_in_project(model, project_id: int, ids: list[int], what: str) -> list[int]:
-    """`ids`, sorted and without repeats, once each is known to be a row of the project."""
-    wanted = sorted(set(ids))
-    found: set[int] = set()
-    # In slices: PostgreSQL takes at most 65,535 parameters a statement.
-    for start in range(0, len(wanted), LOOKUP_BATCH):
-        found.update(
-            model.objects.filter(
-                project_id=project_id, pk__in=wanted[start : start + LOOKUP_BATCH]
-            ).values_list("pk", flat=True)
-        )
-    missing = [pk for pk in wanted if pk not in found]
-    if missing:
-        raise ServiceError(
-            f"{what} {missing[:10]}{' ...' if len(missing) > 10 else ''} are not in this project."
-        )
-    return wanted
 
 
 @transaction.atomic
