@@ -1,9 +1,9 @@
 """Creating projects, members, prompts, model versions and completions one at a time."""
 
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
+from json.encoder import encode_basestring as quote_json
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -289,8 +289,17 @@ def normalise_messages(messages: object) -> list[dict[str, str]]:
 
 
 def prompt_content_hash(text: str, messages: list[dict[str, str]] | None) -> str:
-    payload = json.dumps(messages, ensure_ascii=False, sort_keys=True) if messages else text.strip()
+    payload = canonical_messages(messages) if messages else text.strip()
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def canonical_messages(messages: list[dict[str, str]]) -> str:
+    """`json.dumps(messages, ensure_ascii=False, sort_keys=True)` of normalised messages, whose
+    only keys are content and role, and whose roles are CHAT_ROLES words that need no escaping.
+    Stored hashes depend on these exact characters; built by hand because the general encoder took
+    a third of a chat import's parsing time."""
+    items = [f'{{"content": {quote_json(m["content"])}, "role": "{m["role"]}"}}' for m in messages]
+    return f"[{', '.join(items)}]"
 
 
 def prompt_fields(text: str = "", messages: object = None) -> dict:

@@ -1,5 +1,6 @@
 """Changing a project after it is made: settings, who works on it, and its prompt sets."""
 
+import hashlib
 import json
 
 import pytest
@@ -9,9 +10,11 @@ from feedback.errors import ServiceError
 from feedback.models import Membership, Project, Role
 from feedback.services.imports import import_jsonl
 from feedback.services.projects import (
+    canonical_messages,
     change_member_role,
     create_member_account,
     create_prompt_set,
+    prompt_content_hash,
     remove_member,
     update_project,
 )
@@ -138,3 +141,24 @@ def test_a_removed_member_loses_the_task_they_held(project, make_member, make_ta
             data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
         )
     assert services.next_task_for(annotator_id=staying.pk, project_id=project.pk).task_id == task.pk
+
+
+def test_chat_prompt_hashes_keep_the_json_dumps_spelling_stored_rows_have():
+    tricky = [
+        "",
+        'say "hi"',
+        "back\\slash",
+        "line\nbreak\ttab\x00\x1f",
+        "é中😀\u2028",
+        "</script>{}",
+    ]
+    for index, content in enumerate(tricky):
+        messages = [
+            {"role": "system", "content": content},
+            {"role": "user", "content": tricky[-1 - index]},
+        ]
+        spelled = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+        assert canonical_messages(messages) == spelled
+        assert (
+            prompt_content_hash("", messages) == hashlib.sha256(spelled.encode("utf-8")).hexdigest()
+        )
