@@ -242,3 +242,36 @@ def test_staff_make_an_account_for_a_newcomer_on_the_settings_page(project, make
         refused = client.post(url, body | {"account-username": username})
         assert refused.status_code == 422 and problem in refused.content.decode()
     assert project.memberships.filter(user__username="newbie").count() == 1
+
+
+def test_every_project_page_shows_one_tab_bar_with_settings_for_admins_only(
+    project, make_member, make_task
+):
+    task = make_task()
+    pages = {
+        f"/insights/projects/{project.pk}/leaderboard/": "Leaderboard",
+        f"/insights/projects/{project.pk}/data/": "Preference data",
+        f"/projects/{project.pk}/review/": "Review",
+        f"/projects/{project.pk}/review/{task.pk}/": "Review",
+        f"/training/projects/{project.pk}/rounds/": "Rounds",
+        f"/training/projects/{project.pk}/rounds/new/": "Rounds",
+        f"/training/projects/{project.pk}/models/": "Model registry",
+        f"/training/projects/{project.pk}/compare/": "Side by side",
+    }
+    tab = re.compile(r'<a href="([^"]+)"( aria-current="page")?>([^<]+)</a>')
+    client = Client()
+    for role, settings_shown in (("reviewer", False), ("admin", True)):
+        client.force_login(make_member(role=role))
+        for url, current in pages.items():
+            page = client.get(url)
+            if url.endswith("/rounds/new/") and role == "reviewer":
+                assert page.status_code == 403  # launching is for admins
+                continue
+            assert page.status_code == 200, url
+            bar = page.content.decode().split('<span class="tabs">')[1].split("</span>")[0]
+            tabs = tab.findall(bar)
+            assert [label for _, mark, label in tabs if mark] == [current], url
+            assert ("Settings" in [label for *_, label in tabs]) is settings_shown
+            links = {label: href for href, _, label in tabs}
+            assert links["Annotate"] == f"/projects/{project.pk}/work/"
+            assert links["Imports &amp; tasks"] == f"/insights/projects/{project.pk}/imports/"
