@@ -4,15 +4,18 @@ values; outputs list their fields explicitly."""
 from rest_framework import serializers
 
 from feedback.models import (
+    AnnotationTask,
     ApiToken,
     ExportSnapshot,
     ImportBatch,
     Judgment,
+    Membership,
     ModelVersion,
     PreferencePair,
     Project,
     Prompt,
     PromptSet,
+    Role,
 )
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import SkipReason
@@ -27,6 +30,59 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "modes", "overlap", "created_at"]
+
+
+class ProjectContentsSerializer(serializers.Serializer):
+    prompts = serializers.IntegerField()
+    outputs = serializers.IntegerField()
+    tasks = serializers.IntegerField()
+    open_tasks = serializers.IntegerField()
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    """A project with `contents`, the selectors.project_contents the view attaches."""
+
+    contents = ProjectContentsSerializer(read_only=True)
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "contents"]
+
+
+class ProjectSettingsSerializer(serializers.Serializer):
+    """A project's settings; on a change, those left out keep their values."""
+
+    guidelines = serializers.CharField(required=False, allow_blank=True, help_text="Markdown.")
+    modes = serializers.ListField(
+        child=serializers.ChoiceField(choices=JudgmentMode.choices),
+        required=False,
+        allow_empty=False,
+        help_text="The judgment modes annotators are served.",
+    )
+    overlap = serializers.IntegerField(
+        required=False, help_text="Judgments wanted per task (1 to 100)."
+    )
+
+
+class ProjectCreationSerializer(ProjectSettingsSerializer):
+    name = serializers.CharField(max_length=200)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["user", "username", "role"]
+
+
+class MemberAdditionSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, help_text="An active account's username.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+
+
+class RoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -235,6 +291,29 @@ class TaskCreationSerializer(serializers.Serializer):
     judgments_wanted = serializers.IntegerField(
         required=False, min_value=1, max_value=100, help_text="Default: the project's overlap."
     )
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    completions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AnnotationTask
+        fields = [
+            "id",
+            "prompt",
+            "mode",
+            "status",
+            "judgments_wanted",
+            "judgment_count",
+            "is_gold",
+            "alignment_round",
+            "completions",
+            "created_at",
+        ]
+
+    def get_completions(self, task: AnnotationTask) -> list[int]:
+        """The completion ids in task order (each annotator is shown them shuffled)."""
+        return [item.completion_id for item in task.items.all()]
 
 
 class OpenedTasksSerializer(serializers.Serializer):

@@ -17,6 +17,12 @@ urlpatterns = [
     path("tokens/<int:token_id>/", views.TokenDetail.as_view(), name="token"),
     path("projects/", views.ProjectList.as_view(), name="projects"),
     path("projects/<int:project_id>/", views.ProjectDetail.as_view(), name="project"),
+    path("projects/<int:project_id>/members/", views.MemberList.as_view(), name="members"),
+    path(
+        "projects/<int:project_id>/members/<int:user_id>/",
+        views.MemberDetail.as_view(),
+        name="member",
+    ),
     path(
         "projects/<int:project_id>/model-versions/",
         views.ModelVersionList.as_view(),

@@ -4,7 +4,7 @@ import functools
 import io
 from collections.abc import Iterator
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django_filters import rest_framework as filters
@@ -12,7 +12,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, renderers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -25,6 +25,7 @@ from feedback.api import serializers as s
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectMember, IsProjectReviewer
 from feedback.errors import ServiceError
 from feedback.models import (
+    AnnotationTask,
     ApiToken,
     ExportSnapshot,
     ImportBatch,
@@ -34,6 +35,7 @@ from feedback.models import (
     Project,
     Prompt,
     PromptSet,
+    TaskItem,
 )
 from feedback.models.exports import ExportKind
 from feedback.models.projects import JudgmentMode
@@ -49,7 +51,14 @@ from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
 from feedback.services.pairs import derive_pairs
-from feedback.services.projects import create_prompt_set
+from feedback.services.projects import (
+    add_member,
+    change_member_role,
+    create_project,
+    create_prompt_set,
+    remove_member,
+    update_project,
+)
 from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
 from feedback.services.tokens import issue_token, revoke_token
 
@@ -92,7 +101,7 @@ class NewestFirst(CursorPagination):
 
 
 class ProjectList(ServiceErrorMixin, generics.ListAPIView):
-    """Projects you belong to (staff: all)."""
+    """Projects you belong to (staff: all); POST starts one (staff), with you as its admin."""
 
     serializer_class = s.ProjectSerializer
     pagination_class = NewestFirst
@@ -102,18 +111,116 @@ class ProjectList(ServiceErrorMixin, generics.ListAPIView):
             return Project.objects.none()
         return selectors.projects_for(self.request.user)
 
+    @extend_schema(
+        request=s.ProjectCreationSerializer,
+        responses={201: s.ProjectSerializer, 400: s.ErrorSerializer, 409: s.ErrorSerializer},
+    )
+    def post(self, request):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only site staff start projects.")
+        data = s.ProjectCreationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        project = create_project(
+            name=fields["name"],
+            guidelines=fields.get("guidelines", ""),
+            modes=tuple(fields.get("modes", ("pairwise",))),
+            overlap=fields.get("overlap", 1),
+            admin_id=request.user.pk,
+        )
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
-class ProjectDetail(ServiceErrorMixin, generics.RetrieveAPIView):
-    """One project you belong to: its modes, guidelines and settings."""
 
-    serializer_class = s.ProjectSerializer
-    permission_classes = [IsProjectMember]
-    lookup_url_kwarg = "project_id"
+class ProjectDetail(ServiceErrorMixin, APIView):
+    """One project you belong to: its settings and how many prompts, outputs and tasks it has.
+    PATCH changes its settings (admins); what a change leaves out keeps its value."""
+
+    def get_permissions(self):
+        return [IsProjectAdmin() if self.request.method == "PATCH" else IsProjectMember()]
+
+    @extend_schema(responses={200: s.ProjectDetailSerializer})
+    def get(self, request, project_id: int):
+        return self.detail(project_id)
+
+    @extend_schema(
+        request=s.ProjectSettingsSerializer,
+        responses={200: s.ProjectDetailSerializer, 400: s.ErrorSerializer},
+    )
+    def patch(self, request, project_id: int):
+        data = s.ProjectSettingsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        current = Project.objects.get(pk=project_id)
+        fields = data.validated_data
+        update_project(
+            project_id=project_id,
+            guidelines=fields.get("guidelines", current.guidelines),
+            modes=tuple(fields.get("modes", current.enabled_modes)),
+            overlap=fields.get("overlap", current.overlap),
+        )
+        return self.detail(project_id)
+
+    def detail(self, project_id: int) -> Response:
+        project = Project.objects.get(pk=project_id)
+        project.contents = selectors.project_contents(project_id)
+        return Response(s.ProjectDetailSerializer(project).data)
+
+
+class MemberList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's members and their roles (reviewers); POST adds an account by username, or
+    changes the role of one who is a member already (admins)."""
+
+    serializer_class = s.MemberSerializer
+    pagination_class = None  # a team, not a table
+
+    def get_permissions(self):
+        return [IsProjectAdmin() if self.request.method == "POST" else IsProjectReviewer()]
 
     def get_queryset(self):
         if schema_only(self):
-            return Project.objects.none()
-        return selectors.projects_for(self.request.user)
+            return Membership.objects.none()
+        return selectors.members_of(self.kwargs["project_id"])
+
+    @extend_schema(
+        request=s.MemberAdditionSerializer,
+        responses={201: s.MemberSerializer, 400: s.ErrorSerializer, 404: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.MemberAdditionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = selectors.active_user_named(data.validated_data["username"])
+        if user is None:
+            raise ServiceError(
+                f"No active account is called {data.validated_data['username']!r}.",
+                code="not_found",
+            )
+        membership = add_member(
+            project_id=project_id, user_id=user.pk, role=data.validated_data["role"]
+        )
+        return Response(s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetail(ServiceErrorMixin, APIView):
+    """Change a member's role, or remove them (admins). A project keeps at least one admin; a
+    removed member's leased tasks go back to the queue."""
+
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        request=s.RoleSerializer,
+        responses={200: s.MemberSerializer, 404: s.ErrorSerializer, 409: s.ErrorSerializer},
+    )
+    def patch(self, request, project_id: int, user_id: int):
+        data = s.RoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = change_member_role(
+            project_id=project_id, user_id=user_id, role=data.validated_data["role"]
+        )
+        return Response(s.MemberSerializer(membership).data)
+
+    @extend_schema(responses={204: None, 404: s.ErrorSerializer, 409: s.ErrorSerializer})
+    def delete(self, request, project_id: int, user_id: int):
+        remove_member(project_id=project_id, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ModelVersionList(ServiceErrorMixin, generics.ListAPIView):
@@ -374,13 +481,33 @@ class DerivePairs(ServiceErrorMixin, APIView):
         return Response(s.DeriveResultSerializer(result.as_json()).data)
 
 
-class ProjectTasks(ServiceErrorMixin, APIView):
-    """Turn the project's outputs (imported or generated) into annotation tasks: for each prompt,
-    a pairwise task per pair of its outputs, or one ranking or rating task with all of them.
-    Outputs already shown together by a task of that mode are skipped, so calling it again
-    after importing more outputs creates only the new tasks. All or nothing."""
+class TaskFilter(filters.FilterSet):
+    class Meta:
+        model = AnnotationTask
+        fields = ["mode", "status", "is_gold", "prompt", "alignment_round"]
 
-    permission_classes = [IsProjectAdmin]
+
+class ProjectTasks(ServiceErrorMixin, generics.ListAPIView):
+    """The project's annotation tasks, newest first, with how many judgments each has of those
+    it wants (reviewers). POST turns the project's outputs (imported or generated) into tasks
+    (admins): for each prompt, a pairwise task per pair of its outputs, or one ranking or rating
+    task with all of them. Outputs already shown together by a task of that mode are skipped,
+    so calling it again after importing more outputs creates only the new tasks. All or
+    nothing."""
+
+    serializer_class = s.TaskSerializer
+    filterset_class = TaskFilter
+    pagination_class = NewestFirst
+
+    def get_permissions(self):
+        return [IsProjectReviewer() if self.request.method == "GET" else IsProjectAdmin()]
+
+    def get_queryset(self):
+        if schema_only(self):
+            return AnnotationTask.objects.none()
+        return AnnotationTask.objects.filter(project_id=self.kwargs["project_id"]).prefetch_related(
+            Prefetch("items", queryset=TaskItem.objects.order_by("position"))
+        )
 
     @extend_schema(
         request=s.TaskCreationSerializer,

@@ -43,13 +43,7 @@ def create_project(
     name = name.strip()
     if not name:
         raise ServiceError("A project needs a name.")
-    unknown = set(modes) - {"pairwise", "ranking", "rating"}
-    if unknown or not modes:
-        raise ServiceError(
-            f"Judgment modes must be some of pairwise, ranking, rating; got {sorted(modes)}."
-        )
-    if overlap < 1:
-        raise ServiceError("Overlap (judgments wanted per task) must be at least 1.")
+    check_settings(modes, overlap)
     if Project.objects.filter(name=name).exists():
         raise ServiceError(f"A project named {name!r} exists already.", code="conflict")
     project = Project.objects.create(
@@ -83,6 +77,14 @@ def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> 
     return membership
 
 
+def check_settings(modes: tuple[str, ...], overlap: int) -> None:
+    unknown = set(modes) - set(JudgmentMode.values)
+    if unknown or not modes:
+        raise ServiceError("Enable at least one of pairwise, ranking and rating judgments.")
+    if not 1 <= overlap <= 100:
+        raise ServiceError("Overlap (judgments wanted per task) is 1 to 100.")
+
+
 @transaction.atomic
 def update_project(
     *, project_id: int, guidelines: str, modes: tuple[str, ...], overlap: int
@@ -93,11 +95,7 @@ def update_project(
     project = Project.objects.select_for_update().filter(pk=project_id).first()
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
-    unknown = set(modes) - set(JudgmentMode.values)
-    if unknown or not modes:
-        raise ServiceError("Enable at least one of pairwise, ranking and rating judgments.")
-    if not 1 <= overlap <= 100:
-        raise ServiceError("Overlap (judgments wanted per task) is 1 to 100.")
+    check_settings(modes, overlap)
     for mode in set(project.enabled_modes) - set(modes):
         still_open = AnnotationTask.objects.filter(
             project_id=project_id, mode=mode, status=TaskStatus.OPEN

@@ -312,6 +312,23 @@ def test_imported_outputs_become_tasks_through_the_api(client_for, make_member, 
     assert client.delete(f"{url}?mode=vibes").status_code == 400
     assert AnnotationTask.objects.count() == 9
 
+    listed = client_for(make_member(role="reviewer")).get(f"{url}?mode=pairwise&page_size=4")
+    assert listed.status_code == 200
+    newest = AnnotationTask.objects.order_by("-pk")[:4]
+    assert [row["id"] for row in listed.data["results"]] == [task.pk for task in newest]
+    row = listed.data["results"][0]
+    items = newest[0].items.order_by("position").values_list("completion_id", flat=True)
+    assert row["completions"] == list(items) and len(items) == 2
+    assert (row["mode"], row["status"], row["judgments_wanted"], row["judgment_count"]) == (
+        "pairwise",
+        "open",
+        2,
+        0,
+    )
+    assert listed.data["next"]  # cursor pages through the rest
+    assert client.get(f"{url}?status=complete").data["results"] == []
+    assert client.get(f"{url}?mode=vibes").status_code == 400
+
 
 def test_an_api_client_takes_back_its_last_judgment(client_for, make_member, make_task, project):
     first, second = make_task(), make_task()
@@ -348,3 +365,55 @@ def test_prompt_sets_through_the_api(client_for, make_member, project):
     assert [(row["name"], row["prompt_count"]) for row in listed] == [("first two", 2)]
     refused = admin.post(url, {"name": "none", "prompt_ids": [10_000]}, format="json")
     assert refused.status_code == 400 and "are not in this project" in refused.data["detail"]
+
+
+def test_staff_start_projects_and_admins_run_them_through_the_api(
+    client_for, make_user, make_member, make_task
+):
+    staff = make_user(is_staff=True)
+    client = client_for(staff)
+    body = {"name": "Chat eval", "modes": ["pairwise", "ranking"], "overlap": 3}
+    created = client.post("/api/v1/projects/", body, format="json")
+    assert created.status_code == 201, created.data
+    project_id = created.data["id"]
+    assert (created.data["modes"], created.data["overlap"]) == (["pairwise", "ranking"], 3)
+    members = client.get(f"/api/v1/projects/{project_id}/members/").data
+    assert members == [{"user": staff.pk, "username": staff.username, "role": "admin"}]
+    again = client.post("/api/v1/projects/", body, format="json")
+    assert again.status_code == 409 and "exists already" in again.data["detail"]
+    assert (
+        client.post("/api/v1/projects/", {"name": "x", "overlap": 0}, format="json").status_code
+        == 400
+    )
+    assert client_for(make_user()).post("/api/v1/projects/", {"name": "mine"}).status_code == 403
+
+    url = f"/api/v1/projects/{project_id}/"
+    changed = client.patch(url, {"guidelines": "Be kind.", "overlap": 2}, format="json")
+    assert changed.status_code == 200, changed.data
+    assert (changed.data["guidelines"], changed.data["modes"], changed.data["overlap"]) == (
+        "Be kind.",
+        ["pairwise", "ranking"],  # left out, so kept
+        2,
+    )
+    assert changed.data["contents"] == {"prompts": 0, "outputs": 0, "tasks": 0, "open_tasks": 0}
+    refused = client.patch(url, {"modes": []}, format="json")
+    assert refused.status_code == 400
+    assert client.patch(url, {"overlap": 101}, format="json").data["detail"] == (
+        "Overlap (judgments wanted per task) is 1 to 100."
+    )
+
+    annotator = make_user(username="ann")
+    members_url = f"/api/v1/projects/{project_id}/members/"
+    added = client.post(members_url, {"username": "ann"}, format="json")
+    assert added.status_code == 201
+    assert added.data == {"user": annotator.pk, "username": "ann", "role": "annotator"}
+    missing = client.post(members_url, {"username": "nobody"}, format="json")
+    assert missing.status_code == 404 and "nobody" in missing.data["detail"]
+    promoted = client.patch(f"{members_url}{annotator.pk}/", {"role": "reviewer"}, format="json")
+    assert promoted.data["role"] == "reviewer"
+    assert client_for(annotator).get(url).data["contents"]["tasks"] == 0  # members read it
+    last_admin = client.delete(f"{members_url}{staff.pk}/")
+    assert last_admin.status_code == 409 and "admin" in last_admin.data["detail"]
+    assert client.delete(f"{members_url}{annotator.pk}/").status_code == 204
+    assert client.delete(f"{members_url}{annotator.pk}/").status_code == 404
+    assert client_for(annotator).get(url).status_code == 404

@@ -27,13 +27,20 @@ CASES = [
     ("post", "/api/v1/tokens/", EVERY_ROLE),
     ("delete", "/api/v1/tokens/{own_token}/", EVERY_ROLE),
     ("get", "/api/v1/projects/", EVERY_ROLE),
+    ("post", "/api/v1/projects/", (ANON, DENY, DENY, DENY, DENY)),  # staff only
     ("get", "/api/v1/projects/{project}/", MEMBERS),
+    ("patch", "/api/v1/projects/{project}/", ADMINS),
+    ("get", "/api/v1/projects/{project}/members/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/members/", ADMINS),
+    ("patch", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
+    ("delete", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("get", "/api/v1/projects/{project}/model-versions/", MEMBERS),
     ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
     ("get", "/api/v1/projects/{project}/prompt-sets/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/prompt-sets/", ADMINS),
+    ("get", "/api/v1/projects/{project}/tasks/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("delete", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
@@ -53,6 +60,10 @@ BODIES = {
     "/api/v1/projects/{project}/pairs/derive/": {"name": "majority"},
     "/api/v1/projects/{project}/tasks/": {"mode": "pairwise"},
     "/api/v1/projects/{project}/prompt-sets/": {"name": "everything"},
+    "/api/v1/projects/": {"name": "Another project"},
+    "/api/v1/projects/{project}/": {"overlap": 2},
+    "/api/v1/projects/{project}/members/": {"username": "newcomer"},
+    "/api/v1/projects/{project}/members/{annotator}/": {"role": "reviewer"},
 }
 
 
@@ -80,21 +91,33 @@ def call(client, method: str, url: str, template: str):
     if template.endswith("/imports/") and method == "post":
         body = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
         return client.post(url, data=body, content_type="application/jsonl")
-    if method == "post":
-        return client.post(url, data=BODIES.get(template, {}), format="json")
+    if method in ("post", "patch"):
+        return getattr(client, method)(url, data=BODIES.get(template, {}), format="json")
     return getattr(client, method)(url)
 
 
 @pytest.mark.parametrize("caller_index,caller", list(enumerate(CALLERS)))
 @pytest.mark.parametrize("method,template,expected", CASES, ids=[f"{m} {t}" for m, t, _ in CASES])
 def test_permission_matrix(
-    client_for, callers, project, make_task, method, template, expected, caller_index, caller
+    client_for,
+    callers,
+    project,
+    make_task,
+    make_user,
+    method,
+    template,
+    expected,
+    caller_index,
+    caller,
 ):
     make_task()
+    make_user(username="newcomer")
     user = callers[caller]
     client = client_for(user)
     own_token = issue_token(user_id=user.pk, name="to revoke").token.pk if user else 1
-    url = template.format(project=project.pk, own_token=own_token)
+    url = template.format(
+        project=project.pk, own_token=own_token, annotator=callers["annotator"].pk
+    )
     response = call(client, method, url, template)
     outcome = expected[caller_index]
     if outcome == ALLOW:
