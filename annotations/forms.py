@@ -96,3 +96,18 @@ class TokenForm(forms.Form):
         max_length=100,
         help_text="What the token is for, e.g. 'training box', so you can tell it apart later.",
     )
+
+
+class NewAccountForm(forms.Form):
+    """A newcomer's own account, made on an invitation link; the password validators run in
+    the service, beside the username checks."""
+
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(strip=False, widget=forms.PasswordInput)
+    password_again = forms.CharField(strip=False, widget=forms.PasswordInput)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") != data.get("password_again"):
+            raise forms.ValidationError("The two passwords differ.")
+        return data

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("account/api/", views.api_access, name="api_access"),
     path("account/password/", views.PasswordChange.as_view(), name="password_change"),
+    path("join/<str:key>/", views.join, name="join"),
     path(
         "account/api/tokens/<int:token_id>/revoke/",
         views.revoke_api_token,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.contrib.messages.views import SuccessMessageMixin
@@ -21,6 +22,7 @@ from annotations import presentation, rendering
 from annotations.forms import (
     AdjudicationForm,
     JudgmentForm,
+    NewAccountForm,
     SkipForm,
     TokenForm,
     form_error_message,
@@ -30,6 +32,11 @@ from feedback import selectors, services
 from feedback.errors import ServiceError
 from feedback.models import Role
 from feedback.models.tasks import SkipReason
+from feedback.services.invitations import (
+    accept_invitation,
+    join_with_new_account,
+    open_invitation,
+)
 from feedback.services.tokens import issue_token, revoke_token
 
 # A refused submission is shown inline (htmx swaps 409 and 422): bad input is 422; anything
@@ -348,6 +355,60 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
         request, f"Token \u201c{token.name}\u201d is revoked; requests with it are refused."
     )
     return redirect("annotations:api_access")
+
+
+# ---- invitation links ----------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def join(request: HttpRequest, key: str) -> HttpResponse:
+    """An invitation link: someone signed in joins with a click; anyone else makes an account
+    here, which signs them in. The key is in the path, so the page is never cached."""
+    try:
+        invitation = open_invitation(key)
+    except ServiceError as error:
+        response = render(request, "annotations/join.html", {"gone": error.message}, status=404)
+        add_never_cache_headers(response)
+        return response
+    signed_in_already = request.user.is_authenticated
+    form = None if signed_in_already else NewAccountForm(request.POST or None)
+    errors: list[str] = []
+    if request.method == "POST":
+        try:
+            if signed_in_already:
+                membership = accept_invitation(key=key, user_id=request.user.pk)
+            elif form.is_valid():
+                membership = join_with_new_account(
+                    key=key,
+                    username=form.cleaned_data["username"],
+                    password=form.cleaned_data["password"],
+                )
+                login(request, membership.user)
+            else:
+                errors.append(form_error_message(form))
+        except ServiceError as error:
+            errors.append(error.message)
+        if not errors:
+            messages.success(
+                request,
+                f"You are {article(membership.role)} {membership.role} in {invitation.project}.",
+            )
+            return redirect("annotations:home")
+    context = {
+        "invitation": invitation,
+        "form": form,
+        "errors": errors,
+        "role": selectors.role_in(request.user, invitation.project_id)
+        if signed_in_already
+        else None,
+    }
+    response = render(request, "annotations/join.html", context, status=422 if errors else 200)
+    add_never_cache_headers(response)
+    return response
+
+
+def article(role: str) -> str:
+    return "an" if role[0] in "aeiou" else "a"
 
 
 class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):

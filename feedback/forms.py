@@ -3,9 +3,10 @@
 from django import forms
 
 from feedback.models import Role
-from feedback.models.projects import JudgmentMode
+from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
 from feedback.pairs import PairPolicy
 from feedback.services.imports import FORMATS
+from feedback.services.invitations import MAX_DAYS as MAX_INVITATION_DAYS
 
 FORMAT_LABELS = {
     "completions": "Outputs: prompt, completion, model",
@@ -159,3 +160,12 @@ class NewProjectForm(ProjectSettingsForm):
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+
+
+class InvitationForm(forms.Form):
+    role = forms.ChoiceField(
+        choices=[(role.value, role.label) for role in INVITABLE_ROLES], initial=Role.ANNOTATOR
+    )
+    days = forms.IntegerField(
+        label="Valid for (days)", min_value=1, max_value=MAX_INVITATION_DAYS, initial=7
+    )

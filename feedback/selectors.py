@@ -16,6 +16,7 @@ from feedback.models import (
     Completion,
     ExportSnapshot,
     ImportBatch,
+    Invitation,
     Judgment,
     Membership,
     PreferencePair,
@@ -311,3 +312,14 @@ def active_user_named(username: str):
 def memberships_of(user) -> dict[int, str]:
     """The user's role per project id, for the projects they are a member of."""
     return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+
+
+def open_invitations_of(project_id: int) -> QuerySet[Invitation]:
+    """The project's invitation links that still work, newest first."""
+    return (
+        Invitation.objects.filter(
+            project_id=project_id, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .select_related("created_by")
+        .order_by("-created_at")
+    )

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
@@ -15,6 +16,7 @@ from feedback.api.permissions import REVIEWERS
 from feedback.errors import ServiceError
 from feedback.forms import (
     ImportForm,
+    InvitationForm,
     MemberForm,
     NewProjectForm,
     PairPolicyForm,
@@ -31,6 +33,7 @@ from feedback.services.imports import (
     file_lines,
     import_jsonl,
 )
+from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (
     add_member,
@@ -296,6 +299,24 @@ def account_request(request, project, posted: str | None):
     return MemberForm(prefix="account"), made, []
 
 
+def invitation_request(request, project, posted: str | None):
+    """The form that makes an invitation link: (form, the new link, problems). The link is in
+    this answer only: its key is not stored."""
+    form = InvitationForm(request.POST if posted == "invite" else None, prefix="invite")
+    if posted != "invite":
+        return form, None, []
+    if not form.is_valid():
+        return form, None, labelled_errors(form)
+    try:
+        issued = create_invitation(
+            project_id=project.pk, created_by_id=request.user.pk, **form.cleaned_data
+        )
+    except ServiceError as error:
+        return form, None, [error.message]
+    link = request.build_absolute_uri(reverse("annotations:join", args=[issued.key]))
+    return InvitationForm(prefix="invite"), {"link": link, "role": issued.invitation.role}, []
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
@@ -305,12 +326,19 @@ def project_settings(request, project_id: int):
     if not can_manage:
         raise PermissionDenied("Only the project's admins change its settings and members.")
     posted = request.POST.get("action") if request.method == "POST" else None
-    if posted in ("role", "remove"):
+    if posted in ("role", "remove", "revoke_invite"):
         user_id = (
             int(request.POST.get("user_id", "")) if request.POST.get("user_id", "").isdigit() else 0
         )
         try:
-            if posted == "role":
+            if posted == "revoke_invite":
+                invitation = request.POST.get("invitation_id", "")
+                revoke_invitation(
+                    project_id=project.pk,
+                    invitation_id=int(invitation) if invitation.isdigit() else 0,
+                )
+                messages.success(request, "Invitation link revoked; it no longer works.")
+            elif posted == "role":
                 change_member_role(
                     project_id=project.pk, user_id=user_id, role=request.POST.get("role", "")
                 )
@@ -331,6 +359,9 @@ def project_settings(request, project_id: int):
     )
     member_form = MemberForm(request.POST if posted == "member" else None)
     account_form, new_account, account_errors = account_request(request, project, posted)
+    invitation_form, new_invitation, invitation_errors = invitation_request(
+        request, project, posted
+    )
     bound = {
         "settings": (settings_form, save_settings),
         "member": (member_form, add_named_member),
@@ -349,6 +380,10 @@ def project_settings(request, project_id: int):
         "account_form": account_form,
         "new_account": new_account,
         "account_errors": account_errors,
+        "invitation_form": invitation_form,
+        "new_invitation": new_invitation,
+        "invitation_errors": invitation_errors,
+        "invitations": selectors.open_invitations_of(project.pk),
         "roles": Role.choices,
         "posted": posted,
         "errors": errors,
@@ -357,10 +392,10 @@ def project_settings(request, project_id: int):
         request,
         "feedback/settings.html",
         context,
-        status=422 if errors or account_errors else 200,
+        status=422 if errors or account_errors or invitation_errors else 200,
     )
-    if new_account is not None:
-        add_never_cache_headers(response)  # the page holds a password
+    if new_account is not None or new_invitation is not None:
+        add_never_cache_headers(response)  # the page holds a password or a link's key
     return response
 
 

@@ -2,7 +2,7 @@
 
 from .exports import ExportSnapshot
 from .judgments import Adjudication, Judgment, PreferencePair
-from .projects import Membership, Project, Role
+from .projects import Invitation, Membership, Project, Role
 from .prompts import Completion, ImportBatch, ModelVersion, Prompt, PromptSet
 from .tasks import AnnotationTask, Assignment, TaskItem
 from .tokens import ApiToken
@@ -15,6 +15,7 @@ __all__ = [
     "Completion",
     "ExportSnapshot",
     "ImportBatch",
+    "Invitation",
     "Judgment",
     "Membership",
     "ModelVersion",

@@ -72,3 +72,36 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role}) in {self.project}"
+
+
+INVITABLE_ROLES = (Role.ANNOTATOR, Role.REVIEWER)  # admins are added by name, on purpose
+
+
+class Invitation(models.Model):
+    """A link that makes whoever opens it a member of the project in `role`, until it expires or
+    is revoked. The link's key is shown once to the admin who made it; only its hash is kept."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    key_hash = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the key.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, help_text="People who joined through it.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(role__in=[role.value for role in INVITABLE_ROLES]),
+                name="invitation_role_invitable",
+            ),
+            models.CheckConstraint(
+                condition=Q(key_hash__regex=r"^[0-9a-f]{64}$"), name="invitation_hash_is_sha256"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} invitation to {self.project}"

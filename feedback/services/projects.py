@@ -134,6 +134,15 @@ def create_member_account(*, project_id: int, username: str, role: str) -> NewAc
     (they change it at /account/password/), as a member in `role`."""
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    username = free_username(username, taken="add it as a member instead")
+    password = secrets.token_urlsafe(12)
+    user = get_user_model().objects.create_user(username=username, password=password)
+    return NewAccount(add_member(project_id=project_id, user_id=user.pk, role=role), password)
+
+
+def free_username(username: str, *, taken: str) -> str:
+    """`username` stripped, if it is a valid name no account has (in any letter case); `taken`
+    finishes the sentence refusing one that exists."""
     users = get_user_model()
     username = username.strip()
     try:
@@ -146,12 +155,9 @@ def create_member_account(*, project_id: int, username: str, role: str) -> NewAc
         raise ServiceError("A username is 1 to 150 characters.")
     if users.objects.filter(username__iexact=username).exists():
         raise ServiceError(
-            f"An account named {username!r} exists already; add it as a member instead.",
-            code="conflict",
+            f"An account named {username!r} exists already; {taken}.", code="conflict"
         )
-    password = secrets.token_urlsafe(12)
-    user = users.objects.create_user(username=username, password=password)
-    return NewAccount(add_member(project_id=project_id, user_id=user.pk, role=role), password)
+    return username
 
 
 def keeps_an_admin(project_id: int, user_id: int) -> None:
