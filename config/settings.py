@@ -223,6 +223,8 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "training.models.JobKind",
         "JobStatusEnum": "training.models.JobStatus",
         "JudgmentModeEnum": "feedback.models.projects.JudgmentMode",
+        "RoleEnum": "feedback.models.projects.Role",
+        "InvitableRoleEnum": "feedback.models.projects.INVITABLE_ROLES",
     },
 }
 

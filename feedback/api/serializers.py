@@ -8,6 +8,7 @@ from feedback.models import (
     ApiToken,
     ExportSnapshot,
     ImportBatch,
+    Invitation,
     Judgment,
     Membership,
     ModelVersion,
@@ -17,7 +18,7 @@ from feedback.models import (
     PromptSet,
     Role,
 )
-from feedback.models.projects import JudgmentMode
+from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
 from feedback.models.tasks import SkipReason
 from feedback.services.exports import PAIR_STYLES, ExportFilters
 
@@ -79,6 +80,28 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberAdditionSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150, help_text="An active account's username.")
     role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "role", "created_by", "created_at", "expires_at", "uses"]
+
+
+class IssuedInvitationSerializer(InvitationSerializer):
+    link = serializers.CharField(help_text="Shown this once: only its hash is kept.")
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "link"]
+
+
+class InvitationCreationSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=[role.value for role in INVITABLE_ROLES], default=Role.ANNOTATOR
+    )
+    days = serializers.IntegerField(default=7, help_text="How long the link works (1 to 30).")
 
 
 class RoleSerializer(serializers.Serializer):

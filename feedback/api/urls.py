@@ -28,6 +28,16 @@ urlpatterns = [
         views.ModelVersionList.as_view(),
         name="model-versions",
     ),
+    path(
+        "projects/<int:project_id>/invitations/",
+        views.InvitationList.as_view(),
+        name="invitations",
+    ),
+    path(
+        "projects/<int:project_id>/invitations/<int:invitation_id>/",
+        views.InvitationDetail.as_view(),
+        name="invitation",
+    ),
     path("projects/<int:project_id>/prompts/", views.PromptList.as_view(), name="prompts"),
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="imports"),
     path(

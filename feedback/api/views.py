@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from django.db.models import Prefetch, Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django_filters import rest_framework as filters
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
@@ -29,6 +30,7 @@ from feedback.models import (
     ApiToken,
     ExportSnapshot,
     ImportBatch,
+    Invitation,
     Judgment,
     Membership,
     ModelVersion,
@@ -50,6 +52,7 @@ from feedback.services import (
 from feedback.services.exports import ExportRequest, start_export
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
+from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (
     add_member,
@@ -247,6 +250,48 @@ class PromptList(ServiceErrorMixin, generics.ListAPIView):
         if schema_only(self):
             return Prompt.objects.none()
         return Prompt.objects.filter(project_id=self.kwargs["project_id"])
+
+
+class InvitationList(ServiceErrorMixin, generics.ListAPIView):
+    """The project's invitation links that still work (admins); POST makes one for annotators
+    or reviewers. Whoever opens the link joins, making an account if they have none. The link
+    is in the answer to the POST only: Arbiter keeps its hash."""
+
+    serializer_class = s.InvitationSerializer
+    permission_classes = [IsProjectAdmin]
+    pagination_class = None
+
+    def get_queryset(self):
+        if schema_only(self):
+            return Invitation.objects.none()
+        return selectors.open_invitations_of(self.kwargs["project_id"])
+
+    @extend_schema(
+        request=s.InvitationCreationSerializer,
+        responses={201: s.IssuedInvitationSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.InvitationCreationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = create_invitation(
+            project_id=project_id, created_by_id=request.user.pk, **data.validated_data
+        )
+        issued.invitation.link = request.build_absolute_uri(
+            reverse("annotations:join", args=[issued.key])
+        )
+        return Response(
+            s.IssuedInvitationSerializer(issued.invitation).data, status=status.HTTP_201_CREATED
+        )
+
+
+class InvitationDetail(ServiceErrorMixin, APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(responses={204: None, 404: s.ErrorSerializer})
+    def delete(self, request, project_id: int, invitation_id: int):
+        """Revoke the link: nobody joins with it from now on."""
+        revoke_invitation(project_id=project_id, invitation_id=invitation_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- imports ---------------------------------------------------------------------------------

@@ -417,3 +417,26 @@ def test_staff_start_projects_and_admins_run_them_through_the_api(
     assert client.delete(f"{members_url}{annotator.pk}/").status_code == 204
     assert client.delete(f"{members_url}{annotator.pk}/").status_code == 404
     assert client_for(annotator).get(url).status_code == 404
+
+
+def test_admins_make_list_and_revoke_links_through_the_api(client_for, project, make_member):
+    admin = make_member(role="admin")
+    client = client_for(admin)
+    url = f"/api/v1/projects/{project.pk}/invitations/"
+    made = client.post(url, {"role": "reviewer", "days": 2}, format="json")
+    assert made.status_code == 201
+    assert made.data["link"].startswith("http://testserver/join/")
+    assert (made.data["role"], made.data["created_by"], made.data["uses"]) == (
+        "reviewer",
+        admin.username,
+        0,
+    )
+    listed = client.get(url).data
+    assert [row["id"] for row in listed] == [made.data["id"]] and "link" not in listed[0]
+    assert client.post(url, {"role": "admin"}, format="json").status_code == 400
+    assert client.post(url, {"days": 0}, format="json").data["detail"] == (
+        "An invitation link lasts 1 to 30 days."
+    )
+    assert client.delete(f"{url}{made.data['id']}/").status_code == 204
+    assert client.get(url).data == []
+    assert client.delete(f"{url}{made.data['id']}/").status_code == 404

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from feedback import services
+from feedback.services.invitations import create_invitation
 from feedback.services.tokens import issue_token
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +36,9 @@ CASES = [
     ("patch", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("delete", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("get", "/api/v1/projects/{project}/model-versions/", MEMBERS),
+    ("get", "/api/v1/projects/{project}/invitations/", ADMINS),
+    ("post", "/api/v1/projects/{project}/invitations/", ADMINS),
+    ("delete", "/api/v1/projects/{project}/invitations/{invitation}/", ADMINS),
     ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
@@ -115,8 +119,12 @@ def test_permission_matrix(
     user = callers[caller]
     client = client_for(user)
     own_token = issue_token(user_id=user.pk, name="to revoke").token.pk if user else 1
+    invitation = create_invitation(project_id=project.pk, role="annotator", created_by_id=None)
     url = template.format(
-        project=project.pk, own_token=own_token, annotator=callers["annotator"].pk
+        project=project.pk,
+        own_token=own_token,
+        annotator=callers["annotator"].pk,
+        invitation=invitation.invitation.pk,
     )
     response = call(client, method, url, template)
     outcome = expected[caller_index]
