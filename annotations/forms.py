@@ -7,8 +7,10 @@ import json
 
 from django import forms
 
+from feedback.models import ModelVersion
 from feedback.models.judgments import JUDGMENT_FLAGS, AdjudicationAction
 from feedback.models.projects import JudgmentMode
+from feedback.models.prompts import PromptSplit
 from feedback.models.tasks import SkipReason
 from feedback.services import JudgmentInput
 
@@ -111,3 +113,26 @@ class NewAccountForm(forms.Form):
         if data.get("password") != data.get("password_again"):
             raise forms.ValidationError("The two passwords differ.")
         return data
+
+
+class PromptSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    split = forms.ChoiceField(
+        required=False, choices=[("", "Both splits"), *PromptSplit.choices], label="Split"
+    )
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        required=False,
+        empty_label="Any model",
+        label="Answered by",
+    )
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args, project_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model_version"].queryset = ModelVersion.objects.filter(
+            project_id=project_id
+        ).order_by("name")
+
+    def clean_q(self) -> str:
+        return self.cleaned_data["q"].strip()

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from django.utils.safestring import SafeString
 
 from annotations import rendering
-from feedback.models import AnnotationTask, Assignment, Judgment
+from feedback.models import AnnotationTask, Assignment, Completion, Judgment, Prompt
 from feedback.models.judgments import LIKERT_MAX, LIKERT_MIN
 from feedback.models.projects import JudgmentMode
-from feedback.selectors import TaskShown, judgment_answer
+from feedback.models.prompts import is_cut_off
+from feedback.selectors import PromptDetail, TaskShown, judgment_answer
 
 LIKERT_SCALE = list(range(LIKERT_MIN, LIKERT_MAX + 1))
 SIDES = ("left", "right")
@@ -72,9 +73,54 @@ def letter_of(position: int) -> str:
 
 
 def prompt_view(shown: TaskShown) -> PromptView:
-    if shown.prompt_messages is not None:
-        return PromptView(chat=rendering.render_chat(shown.prompt_messages), html=None)
-    return PromptView(chat=None, html=rendering.render_markdown(shown.prompt_text))
+    return rendered_prompt(shown.prompt_text, shown.prompt_messages)
+
+
+def rendered_prompt(text: str, messages: list[dict[str, str]] | None) -> PromptView:
+    if messages is not None:
+        return PromptView(chat=rendering.render_chat(messages), html=None)
+    return PromptView(chat=None, html=rendering.render_markdown(text))
+
+
+@dataclass(frozen=True)
+class BrowsedOutput:
+    """One output on the prompt browser's page, under the name of the model that wrote it."""
+
+    completion: Completion
+    label: str  # its model version's name, or "Output #<id>" for an output of no known model
+    html: SafeString
+    cut_off: bool
+
+
+@dataclass(frozen=True)
+class BrowsedTask:
+    task: AnnotationTask
+    shows: str  # the labels of its outputs, in task order
+
+
+def browsed_prompt(
+    detail: PromptDetail,
+) -> tuple[PromptView, list[BrowsedOutput], list[BrowsedTask]]:
+    """The prompt browser's page of one prompt: the prompt, its outputs and the tasks over them."""
+    outputs = [
+        BrowsedOutput(
+            completion=completion,
+            label=completion.model_version.name
+            if completion.model_version
+            else f"Output #{completion.pk}",
+            html=rendering.render_markdown(completion.text),
+            cut_off=is_cut_off(completion.generation_settings.get("finish_reason")),
+        )
+        for completion in detail.completions
+    ]
+    labels = {output.completion.pk: output.label for output in outputs}
+    tasks = [
+        BrowsedTask(
+            task, " · ".join(labels.get(item.completion_id, "?") for item in task.items.all())
+        )
+        for task in detail.tasks
+    ]
+    return rendered_prompt(detail.prompt.text, detail.prompt.messages), outputs, tasks
 
 
 def task_view(
@@ -191,9 +237,8 @@ class ReviewRow:
     adjudication: object | None
 
 
-def prompt_snippet(task: AnnotationTask) -> str:
+def prompt_snippet(prompt: Prompt) -> str:
     """The prompt on one line: its text, or a chat's last user message."""
-    prompt = task.prompt
     if prompt.is_chat:
         users = [m["content"] for m in prompt.messages if m["role"] == "user"]
         return snippet_of(users[-1] if users else prompt.messages[-1]["content"])
@@ -211,7 +256,7 @@ def review_rows(tasks: list[AnnotationTask]) -> list[ReviewRow]:
         rows.append(
             ReviewRow(
                 task=task,
-                snippet=prompt_snippet(task),
+                snippet=prompt_snippet(task.prompt),
                 disagree=task.distinct_answers > 1,
                 flag_count=task.flag_count,
                 adjudication=adjudication,

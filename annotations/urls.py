@@ -18,6 +18,10 @@ urlpatterns = [
     path("projects/<int:project_id>/tasks/<int:task_id>/judgment/", views.submit, name="submit"),
     path("projects/<int:project_id>/tasks/<int:task_id>/skip/", views.skip, name="skip"),
     path("projects/<int:project_id>/undo/", views.undo, name="undo"),
+    path("projects/<int:project_id>/prompts/", views.prompt_list, name="prompt_list"),
+    path(
+        "projects/<int:project_id>/prompts/<int:prompt_id>/", views.prompt_page, name="prompt_page"
+    ),
     path("projects/<int:project_id>/review/", views.review_list, name="review_list"),
     path("projects/<int:project_id>/review/<int:task_id>/", views.review_task, name="review_task"),
     path("annotate/api/projects/<int:project_id>/next/", queue_api.next_task, name="api_next"),

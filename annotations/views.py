@@ -23,6 +23,7 @@ from annotations.forms import (
     AdjudicationForm,
     JudgmentForm,
     NewAccountForm,
+    PromptSearchForm,
     SkipForm,
     TokenForm,
     form_error_message,
@@ -233,6 +234,56 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "annotations/partials/_review_rows.html" if request.htmx else "annotations/review_list.html"
     )
     return render(request, template, context)
+
+
+@signed_in
+@require_GET
+def prompt_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The prompt browser: the project's prompts, searchable, with their outputs and judgments
+    counted; each opens on everything the project holds about it."""
+    project = project_or_404(request, project_id)
+    if refused := reviewers_only(request, project):
+        return refused
+    form = PromptSearchForm(request.GET, project_id=project.pk)
+    search = form.cleaned_data if form.is_valid() else {}
+    page = selectors.browse_prompts(
+        project.pk,
+        query=search.get("q", ""),
+        split=search.get("split", ""),
+        model_version_id=search["model_version"].pk if search.get("model_version") else None,
+        before=search.get("before"),
+    )
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "project": project,
+        "form": form,
+        "rows": [(row, presentation.prompt_snippet(row.prompt)) for row in page.rows],
+        "older_than": page.older_than,
+        "query": query.urlencode(),
+        "searching": bool(search.get("q") or search.get("split") or search.get("model_version")),
+    }
+    return render(request, "annotations/prompt_list.html", context)
+
+
+@signed_in
+@require_GET
+def prompt_page(request: HttpRequest, project_id: int, prompt_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id)
+    if refused := reviewers_only(request, project):
+        return refused
+    detail = selectors.prompt_detail(project.pk, prompt_id)
+    if detail is None:
+        raise Http404("No such prompt in this project.")
+    prompt, outputs, tasks = presentation.browsed_prompt(detail)
+    context = {
+        "project": project,
+        "prompt": detail.prompt,
+        "view": {"prompt": prompt},
+        "outputs": outputs,
+        "tasks": tasks,
+    }
+    return render(request, "annotations/prompt_page.html", context)
 
 
 def adjudicate(request: HttpRequest, task) -> str | None:

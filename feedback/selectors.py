@@ -5,7 +5,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Case, Count, F, Max, Q, QuerySet, When
+from django.db.models import Case, Count, F, Max, Prefetch, Q, QuerySet, When
 from django.utils import timezone
 
 from feedback.models import (
@@ -323,3 +323,89 @@ def open_invitations_of(project_id: int) -> QuerySet[Invitation]:
         .select_related("created_by")
         .order_by("-created_at")
     )
+
+
+# --- the prompt browser ----------------------------------------------------------------------
+
+PROMPT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    prompt: Prompt
+    outputs: int
+    tasks: int
+    judgments: int
+
+
+@dataclass(frozen=True)
+class PromptPage:
+    rows: list[PromptRow]
+    older_than: int | None  # the `before` that shows the next page, when there is one
+
+
+def browse_prompts(
+    project_id: int,
+    *,
+    query: str = "",
+    split: str = "",
+    model_version_id: int | None = None,
+    before: int | None = None,
+) -> PromptPage:
+    """A page of the project's prompts, newest first, with how many outputs, tasks and judgments
+    each has. `query` matches text and chat messages (case-insensitive); `model_version_id`
+    keeps the prompts that version answered. Pages by id, so a page costs the same however deep."""
+    prompts = Prompt.objects.filter(project_id=project_id)
+    if query:
+        prompts = prompts.filter(Q(text__icontains=query) | Q(messages__icontains=query))
+    if split:
+        prompts = prompts.filter(split=split)
+    if model_version_id is not None:
+        prompts = prompts.filter(
+            pk__in=Completion.objects.filter(model_version_id=model_version_id).values("prompt_id")
+        )
+    if before is not None:
+        prompts = prompts.filter(pk__lt=before)
+    page = list(prompts.order_by("-pk")[: PROMPT_PAGE_SIZE + 1])
+    more = len(page) > PROMPT_PAGE_SIZE
+    page = page[:PROMPT_PAGE_SIZE]
+    ids = [prompt.pk for prompt in page]
+    outputs = counts_by_prompt(Completion.objects.filter(prompt_id__in=ids), "prompt_id")
+    tasks = counts_by_prompt(AnnotationTask.objects.filter(prompt_id__in=ids), "prompt_id")
+    judgments = counts_by_prompt(
+        Judgment.objects.filter(task__prompt_id__in=ids), "task__prompt_id"
+    )
+    rows = [
+        PromptRow(p, outputs.get(p.pk, 0), tasks.get(p.pk, 0), judgments.get(p.pk, 0)) for p in page
+    ]
+    return PromptPage(rows, page[-1].pk if more else None)
+
+
+def counts_by_prompt(rows: QuerySet, prompt_field: str) -> dict[int, int]:
+    return dict(rows.values_list(prompt_field).annotate(n=Count("pk")).order_by())
+
+
+@dataclass(frozen=True)
+class PromptDetail:
+    prompt: Prompt
+    completions: list[Completion]  # with model_version, by version name then age
+    tasks: list[AnnotationTask]  # newest first
+
+
+def prompt_detail(project_id: int, prompt_id: int) -> PromptDetail | None:
+    prompt = (
+        Prompt.objects.filter(project_id=project_id, pk=prompt_id)
+        .select_related("import_batch")
+        .first()
+    )
+    if prompt is None:
+        return None
+    completions = list(
+        prompt.completions.select_related("model_version").order_by(
+            F("model_version__name").asc(nulls_last=True), "pk"
+        )
+    )
+    tasks = prompt.tasks.prefetch_related(
+        Prefetch("items", queryset=TaskItem.objects.order_by("position"))
+    ).order_by("-pk")
+    return PromptDetail(prompt, completions, list(tasks))

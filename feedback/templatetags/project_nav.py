@@ -13,12 +13,13 @@ register = template.Library()
 TABS = (
     ("Annotate", "annotations:work", ()),
     ("Review", "annotations:review_list", ("annotations:review_task",)),
+    ("Prompts", "annotations:prompt_list", ("annotations:prompt_page",)),
     ("Leaderboard", "insights:leaderboard", ()),
     ("Agreement", "insights:agreement", ()),
-    ("Imports & tasks", "insights:imports", ()),
+    ("Imports", "insights:imports", ()),
     ("Preference data", "insights:data", ()),
     ("Rounds", "training:round_list", ("training:round_detail", "training:launch")),
-    ("Model registry", "training:registry", ()),
+    ("Models", "training:registry", ()),
     ("Side by side", "training:compare", ()),
 )
 ADMIN_TABS = (("Settings", "insights:settings", ()),)

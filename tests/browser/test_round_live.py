@@ -138,7 +138,7 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
     ).to_be_visible()
     snap(page, "round-live-done", tablet=True)
 
-    page.get_by_role("link", name="Model registry").click()
+    page.get_by_role("link", name="Models", exact=True).click()
     children = page.get_by_role("list", name="Trained from tiny-base", exact=True)
     node = children.locator(f"#version-{new.pk}")
     expect(node.get_by_role("heading", name="tiny-base-r1-dpo", exact=True)).to_be_visible()

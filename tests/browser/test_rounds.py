@@ -210,7 +210,7 @@ def test_round_registry_and_side_by_side_pages(
     expect(page.locator('[aria-current="step"]')).to_contain_text("Training the policy")
     snap(page, "training-round", tablet=True)
 
-    page.get_by_role("link", name="Model registry").click()
+    page.get_by_role("link", name="Models", exact=True).click()
     tree = page.get_by_role("list", name="Trained from tiny-base", exact=True)
     expect(tree.get_by_role("heading", name="tiny-base-r1-dpo", exact=True)).to_be_visible()
     expect(page.get_by_role("list", name="Trained from tiny-base-r1-dpo")).to_contain_text(

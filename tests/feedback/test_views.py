@@ -255,7 +255,7 @@ def test_every_project_page_shows_one_tab_bar_with_settings_for_admins_only(
         f"/projects/{project.pk}/review/{task.pk}/": "Review",
         f"/training/projects/{project.pk}/rounds/": "Rounds",
         f"/training/projects/{project.pk}/rounds/new/": "Rounds",
-        f"/training/projects/{project.pk}/models/": "Model registry",
+        f"/training/projects/{project.pk}/models/": "Models",
         f"/training/projects/{project.pk}/compare/": "Side by side",
     }
     tab = re.compile(r'<a href="([^"]+)"( aria-current="page")?>([^<]+)</a>')
@@ -274,4 +274,4 @@ def test_every_project_page_shows_one_tab_bar_with_settings_for_admins_only(
             assert ("Settings" in [label for *_, label in tabs]) is settings_shown
             links = {label: href for href, _, label in tabs}
             assert links["Annotate"] == f"/projects/{project.pk}/work/"
-            assert links["Imports &amp; tasks"] == f"/insights/projects/{project.pk}/imports/"
+            assert links["Imports"] == f"/insights/projects/{project.pk}/imports/"
