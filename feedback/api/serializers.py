@@ -6,6 +6,7 @@ from rest_framework import serializers
 from feedback.models import (
     AnnotationTask,
     ApiToken,
+    Completion,
     ExportSnapshot,
     ImportBatch,
     Invitation,
@@ -129,6 +130,20 @@ class PromptSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prompt
         fields = ["id", "text", "messages", "metadata", "split", "import_batch", "created_at"]
+
+
+class CompletionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Completion
+        fields = [
+            "id",
+            "prompt",
+            "model_version",
+            "text",
+            "token_count",
+            "generation_settings",
+            "created_at",
+        ]
 
 
 class DeletedTasksSerializer(serializers.Serializer):

@@ -39,6 +39,11 @@ urlpatterns = [
         name="invitation",
     ),
     path("projects/<int:project_id>/prompts/", views.PromptList.as_view(), name="prompts"),
+    path(
+        "projects/<int:project_id>/completions/",
+        views.CompletionList.as_view(),
+        name="completions",
+    ),
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="imports"),
     path(
         "projects/<int:project_id>/prompt-sets/", views.PromptSetList.as_view(), name="prompt-sets"

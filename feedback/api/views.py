@@ -28,6 +28,7 @@ from feedback.errors import ServiceError
 from feedback.models import (
     AnnotationTask,
     ApiToken,
+    Completion,
     ExportSnapshot,
     ImportBatch,
     Invitation,
@@ -250,6 +251,26 @@ class PromptList(ServiceErrorMixin, generics.ListAPIView):
         if schema_only(self):
             return Prompt.objects.none()
         return Prompt.objects.filter(project_id=self.kwargs["project_id"])
+
+
+class CompletionFilter(filters.FilterSet):
+    class Meta:
+        model = Completion
+        fields = ["prompt", "model_version"]
+
+
+class CompletionList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's outputs (completions), newest first; filter by prompt or model version."""
+
+    serializer_class = s.CompletionSerializer
+    filterset_class = CompletionFilter
+    permission_classes = [IsProjectReviewer]
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        if schema_only(self):
+            return Completion.objects.none()
+        return Completion.objects.filter(prompt__project_id=self.kwargs["project_id"])
 
 
 class InvitationList(ServiceErrorMixin, generics.ListAPIView):

@@ -14,6 +14,7 @@ from feedback.models import (
     ApiToken,
     ExportSnapshot,
     Judgment,
+    ModelVersion,
     PreferencePair,
     Prompt,
 )
@@ -312,7 +313,16 @@ def test_imported_outputs_become_tasks_through_the_api(client_for, make_member, 
     assert client.delete(f"{url}?mode=vibes").status_code == 400
     assert AnnotationTask.objects.count() == 9
 
-    listed = client_for(make_member(role="reviewer")).get(f"{url}?mode=pairwise&page_size=4")
+    reviewer = client_for(make_member(role="reviewer"))
+    outputs = reviewer.get(f"/api/v1/projects/{project.pk}/completions/?page_size=1000").data
+    assert len(outputs["results"]) == 9
+    beta = ModelVersion.objects.get(project=project, name="beta")
+    only_beta = reviewer.get(f"/api/v1/projects/{project.pk}/completions/?model_version={beta.pk}")
+    assert {row["text"] for row in only_beta.data["results"]} == {
+        f"beta says {q}" for q in range(3)
+    }
+    assert {row["model_version"] for row in only_beta.data["results"]} == {beta.pk}
+    listed = reviewer.get(f"{url}?mode=pairwise&page_size=4")
     assert listed.status_code == 200
     newest = AnnotationTask.objects.order_by("-pk")[:4]
     assert [row["id"] for row in listed.data["results"]] == [task.pk for task in newest]

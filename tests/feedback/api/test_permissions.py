@@ -40,6 +40,7 @@ CASES = [
     ("post", "/api/v1/projects/{project}/invitations/", ADMINS),
     ("delete", "/api/v1/projects/{project}/invitations/{invitation}/", ADMINS),
     ("get", "/api/v1/projects/{project}/prompts/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/completions/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
     ("get", "/api/v1/projects/{project}/prompt-sets/", REVIEWERS),
