@@ -32,6 +32,7 @@ from annotations.timing import server_timed
 from feedback import selectors, services
 from feedback.errors import ServiceError
 from feedback.models import Role
+from feedback.models.projects import as_a
 from feedback.models.tasks import SkipReason
 from feedback.services.invitations import (
     accept_invitation,
@@ -442,7 +443,7 @@ def join(request: HttpRequest, key: str) -> HttpResponse:
         if not errors:
             messages.success(
                 request,
-                f"You are {article(membership.role)} {membership.role} in {invitation.project}.",
+                f"You are {as_a(membership.role)} in {invitation.project}.",
             )
             return redirect("annotations:home")
     context = {
@@ -456,10 +457,6 @@ def join(request: HttpRequest, key: str) -> HttpResponse:
     response = render(request, "annotations/join.html", context, status=422 if errors else 200)
     add_never_cache_headers(response)
     return response
-
-
-def article(role: str) -> str:
-    return "an" if role[0] in "aeiou" else "a"
 
 
 class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):

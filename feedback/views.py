@@ -27,6 +27,7 @@ from feedback.forms import (
     labelled_errors,
 )
 from feedback.models import Project, Role
+from feedback.models.projects import as_a
 from feedback.services.imports import (
     IMPORT_POLICY,
     MAX_IMPORT_BYTES,
@@ -280,7 +281,7 @@ def add_named_member(request, project, form: MemberForm) -> str:
         )
     role = form.cleaned_data["role"]
     add_member(project_id=project.pk, user_id=user.pk, role=role)
-    return f"{user.username} is now {'an' if role == Role.ADMIN else 'a'} {role} here."
+    return f"{user.username} is now {as_a(role)} here."
 
 
 def account_request(request, project, posted: str | None):
@@ -317,6 +318,12 @@ def invitation_request(request, project, posted: str | None):
     return InvitationForm(prefix="invite"), {"link": link, "role": issued.invitation.role}, []
 
 
+def posted_id(request, field: str) -> int:
+    """An id posted by a row's button; 0, which matches nothing, when it is not a number."""
+    value = request.POST.get(field, "")
+    return int(value) if value.isdigit() else 0
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
@@ -327,15 +334,11 @@ def project_settings(request, project_id: int):
         raise PermissionDenied("Only the project's admins change its settings and members.")
     posted = request.POST.get("action") if request.method == "POST" else None
     if posted in ("role", "remove", "revoke_invite"):
-        user_id = (
-            int(request.POST.get("user_id", "")) if request.POST.get("user_id", "").isdigit() else 0
-        )
+        user_id = posted_id(request, "user_id")
         try:
             if posted == "revoke_invite":
-                invitation = request.POST.get("invitation_id", "")
                 revoke_invitation(
-                    project_id=project.pk,
-                    invitation_id=int(invitation) if invitation.isdigit() else 0,
+                    project_id=project.pk, invitation_id=posted_id(request, "invitation_id")
                 )
                 messages.success(request, "Invitation link revoked; it no longer works.")
             elif posted == "role":

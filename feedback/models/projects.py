@@ -17,6 +17,11 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+def as_a(role: str) -> str:
+    """The role in a sentence: "an annotator", "a reviewer", "an admin"."""
+    return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")

@@ -136,6 +136,12 @@ def test_admins_manage_members_and_settings_on_the_settings_page(project, make_m
     added = client.post(url, {"action": "member", "username": " newcomer ", "role": "reviewer"})
     assert added.status_code == 302
     assert project.memberships.get(user=newcomer).role == "reviewer"
+    annotator = make_user("annie")
+    said = client.post(
+        url, {"action": "member", "username": "annie", "role": "annotator"}, follow=True
+    )
+    assert "annie is now an annotator here." in said.content.decode()
+    assert project.memberships.get(user=annotator).role == "annotator"
     unknown = client.post(url, {"action": "member", "username": "ghost", "role": "annotator"})
     assert unknown.status_code == 422 and "No active user is called" in unknown.content.decode()
 
