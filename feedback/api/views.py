@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from django.db.models import Prefetch, Q
 from django.http import StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django_filters import rest_framework as filters
 from drf_spectacular.generators import SchemaGenerator
@@ -153,7 +153,7 @@ class ProjectDetail(ServiceErrorMixin, APIView):
     def patch(self, request, project_id: int):
         data = s.ProjectSettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        current = Project.objects.get(pk=project_id)
+        current = get_object_or_404(Project, pk=project_id)
         fields = data.validated_data
         update_project(
             project_id=project_id,
@@ -164,7 +164,7 @@ class ProjectDetail(ServiceErrorMixin, APIView):
         return self.detail(project_id)
 
     def detail(self, project_id: int) -> Response:
-        project = Project.objects.get(pk=project_id)
+        project = get_object_or_404(Project, pk=project_id)
         project.contents = selectors.project_contents(project_id)
         return Response(s.ProjectDetailSerializer(project).data)
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from feedback.errors import ServiceError
 from feedback.models import Invitation, Membership, Project
 from feedback.models.projects import INVITABLE_ROLES
-from feedback.services.projects import free_username
+from feedback.services.projects import create_account, free_username
 from feedback.services.tokens import hash_key
 
 MAX_DAYS = 30
@@ -96,5 +96,5 @@ def join_with_new_account(*, key: str, username: str, password: str) -> Membersh
         validate_password(password, user=users(username=username))
     except ValidationError as error:
         raise ServiceError(" ".join(error.messages)) from None
-    user = users.objects.create_user(username=username, password=password)
+    user = create_account(username, password)
     return accept_invitation(key=key, user_id=user.pk)

@@ -136,8 +136,20 @@ def create_member_account(*, project_id: int, username: str, role: str) -> NewAc
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     username = free_username(username, taken="add it as a member instead")
     password = secrets.token_urlsafe(12)
-    user = get_user_model().objects.create_user(username=username, password=password)
+    user = create_account(username, password)
     return NewAccount(add_member(project_id=project_id, user_id=user.pk, role=role), password)
+
+
+def create_account(username: str, password: str):
+    """A new user, once free_username has passed its name; a name taken meanwhile is refused."""
+    try:
+        with transaction.atomic():
+            return get_user_model().objects.create_user(username=username, password=password)
+    except IntegrityError:
+        raise ServiceError(
+            f"An account named {username!r} was made a moment ago; choose another name.",
+            code="conflict",
+        ) from None
 
 
 def free_username(username: str, *, taken: str) -> str:

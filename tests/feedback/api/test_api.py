@@ -396,6 +396,8 @@ def test_staff_start_projects_and_admins_run_them_through_the_api(
         == 400
     )
     assert client_for(make_user()).post("/api/v1/projects/", {"name": "mine"}).status_code == 403
+    assert client.get("/api/v1/projects/10000/").status_code == 404  # staff see every project
+    assert client.patch("/api/v1/projects/10000/", {"overlap": 2}).status_code == 404
 
     url = f"/api/v1/projects/{project_id}/"
     changed = client.patch(url, {"guidelines": "Be kind.", "overlap": 2}, format="json")
