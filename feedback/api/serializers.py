@@ -68,6 +68,10 @@ class ProjectSettingsSerializer(serializers.Serializer):
 class ProjectCreationSerializer(ProjectSettingsSerializer):
     name = serializers.CharField(max_length=200)
 
+    def get_fields(self):
+        fields = super().get_fields()
+        return {"name": fields.pop("name"), **fields}  # the one it needs, first
+
 
 class MemberSerializer(serializers.ModelSerializer):
     user = serializers.IntegerField(source="user_id", read_only=True)

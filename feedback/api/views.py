@@ -2,6 +2,7 @@
 
 import functools
 import io
+import re
 from collections.abc import Iterator
 
 from django.db.models import Prefetch, Q
@@ -204,9 +205,6 @@ class MemberList(ServiceErrorMixin, generics.ListAPIView):
 
 
 class MemberDetail(ServiceErrorMixin, APIView):
-    """Change a member's role, or remove them (admins). A project keeps at least one admin; a
-    removed member's leased tasks go back to the queue."""
-
     permission_classes = [IsProjectAdmin]
 
     @extend_schema(
@@ -214,6 +212,7 @@ class MemberDetail(ServiceErrorMixin, APIView):
         responses={200: s.MemberSerializer, 404: s.ErrorSerializer, 409: s.ErrorSerializer},
     )
     def patch(self, request, project_id: int, user_id: int):
+        """Change a member's role (admins). A project keeps at least one admin."""
         data = s.RoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = change_member_role(
@@ -223,6 +222,8 @@ class MemberDetail(ServiceErrorMixin, APIView):
 
     @extend_schema(responses={204: None, 404: s.ErrorSerializer, 409: s.ErrorSerializer})
     def delete(self, request, project_id: int, user_id: int):
+        """Remove a member (admins): the tasks leased to them go back to the queue, their
+        judgments stay. A project keeps at least one admin."""
         remove_member(project_id=project_id, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -819,24 +820,82 @@ class TokenDetail(ServiceErrorMixin, generics.RetrieveDestroyAPIView):
 # --- docs ------------------------------------------------------------------------------------
 
 
+# The reference's sections, by an endpoint's resource: the first word of its path after
+# /api/v1/, or after /api/v1/projects/{project_id}/.
+API_SECTIONS = {
+    "Projects and members": {"projects", "members", "invitations"},
+    "Data in": {"imports", "prompts", "completions", "model-versions", "prompt-sets"},
+    "Tasks and judging": {"tasks", "next-task", "undo", "judgments"},
+    "Data out": {"pairs", "exports", "leaderboard", "agreement"},
+    "Training": {"rounds", "jobs"},
+    "Tokens": {"tokens"},
+}
+
+
+def api_section(path: str) -> str:
+    words = [part for part in path.split("/")[3:] if part and not part.startswith("{")]
+    resource = words[1] if words[0] == "projects" and len(words) > 1 else words[0]
+    return next((name for name, found in API_SECTIONS.items() if resource in found), "Other")
+
+
+def field_type(spec: dict, components: dict) -> str:
+    """A schema property in a few words: its type, or the values an enum takes."""
+    if "$ref" in spec or "allOf" in spec:
+        ref = spec.get("$ref") or spec["allOf"][0]["$ref"]
+        target = components[ref.rsplit("/", 1)[-1]]
+        return " | ".join(map(str, target["enum"])) if "enum" in target else target.get("type", "")
+    if spec.get("type") == "array":
+        return f"list of {field_type(spec.get('items', {}), components)}"
+    return spec.get("type", "")
+
+
+def body_fields(operation: dict, components: dict) -> list[dict]:
+    """The writable fields of an operation's JSON body, from its request schema."""
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    ref = body.get("schema", {}).get("$ref")
+    if ref is None:
+        return []
+    schema = components[ref.rsplit("/", 1)[-1]]
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "type": field_type(spec, components),
+            "required": name in required,
+            "description": spec.get("description", ""),
+        }
+        for name, spec in schema.get("properties", {}).items()
+        if not spec.get("readOnly")
+    ]
+
+
+def unwrapped(text: str) -> str:
+    """A docstring's paragraphs with their lines joined: it was wrapped for the source file."""
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", text.strip())
+
+
 @functools.cache
-def documented_operations() -> tuple[dict, list[dict]]:
-    """The OpenAPI schema and its operations, generated once per process (it only changes with code)."""
+def documented_operations() -> tuple[dict, dict[str, list[dict]]]:
+    """The OpenAPI schema and its operations by section, generated once per process (they only
+    change with the code)."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    operations = []
+    components = schema.get("components", {}).get("schemas", {})
+    sections: dict[str, list[dict]] = {name: [] for name in [*API_SECTIONS, "Other"]}
     for path, methods in schema["paths"].items():
         for method, operation in methods.items():
-            operations.append(
+            sections[api_section(path)].append(
                 {
+                    "anchor": re.sub(r"[^a-z0-9_]+", "-", f"{method} {path}").strip("-"),
                     "path": path,
                     "method": method.upper(),
-                    "summary": (operation.get("description") or "").strip(),
+                    "summary": unwrapped(operation.get("description") or ""),
                     "parameters": operation.get("parameters", []),
+                    "fields": body_fields(operation, components),
                     "request": sorted(operation.get("requestBody", {}).get("content", {})),
                     "responses": sorted(operation.get("responses", {})),
                 }
             )
-    return schema, operations
+    return schema, {name: ops for name, ops in sections.items() if ops}
 
 
 class ApiDocs(APIView):
@@ -847,7 +906,5 @@ class ApiDocs(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        schema, operations = documented_operations()
-        return render(
-            request, "feedback/api_docs.html", {"schema": schema, "operations": operations}
-        )
+        schema, sections = documented_operations()
+        return render(request, "feedback/api_docs.html", {"schema": schema, "sections": sections})

@@ -247,6 +247,15 @@ def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
     assert '<script src="http' not in html
     # Every endpoint says what it does itself, not what a shared base class is for.
     assert "refusal into an HTTP answer" not in html and "v1 (1)" not in html
+    # Grouped by what they are for, and a body's fields are listed with their types.
+    assert html.index('id="data-in"') < html.index("/api/v1/projects/{project_id}/imports/")
+    assert html.index("/api/v1/projects/{project_id}/imports/") < html.index(
+        'id="tasks-and-judging"'
+    )
+    members = html.split('id="post-api-v1-projects-project_id-members"')[1].split("</tr>")[0]
+    assert "<code>username</code> <small>(string, required)</small>" in members
+    assert "annotator | reviewer | admin" in members
+    assert 'id="other"' not in html  # every endpoint has its section
     schema = client_for(make_user()).get("/api/v1/schema/?format=json")
     assert (
         schema.status_code == 200
