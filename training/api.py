@@ -12,7 +12,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from feedback.api.views import NewestFirst, ServiceErrorMixin
+from feedback.api.views.common import NewestFirst, ServiceErrorMixin
 from feedback.models import Role
 from feedback.selectors import has_role
 from training import rounds

@@ -1,0 +1,41 @@
+"""What every API view shares: service refusals as HTTP answers, and pagination."""
+
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from feedback.errors import ServiceError
+
+ERROR_STATUS = {
+    "invalid": status.HTTP_400_BAD_REQUEST,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "conflict": status.HTTP_409_CONFLICT,
+}
+
+
+def error_response(error: ServiceError) -> Response:
+    body = {"detail": error.message}
+    if error.details:
+        body["details"] = error.details
+    return Response(body, status=ERROR_STATUS.get(error.code, status.HTTP_400_BAD_REQUEST))
+
+
+class ServiceErrorMixin:
+    """Turns a service's refusal into an HTTP answer with its message and details."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ServiceError):
+            return error_response(exc)
+        return super().handle_exception(exc)
+
+
+def schema_only(view) -> bool:
+    """True while drf-spectacular inspects the view (no real request, user or URL kwargs)."""
+    return getattr(view, "swagger_fake_view", False)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"  # the primary key: indexed and immutable, as cursor pagination needs
+    page_size_query_param = "page_size"
+    max_page_size = 1000

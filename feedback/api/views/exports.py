@@ -1,0 +1,152 @@
+"""Deriving pairs and streaming exports (JSONL, Parquet), with their snapshots."""
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, renderers
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from feedback.api import serializers as s
+from feedback.api.permissions import REVIEWERS, IsProjectReviewer
+from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.models import (
+    ExportSnapshot,
+    Membership,
+)
+from feedback.models.exports import ExportKind
+from feedback.services.exports import ExportRequest, start_export
+
+
+class JsonLinesRenderer(renderers.JSONRenderer):
+    """Lets `?format=jsonl` pass content negotiation; errors still render as JSON."""
+
+    media_type = "application/jsonl"
+    format = "jsonl"
+
+
+class ParquetRenderer(renderers.JSONRenderer):
+    media_type = "application/vnd.apache.parquet"
+    format = "parquet"
+
+
+EXPORT_FORMATS = ("jsonl", "parquet")
+EXPORT_PARAMETERS = [
+    OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Default: jsonl."),
+    OpenApiParameter(
+        "style", str, enum=["standard", "conversational", "hh"], description="Pairs only."
+    ),
+    OpenApiParameter("margin", bool, description="Pairs only: add a margin column."),
+    OpenApiParameter("model_version", str, description="Comma-separated model version ids."),
+    OpenApiParameter("round", int, description="Alignment round id."),
+    OpenApiParameter("annotator", str, description="Comma-separated annotator user ids."),
+    OpenApiParameter("judged_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("judged_before", OpenApiTypes.DATETIME),
+    OpenApiParameter(
+        "min_agreement",
+        float,
+        description="Pairs only: share of the task's judgments backing the pair.",
+    ),
+    OpenApiParameter("policy", str, description="Comma-separated pair policies."),
+    OpenApiParameter("include_ties", bool),
+    OpenApiParameter(
+        "up_to_id", int, description="Ignore rows with a higher id (pins a snapshot)."
+    ),
+]
+
+
+class Export(ServiceErrorMixin, APIView):
+    """Stream pairs, judgments or ratings as JSONL or Parquet; records an ExportSnapshot whose id
+    comes back in the X-Export-Snapshot header (hash and row count once the stream ends)."""
+
+    permission_classes = [IsProjectReviewer]
+    renderer_classes = [JsonLinesRenderer, ParquetRenderer, renderers.JSONRenderer]
+    throttle_scope = "export"
+    kind = ExportKind.PAIRS
+
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers a `format` no renderer has with a bare 404; name the ones there are.
+        wanted = request.query_params.get("format")
+        known = {renderer.format for renderer in self.renderer_classes}  # "json" gives JSONL too
+        if not force and wanted is not None and wanted not in known:
+            raise ValidationError(
+                {"format": [f"Unknown format {wanted!r}; use {' or '.join(EXPORT_FORMATS)}."]}
+            )
+        return super().perform_content_negotiation(request, force)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A refusal is JSON whichever file was asked for: as "Parquet", a client cannot read it.
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = request.accepted_renderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(
+        parameters=EXPORT_PARAMETERS,
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
+    )
+    def get(self, request, project_id: int):
+        query = s.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        file_format = request.accepted_renderer.format
+        stream = start_export(
+            ExportRequest(
+                project_id=project_id,
+                kind=self.kind,
+                format="parquet" if file_format == "parquet" else "jsonl",
+                style=query.validated_data["style"],
+                margin=query.validated_data["margin"],
+                filters=query.filters(),
+            ),
+            user_id=request.user.pk,
+        )
+        response = StreamingHttpResponse(stream.chunks(), content_type=stream.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
+        response["X-Export-Snapshot"] = str(stream.snapshot.pk)
+        return response
+
+
+class ExportPairs(Export):
+    kind = ExportKind.PAIRS
+
+
+class ExportJudgments(Export):
+    kind = ExportKind.JUDGMENTS
+
+
+class ExportRatings(Export):
+    kind = ExportKind.RATINGS
+
+
+def snapshots_for(user):
+    """Export snapshots of projects the user reviews (staff: all)."""
+    snapshots = ExportSnapshot.objects.select_related("created_by")
+    if user.is_staff:
+        return snapshots
+    reviewed = Membership.objects.filter(user=user, role__in=REVIEWERS).values("project_id")
+    return snapshots.filter(project_id__in=reviewed)
+
+
+class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
+    """Export snapshots of projects you review."""
+
+    serializer_class = s.ExportSnapshotSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return (
+            ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        )
+
+
+class SnapshotDetail(ServiceErrorMixin, generics.RetrieveAPIView):
+    """One export snapshot: its filters, row count and content hash, for a training run to name."""
+
+    serializer_class = s.ExportSnapshotSerializer
+    lookup_url_kwarg = "snapshot_id"
+
+    def get_queryset(self):
+        return (
+            ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        )

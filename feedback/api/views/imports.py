@@ -1,0 +1,141 @@
+"""Importing JSONL files, and prompt sets."""
+
+import io
+from collections.abc import Iterator
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.parsers import BaseParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from feedback import selectors
+from feedback.api import serializers as s
+from feedback.api.permissions import IsProjectAdmin, IsProjectReviewer
+from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.errors import ServiceError
+from feedback.models import (
+    ImportBatch,
+    PromptSet,
+)
+from feedback.services.imports import FORMATS as IMPORT_FORMATS
+from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
+from feedback.services.projects import create_prompt_set
+
+
+class JsonLinesParser(BaseParser):
+    """Leaves a JSONL body unread: the import view streams its lines."""
+
+    media_type = "application/jsonl"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+class NdjsonParser(JsonLinesParser):
+    media_type = "application/x-ndjson"
+
+
+def upload_lines(request) -> Iterator[bytes]:
+    """Lines of the uploaded file: multipart field `file`, or the raw body; gzip is unpacked."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > MAX_IMPORT_BYTES:
+        raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
+    if request.content_type.startswith("multipart/"):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ServiceError("Send the JSONL file in the multipart field 'file'.")
+        return file_lines(upload.file, gzipped=upload.name.endswith(".gz"))
+    stream = request.stream or io.BytesIO()
+    return file_lines(stream, gzipped=request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip")
+
+
+class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
+    """List a project's imports, or import a JSONL file (all lines valid, or nothing written)."""
+
+    serializer_class = s.ImportBatchSerializer
+    permission_classes = [IsProjectAdmin]
+    pagination_class = NewestFirst
+    parser_classes = [JsonLinesParser, NdjsonParser, MultiPartParser]
+    throttle_scope = "import"
+
+    def get_queryset(self):
+        if schema_only(self):
+            return ImportBatch.objects.none()
+        return ImportBatch.objects.filter(project_id=self.kwargs["project_id"]).select_related(
+            "created_by"
+        )
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            return throttles
+        return [t for t in throttles if not isinstance(t, ScopedRateThrottle)]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "import_format",
+                str,
+                enum=["auto", *IMPORT_FORMATS],
+                description="Default: auto (from the first line's keys).",
+            ),
+            OpenApiParameter("source", str, description="A note on where the file came from."),
+        ],
+        request={
+            "application/jsonl": OpenApiTypes.BINARY,
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
+        responses={201: s.ImportResultSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        upload = (
+            request.FILES.get("file") if request.content_type.startswith("multipart/") else None
+        )
+        result = import_jsonl(
+            project_id=project_id,
+            user_id=request.user.pk,
+            lines=upload_lines(request),
+            format=request.query_params.get("import_format", "auto"),
+            source=request.query_params.get("source") or (upload.name if upload else ""),
+        )
+        return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class PromptSetList(ServiceErrorMixin, generics.ListAPIView):
+    """A project's prompt sets (reviewers); POST makes one (admins) from `prompt_ids`, or from
+    the project's prompts of one `import_batch` and `split`. Rounds sample from prompt sets."""
+
+    serializer_class = s.PromptSetSerializer
+    pagination_class = NewestFirst
+
+    def get_permissions(self):
+        role = IsProjectAdmin if self.request.method == "POST" else IsProjectReviewer
+        return [role()]
+
+    def get_queryset(self):
+        if schema_only(self):
+            return PromptSet.objects.none()
+        return selectors.prompt_sets_of(self.kwargs["project_id"])
+
+    @extend_schema(
+        request=s.PromptSetCreationSerializer,
+        responses={201: s.PromptSetSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.PromptSetCreationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        prompt_set = create_prompt_set(
+            project_id=project_id,
+            name=fields["name"],
+            prompt_ids=fields.get("prompt_ids"),
+            import_batch_id=fields.get("import_batch"),
+            split=fields["split"],
+        )
+        created = selectors.prompt_sets_of(project_id).get(pk=prompt_set.pk)
+        return Response(s.PromptSetSerializer(created).data, status=status.HTTP_201_CREATED)
