@@ -55,7 +55,7 @@ urlpatterns = [
     path("projects/<int:project_id>/undo/", annotating.UndoLastJudgment.as_view(), name="undo"),
     path(
         "projects/<int:project_id>/pairs/derive/",
-        annotating.DerivePairs.as_view(),
+        exports.DerivePairs.as_view(),
         name="derive-pairs",
     ),
     path(

@@ -1,4 +1,5 @@
-"""Annotating through the API: leases, judgments, skips and undo."""
+"""Tasks and annotating through the API: making and listing tasks, leases, judgments, skips
+and undo."""
 
 from django.db.models import Prefetch, Q
 from django_filters import rest_framework as filters
@@ -17,7 +18,6 @@ from feedback.models import (
     TaskItem,
 )
 from feedback.models.projects import JudgmentMode
-from feedback.pairs import PairPolicy
 from feedback.services import (
     JudgmentInput,
     next_task_for,
@@ -25,7 +25,6 @@ from feedback.services import (
     submit_judgment,
     undo_last_judgment,
 )
-from feedback.services.pairs import derive_pairs
 from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
 
 
@@ -120,22 +119,6 @@ class JudgmentList(ServiceErrorMixin, generics.ListCreateAPIView):
             annotator_id=request.user.pk, task_id=task_id, data=JudgmentInput(**values)
         )
         return Response(s.JudgmentSerializer(judgment).data, status=status.HTTP_201_CREATED)
-
-
-class DerivePairs(ServiceErrorMixin, APIView):
-    """(Re)derive the project's preference pairs from its judgments under a pair policy."""
-
-    permission_classes = [IsProjectAdmin]
-
-    @extend_schema(
-        request=s.PairPolicySerializer,
-        responses={200: s.DeriveResultSerializer, 400: s.ErrorSerializer},
-    )
-    def post(self, request, project_id: int):
-        data = s.PairPolicySerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        result = derive_pairs(project_id=project_id, policy=PairPolicy(**data.validated_data))
-        return Response(s.DeriveResultSerializer(result.as_json()).data)
 
 
 class TaskFilter(filters.FilterSet):

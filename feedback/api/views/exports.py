@@ -9,14 +9,32 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feedback.api import serializers as s
-from feedback.api.permissions import REVIEWERS, IsProjectReviewer
+from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectReviewer
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
 from feedback.models import (
     ExportSnapshot,
     Membership,
 )
 from feedback.models.exports import ExportKind
+from feedback.pairs import PairPolicy
 from feedback.services.exports import ExportRequest, start_export
+from feedback.services.pairs import derive_pairs
+
+
+class DerivePairs(ServiceErrorMixin, APIView):
+    """(Re)derive the project's preference pairs from its judgments under a pair policy."""
+
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        request=s.PairPolicySerializer,
+        responses={200: s.DeriveResultSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        data = s.PairPolicySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = derive_pairs(project_id=project_id, policy=PairPolicy(**data.validated_data))
+        return Response(s.DeriveResultSerializer(result.as_json()).data)
 
 
 class JsonLinesRenderer(renderers.JSONRenderer):

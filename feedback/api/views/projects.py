@@ -1,4 +1,4 @@
-"""Projects, their members and invitation links, prompts, outputs and tasks."""
+"""Projects, their members and invitation links, model versions, prompts and outputs."""
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
