@@ -79,6 +79,8 @@ def test_a_prompts_page_shows_its_outputs_escaped_and_the_tasks_over_them(
     shows = " · ".join(f"Output #{c.pk}" for c in prompt.completions.order_by("pk")[:3])
     assert f"Output #{first.pk}" in page and shows in page
     assert f'href="/projects/{project.pk}/review/{task.pk}/"' in page
+    review = client.get(f"/projects/{project.pk}/review/{task.pk}/").content.decode()
+    assert f'href="/projects/{project.pk}/prompts/{prompt.pk}/"' in review
 
     listing = client.get(f"/projects/{project.pk}/prompts/?q=prompt").content.decode()
     assert f'href="/projects/{project.pk}/prompts/{prompt.pk}/"' in listing
