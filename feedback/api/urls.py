@@ -74,6 +74,11 @@ urlpatterns = [
         name="export-ratings",
     ),
     path(
+        "projects/<int:project_id>/exports/outputs/",
+        exports.ExportOutputs.as_view(),
+        name="export-outputs",
+    ),
+    path(
         "projects/<int:project_id>/leaderboard/", insights.Leaderboard.as_view(), name="leaderboard"
     ),
     path("projects/<int:project_id>/agreement/", insights.Agreement.as_view(), name="agreement"),

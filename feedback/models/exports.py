@@ -11,6 +11,7 @@ class ExportKind(models.TextChoices):
     PAIRS = "pairs", "Preference pairs"
     JUDGMENTS = "judgments", "Raw judgments"
     RATINGS = "ratings", "Ratings"
+    OUTPUTS = "outputs", "Outputs"
 
 
 class ExportStatus(models.TextChoices):

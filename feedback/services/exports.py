@@ -1,5 +1,5 @@
-"""Exports of preference pairs, raw judgments and ratings as JSONL or Parquet, streamed in constant
-memory, each recorded as an ExportSnapshot (filters, row count, sha256 of the bytes).
+"""Exports of preference pairs, raw judgments, ratings and outputs as JSONL or Parquet, streamed in
+constant memory, each recorded as an ExportSnapshot (filters, row count, sha256 of the bytes).
 
 Pairs come out in TRL's formats (https://huggingface.co/docs/trl/dataset_formats):
 - `standard`: {"prompt", "chosen", "rejected"} strings. A chat prompt is written as an Anthropic HH
@@ -10,8 +10,11 @@ Pairs come out in TRL's formats (https://huggingface.co/docs/trl/dataset_formats
 `margin=True` adds a "margin" column (RewardTrainer reads it). Rows are ordered by pair id, i.e.
 import order for imported data.
 
-A snapshot pins its rows by recording the highest pair/judgment id it saw, so the same filters
-give the same bytes later (`materialise_snapshot`) unless rows were deleted meanwhile.
+Outputs come out as the import's `completions` lines ({"prompt", "completion", "model",
+"generation_settings", "token_count"}), so a file moves a project's outputs into another one.
+
+A snapshot pins its rows by recording the highest pair/judgment/output id it saw, so the same
+filters give the same bytes later (`materialise_snapshot`) unless rows were deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -46,7 +49,14 @@ from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.formats import prompt_as_messages, prompt_as_text, render_hh_prompt
-from feedback.models import ExportSnapshot, Judgment, PreferencePair, Project, TaskItem
+from feedback.models import (
+    Completion,
+    ExportSnapshot,
+    Judgment,
+    PreferencePair,
+    Project,
+    TaskItem,
+)
 from feedback.models.exports import ExportKind, ExportStatus
 from feedback.services.export_sql import stream_pair_rows
 from feedback.services.imports import IMPORT_POLICY
@@ -485,6 +495,57 @@ def judgment_schema() -> pa.Schema:
     )
 
 
+def output_records(project_id: int, filters: ExportFilters) -> Iterator[dict]:
+    """The project's outputs in id order, each as the import's `completions` line."""
+    outputs = Completion.objects.filter(prompt__project_id=project_id)
+    if filters.model_version_ids:
+        outputs = outputs.filter(model_version_id__in=filters.model_version_ids)
+    if filters.up_to_id is not None:
+        outputs = outputs.filter(pk__lte=filters.up_to_id)
+    rows = outputs.order_by("pk").values_list(
+        "prompt__text",
+        "prompt__messages",
+        "text",
+        "model_version__name",
+        "generation_settings",
+        "token_count",
+    )
+    for prompt_text, messages, text, model, generation, token_count in rows.iterator(
+        chunk_size=CHUNK_ROWS
+    ):
+        yield {
+            "prompt": prompt_text if messages is None else messages,
+            "completion": text,
+            "model": model,
+            "generation_settings": generation,
+            "token_count": token_count,
+        }
+
+
+def output_schema() -> pa.Schema:
+    """Parquet has no "string or message list" column: a chat prompt goes to `messages`."""
+    return pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("messages", pa.list_(MESSAGE)),
+            ("completion", pa.string()),
+            ("model", pa.string()),
+            ("generation_settings", pa.string()),
+            ("token_count", pa.int64()),
+        ]
+    )
+
+
+def output_parquet_record(record: dict) -> dict:
+    chat = isinstance(record["prompt"], list)
+    return {
+        **record,
+        "prompt": None if chat else record["prompt"],
+        "messages": record["prompt"] if chat else None,
+        "generation_settings": compact(record["generation_settings"]),
+    }
+
+
 def rating_records(project_id: int) -> list[dict]:
     from feedback.insights import leaderboard  # insights reads judgments; keep imports one-way
 
@@ -593,6 +654,11 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
             ),
             judgment_schema(),
         )
+    if request.kind == ExportKind.OUTPUTS:
+        records = output_records(request.project_id, pinned)
+        if request.format == "jsonl":
+            return jsonl_chunks(compact(record) + "\n" for record in records)
+        return parquet_chunks(map(output_parquet_record, records), output_schema())
     records = iter(rating_records(request.project_id))
     if request.format == "jsonl":
         return jsonl_chunks(compact(record) + "\n" for record in records)
@@ -608,6 +674,8 @@ def pin(request: ExportRequest) -> ExportFilters:
         ceiling = PreferencePair.objects.filter(project_id=request.project_id).order_by("-pk")
     elif request.kind == ExportKind.JUDGMENTS:
         ceiling = Judgment.objects.filter(task__project_id=request.project_id).order_by("-pk")
+    elif request.kind == ExportKind.OUTPUTS:
+        ceiling = Completion.objects.filter(prompt__project_id=request.project_id).order_by("-pk")
     else:
         return request.filters
     highest = ceiling.values_list("pk", flat=True).first() or 0

@@ -75,7 +75,7 @@ EXPORT_PARAMETERS = [
 
 
 class Export(ServiceErrorMixin, APIView):
-    """Stream pairs, judgments or ratings as JSONL or Parquet; records an ExportSnapshot whose id
+    """Stream pairs, judgments, ratings or outputs as JSONL or Parquet; records an ExportSnapshot whose id
     comes back in the X-Export-Snapshot header (hash and row count once the stream ends)."""
 
     permission_classes = [IsProjectReviewer]
@@ -135,6 +135,14 @@ class ExportJudgments(Export):
 
 class ExportRatings(Export):
     kind = ExportKind.RATINGS
+
+
+class ExportOutputs(Export):
+    """Stream the project's outputs as the import's `completions` lines (prompt, completion,
+    model, generation_settings, token_count), or as Parquet with a chat prompt in `messages`;
+    `model_version` and `up_to_id` narrow it. Records an ExportSnapshot like the other exports."""
+
+    kind = ExportKind.OUTPUTS
 
 
 def snapshots_for(user):

@@ -2,8 +2,10 @@
 
 import gzip
 import hashlib
+import io
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
@@ -461,3 +463,54 @@ def test_admins_make_list_and_revoke_links_through_the_api(client_for, project, 
     assert client.delete(f"{url}{made.data['id']}/").status_code == 204
     assert client.get(url).data == []
     assert client.delete(f"{url}{made.data['id']}/").status_code == 404
+
+
+def test_outputs_export_as_completions_lines_that_another_project_imports_unchanged(
+    client_for, make_user, project
+):
+    staff = client_for(make_user(is_staff=True))
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é"}]
+    lines = [
+        {"prompt": "What is 2 + 2?", "completion": "4", "model": "small", "token_count": 1},
+        {"prompt": "What is 2 + 2?", "completion": "Four.", "model": "large"},
+        {"prompt": chat, "completion": "Hello!", "generation_settings": {"temperature": 0.7}},
+    ]
+    body = "\n".join(json.dumps(line) for line in lines)
+    url = f"/api/v1/projects/{project.pk}/imports/?import_format=completions"
+    assert staff.post(url, data=body, content_type="application/jsonl").status_code == 201
+
+    exported = staff.get(f"/api/v1/projects/{project.pk}/exports/outputs/?format=jsonl")
+    assert exported.status_code == 200
+    text = b"".join(exported.streaming_content).decode()
+    rows = [json.loads(line) for line in text.splitlines()]
+    expected = [
+        {"generation_settings": {}, "token_count": None, **lines[0]},
+        {"generation_settings": {}, "token_count": None, **lines[1]},
+        {"model": None, "token_count": None, **lines[2]},
+    ]
+    assert rows == expected
+    snapshot = ExportSnapshot.objects.get(pk=exported["X-Export-Snapshot"])
+    assert (snapshot.kind, snapshot.row_count) == ("outputs", 3)
+    assert snapshot.content_hash == hashlib.sha256(text.encode()).hexdigest()
+
+    small = ModelVersion.objects.get(project=project, name="small")
+    only = staff.get(f"/api/v1/projects/{project.pk}/exports/outputs/?model_version={small.pk}")
+    assert [
+        json.loads(line)["completion"] for line in b"".join(only.streaming_content).splitlines()
+    ] == ["4"]
+
+    copy = services.create_project(name="Copy")
+    again = staff.post(
+        f"/api/v1/projects/{copy.pk}/imports/?import_format=completions",
+        data=text,
+        content_type="application/jsonl",
+    )
+    assert again.status_code == 201, again.data
+    back = staff.get(f"/api/v1/projects/{copy.pk}/exports/outputs/")
+    assert [json.loads(line) for line in b"".join(back.streaming_content).splitlines()] == expected
+
+    parquet = staff.get(f"/api/v1/projects/{project.pk}/exports/outputs/?format=parquet")
+    table = pq.read_table(io.BytesIO(b"".join(parquet.streaming_content)))
+    assert table.column("prompt").to_pylist() == ["What is 2 + 2?", "What is 2 + 2?", None]
+    assert table.column("messages").to_pylist()[2] == chat
+    assert json.loads(table.column("generation_settings").to_pylist()[2]) == {"temperature": 0.7}

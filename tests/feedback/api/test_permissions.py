@@ -54,6 +54,7 @@ CASES = [
     ("get", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/exports/judgments/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/exports/ratings/", REVIEWERS),
+    ("get", "/api/v1/projects/{project}/exports/outputs/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/leaderboard/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/agreement/", REVIEWERS),
     ("get", "/api/v1/judgments/", EVERY_ROLE),
