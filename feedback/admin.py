@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from feedback import models
 from feedback.errors import ServiceError
 from feedback.services import create_tasks_from_completions
+from feedback.services.invitations import revoke_invitation
 
 
 class MembershipInline(admin.TabularInline):
@@ -24,6 +25,35 @@ class ProjectAdmin(admin.ModelAdmin):
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role"]
     list_filter = ["role", "project"]
+
+
+@admin.register(models.Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Links are made on a project's Settings tab, where the key is shown once; here staff see
+    them all and revoke them."""
+
+    list_display = [
+        "project",
+        "role",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "uses",
+    ]
+    list_filter = ["role", "project"]
+    readonly_fields = [field.name for field in models.Invitation._meta.fields]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected invitation links")
+    def revoke(self, request, queryset):
+        open_links = queryset.filter(revoked_at__isnull=True).values_list("project_id", "pk")
+        for project_id, invitation_id in open_links:
+            revoke_invitation(project_id=project_id, invitation_id=invitation_id)
+        self.message_user(request, f"{len(open_links)} invitation links revoked.", messages.SUCCESS)
 
 
 @admin.register(models.ImportBatch)

@@ -1,9 +1,11 @@
-"""The Django admin's prompt actions: tasks over the selected prompts' outputs, per project."""
+"""The Django admin's actions: tasks over the selected prompts' outputs, per project; revoking
+invitation links."""
 
 import pytest
 
 from feedback import services
-from feedback.models import AnnotationTask
+from feedback.models import AnnotationTask, Invitation
+from feedback.services.invitations import create_invitation
 
 pytestmark = pytest.mark.django_db
 PROMPTS = "/admin/feedback/prompt/"
@@ -46,3 +48,23 @@ def test_prompt_actions_open_tasks_per_project_and_report_refusals(client, proje
     assert any(m.startswith("Pairwise only: Project 'Pairwise only' does not enable") for m in said)
     assert any(m.startswith("Test project: 1 ranking tasks created") for m in said)
     assert not AnnotationTask.objects.filter(prompt=elsewhere, mode="ranking").exists()
+
+
+def test_staff_see_invitation_links_and_revoke_them_but_make_them_on_the_settings_tab(
+    client, project, make_user
+):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    links = [
+        create_invitation(project_id=project.pk, role=role, created_by_id=None).invitation
+        for role in ("annotator", "reviewer")
+    ]
+    listing = client.get("/admin/feedback/invitation/")
+    assert listing.status_code == 200 and "Add invitation" not in listing.content.decode()
+    assert client.get("/admin/feedback/invitation/add/").status_code == 403
+    response = client.post(
+        "/admin/feedback/invitation/",
+        {"action": "revoke", "_selected_action": [links[0].pk]},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == ["1 invitation links revoked."]
+    assert [i.revoked_at is not None for i in Invitation.objects.order_by("pk")] == [True, False]
