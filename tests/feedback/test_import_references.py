@@ -1,6 +1,6 @@
-"""Imports on PostgreSQL write without per-row foreign-key triggers (feedback/services/bulk.py):
-what they reference stays locked until they commit, the checks come back on afterwards, and a
-database role that may not turn them off imports with them."""
+"""Imports and task creation on PostgreSQL write without per-row foreign-key triggers
+(feedback/services/bulk.py): what they reference stays locked until they commit, the checks come
+back on afterwards, and a database role that may not turn them off imports with them."""
 
 import json
 import threading
@@ -10,7 +10,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import Completion, ModelVersion, Prompt
+from feedback.models import AnnotationTask, Completion, ModelVersion, Prompt
 from feedback.services import imports
 from feedback.services.bulk import may_skip_triggers
 from feedback.services.imports import import_jsonl
@@ -115,3 +115,40 @@ def test_a_prompt_written_meanwhile_by_someone_else_is_a_conflict_and_nothing_is
     assert "prompt_unique_per_project" in refused.value.message
     assert (Prompt.objects.count(), Completion.objects.count()) == counts
     assert replication_role() == "origin"
+
+
+def test_outputs_that_new_tasks_show_cannot_be_deleted_until_they_commit(transactional_db):
+    project = services.create_project(name="task references")
+    prompt = services.create_prompt(project_id=project.pk, text="q")
+    answers = [services.create_completion(prompt_id=prompt.pk, text=t) for t in ("a", "b")]
+    written, release, errors = threading.Event(), threading.Event(), []
+
+    def creator() -> None:
+        try:
+            with transaction.atomic():
+                services.create_tasks_from_completions(project_id=project.pk, mode="pairwise")
+                assert replication_role() == "origin"
+                written.set()
+                release.wait(10)
+        except Exception as error:  # noqa: BLE001 - asserted on below
+            errors.append(error)
+        finally:
+            written.set()
+            connection.close()
+
+    thread = threading.Thread(target=creator)
+    thread.start()
+    try:
+        assert written.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+            for model, pk in ((Completion, answers[1].pk), (Prompt, prompt.pk)):
+                with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
+                    cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = %s", [pk])
+            cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        thread.join()
+    assert not errors
+    (task,) = AnnotationTask.objects.all()
+    assert sorted(task.items.values_list("completion_id", flat=True)) == [a.pk for a in answers]
