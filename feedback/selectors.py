@@ -225,11 +225,25 @@ def api_tokens_of(user) -> QuerySet[ApiToken]:
 def task_groups(mode: str, completion_ids: list[int]) -> set[frozenset[int]]:
     """The completion sets shown by tasks of `mode` (open or not) that show any of these
     completions: what creating tasks over them again would duplicate."""
+    if connection.vendor == "postgresql":
+        # The ids as one array: Django's IN spent 16 ms building each batch's 2,000 placeholders,
+        # and joined as a subquery PostgreSQL scanned every project's tasks.
+        items, tasks = TaskItem._meta.db_table, AnnotationTask._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT i.task_id, i.completion_id FROM "{items}" i '  # noqa: S608 - ours
+                f'JOIN "{tasks}" t ON t.id = i.task_id WHERE t.mode = %s AND i.task_id = ANY('
+                f'ARRAY(SELECT task_id FROM "{items}" WHERE completion_id = ANY(%s)))',
+                [mode, list(completion_ids)],
+            )
+            rows = cursor.fetchall()
+    else:
+        shown = TaskItem.objects.filter(completion_id__in=completion_ids).values("task_id")
+        rows = TaskItem.objects.filter(task_id__in=shown, task__mode=mode).values_list(
+            "task_id", "completion_id"
+        )
     members: dict[int, set[int]] = {}
-    tasks = AnnotationTask.objects.filter(mode=mode, items__completion_id__in=completion_ids)
-    for task_id, completion_id in TaskItem.objects.filter(
-        task_id__in=tasks.values("pk")
-    ).values_list("task_id", "completion_id"):
+    for task_id, completion_id in rows:
         members.setdefault(task_id, set()).add(completion_id)
     return {frozenset(ids) for ids in members.values()}
 
