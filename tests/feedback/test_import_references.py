@@ -31,16 +31,17 @@ def replication_role() -> str:
         return cursor.fetchone()[0]
 
 
-def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactional_db):
-    project = services.create_project(name="references")
-    version = services.create_model_version(project_id=project.pk, name="m1")
-    prompt = services.create_prompt(project_id=project.pk, text="an existing prompt")
+def assert_undeletable_until_commit(write, rows) -> None:
+    """Run `write` in another thread's open transaction; meanwhile deleting any of `rows`
+    ((model, id) pairs) must wait on its locks. Without them the deletes go through, and the
+    commit would leave rows pointing at nothing."""
     written, release, errors = threading.Event(), threading.Event(), []
 
-    def importer() -> None:
+    def writer() -> None:
         try:
             with transaction.atomic():
-                import_completion(project.pk, "an existing prompt", "m1")
+                write()
+                assert replication_role() == "origin"
                 written.set()
                 release.wait(10)
         except Exception as error:  # noqa: BLE001 - asserted on below
@@ -49,15 +50,13 @@ def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactio
             written.set()
             connection.close()
 
-    thread = threading.Thread(target=importer)
+    thread = threading.Thread(target=writer)
     thread.start()
     try:
         assert written.wait(10)
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '200ms'")
-            for model, pk in ((ModelVersion, version.pk), (Prompt, prompt.pk)):
-                # Without the import's lock these deletes go through, and its commit would then
-                # leave a completion pointing at nothing.
+            for model, pk in rows:
                 with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
                     cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = %s", [pk])
             cursor.execute("RESET lock_timeout")
@@ -65,6 +64,16 @@ def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactio
         release.set()
         thread.join()
     assert not errors
+
+
+def test_rows_an_import_references_cannot_be_deleted_until_it_commits(transactional_db):
+    project = services.create_project(name="references")
+    version = services.create_model_version(project_id=project.pk, name="m1")
+    prompt = services.create_prompt(project_id=project.pk, text="an existing prompt")
+    assert_undeletable_until_commit(
+        lambda: import_completion(project.pk, "an existing prompt", "m1"),
+        [(ModelVersion, version.pk), (Prompt, prompt.pk)],
+    )
     completion = Completion.objects.get()
     assert (completion.prompt_id, completion.model_version_id) == (prompt.pk, version.pk)
 
@@ -121,34 +130,9 @@ def test_outputs_that_new_tasks_show_cannot_be_deleted_until_they_commit(transac
     project = services.create_project(name="task references")
     prompt = services.create_prompt(project_id=project.pk, text="q")
     answers = [services.create_completion(prompt_id=prompt.pk, text=t) for t in ("a", "b")]
-    written, release, errors = threading.Event(), threading.Event(), []
-
-    def creator() -> None:
-        try:
-            with transaction.atomic():
-                services.create_tasks_from_completions(project_id=project.pk, mode="pairwise")
-                assert replication_role() == "origin"
-                written.set()
-                release.wait(10)
-        except Exception as error:  # noqa: BLE001 - asserted on below
-            errors.append(error)
-        finally:
-            written.set()
-            connection.close()
-
-    thread = threading.Thread(target=creator)
-    thread.start()
-    try:
-        assert written.wait(10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
-            for model, pk in ((Completion, answers[1].pk), (Prompt, prompt.pk)):
-                with pytest.raises(OperationalError, match="lock timeout"), transaction.atomic():
-                    cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = %s", [pk])
-            cursor.execute("RESET lock_timeout")
-    finally:
-        release.set()
-        thread.join()
-    assert not errors
+    assert_undeletable_until_commit(
+        lambda: services.create_tasks_from_completions(project_id=project.pk, mode="pairwise"),
+        [(Completion, answers[1].pk), (Prompt, prompt.pk)],
+    )
     (task,) = AnnotationTask.objects.all()
     assert sorted(task.items.values_list("completion_id", flat=True)) == [a.pk for a in answers]
