@@ -126,6 +126,11 @@ class PromptSearchForm(forms.Form):
         empty_label="Any model",
         label="Answered by",
     )
+    tasks = forms.ChoiceField(
+        required=False,
+        choices=[("", "With or without"), ("without", "Without tasks"), ("with", "With tasks")],
+        label="Tasks",
+    )
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args, project_id: int, **kwargs):

@@ -252,6 +252,7 @@ def prompt_list(request: HttpRequest, project_id: int) -> HttpResponse:
         query=search.get("q", ""),
         split=search.get("split", ""),
         model_version_id=search["model_version"].pk if search.get("model_version") else None,
+        has_tasks={"with": True, "without": False}.get(search.get("tasks", "")),
         before=search.get("before"),
     )
     query = request.GET.copy()
@@ -262,7 +263,7 @@ def prompt_list(request: HttpRequest, project_id: int) -> HttpResponse:
         "rows": [(row, presentation.prompt_snippet(row.prompt)) for row in page.rows],
         "older_than": page.older_than,
         "query": query.urlencode(),
-        "searching": bool(search.get("q") or search.get("split") or search.get("model_version")),
+        "searching": any(search.get(field) for field in ("q", "split", "model_version", "tasks")),
     }
     return render(request, "annotations/prompt_list.html", context)
 

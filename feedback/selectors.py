@@ -5,7 +5,18 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Case, Count, F, Max, Prefetch, Q, QuerySet, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    When,
+)
 from django.utils import timezone
 
 from feedback.models import (
@@ -364,11 +375,13 @@ def browse_prompts(
     query: str = "",
     split: str = "",
     model_version_id: int | None = None,
+    has_tasks: bool | None = None,
     before: int | None = None,
 ) -> PromptPage:
     """A page of the project's prompts, newest first, with how many outputs, tasks and judgments
     each has. `query` matches text and chat messages (case-insensitive); `model_version_id`
-    keeps the prompts that version answered. Pages by id, so a page costs the same however deep."""
+    keeps the prompts that version answered; `has_tasks` False finds the outputs nobody has been
+    asked to judge yet. Pages by id, so a page costs the same however deep."""
     prompts = Prompt.objects.filter(project_id=project_id)
     if query:
         prompts = prompts.filter(Q(text__icontains=query) | Q(messages__icontains=query))
@@ -378,6 +391,9 @@ def browse_prompts(
         prompts = prompts.filter(
             pk__in=Completion.objects.filter(model_version_id=model_version_id).values("prompt_id")
         )
+    if has_tasks is not None:
+        tasked = Exists(AnnotationTask.objects.filter(prompt_id=OuterRef("pk")))
+        prompts = prompts.filter(tasked if has_tasks else ~tasked)
     if before is not None:
         prompts = prompts.filter(pk__lt=before)
     page = list(prompts.order_by("-pk")[: PROMPT_PAGE_SIZE + 1])

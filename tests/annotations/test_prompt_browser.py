@@ -40,6 +40,8 @@ def test_prompts_are_found_by_words_split_and_the_model_that_answered(project):
     assert found(query="porto") == [held_out.pk]
     assert found(split="held_out") == [held_out.pk]
     assert found(model_version_id=version.pk) == [plain.pk]
+    assert found(has_tasks=True) == [plain.pk]
+    assert found(has_tasks=False) == [held_out.pk, chat.pk]  # what nobody was asked to judge
     (row,) = browse_prompts(project.pk, query="2 + 2").rows
     assert (row.outputs, row.tasks, row.judgments) == (2, 1, 0)
     assert task.prompt_id == plain.pk
@@ -84,6 +86,8 @@ def test_a_prompts_page_shows_its_outputs_escaped_and_the_tasks_over_them(
 
     listing = client.get(f"/projects/{project.pk}/prompts/?q=prompt").content.decode()
     assert f'href="/projects/{project.pk}/prompts/{prompt.pk}/"' in listing
+    untasked = client.get(f"/projects/{project.pk}/prompts/?tasks=without").content.decode()
+    assert f'href="/projects/{project.pk}/prompts/{prompt.pk}/"' not in untasked
     other = services.create_project(name="Not yours")
     foreign = services.create_prompt(project_id=other.pk, text="secret")
     assert client.get(f"/projects/{project.pk}/prompts/{foreign.pk}/").status_code == 404
