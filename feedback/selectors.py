@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import (
     Case,
@@ -328,10 +327,6 @@ def members_of(project_id: int) -> QuerySet[Membership]:
         .select_related("user")
         .order_by(order, "user__username")
     )
-
-
-def active_user_named(username: str):
-    return get_user_model().objects.filter(username=username.strip(), is_active=True).first()
 
 
 def memberships_of(user) -> dict[int, str]:

@@ -37,7 +37,7 @@ from feedback.services.imports import (
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (
-    add_member,
+    add_member_named,
     change_member_role,
     create_member_account,
     create_project,
@@ -273,49 +273,29 @@ def save_settings(request, project, form: ProjectSettingsForm) -> str:
 
 
 def add_named_member(request, project, form: MemberForm) -> str:
-    user = selectors.active_user_named(form.cleaned_data["username"])
-    if user is None:
-        raise ServiceError(
-            f"No active user is called {form.cleaned_data['username']!r}; a site admin creates "
-            "accounts in the Django admin."
-        )
-    role = form.cleaned_data["role"]
-    add_member(project_id=project.pk, user_id=user.pk, role=role)
-    return f"{user.username} is now {as_a(role)} here."
+    membership = add_member_named(project_id=project.pk, **form.cleaned_data)
+    return f"{membership.user.username} is now {as_a(membership.role)} here."
 
 
-def account_request(request, project, posted: str | None):
-    """The staff-only form that makes an account and a member: (form, new account, problems)."""
-    form = MemberForm(request.POST if posted == "account" else None, prefix="account")
-    if posted != "account":
-        return form, None, []
-    if not request.user.is_staff:
-        raise PermissionDenied("Only site staff make accounts.")
-    if not form.is_valid():
-        return form, None, labelled_errors(form)
-    try:
-        made = create_member_account(project_id=project.pk, **form.cleaned_data)
-    except ServiceError as error:
-        return form, None, [error.message]
-    return MemberForm(prefix="account"), made, []
-
-
-def invitation_request(request, project, posted: str | None):
-    """The form that makes an invitation link: (form, the new link, problems). The link is in
-    this answer only: its key is not stored."""
-    form = InvitationForm(request.POST if posted == "invite" else None, prefix="invite")
-    if posted != "invite":
+def shown_once(request, posted: str | None, action: str, form_class, make):
+    """A form whose result (a password, a link's key) is in this answer only, never stored, so
+    it renders instead of redirecting: (form, `make(cleaned_data)` or None, problems)."""
+    form = form_class(request.POST if posted == action else None, prefix=action)
+    if posted != action:
         return form, None, []
     if not form.is_valid():
         return form, None, labelled_errors(form)
     try:
-        issued = create_invitation(
-            project_id=project.pk, created_by_id=request.user.pk, **form.cleaned_data
-        )
+        made = make(form.cleaned_data)
     except ServiceError as error:
         return form, None, [error.message]
+    return form_class(prefix=action), made, []
+
+
+def invitation_link(request, project, data: dict) -> dict:
+    issued = create_invitation(project_id=project.pk, created_by_id=request.user.pk, **data)
     link = request.build_absolute_uri(reverse("annotations:join", args=[issued.key]))
-    return InvitationForm(prefix="invite"), {"link": link, "role": issued.invitation.role}, []
+    return {"link": link, "role": issued.invitation.role}
 
 
 def posted_id(request, field: str) -> int:
@@ -361,9 +341,21 @@ def project_settings(request, project_id: int):
         request.POST if posted == "settings" else None, initial=initial
     )
     member_form = MemberForm(request.POST if posted == "member" else None)
-    account_form, new_account, account_errors = account_request(request, project, posted)
-    invitation_form, new_invitation, invitation_errors = invitation_request(
-        request, project, posted
+    if posted == "account" and not request.user.is_staff:
+        raise PermissionDenied("Only site staff make accounts.")
+    account_form, new_account, account_errors = shown_once(
+        request,
+        posted,
+        "account",
+        MemberForm,
+        lambda data: create_member_account(project_id=project.pk, **data),
+    )
+    invitation_form, new_invitation, invitation_errors = shown_once(
+        request,
+        posted,
+        "invite",
+        InvitationForm,
+        lambda data: invitation_link(request, project, data),
     )
     bound = {
         "settings": (settings_form, save_settings),

@@ -59,6 +59,18 @@ def create_project(
     return project
 
 
+def add_member_named(*, project_id: int, username: str, role: str = Role.ANNOTATOR) -> Membership:
+    """add_member for the active account called `username`."""
+    user = get_user_model().objects.filter(username=username.strip(), is_active=True).first()
+    if user is None:
+        raise ServiceError(
+            f"No active user is called {username.strip()!r}; make them an account or send them "
+            "an invitation link.",
+            code="not_found",
+        )
+    return add_member(project_id=project_id, user_id=user.pk, role=role)
+
+
 @transaction.atomic
 def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> Membership:
     if role not in Role.values:
@@ -87,14 +99,21 @@ def check_settings(modes: tuple[str, ...], overlap: int) -> None:
 
 @transaction.atomic
 def update_project(
-    *, project_id: int, guidelines: str, modes: tuple[str, ...], overlap: int
+    *,
+    project_id: int,
+    guidelines: str | None = None,
+    modes: tuple[str, ...] | None = None,
+    overlap: int | None = None,
 ) -> Project:
-    """Change what annotators read and do. A mode that open tasks still use cannot be turned
-    off (their annotators would be served tasks the project no longer takes); a new overlap
-    applies to tasks created from now on."""
+    """Change what annotators read and do; a setting left out (None) keeps its value. A mode
+    that open tasks still use cannot be turned off (their annotators would be served tasks the
+    project no longer takes); a new overlap applies to tasks created from now on."""
     project = Project.objects.select_for_update().filter(pk=project_id).first()
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
+    guidelines = project.guidelines if guidelines is None else guidelines
+    modes = tuple(project.enabled_modes if modes is None else modes)
+    overlap = project.overlap if overlap is None else overlap
     check_settings(modes, overlap)
     for mode in set(project.enabled_modes) - set(modes):
         still_open = AnnotationTask.objects.filter(

@@ -13,7 +13,6 @@ from feedback import selectors
 from feedback.api import serializers as s
 from feedback.api.permissions import IsProjectAdmin, IsProjectMember, IsProjectReviewer
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
-from feedback.errors import ServiceError
 from feedback.models import (
     Completion,
     Invitation,
@@ -24,7 +23,7 @@ from feedback.models import (
 )
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.projects import (
-    add_member,
+    add_member_named,
     change_member_role,
     create_project,
     remove_member,
@@ -52,14 +51,7 @@ class ProjectList(ServiceErrorMixin, generics.ListAPIView):
             raise PermissionDenied("Only site staff start projects.")
         data = s.ProjectCreationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        project = create_project(
-            name=fields["name"],
-            guidelines=fields.get("guidelines", ""),
-            modes=tuple(fields.get("modes", ("pairwise",))),
-            overlap=fields.get("overlap", 1),
-            admin_id=request.user.pk,
-        )
+        project = create_project(**data.validated_data, admin_id=request.user.pk)
         return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -72,7 +64,7 @@ class ProjectDetail(ServiceErrorMixin, APIView):
 
     @extend_schema(responses={200: s.ProjectDetailSerializer})
     def get(self, request, project_id: int):
-        return self.detail(project_id)
+        return self.detail(get_object_or_404(Project, pk=project_id))
 
     @extend_schema(
         request=s.ProjectSettingsSerializer,
@@ -81,19 +73,10 @@ class ProjectDetail(ServiceErrorMixin, APIView):
     def patch(self, request, project_id: int):
         data = s.ProjectSettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        current = get_object_or_404(Project, pk=project_id)
-        fields = data.validated_data
-        update_project(
-            project_id=project_id,
-            guidelines=fields.get("guidelines", current.guidelines),
-            modes=tuple(fields.get("modes", current.enabled_modes)),
-            overlap=fields.get("overlap", current.overlap),
-        )
-        return self.detail(project_id)
+        return self.detail(update_project(project_id=project_id, **data.validated_data))
 
-    def detail(self, project_id: int) -> Response:
-        project = get_object_or_404(Project, pk=project_id)
-        project.contents = selectors.project_contents(project_id)
+    def detail(self, project: Project) -> Response:
+        project.contents = selectors.project_contents(project.pk)
         return Response(s.ProjectDetailSerializer(project).data)
 
 
@@ -119,15 +102,7 @@ class MemberList(ServiceErrorMixin, generics.ListAPIView):
     def post(self, request, project_id: int):
         data = s.MemberAdditionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = selectors.active_user_named(data.validated_data["username"])
-        if user is None:
-            raise ServiceError(
-                f"No active account is called {data.validated_data['username']!r}.",
-                code="not_found",
-            )
-        membership = add_member(
-            project_id=project_id, user_id=user.pk, role=data.validated_data["role"]
-        )
+        membership = add_member_named(project_id=project_id, **data.validated_data)
         return Response(s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
