@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from itertools import combinations
 from typing import Literal
 
@@ -37,7 +38,7 @@ class JudgmentView:
     `items` are the task's completion ids in task order (choice "a" is items[0], "b" is
     items[1]); `ranking` lists groups of completion ids best first, a group being a tie;
     `ratings` maps completion ids to Likert scores; `shown_order` is the on-screen order
-    (left first), for position bias.
+    (left first), for position bias; `created_at`, when it was made, for trends over time.
     """
 
     judgment_id: int
@@ -51,6 +52,7 @@ class JudgmentView:
     ranking: tuple[tuple[int, ...], ...] | None = None
     ratings: Mapping[int, int] | None = field(default=None, hash=False)
     shown_order: tuple[int, ...] = ()
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from feedback import charts, insights, services
+from feedback.models import ModelVersion
 from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
@@ -57,8 +58,48 @@ def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
     assert board.win_rates[0][1] == pytest.approx(0.8)
     assert board.win_rates[1][0] == pytest.approx(0.2)
     assert board.win_rates[0][0] is None
-    same = insights.leaderboard(arena.pk, rounds=200)
+    same = insights.computed_leaderboard(arena.pk, rounds=200, seed=0, style_control=False)
     assert [r.bt_low for r in same.rows] == [r.bt_low for r in board.rows]  # seeded: reproducible
+
+
+def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_versions(
+    arena, make_member
+):
+    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 31
+    import_jsonl(
+        project_id=arena.pk,
+        user_id=None,
+        lines=[battle("weak", "medium", "model_a", 99)],
+        format="arena",
+    )
+    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 32
+
+    strong, weak = (
+        ModelVersion.objects.get(project=arena, name=name) for name in ("strong", "weak")
+    )
+    prompt = services.create_prompt(project_id=arena.pk, text="one more")
+    outputs = [
+        services.create_completion(prompt_id=prompt.pk, text=v.name, model_version_id=v.pk)
+        for v in (weak, strong)
+    ]
+    task = services.create_task(prompt_id=prompt.pk, completion_ids=[c.pk for c in outputs])
+    annotator = make_member()
+    services.next_task_for(annotator_id=annotator.pk, project_id=arena.pk)
+    services.submit_judgment(
+        annotator_id=annotator.pk,
+        task_id=task.pk,
+        data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="upset"),
+    )
+    board = insights.leaderboard(arena.pk, rounds=50)
+    assert board.comparisons == 33
+    assert {row.model: row.wins for row in board.rows}["weak"] == 2 + 1 + 0.5 + 1 + 1
+    services.undo_last_judgment(annotator_id=annotator.pk, project_id=arena.pk)
+    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 32
+
+    ModelVersion.objects.filter(pk=weak.pk).update(name="feeble")
+    board = insights.leaderboard(arena.pk, rounds=50)
+    assert "feeble" in [row.model for row in board.rows]
+    assert "weak" not in [row.model for row in board.rows]
 
 
 def test_rankings_count_as_comparisons_between_model_versions(project, make_member):
