@@ -42,7 +42,7 @@ CONFIDENCE = 0.95
 LEADERBOARD_CACHE_VERSION = 1
 LEADERBOARD_CACHE_SECONDS = 24 * 3600
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
-LOOKUP_CHUNK = 10_000  # completion ids per query (SQLite caps a statement's parameters)
+STREAM_CHUNK = 10_000  # rows per fetch of a streamed read
 # Every two places of a ranking is one comparison; equal places are a tie.
 RANKING_AS_COMPARISONS = PairPolicy(name="leaderboard", ranking_pairs="all", ties="keep")
 OUTCOME = {
@@ -241,23 +241,31 @@ class Leaderboard:
         }
 
 
-def completion_style(completion_ids: np.ndarray) -> np.ndarray:
-    """Style features of each completion, [len(completion_ids), len(STYLE_FEATURES)]."""
+def completion_style(project_id: int, completion_ids: np.ndarray) -> np.ndarray:
+    """Style features of each completion, [len(completion_ids), len(STYLE_FEATURES)]; the ids
+    are the project's judged outputs."""
     unique, inverse = np.unique(completion_ids, return_inverse=True)
-    features = {}
-    for start in range(0, unique.size, LOOKUP_CHUNK):
-        chunk = unique[start : start + LOOKUP_CHUNK].tolist()
-        for pk, text in Completion.objects.filter(pk__in=chunk).values_list("pk", "text"):
-            features[pk] = style_features(text)
+    # One streamed read of the judged tasks' outputs, not lists of ids in chunks: at a million
+    # battles, building and parsing those lists took longer than measuring the texts.
+    judged = TaskItem.objects.filter(
+        task__project_id=project_id, task__judgments__isnull=False
+    ).values("completion_id")
+    features = {
+        pk: style_features(text)
+        for pk, text in Completion.objects.filter(pk__in=judged)
+        .values_list("pk", "text")
+        .iterator(chunk_size=STREAM_CHUNK)
+    }
     table = np.array([features[pk] for pk in unique.tolist()], dtype=float)
     return table.reshape(-1, len(STYLE_FEATURES))[inverse]
 
 
-def style_controlled(found: Comparisons, l2: float) -> tuple[np.ndarray, dict[str, float | None]]:
+def style_controlled(
+    project_id: int, found: Comparisons, l2: float
+) -> tuple[np.ndarray, dict[str, float | None]]:
     """Strengths (natural log-odds) with style held fixed, and each feature's effect."""
-    covariates = ratings.style_feature_difference(
-        completion_style(found.a_completion), completion_style(found.b_completion)
-    )
+    style = completion_style(project_id, np.concatenate([found.a_completion, found.b_completion]))
+    covariates = ratings.style_feature_difference(style[: found.a.size], style[found.a.size :])
     # A feature that never differs (no markdown anywhere) has no effect to estimate.
     varies = covariates.std(axis=0) > 0
     fit = ratings.bradley_terry_with_covariates(
@@ -323,7 +331,9 @@ def computed_leaderboard(
     elo = ratings.elo_ratings(found.a, found.b, found.outcome, n)
     style_scores, style_effects = [None] * n, None
     if style_control:
-        strength, style_effects = style_controlled(found, FALLBACK_L2 if regularised else 0.0)
+        strength, style_effects = style_controlled(
+            project_id, found, FALLBACK_L2 if regularised else 0.0
+        )
         style_scores = ratings.to_elo(strength).tolist()
     wins = ratings.win_matrix(counts)
     games = wins + wins.T
