@@ -8,6 +8,7 @@ Arena battle is a real comparison — but not for agreement, which is about peop
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
@@ -186,10 +187,11 @@ def plain_rows(values: QuerySet) -> list[tuple]:
     ORM's per-row conversions (which cost more than the query itself at a million rows): numbers
     as they are, JSON as text on PostgreSQL, times as each backend gives them, which sort alike
     within a backend. JIT compilation is off: PostgreSQL spent more compiling the joins than it
-    saved."""
+    saved. (Only there in a transaction of its own: on SQLite one would take the write lock.)"""
     sql, params = values.query.sql_with_params()
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic() if postgresql else nullcontext(), connection.cursor() as cursor:
+        if postgresql:
             cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
