@@ -1,6 +1,7 @@
 """Leaderboard and agreement reads on a project of N imported Chatbot Arena battles (default
 1,000,000 over 100 models, a quarter of them ties): seconds for the leaderboard computed from the
-judgments, again from the cache, after one more judgment (computed anew), with style control,
+judgments, again from the cache, after one more battle (folded into the kept counts and Elo),
+after one is taken back (all read again), with style control,
 and for the agreement report (no human judgments among the battles: it should cost little).
 
     tests/services.sh .venv/bin/python benchmarks/leaderboard.py [--battles 1000000] [--models 100]
@@ -64,6 +65,7 @@ def main() -> None:
     from django.core.cache import cache
 
     from feedback import insights, services
+    from feedback.models import Judgment
     from feedback.services.imports import import_jsonl
 
     print(machine_pace())
@@ -86,8 +88,15 @@ def main() -> None:
         lines=battles(rng, args.battles, 1, args.models),
         format="arena",
     )
-    again = timed("leaderboard after one more battle", lambda: insights.leaderboard(project.pk))
+    again = timed(
+        "leaderboard after one more battle (folded in)", lambda: insights.leaderboard(project.pk)
+    )
     assert again.comparisons == board.comparisons + 1, (again.comparisons, board.comparisons)
+    Judgment.objects.filter(task__project=project).earliest("pk").delete()
+    again = timed(
+        "leaderboard after one taken back (read whole)", lambda: insights.leaderboard(project.pk)
+    )
+    assert again.comparisons == board.comparisons, (again.comparisons, board.comparisons)
     timed(
         "leaderboard with style control",
         lambda: insights.leaderboard(project.pk, style_control=True),

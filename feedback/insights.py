@@ -23,11 +23,14 @@ from django.db.models import (
     FilteredRelation,
     FloatField,
     Max,
+    Min,
     Q,
     QuerySet,
+    Sum,
     Value,
     When,
 )
+from django.db.models.functions import Coalesce
 
 from feedback import agreement, ratings
 from feedback.models import AnnotationTask, Completion, Judgment, ModelVersion, TaskItem
@@ -42,6 +45,7 @@ CONFIDENCE = 0.95
 # Cached leaderboards: bump the version when Leaderboard's shape changes, so none is misread.
 LEADERBOARD_CACHE_VERSION = 1
 LEADERBOARD_CACHE_SECONDS = 24 * 3600
+ELO_SCALE = ratings.EloScale()
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
 STREAM_CHUNK = 10_000  # rows per fetch of a streamed read
 # Every two places of a ranking is one comparison; equal places are a tie.
@@ -120,11 +124,23 @@ class Comparisons:
     b_completion: np.ndarray | None = None
 
 
-def model_comparisons(project_id: int, *, with_completions: bool = False) -> Comparisons:
+def model_comparisons(
+    project_id: int,
+    *,
+    with_completions: bool = False,
+    after: int | None = None,
+    up_to: int | None = None,
+) -> Comparisons:
     """One comparison per pairwise judgment, and one per pair of places in a ranking, between
-    completions of two different model versions; ties and "both bad" count as ties."""
+    completions of two different model versions; ties and "both bad" count as ties. Only the
+    judgments with ids after `after` and up to `up_to`, where given."""
+    judgments = Judgment.objects.filter(task__project_id=project_id)
+    if after is not None:
+        judgments = judgments.filter(pk__gt=after)
+    if up_to is not None:
+        judgments = judgments.filter(pk__lte=up_to)
     ranked = plain_rows(
-        Judgment.objects.filter(task__project_id=project_id, kind=JudgmentMode.RANKING).values_list(
+        judgments.filter(kind=JudgmentMode.RANKING).values_list(
             "created_at", "pk", "task_id", "ranking"
         )
     )
@@ -133,7 +149,7 @@ def model_comparisons(project_id: int, *, with_completions: bool = False) -> Com
     keys = ("created_at", "pk") if ranked else ()
     completions = ("item_a__completion_id", "item_b__completion_id") if with_completions else ()
     pairwise = (
-        Judgment.objects.filter(task__project_id=project_id, kind=JudgmentMode.PAIRWISE)
+        judgments.filter(kind=JudgmentMode.PAIRWISE)
         # Joins, not a subquery per item: a million judgments take seconds, not half a minute.
         .annotate(
             item_a=FilteredRelation("task__items", condition=Q(task__items__position=0)),
@@ -280,27 +296,156 @@ def style_controlled(
     }
 
 
+@dataclass(frozen=True)
+class Judged:
+    """What a project's judgments add up to: their count and the sum of their ids (ids are never
+    reused, so no change leaves both as they were), the newest id and the latest time. For the
+    judgments up to `since` (a state's newest), the same count and sum, and the earliest time
+    after it."""
+
+    count: int
+    id_sum: int
+    newest: int | None
+    latest: datetime | None
+    count_since: int = 0
+    id_sum_since: int = 0
+    earliest_after: datetime | None = None
+
+
+def judged(project_id: int, since: int | None = None) -> Judged:
+    up_to = Q(pk__lte=since if since is not None else 0)
+    found = Judgment.objects.filter(task__project_id=project_id).aggregate(
+        count=Count("pk"),
+        id_sum=Coalesce(Sum("pk"), 0),
+        newest=Max("pk"),
+        latest=Max("created_at"),
+        count_since=Count("pk", filter=up_to),
+        id_sum_since=Coalesce(Sum("pk", filter=up_to), 0),
+        earliest_after=Min("created_at", filter=~up_to),
+    )
+    return Judged(**found)
+
+
+@dataclass(frozen=True)
+class RatingState:
+    """A project's comparisons as the leaderboard reads them, by model version id: outcome
+    counts (all that Bradley-Terry needs) and online Elo so far. Kept between reads, so newer
+    judgments are folded in rather than all of them read again (seconds at a million)."""
+
+    judgments: int = 0  # the project's judgments it covers ...
+    id_sum: int = 0  # ... the sum of their ids ...
+    newest: int | None = None  # ... up to this id
+    latest: datetime | None = None  # the latest time among them
+    comparisons: int = 0
+    # (model id, a higher model id, the first's outcome) -> comparisons
+    cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
+    elo: dict[int, float] = field(default_factory=dict)
+
+    def covers(self, now: Judged) -> bool:
+        return (self.judgments, self.id_sum, self.newest) == (now.count, now.id_sum, now.newest)
+
+    def can_fold(self, now: Judged) -> bool:
+        """Whether the judgments it covers are all still there, unchanged in number and ids,
+        and every newer one comes after them in time (Elo is folded in judgment order)."""
+        return (
+            (self.judgments, self.id_sum) == (now.count_since, now.id_sum_since)
+            and (now.newest or 0) >= (self.newest or 0)
+            and (
+                self.latest is None
+                or now.earliest_after is None
+                or now.earliest_after >= self.latest
+            )
+        )
+
+    def folded(self, found: Comparisons, now: Judged) -> RatingState:
+        """This state with newer comparisons (read up to now.newest) folded in."""
+        cells = dict(self.cells)
+        elo = dict(self.elo)
+        ids = found.model_ids
+        if found.a.size:
+            counts = ratings.count_outcomes(found.a, found.b, found.outcome, len(ids))
+            for first, second, outcome, count in zip(
+                counts.first.tolist(),
+                counts.second.tolist(),
+                counts.outcome.tolist(),
+                counts.count.tolist(),
+                strict=True,
+            ):
+                key = (ids[first], ids[second], outcome)
+                cells[key] = cells.get(key, 0) + count
+            start = [elo.get(model_id, ELO_SCALE.initial) for model_id in ids]
+            after = ratings.elo_ratings(found.a, found.b, found.outcome, len(ids), start=start)
+            elo.update(zip(ids, after.tolist(), strict=True))
+        return RatingState(
+            judgments=now.count,
+            id_sum=now.id_sum,
+            newest=now.newest,
+            latest=now.latest,
+            comparisons=self.comparisons + int(found.a.size),
+            cells=cells,
+            elo=elo,
+        )
+
+    def counts(self) -> tuple[list[int], ratings.OutcomeCounts]:
+        """The model ids in order and the outcome counts, indexed by that order."""
+        model_ids = sorted(self.elo)
+        index = {model_id: i for i, model_id in enumerate(model_ids)}
+        cells = sorted(
+            (index[a], index[b], outcome, n) for (a, b, outcome), n in self.cells.items()
+        )
+        first, second, outcome, count = (np.array(column) for column in zip(*cells, strict=True))
+        return model_ids, ratings.OutcomeCounts(
+            n_players=len(model_ids),
+            first=first.astype(np.int64),
+            second=second.astype(np.int64),
+            outcome=outcome.astype(float),
+            count=count.astype(np.int64),
+        )
+
+
+def state_key(project_id: int) -> str:
+    return f"rating-state:{LEADERBOARD_CACHE_VERSION}:{project_id}"
+
+
+def rating_state(project_id: int, now: Judged, kept: RatingState | None) -> RatingState:
+    """The project's rating state as of `now`: the `kept` one, with the newer judgments folded
+    in where it can be, else read whole; kept for the next read."""
+    if kept is not None and kept.covers(now):
+        return kept
+    if kept is None or not kept.can_fold(now):
+        kept = RatingState()
+    # A judgment written or taken back between `now`'s query and this read leaves the state's
+    # count and id sum off from what it holds; the next read then finds them changed and reads
+    # everything again.
+    found = model_comparisons(project_id, after=kept.newest, up_to=now.newest)
+    state = kept.folded(found, now)
+    cache.set(state_key(project_id), state, LEADERBOARD_CACHE_SECONDS)
+    return state
+
+
 def leaderboard(
     project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, style_control: bool = False
 ) -> Leaderboard:
     """Bradley-Terry ratings (Elo points) with bootstrap intervals, online Elo, and win rates;
     with `style_control`, also each version's rating with length and markdown held fixed.
 
-    Computed once per state of the project's judgments and then cached: reading a million of
-    them takes seconds, telling whether any changed (their count and newest id; ids only grow)
-    a fraction of one. Model names are read fresh, as a version may be renamed."""
-    judged = Judgment.objects.filter(task__project_id=project_id).aggregate(
-        count=Count("pk"), newest=Max("pk")
-    )
+    Reading a million judgments takes seconds; telling whether any changed, a fraction of one.
+    So a board is cached per state of the project's judgments, and a new state folds the newer
+    judgments into the counts and Elo kept from the last one (RatingState). Style control reads
+    them all. Model names are read fresh: a version may be renamed."""
+    kept = cache.get(state_key(project_id))
+    now = judged(project_id, since=kept.newest if kept is not None else None)
     key = (
         f"leaderboard:{LEADERBOARD_CACHE_VERSION}:{project_id}:{rounds}:{seed}:{style_control}:"
-        f"{judged['count']}:{judged['newest']}"
+        f"{now.count}:{now.id_sum}:{now.newest}"
     )
     board = cache.get(key)
     if board is None:
-        board = computed_leaderboard(
-            project_id, rounds=rounds, seed=seed, style_control=style_control
-        )
+        if style_control:
+            board = computed_leaderboard(project_id, rounds=rounds, seed=seed, style_control=True)
+        else:
+            state = rating_state(project_id, now, kept)
+            board = board_from_state(state, rounds=rounds, seed=seed)
         cache.set(key, board, LEADERBOARD_CACHE_SECONDS)
     names = dict(
         ModelVersion.objects.filter(
@@ -315,11 +460,30 @@ def leaderboard(
 def computed_leaderboard(
     project_id: int, *, rounds: int, seed: int, style_control: bool
 ) -> Leaderboard:
+    """The leaderboard from all of the project's judgments, read now."""
     found = model_comparisons(project_id, with_completions=style_control)
-    n = len(found.model_ids)
-    if n < 2 or found.a.size == 0:
-        return Leaderboard([], int(found.a.size), rounds, CONFIDENCE)
-    counts = ratings.count_outcomes(found.a, found.b, found.outcome, n)
+    board = board_from_state(
+        RatingState().folded(found, judged(project_id)), rounds=rounds, seed=seed
+    )
+    if not style_control or not board.rows:
+        return board
+    strength, effects = style_controlled(
+        project_id, found, FALLBACK_L2 if board.regularised else 0.0
+    )
+    score = dict(zip(found.model_ids, ratings.to_elo(strength).tolist(), strict=True))
+    return replace(
+        board,
+        rows=[replace(row, style_score=score[row.model_version_id]) for row in board.rows],
+        style_effects=effects,
+    )
+
+
+def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboard:
+    """The leaderboard of a rating state."""
+    if len(state.elo) < 2 or not state.comparisons:
+        return Leaderboard([], state.comparisons, rounds, CONFIDENCE)
+    model_ids, counts = state.counts()
+    n = len(model_ids)
     regularised = False
     try:
         fit = ratings.bootstrap_bradley_terry(
@@ -330,16 +494,9 @@ def computed_leaderboard(
         fit = ratings.bootstrap_bradley_terry(
             counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
         )
-    elo = ratings.elo_ratings(found.a, found.b, found.outcome, n)
-    style_scores, style_effects = [None] * n, None
-    if style_control:
-        strength, style_effects = style_controlled(
-            project_id, found, FALLBACK_L2 if regularised else 0.0
-        )
-        style_scores = ratings.to_elo(strength).tolist()
     wins = ratings.win_matrix(counts)
     games = wins + wins.T
-    names = dict(ModelVersion.objects.filter(pk__in=found.model_ids).values_list("pk", "name"))
+    names = dict(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", "name"))
     rows = [
         RatingRow(
             model_version_id=model_id,
@@ -349,22 +506,20 @@ def computed_leaderboard(
             bt_score=float(fit.rating[i]),
             bt_low=float(fit.lower[i]),
             bt_high=float(fit.upper[i]),
-            elo=float(elo[i]),
+            elo=float(state.elo[model_id]),
             rank=int(fit.rank[i]),
-            style_score=style_scores[i],
         )
-        for i, model_id in enumerate(found.model_ids)
+        for i, model_id in enumerate(model_ids)
     ]
     order = sorted(range(n), key=lambda i: -rows[i].bt_score)
     rates = ratings.win_rate_matrix(counts)
     return Leaderboard(
         rows=[rows[i] for i in order],
-        comparisons=int(found.a.size),
+        comparisons=state.comparisons,
         bootstrap_rounds=rounds,
         confidence=CONFIDENCE,
         regularised=regularised,
         win_rates=[[finite_or_none(rates[i, j]) for j in order] for i in order],
-        style_effects=style_effects,
     )
 
 

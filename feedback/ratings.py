@@ -61,14 +61,21 @@ def elo_ratings(
     *,
     k: float = 4.0,
     scale: EloScale = EloScale(),  # noqa: B008 - frozen, so a shared default is safe
+    start: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Online Elo in judgment order; a tie counts half a win for each side.
 
     Chatbot Arena's `compute_online_elo` (K=4, scale 400, base 10, initial 1000). Order matters:
-    pass judgments sorted by time.
+    pass judgments sorted by time. `start` continues from the ratings after earlier judgments
+    (each player's, default scale.initial), so ratings can be kept up to date a batch at a time.
     """
     a, b, o = _validated_outcomes(a_idx, b_idx, outcome, n_players)
-    ratings = [float(scale.initial)] * n_players
+    if start is None:
+        ratings = [float(scale.initial)] * n_players
+    elif len(start) != n_players:
+        raise ValueError(f"start has {len(start)} ratings for {n_players} players")
+    else:
+        ratings = [float(value) for value in start]
     base, span = float(scale.base), float(scale.scale)
     # A plain loop: each update depends on the previous one, and Python floats beat numpy scalars.
     for i, j, s in zip(a.tolist(), b.tolist(), o.tolist(), strict=True):

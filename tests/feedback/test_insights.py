@@ -2,12 +2,13 @@
 
 import json
 import random
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 
 from feedback import charts, insights, services
-from feedback.models import ModelVersion
+from feedback.models import Judgment, ModelVersion
 from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
@@ -100,6 +101,56 @@ def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_ver
     board = insights.leaderboard(arena.pk, rounds=50)
     assert "feeble" in [row.model for row in board.rows]
     assert "weak" not in [row.model for row in board.rows]
+
+
+def assert_as_if_read_whole(board, project_id):
+    whole = insights.computed_leaderboard(project_id, rounds=50, seed=0, style_control=False)
+    assert board.comparisons == whole.comparisons
+    assert board.rows == whole.rows  # Elo folded in a batch at a time, counts and intervals
+
+
+def test_leaderboard_folds_newer_judgments_in_unless_older_ones_changed(
+    arena, make_member, monkeypatch
+):
+    reads = []
+    read = insights.model_comparisons
+
+    def recorded(project_id, **kwargs):
+        reads.append(kwargs.get("after"))
+        return read(project_id, **kwargs)
+
+    monkeypatch.setattr(insights, "model_comparisons", recorded)
+    first = insights.leaderboard(arena.pk, rounds=50)
+    assert reads == [None]  # nothing kept yet: read whole
+    assert insights.leaderboard(arena.pk, rounds=50) == first
+    assert reads == [None]  # cached
+
+    newest = Judgment.objects.filter(task__project=arena).latest("pk").pk
+    more = [battle("newcomer", name, "model_a", 100 + n) for n, name in enumerate(["weak"] * 3)]
+    import_jsonl(project_id=arena.pk, user_id=None, lines=more, format="arena")
+    board = insights.leaderboard(arena.pk, rounds=50)
+    assert reads[-1] == newest  # only the newer judgments read
+    assert board.comparisons == 34 and "newcomer" in [row.model for row in board.rows]
+    assert_as_if_read_whole(board, arena.pk)
+
+    # A judgment taken back: the kept counts no longer hold, so everything is read again.
+    Judgment.objects.filter(pk=newest).delete()
+    board = insights.leaderboard(arena.pk, rounds=50)
+    assert reads[-1] is None and board.comparisons == 33
+    assert_as_if_read_whole(board, arena.pk)
+
+    # A newer judgment dated before the kept ones would change Elo's order: read again too.
+    import_jsonl(
+        project_id=arena.pk,
+        user_id=None,
+        lines=[battle("weak", "strong", "model_a", 200)],
+        format="arena",
+    )
+    late = Judgment.objects.filter(task__project=arena).latest("pk")
+    Judgment.objects.filter(pk=late.pk).update(created_at=late.created_at - timedelta(days=1))
+    board = insights.leaderboard(arena.pk, rounds=50)
+    assert reads[-1] is None and board.comparisons == 34
+    assert_as_if_read_whole(board, arena.pk)
 
 
 def test_rankings_count_as_comparisons_between_model_versions(project, make_member):

@@ -40,6 +40,16 @@ def test_elo_equals_a_sequential_loop():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
 
+def test_elo_continued_from_earlier_ratings_equals_one_pass_over_all_judgments():
+    rng = np.random.default_rng(1)
+    a, b, o = simulate(rng.normal(size=5), 300, rng)
+    whole = ratings.elo_ratings(a, b, o, 5)
+    first = ratings.elo_ratings(a[:170], b[:170], o[:170], 5)
+    assert ratings.elo_ratings(a[170:], b[170:], o[170:], 5, start=first).tolist() == whole.tolist()
+    with pytest.raises(ValueError, match="start has 4 ratings for 5 players"):
+        ratings.elo_ratings(a, b, o, 5, start=first[:4])
+
+
 def test_elo_tie_between_equals_moves_nothing_and_a_win_moves_k_over_two():
     assert ratings.elo_ratings([0], [1], [0.5], 2).tolist() == [1000.0, 1000.0]
     assert ratings.elo_ratings([0], [1], [1.0], 2, k=32).tolist() == [1016.0, 984.0]
