@@ -45,6 +45,7 @@ from django.db.models import (
     TextField,
 )
 from django.db.models.functions import Cast
+from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -511,16 +512,26 @@ def output_records(project_id: int, filters: ExportFilters) -> Iterator[dict]:
         "generation_settings",
         "token_count",
     )
-    for prompt_text, messages, text, model, generation, token_count in rows.iterator(
-        chunk_size=CHUNK_ROWS
-    ):
+    for prompt_text, messages, text, model, generation, token_count in unconverted_rows(rows):
         yield {
-            "prompt": prompt_text if messages is None else messages,
+            "prompt": prompt_text if messages is None else orjson.loads(messages),
             "completion": text,
             "model": model,
-            "generation_settings": generation,
+            "generation_settings": orjson.loads(generation),
             "token_count": token_count,
         }
+
+
+def unconverted_rows(values: QuerySet) -> Iterator[tuple]:
+    """The rows of a values_list query, streamed as `iterator()` streams them but as the driver
+    hands them over, JSON as text: Django's converters (json.loads per JSON column) took more
+    than half of an outputs export, orjson a tenth of that."""
+    compiler = values.query.get_compiler(using=values.db)
+    chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=CHUNK_ROWS)
+    width = len(values.query.values_select)
+    for chunk in chunks:
+        for row in chunk:
+            yield row[:width]
 
 
 def output_schema() -> pa.Schema:
