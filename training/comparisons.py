@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -21,8 +21,8 @@ from feedback import selectors as feedback_selectors
 from feedback import services as feedback_services
 from feedback.errors import ServiceError
 from feedback.models import (
+    AnnotationTask,
     Completion,
-    Judgment,
     ModelVersion,
     Project,
     Prompt,
@@ -44,6 +44,7 @@ from training.models import JobKind, JobStatus, TrainingJob
 
 # difflib is quadratic in the worst case; the start of two long answers tells them apart well enough.
 SIMILARITY_CHARS = 2000
+LOOKUP_CHUNK = 10_000  # ids per query: both databases cap a statement's parameters
 SHOW_CHOICES = (
     ("all", "All prompts, in order"),
     ("different", "Most different outputs first"),
@@ -161,15 +162,21 @@ def outcome_for_a(choice: str, a_position: int) -> float:
 
 @dataclass(frozen=True)
 class PromptRow:
-    prompt: Prompt
-    completion_a: Completion | None
-    completion_b: Completion | None
+    """A prompt with each version's newest output, by id; `shown` loads the objects of the rows
+    on a page (a comparison over all of a big project's prompts has hundreds of thousands)."""
+
+    prompt_id: int
+    output_a: int | None
+    output_b: int | None
     similarity: float | None
     record: Record
+    prompt: Prompt | None = None
+    completion_a: Completion | None = None
+    completion_b: Completion | None = None
 
     @property
     def is_complete(self) -> bool:
-        return self.completion_a is not None and self.completion_b is not None
+        return self.output_a is not None and self.output_b is not None
 
 
 @dataclass(frozen=True)
@@ -177,10 +184,11 @@ class Comparison:
     version_a: ModelVersion
     version_b: ModelVersion
     prompt_set: PromptSet | None  # None: every prompt of the project
-    rows: list[PromptRow]
+    rows: list[PromptRow]  # the prompts in scope that either version answered
     summary: HeadToHead
-    missing_a: list[int] = field(default_factory=list)
-    missing_b: list[int] = field(default_factory=list)
+    prompts: int = 0  # in scope
+    missing_a: int = 0  # prompts in scope that A has not answered
+    missing_b: int = 0
     pending_jobs: list[TrainingJob] = field(default_factory=list)
 
     @property
@@ -192,61 +200,88 @@ class Comparison:
         return sum(1 for row in self.rows if row.is_complete)
 
 
-def newest_completions(version_id: int, prompt_ids: list[int]) -> dict[int, Completion]:
-    """The version's newest completion for each prompt that has one."""
-    newest: dict[int, Completion] = {}
-    for completion in Completion.objects.filter(
-        model_version_id=version_id, prompt_id__in=prompt_ids
-    ).order_by("prompt_id", "-pk"):
-        newest.setdefault(completion.prompt_id, completion)
+def newest_outputs(version_id: int, prompts: QuerySet[Prompt]) -> dict[int, int]:
+    """The id of the version's newest completion for each of `prompts` that has one."""
+    newest: dict[int, int] = {}
+    # The prompts go in as a subquery: a project's million prompts are more than a statement's
+    # parameters may be.
+    for prompt_id, completion_id in (
+        Completion.objects.filter(model_version_id=version_id, prompt__in=prompts.values("pk"))
+        .order_by("prompt_id", "-pk")
+        .values_list("prompt_id", "pk")
+    ):
+        newest.setdefault(prompt_id, completion_id)
     return newest
 
 
+def completion_texts(completion_ids: list[int]) -> dict[int, str]:
+    texts: dict[int, str] = {}
+    for start in range(0, len(completion_ids), LOOKUP_CHUNK):
+        chunk = completion_ids[start : start + LOOKUP_CHUNK]
+        texts.update(Completion.objects.filter(pk__in=chunk).values_list("pk", "text"))
+    return texts
+
+
+def shown(rows: list[PromptRow]) -> list[PromptRow]:
+    """The rows with their prompts and outputs loaded, to show them."""
+    prompts = Prompt.objects.in_bulk([row.prompt_id for row in rows])
+    outputs = Completion.objects.in_bulk(
+        [output for row in rows for output in (row.output_a, row.output_b) if output is not None]
+    )
+    return [
+        replace(
+            row,
+            prompt=prompts[row.prompt_id],
+            completion_a=outputs.get(row.output_a),
+            completion_b=outputs.get(row.output_b),
+        )
+        for row in rows
+    ]
+
+
 def records_between(
-    version_a_id: int, version_b_id: int, prompt_ids: list[int]
+    version_a_id: int, version_b_id: int, prompts: QuerySet[Prompt]
 ) -> dict[int, Record]:
     """Per prompt, the judgments on pairwise tasks that show one output of A and one of B."""
-    positions: dict[int, dict[int, int]] = {}
-    for task_id, position, version_id in TaskItem.objects.filter(
-        task__mode=JudgmentMode.PAIRWISE,
-        task__prompt_id__in=prompt_ids,
-    ).values_list("task_id", "position", "completion__model_version_id"):
-        positions.setdefault(task_id, {})[position] = version_id
-    a_position = {
-        task_id: next(pos for pos, version in seen.items() if version == version_a_id)
-        for task_id, seen in positions.items()
-        if len(seen) == 2 and set(seen.values()) == {version_a_id, version_b_id}
-    }
+    # Each filter() call joins the task's items anew: one item of A, one of B. PostgreSQL starts
+    # from the two versions' outputs, not from every task of the prompts in scope.
+    between = (
+        AnnotationTask.objects.filter(mode=JudgmentMode.PAIRWISE, prompt__in=prompts.values("pk"))
+        .filter(items__completion__model_version_id=version_a_id)
+        .filter(items__completion__model_version_id=version_b_id)
+        .values("pk")
+    )
     records: dict[int, Record] = {}
-    for task_id, prompt_id, choice in Judgment.objects.filter(
-        task_id__in=list(a_position), kind=JudgmentMode.PAIRWISE
-    ).values_list("task_id", "task__prompt_id", "choice"):
-        records[prompt_id] = records.get(prompt_id, Record()).add(
-            outcome_for_a(choice, a_position[task_id])
-        )
+    # A's item in each such task, once per judgment of the task.
+    for prompt_id, a_position, choice in TaskItem.objects.filter(
+        task__in=between, completion__model_version_id=version_a_id, task__judgments__isnull=False
+    ).values_list("task__prompt_id", "position", "task__judgments__choice"):
+        records[prompt_id] = records.get(prompt_id, Record()).add(outcome_for_a(choice, a_position))
     return records
 
 
 def compare_versions(
     *, project_id: int, version_a_id: int, version_b_id: int, prompt_set_id: int | None
 ) -> Comparison:
+    """The two versions' outputs side by side on the prompts in scope that either answered,
+    with the judgments between them."""
     version_a, version_b = versions_to_compare(project_id, version_a_id, version_b_id)
     prompt_set, prompts = prompts_in_scope(project_id, prompt_set_id)
-    prompts = list(prompts.order_by("pk"))
-    prompt_ids = [p.pk for p in prompts]
-    outputs_a = newest_completions(version_a.pk, prompt_ids)
-    outputs_b = newest_completions(version_b.pk, prompt_ids)
-    per_prompt = records_between(version_a.pk, version_b.pk, prompt_ids)
+    outputs_a = newest_outputs(version_a.pk, prompts)
+    outputs_b = newest_outputs(version_b.pk, prompts)
+    per_prompt = records_between(version_a.pk, version_b.pk, prompts)
+    both = [p for p in outputs_a if p in outputs_b]
+    texts = completion_texts([output for p in both for output in (outputs_a[p], outputs_b[p])])
     rows = []
     total = Record()
-    for prompt in prompts:
-        a, b = outputs_a.get(prompt.pk), outputs_b.get(prompt.pk)
-        record = per_prompt.get(prompt.pk, Record())
+    for prompt_id in sorted(outputs_a.keys() | outputs_b.keys()):
+        a, b = outputs_a.get(prompt_id), outputs_b.get(prompt_id)
+        record = per_prompt.get(prompt_id, Record())
         total = Record(
             total.wins + record.wins, total.ties + record.ties, total.losses + record.losses
         )
-        similarity = text_similarity(a.text, b.text) if a and b else None
-        rows.append(PromptRow(prompt, a, b, similarity, record))
+        similarity = text_similarity(texts[a], texts[b]) if a and b else None
+        rows.append(PromptRow(prompt_id, a, b, similarity, record))
     pending = list(
         TrainingJob.objects.filter(
             model_version_id__in=[version_a.pk, version_b.pk],
@@ -254,14 +289,16 @@ def compare_versions(
             status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
         ).order_by("pk")
     )
+    in_scope = prompts.count()
     return Comparison(
         version_a=version_a,
         version_b=version_b,
         prompt_set=prompt_set,
         rows=rows,
         summary=head_to_head(total),
-        missing_a=[p for p in prompt_ids if p not in outputs_a],
-        missing_b=[p for p in prompt_ids if p not in outputs_b],
+        prompts=in_scope,
+        missing_a=in_scope - len(outputs_a),
+        missing_b=in_scope - len(outputs_b),
         pending_jobs=pending,
     )
 
@@ -270,7 +307,7 @@ def shown_rows(rows: list[PromptRow], show: str) -> list[PromptRow]:
     """The rows a filter shows: all in prompt order, most different first, or judges split."""
     if show == "different":
         complete = [row for row in rows if row.similarity is not None]
-        return sorted(complete, key=lambda row: (row.similarity, row.prompt.pk))
+        return sorted(complete, key=lambda row: (row.similarity, row.prompt_id))
     if show == "split":
         return [row for row in rows if row.record.judges_split]
     return rows
@@ -335,10 +372,10 @@ def create_blind_tasks(
     version_a, version_b = versions_to_compare(project_id, version_a_id, version_b_id)
     _, prompts = prompts_in_scope(project_id, prompt_set_id)
     prompt_ids = list(prompts.order_by("pk").values_list("pk", flat=True))
-    outputs_a = newest_completions(version_a.pk, prompt_ids)
-    outputs_b = newest_completions(version_b.pk, prompt_ids)
+    outputs_a = newest_outputs(version_a.pk, prompts)
+    outputs_b = newest_outputs(version_b.pk, prompts)
     pairs = {
-        prompt_id: (outputs_a[prompt_id].pk, outputs_b[prompt_id].pk)
+        prompt_id: (outputs_a[prompt_id], outputs_b[prompt_id])
         for prompt_id in prompt_ids
         if prompt_id in outputs_a and prompt_id in outputs_b
     }
@@ -389,7 +426,7 @@ def queue_missing_outputs(
         )
     prompt_set, prompts = prompts_in_scope(project_id, prompt_set_id)
     prompt_ids = list(prompts.order_by("pk").values_list("pk", flat=True))
-    answered = newest_completions(version.pk, prompt_ids)
+    answered = newest_outputs(version.pk, prompts)
     missing = [p for p in prompt_ids if p not in answered]
     if not missing:
         scope = repr(prompt_set.name) if prompt_set else "the project"

@@ -323,6 +323,7 @@ def compare(request: HttpRequest, project) -> HttpResponse:
                 }
             )
             page = Paginator(rows, COMPARISON_PAGE_SIZE).get_page(request.GET.get("page"))
+            page.object_list = comparisons.shown(list(page.object_list))
     context = {
         "project": project,
         "form": form,
@@ -350,7 +351,7 @@ def page_or_partial(request: HttpRequest, page: str, partial: str) -> str:
 
 
 def comparison_sides(comparison) -> list[tuple]:
-    """(letter, version, prompt ids it has no output for, whether it can generate them)."""
+    """(letter, version, prompts it has no output for, whether it can generate them)."""
     if comparison is None:
         return []
     return [

@@ -7,7 +7,7 @@ import pytest
 
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask
+from feedback.models import AnnotationTask, Prompt
 from training import comparisons
 from training.comparisons import Record, head_to_head, outcome_for_a, text_similarity
 from training.models import JobKind, TrainingJob
@@ -115,7 +115,9 @@ def test_records_read_judgments_from_a_side_whatever_the_position(project, make_
     judge(pairwise_task(p3, answer(p3, tuned), answer(p3, other)), judges[0], "a")
     judge(pairwise_task(p3, answer(p3, tuned, "x"), answer(p3, tuned, "y")), judges[1], "a")
 
-    records = comparisons.records_between(tuned.pk, base.pk, [p1.pk, p2.pk, p3.pk])
+    records = comparisons.records_between(
+        tuned.pk, base.pk, Prompt.objects.filter(pk__in=[p1.pk, p2.pk, p3.pk])
+    )
     assert records == {p1.pk: Record(2, 1, 0), p2.pk: Record(1, 0, 1)}
 
     comparison = comparisons.compare_versions(
@@ -127,18 +129,21 @@ def test_records_read_judgments_from_a_side_whatever_the_position(project, make_
     assert comparison.summary.record == Record(wins=3, ties=1, losses=1)
     assert comparison.summary.win_rate.rate == pytest.approx(3.5 / 5)
     # The newest output of each version per prompt is shown; p3 has two of tuned and none of base.
-    row3 = comparison.rows[2]
-    assert row3.completion_a.text == "y" and row3.completion_b is None
-    assert comparison.missing_b == [p3.pk] and comparison.missing_a == []
+    row3 = comparisons.shown(comparison.rows[2:3])[0]
+    assert row3.prompt == p3 and row3.completion_a.text == "y" and row3.completion_b is None
+    assert (comparison.prompts, comparison.missing_a, comparison.missing_b) == (3, 0, 1)
     assert comparison.comparable == 2
 
     # Without a prompt set, every prompt of the project is compared (imported data has no sets).
     outside = services.create_prompt(project_id=project.pk, text="Not in the set?")
     answer(outside, tuned)
+    services.create_prompt(project_id=project.pk, text="Answered by neither?")
     everything = comparisons.compare_versions(
         project_id=project.pk, version_a_id=tuned.pk, version_b_id=base.pk, prompt_set_id=None
     )
-    assert [row.prompt.pk for row in everything.rows] == [p1.pk, p2.pk, p3.pk, outside.pk]
+    # A prompt neither version answered is no row, only a missing output of each.
+    assert [row.prompt_id for row in everything.rows] == [p1.pk, p2.pk, p3.pk, outside.pk]
+    assert (everything.prompts, everything.missing_a, everything.missing_b) == (5, 1, 3)
     assert (everything.scope_name, everything.summary.record) == ("all prompts", Record(3, 1, 1))
 
 
@@ -164,8 +169,8 @@ def test_rows_can_be_ordered_by_difference_or_filtered_to_split_judges(
         prompt_set_id=prompt_set.pk,
     )
     different = comparisons.shown_rows(comparison.rows, "different")
-    assert [row.prompt.pk for row in different] == [p2.pk, p3.pk, p1.pk]
-    assert [row.prompt.pk for row in comparisons.shown_rows(comparison.rows, "split")] == [p3.pk]
+    assert [row.prompt_id for row in different] == [p2.pk, p3.pk, p1.pk]
+    assert [row.prompt_id for row in comparisons.shown_rows(comparison.rows, "split")] == [p3.pk]
     assert comparisons.shown_rows(comparison.rows, "all") == comparison.rows
 
 
