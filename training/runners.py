@@ -26,6 +26,8 @@ from training.models import JobKind, JobStatus, TrainingJob
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
+# Prompt ids per query: a statement takes at most 65,535 parameters, and a job may name more.
+PROMPT_CHUNK = 10_000
 
 
 class JobReporter:
@@ -183,12 +185,22 @@ def run_dpo(job: TrainingJob):
     )
 
 
+def prompts_of(job: TrainingJob) -> list[Prompt]:
+    """The prompts the job's config names, read a chunk of ids at a time."""
+    ids = job.config["prompt_ids"]
+    return [
+        prompt
+        for start in range(0, len(ids), PROMPT_CHUNK)
+        for prompt in Prompt.objects.filter(pk__in=ids[start : start + PROMPT_CHUNK])
+    ]
+
+
 def run_ppo(job: TrainingJob):
     from training.engine.ppo import train_ppo
 
     config = hyperparameters(job, engine_config.PPORunConfig)
     reward_version = ModelVersion.objects.get(pk=job.config["reward_model_version_id"])
-    prompts = [engine_prompt(p) for p in Prompt.objects.filter(pk__in=job.config["prompt_ids"])]
+    prompts = [engine_prompt(p) for p in prompts_of(job)]
     return train_version(
         job,
         ModelMethod.PPO,
@@ -238,7 +250,7 @@ def store_samples(version: ModelVersion, prompts, generations, settings_: dict) 
 
 def run_generate(job: TrainingJob):
     """Sample completions from the job's version; optionally open annotation tasks over them."""
-    prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
+    prompts = sorted(prompts_of(job), key=lambda prompt: prompt.pk)
     if not prompts:
         raise ValueError("No prompts to generate for.")
     n = int(job.config.get("samples_per_prompt", 2))
@@ -278,7 +290,7 @@ def run_evaluate(job: TrainingJob):
     from training.engine.runs import seed_everything
 
     version = job.model_version
-    prompts = list(Prompt.objects.filter(pk__in=job.config["prompt_ids"]).order_by("pk"))
+    prompts = sorted(prompts_of(job), key=lambda prompt: prompt.pk)
     settings_ = generation_settings(job, int(job.config.get("samples_per_prompt", 1)))
     seed_everything(job.config.get("seed", 0))
     policy = load_policy(version.base_model, version.adapter_path or None)

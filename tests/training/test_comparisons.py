@@ -8,7 +8,7 @@ import pytest
 from feedback import services
 from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Prompt
-from training import comparisons
+from training import comparisons, runners
 from training.comparisons import Record, head_to_head, outcome_for_a, text_similarity
 from training.models import JobKind, TrainingJob
 
@@ -293,6 +293,20 @@ def test_missing_outputs_are_queued_as_one_generate_job(
         )
     assert error.value.code == "conflict"
     assert TrainingJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_job_reads_all_its_prompts_however_many_a_query_may_name(
+    project, monkeypatch, django_capture_on_commit_callbacks
+):
+    base = make_version(project)
+    prompt_set, prompts = make_prompt_set(project, n=5)
+    with django_capture_on_commit_callbacks(execute=False):
+        job = comparisons.queue_missing_outputs(
+            project_id=project.pk, version_id=base.pk, prompt_set_id=prompt_set.pk
+        )
+    monkeypatch.setattr(runners, "PROMPT_CHUNK", 2)
+    assert sorted(p.pk for p in runners.prompts_of(job)) == sorted(p.pk for p in prompts)
 
 
 @pytest.mark.django_db
