@@ -75,25 +75,23 @@ class QueueSummary:
 def queue_summaries_for(user) -> list[QueueSummary]:
     """Per project: the annotator's judgments today and in total, and tasks still open to them."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    projects = projects_for(user).annotate(
-        judged_total=Count("tasks__judgments", filter=Q(tasks__judgments__annotator=user)),
-        judged_today=Count(
-            "tasks__judgments",
-            filter=Q(
-                tasks__judgments__annotator=user, tasks__judgments__created_at__gte=start_of_day
-            ),
-        ),
-    )
+    # From the user's own judgments: counting through each project's tasks read all of their
+    # judgments (a second and a half on a project of a million).
+    judged = {
+        row["task__project_id"]: row
+        for row in Judgment.objects.filter(annotator=user)
+        .values("task__project_id")
+        .annotate(total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_day)))
+    }
     summaries = []
-    for project in projects:
+    for project in projects_for(user):
         open_tasks = (
             AnnotationTask.objects.filter(project=project, status=TaskStatus.OPEN)
             .exclude(assignments__annotator=user)
             .count()
         )
-        summaries.append(
-            QueueSummary(project, project.judged_today, project.judged_total, open_tasks)
-        )
+        mine = judged.get(project.pk, {"today": 0, "total": 0})
+        summaries.append(QueueSummary(project, mine["today"], mine["total"], open_tasks))
     return summaries
 
 

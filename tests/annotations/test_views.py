@@ -3,10 +3,12 @@ idempotent retries, inline errors, CSRF on htmx requests, skip and flag, adjudic
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from feedback import services
 from feedback.models import Adjudication, Assignment, Judgment, Role
@@ -57,6 +59,30 @@ def test_home_lists_projects_with_todays_count_and_open_work(project, make_membe
     assert work_url(project) in html
     assert reverse("annotations:review_list", args=[project.pk]) not in html  # annotators only
     assert reverse("insights:leaderboard", args=[project.pk]) not in html
+
+
+def test_home_counts_the_annotators_own_judgments_today_and_in_total(
+    project, make_member, make_task
+):
+    user, other = make_member(), make_member()
+    tasks = [make_task() for _ in range(3)]
+    for annotator, task, key in (
+        (user, tasks[0], "u0"),
+        (user, tasks[1], "u1"),
+        (other, tasks[2], "o"),
+    ):
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key=key),
+        )
+    Judgment.objects.filter(annotator=user, task=tasks[0]).update(
+        created_at=timezone.now() - timedelta(days=2)
+    )
+    html = client_for(user).get("/").content.decode()
+    assert re.search(r"<dt>Judged today</dt><dd>1</dd>", html)
+    assert re.search(r"<dt>In total</dt><dd>2</dd>", html)
 
 
 def test_home_leads_reviewers_to_review_and_the_leaderboard(project, make_member):
