@@ -10,7 +10,7 @@ from feedback.models import Role
 from training import jobs, selectors
 from training.models import JobKind, RoundState, TrainingJob
 
-from .builders import judge, make_prompt_set, make_round, make_version
+from .builders import answer, judge, make_prompt_set, make_round, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -140,6 +140,10 @@ def test_the_registry_nests_versions_under_their_parents(project):
     child = make_version(project, "base-r1-dpo", parent_id=base.pk, method="dpo")
     grandchild = make_version(project, "base-r2-dpo", parent_id=child.pk, method="dpo")
     sibling = make_version(project, "base-r1-ppo", parent_id=base.pk, method="ppo")
+    _, prompts = make_prompt_set(project)
+    for prompt in prompts:
+        answer(prompt, base)
+    answer(prompts[0], other_root)
     tree = selectors.version_tree(project.pk)
 
     def shape(nodes):
@@ -150,6 +154,8 @@ def test_the_registry_nests_versions_under_their_parents(project):
         ("imported", []),
     ]
     assert tree[0].metric_rows == [("loss", "0.1235"), ("note", "x")]
+    assert (tree[0].completion_count, tree[1].completion_count) == (3, 1)
+    assert tree[0].children[0].completion_count == 0
     assert {base.pk, other_root.pk, child.pk, grandchild.pk, sibling.pk} == {
         n.version.pk for n in [*tree, *tree[0].children, tree[0].children[0].children[0]]
     }
