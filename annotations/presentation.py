@@ -245,10 +245,12 @@ def prompt_snippet(prompt: Prompt) -> str:
     return snippet_of(prompt.text)
 
 
-def review_rows(tasks: list[AnnotationTask]) -> list[ReviewRow]:
-    """Rows of the review list; tasks come from selectors.tasks_for_review."""
+def review_rows(tasks: list[AnnotationTask], counts: dict[int, tuple[int, int]]) -> list[ReviewRow]:
+    """Rows of the review list: tasks from selectors.tasks_for_review, with their (distinct
+    answers, flags) from selectors.review_counts."""
     rows = []
     for task in tasks:
+        answers, flags = counts[task.pk]
         try:
             adjudication = task.adjudication
         except AnnotationTask.adjudication.RelatedObjectDoesNotExist:
@@ -257,8 +259,8 @@ def review_rows(tasks: list[AnnotationTask]) -> list[ReviewRow]:
             ReviewRow(
                 task=task,
                 snippet=prompt_snippet(task.prompt),
-                disagree=task.distinct_answers > 1,
-                flag_count=task.flag_count,
+                disagree=answers > 1,
+                flag_count=flags,
                 adjudication=adjudication,
             )
         )

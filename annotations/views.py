@@ -225,10 +225,13 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
         project.pk, disagreements_only=show == "disagreements", flagged_only=show == "flagged"
     )
     page = Paginator(tasks, REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
+    shown = list(page.object_list)
     context = {
         "project": project,
         "page": page,
-        "rows": presentation.review_rows(list(page.object_list)),
+        "rows": presentation.review_rows(
+            shown, selectors.review_counts([task.pk for task in shown])
+        ),
         "show": show,
     }
     template = (

@@ -181,31 +181,49 @@ def judgment_answer(judgment: Judgment) -> object:
 FLAG_REASONS = [SkipReason.UNSAFE, SkipReason.BROKEN, SkipReason.UNREADABLE]
 
 
-def tasks_for_review(
-    project_id: int, *, disagreements_only: bool = False, flagged_only: bool = False
-) -> QuerySet[AnnotationTask]:
-    """Tasks judged or flagged at least once, newest first, annotated with `distinct_answers`
-    (more than one means the annotators disagree), `flag_count` and their adjudication."""
-    answer_count = Case(
+def distinct_answers() -> Case:
+    """How many different answers a task's judgments give: more than one, they disagree."""
+    return Case(
         When(mode=JudgmentMode.PAIRWISE, then=Count("judgments__choice", distinct=True)),
         When(mode=JudgmentMode.RANKING, then=Count("judgments__ranking", distinct=True)),
         default=Count("judgments__ratings", distinct=True),
     )
-    flag_count = Count(
-        "assignments", filter=Q(assignments__skip_reason__in=FLAG_REASONS), distinct=True
-    )
+
+
+def tasks_for_review(
+    project_id: int, *, disagreements_only: bool = False, flagged_only: bool = False
+) -> QuerySet[AnnotationTask]:
+    """Tasks judged or flagged at least once, newest first, with their adjudication; count their
+    answers and flags a page at a time with review_counts (counting them for a project's
+    million tasks only to show twenty took seconds)."""
+    flagged = Exists(Assignment.objects.filter(task=OuterRef("pk"), skip_reason__in=FLAG_REASONS))
     tasks = (
         AnnotationTask.objects.filter(project_id=project_id)
         .select_related("prompt", "adjudication__reviewer")
-        .annotate(distinct_answers=answer_count, flag_count=flag_count)
-        .filter(Q(judgment_count__gte=1) | Q(flag_count__gt=0))
+        .filter(flagged if flagged_only else Q(judgment_count__gte=1) | flagged)
         .order_by("-id")
     )
     if disagreements_only:
-        tasks = tasks.filter(distinct_answers__gt=1)
-    if flagged_only:
-        tasks = tasks.filter(flag_count__gt=0)
+        # Two answers take two judgments: tasks with fewer are left out before counting.
+        tasks = (
+            tasks.filter(judgment_count__gte=2)
+            .alias(answers=distinct_answers())
+            .filter(answers__gt=1)
+        )
     return tasks
+
+
+def review_counts(task_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(distinct answers, flags) of each task."""
+    flag_count = Count(
+        "assignments", filter=Q(assignments__skip_reason__in=FLAG_REASONS), distinct=True
+    )
+    return {
+        pk: (answers, flags)
+        for pk, answers, flags in AnnotationTask.objects.filter(pk__in=task_ids)
+        .annotate(answers=distinct_answers(), flags=flag_count)
+        .values_list("pk", "answers", "flags")
+    }
 
 
 def flags_of_task(task_id: int) -> QuerySet[Assignment]:
