@@ -64,7 +64,8 @@ def judgment_views(project_id: int, *, include_imported: bool = False) -> list[J
 
     judgments = Judgment.objects.filter(task__project_id=project_id)
     if not include_imported:
-        judgments = judgments.exclude(annotator__username=IMPORT_USERNAME)
+        importer = get_user_model().objects.filter(username=IMPORT_USERNAME).values("pk")
+        judgments = judgments.exclude(annotator__in=importer)
     rows = list(
         judgments.order_by("created_at", "pk").values_list(
             "created_at",
