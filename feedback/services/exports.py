@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -403,74 +403,80 @@ def pair_record(row, style: str, margin: bool) -> dict:
 
 
 def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
-    rows = judgments.values_list(
-        "pk",
-        "task_id",
-        "task__prompt_id",
-        "annotator__username",
-        "kind",
-        "choice",
-        "strength",
-        "ranking",
-        "ratings",
-        "shown_order",
-        "rationale",
-        "time_spent_ms",
-        "flags",
-        "created_at",
-    ).iterator(chunk_size=CHUNK_ROWS)
-    buffer: list[tuple] = []
+    """The judgments, in id order, each with the outputs its task showed. Two streamed reads in
+    step, the judgments and their tasks' outputs in the same order: looking the outputs up for
+    each chunk of judgments took longer than all the rest (about 10,000 rows a second)."""
+    rows = unconverted_rows(
+        judgments.values_list(
+            "pk",
+            "task_id",
+            "task__prompt_id",
+            "annotator__username",
+            "kind",
+            "choice",
+            "strength",
+            "ranking",
+            "ratings",
+            "shown_order",
+            "rationale",
+            "time_spent_ms",
+            "flags",
+            "created_at",
+        )
+    )
+    outputs = unconverted_rows(
+        judgments.order_by("pk", "task__items__position").values_list(
+            "pk", "task__items__completion_id", "task__items__completion__model_version__name"
+        )
+    )
+    pending = next(outputs, None)
+    for (
+        pk,
+        task_id,
+        prompt_id,
+        annotator,
+        kind,
+        choice,
+        strength,
+        ranking,
+        ratings,
+        shown_order,
+        rationale,
+        time_spent_ms,
+        flags,
+        created_at,
+    ) in rows:
+        items = []
+        while pending is not None and pending[0] == pk:
+            items.append({"completion_id": pending[1], "model": pending[2]})
+            pending = next(outputs, None)
+        yield {
+            "id": pk,
+            "task_id": task_id,
+            "prompt_id": prompt_id,
+            "annotator": annotator,
+            "kind": kind,
+            "items": items,
+            "choice": choice,
+            "strength": strength,
+            "ranking": json_or_none(ranking),
+            "ratings": json_or_none(ratings),
+            "shown_order": orjson.loads(shown_order),
+            "rationale": rationale,
+            "time_spent_ms": time_spent_ms,
+            "flags": orjson.loads(flags),
+            "created_at": iso_time(created_at),
+        }
 
-    def flush():
-        items: dict[int, list] = {}
-        for task_id, completion_id, model in (
-            TaskItem.objects.filter(task_id__in={row[1] for row in buffer})
-            .order_by("task_id", "position")
-            .values_list("task_id", "completion_id", "completion__model_version__name")
-        ):
-            items.setdefault(task_id, []).append({"completion_id": completion_id, "model": model})
-        for row in buffer:
-            (
-                pk,
-                task_id,
-                prompt_id,
-                annotator,
-                kind,
-                choice,
-                strength,
-                ranking,
-                ratings,
-                shown_order,
-                rationale,
-                time_spent_ms,
-                flags,
-                created_at,
-            ) = row
-            yield {
-                "id": pk,
-                "task_id": task_id,
-                "prompt_id": prompt_id,
-                "annotator": annotator,
-                "kind": kind,
-                "items": items.get(task_id, []),
-                "choice": choice,
-                "strength": strength,
-                "ranking": ranking,
-                "ratings": ratings,
-                "shown_order": shown_order,
-                "rationale": rationale,
-                "time_spent_ms": time_spent_ms,
-                "flags": flags,
-                "created_at": created_at.isoformat(),
-            }
-        buffer.clear()
 
-    for row in rows:
-        buffer.append(row)
-        if len(buffer) >= CHUNK_ROWS:
-            yield from flush()
-    if buffer:
-        yield from flush()
+def json_or_none(text: str | None) -> object:
+    return None if text is None else orjson.loads(text)
+
+
+def iso_time(value: datetime) -> str:
+    """A timestamp column as unconverted_rows hands it over, in ISO 8601: aware from
+    PostgreSQL, naive UTC from SQLite."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def judgment_schema() -> pa.Schema:
@@ -662,7 +668,7 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
     if request.kind == ExportKind.JUDGMENTS:
         records = judgment_records(judgments_for_export(request.project_id, pinned))
         if request.format == "jsonl":
-            return jsonl_chunks(compact_lines(records))
+            return jsonl_chunks(orjson.dumps(record) + b"\n" for record in records)
         return parquet_chunks(
             (
                 {**r, "ratings": None if r["ratings"] is None else compact(r["ratings"])}

@@ -5,6 +5,7 @@ import copy
 import hashlib
 import io
 import json
+from datetime import datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -196,6 +197,36 @@ def test_judgment_and_rating_exports(project, make_member):
         "b",
     ]
     assert [item["model"] for item in rows[0]["items"]] == ["left", "right"]
+    assert all(datetime.fromisoformat(row["created_at"]).tzinfo for row in rows)
+
+    # A ranking over three outputs, between pairwise judgments: each row has its own task's.
+    third = services.create_model_version(project_id=project.pk, name="third")
+    prompt = services.create_prompt(project_id=project.pk, text="rank three")
+    outputs = [
+        services.create_completion(prompt_id=prompt.pk, text=f"output {n}") for n in range(3)
+    ]
+    outputs.append(
+        services.create_completion(prompt_id=prompt.pk, text="third's", model_version_id=third.pk)
+    )
+    ranked = services.create_task(
+        prompt_id=prompt.pk, completion_ids=[c.pk for c in outputs[1:]], mode="ranking"
+    )
+    ranker = make_member()
+    services.next_task_for(annotator_id=ranker.pk, project_id=project.pk)
+    ranking = [[outputs[3].pk], [outputs[1].pk, outputs[2].pk]]
+    services.submit_judgment(
+        annotator_id=ranker.pk,
+        task_id=ranked.pk,
+        data=services.JudgmentInput(kind="ranking", ranking=ranking, idempotency_key="rank"),
+    )
+    rows = lines_of(run(project, kind="judgments")[0])
+    assert [len(row["items"]) for row in rows] == [2] * 6 + [3]
+    assert rows[-1]["items"] == [
+        {"completion_id": outputs[1].pk, "model": None},
+        {"completion_id": outputs[2].pk, "model": None},
+        {"completion_id": outputs[3].pk, "model": "third"},
+    ]
+    assert (rows[-1]["kind"], rows[-1]["ranking"], rows[-1]["choice"]) == ("ranking", ranking, None)
     parquet, _ = run(project, kind="judgments", format="parquet")
     assert pq.read_table(io.BytesIO(parquet)).column("choice").to_pylist() == [
         r["choice"] for r in rows
