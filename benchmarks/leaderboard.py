@@ -64,7 +64,7 @@ def main() -> None:
     setup_django()
     from django.core.cache import cache
 
-    from feedback import insights, services
+    from feedback import insights, leaderboards, services
     from feedback.models import Judgment
     from feedback.services.imports import import_jsonl
 
@@ -80,8 +80,8 @@ def main() -> None:
     vacuum_database()
     cache.clear()
 
-    board = timed("leaderboard, computed", lambda: insights.leaderboard(project.pk))
-    timed("leaderboard, cached", lambda: insights.leaderboard(project.pk))
+    board = timed("leaderboard, computed", lambda: leaderboards.leaderboard(project.pk))
+    timed("leaderboard, cached", lambda: leaderboards.leaderboard(project.pk))
     import_jsonl(
         project_id=project.pk,
         user_id=None,
@@ -89,17 +89,19 @@ def main() -> None:
         format="arena",
     )
     again = timed(
-        "leaderboard after one more battle (folded in)", lambda: insights.leaderboard(project.pk)
+        "leaderboard after one more battle (folded in)",
+        lambda: leaderboards.leaderboard(project.pk),
     )
     assert again.comparisons == board.comparisons + 1, (again.comparisons, board.comparisons)
     Judgment.objects.filter(task__project=project).earliest("pk").delete()
     again = timed(
-        "leaderboard after one taken back (read whole)", lambda: insights.leaderboard(project.pk)
+        "leaderboard after one taken back (read whole)",
+        lambda: leaderboards.leaderboard(project.pk),
     )
     assert again.comparisons == board.comparisons, (again.comparisons, board.comparisons)
     timed(
         "leaderboard with style control",
-        lambda: insights.leaderboard(project.pk, style_control=True),
+        lambda: leaderboards.leaderboard(project.pk, style_control=True),
     )
     timed("agreement report", lambda: insights.agreement_report(project.pk))
     top = board.rows[0]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
-from feedback import charts, insights, selectors
+from feedback import charts, insights, leaderboards, selectors
 from feedback.api.permissions import REVIEWERS
 from feedback.errors import ServiceError
 from feedback.forms import (
@@ -84,7 +84,7 @@ def submit_form(request, project, form, act, page: str) -> tuple[HttpResponse | 
 def leaderboard(request, project_id: int):
     project, can_manage = reviewable_project(request, project_id)
     style_control = request.GET.get("style_control") == "1"
-    board = insights.leaderboard(project.pk, style_control=style_control)
+    board = leaderboards.leaderboard(project.pk, style_control=style_control)
     labels = [row.model for row in board.rows]
     context = {
         "project": project,

@@ -565,7 +565,7 @@ def output_parquet_record(record: dict) -> dict:
 
 
 def rating_records(project_id: int) -> list[dict]:
-    from feedback.insights import leaderboard  # insights reads judgments; keep imports one-way
+    from feedback.leaderboards import leaderboard  # it reads judgments; keep imports one-way
 
     return [row.as_record() for row in leaderboard(project_id).rows]
 

@@ -1,4 +1,4 @@
-"""Leaderboard and agreement reads, and the insight pages built on them."""
+"""Leaderboard (feedback.leaderboards) and agreement reads, and the insight pages built on them."""
 
 import json
 import random
@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from feedback import charts, insights, services
+from feedback import charts, insights, leaderboards, services
 from feedback.models import Judgment, ModelVersion
 from feedback.services.imports import import_jsonl
 
@@ -46,7 +46,7 @@ def arena(project):
 
 
 def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
-    board = insights.leaderboard(arena.pk, rounds=200)
+    board = leaderboards.leaderboard(arena.pk, rounds=200)
     assert [row.model for row in board.rows] == ["strong", "medium", "weak"]
     assert board.comparisons == 31
     for row in board.rows:
@@ -59,21 +59,21 @@ def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
     assert board.win_rates[0][1] == pytest.approx(0.8)
     assert board.win_rates[1][0] == pytest.approx(0.2)
     assert board.win_rates[0][0] is None
-    same = insights.computed_leaderboard(arena.pk, rounds=200, seed=0, style_control=False)
+    same = leaderboards.computed_leaderboard(arena.pk, rounds=200, seed=0, style_control=False)
     assert [r.bt_low for r in same.rows] == [r.bt_low for r in board.rows]  # seeded: reproducible
 
 
 def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_versions(
     arena, make_member
 ):
-    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 31
+    assert leaderboards.leaderboard(arena.pk, rounds=50).comparisons == 31
     import_jsonl(
         project_id=arena.pk,
         user_id=None,
         lines=[battle("weak", "medium", "model_a", 99)],
         format="arena",
     )
-    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 32
+    assert leaderboards.leaderboard(arena.pk, rounds=50).comparisons == 32
 
     strong, weak = (
         ModelVersion.objects.get(project=arena, name=name) for name in ("strong", "weak")
@@ -91,20 +91,20 @@ def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_ver
         task_id=task.pk,
         data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="upset"),
     )
-    board = insights.leaderboard(arena.pk, rounds=50)
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
     assert board.comparisons == 33
     assert {row.model: row.wins for row in board.rows}["weak"] == 2 + 1 + 0.5 + 1 + 1
     services.undo_last_judgment(annotator_id=annotator.pk, project_id=arena.pk)
-    assert insights.leaderboard(arena.pk, rounds=50).comparisons == 32
+    assert leaderboards.leaderboard(arena.pk, rounds=50).comparisons == 32
 
     ModelVersion.objects.filter(pk=weak.pk).update(name="feeble")
-    board = insights.leaderboard(arena.pk, rounds=50)
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
     assert "feeble" in [row.model for row in board.rows]
     assert "weak" not in [row.model for row in board.rows]
 
 
 def assert_as_if_read_whole(board, project_id):
-    whole = insights.computed_leaderboard(project_id, rounds=50, seed=0, style_control=False)
+    whole = leaderboards.computed_leaderboard(project_id, rounds=50, seed=0, style_control=False)
     assert board.comparisons == whole.comparisons
     assert board.rows == whole.rows  # Elo folded in a batch at a time, counts and intervals
 
@@ -113,29 +113,29 @@ def test_leaderboard_folds_newer_judgments_in_unless_older_ones_changed(
     arena, make_member, monkeypatch
 ):
     reads = []
-    read = insights.model_comparisons
+    read = leaderboards.model_comparisons
 
     def recorded(project_id, **kwargs):
         reads.append(kwargs.get("after"))
         return read(project_id, **kwargs)
 
-    monkeypatch.setattr(insights, "model_comparisons", recorded)
-    first = insights.leaderboard(arena.pk, rounds=50)
+    monkeypatch.setattr(leaderboards, "model_comparisons", recorded)
+    first = leaderboards.leaderboard(arena.pk, rounds=50)
     assert reads == [None]  # nothing kept yet: read whole
-    assert insights.leaderboard(arena.pk, rounds=50) == first
+    assert leaderboards.leaderboard(arena.pk, rounds=50) == first
     assert reads == [None]  # cached
 
     newest = Judgment.objects.filter(task__project=arena).latest("pk").pk
     more = [battle("newcomer", name, "model_a", 100 + n) for n, name in enumerate(["weak"] * 3)]
     import_jsonl(project_id=arena.pk, user_id=None, lines=more, format="arena")
-    board = insights.leaderboard(arena.pk, rounds=50)
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
     assert reads[-1] == newest  # only the newer judgments read
     assert board.comparisons == 34 and "newcomer" in [row.model for row in board.rows]
     assert_as_if_read_whole(board, arena.pk)
 
     # A judgment taken back: the kept counts no longer hold, so everything is read again.
     Judgment.objects.filter(pk=newest).delete()
-    board = insights.leaderboard(arena.pk, rounds=50)
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
     assert reads[-1] is None and board.comparisons == 33
     assert_as_if_read_whole(board, arena.pk)
 
@@ -148,7 +148,7 @@ def test_leaderboard_folds_newer_judgments_in_unless_older_ones_changed(
     )
     late = Judgment.objects.filter(task__project=arena).latest("pk")
     Judgment.objects.filter(pk=late.pk).update(created_at=late.created_at - timedelta(days=1))
-    board = insights.leaderboard(arena.pk, rounds=50)
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
     assert reads[-1] is None and board.comparisons == 34
     assert_as_if_read_whole(board, arena.pk)
 
@@ -176,14 +176,14 @@ def test_rankings_count_as_comparisons_between_model_versions(project, make_memb
             ranking=[[completions[0].pk], [completions[1].pk, completions[2].pk]],
         ),
     )
-    found = insights.model_comparisons(project.pk)
+    found = leaderboards.model_comparisons(project.pk)
     names = {v.pk: v.name for v in versions}
     events = sorted(
         (names[found.model_ids[a]], names[found.model_ids[b]], o)
         for a, b, o in zip(found.a, found.b, found.outcome, strict=True)
     )
     assert events == [("x", "y", 1.0), ("x", "z", 1.0), ("y", "z", 0.5)]
-    board = insights.leaderboard(project.pk, rounds=50)
+    board = leaderboards.leaderboard(project.pk, rounds=50)
     assert board.regularised  # one judgment cannot bound Bradley-Terry without a prior
     assert board.rows[0].model == "x"
 
@@ -288,9 +288,9 @@ def verbose(project):
 
 
 def test_style_control_takes_out_what_length_explains(verbose):
-    plain = insights.leaderboard(verbose.pk, rounds=50)
+    plain = leaderboards.leaderboard(verbose.pk, rounds=50)
     assert plain.style_effects is None and all(row.style_score is None for row in plain.rows)
-    board = insights.leaderboard(verbose.pk, rounds=50, style_control=True)
+    board = leaderboards.leaderboard(verbose.pk, rounds=50, style_control=True)
     score = {row.model: row for row in board.rows}
     plain_gap = score["verbose"].bt_score - score["terse"].bt_score
     style_gap = score["verbose"].style_score - score["terse"].style_score

@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from feedback import insights
+from feedback import insights, leaderboards
 from feedback.api import serializers as s
 from feedback.api.permissions import IsProjectReviewer
 from feedback.api.views.common import ServiceErrorMixin
@@ -28,7 +28,7 @@ class Leaderboard(ServiceErrorMixin, APIView):
     def get(self, request, project_id: int):
         query = s.LeaderboardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        board = insights.leaderboard(
+        board = leaderboards.leaderboard(
             project_id, style_control=query.validated_data["style_control"]
         )
         return Response(s.LeaderboardSerializer(board.as_json()).data)

@@ -1,0 +1,474 @@
+"""The leaderboard: a project's judgments as comparisons between model versions, rated by
+Bradley-Terry with bootstrap intervals and by online Elo, with win rates and optionally style
+control; read for the leaderboard page, its endpoint and the ratings export.
+
+Imported judgments (an imported Chatbot Arena battle is a real comparison) count here.
+
+Reading a million judgments takes seconds, so a board is cached per state of the project's
+judgments, and the counts and Elo behind it are kept (RatingState) so that newer judgments are
+folded in rather than everything read again.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    FloatField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from feedback import ratings
+from feedback.insights import finite_or_none
+from feedback.models import Completion, Judgment, ModelVersion, TaskItem
+from feedback.models.judgments import PairwiseChoice
+from feedback.models.projects import JudgmentMode
+from feedback.pairs import PairPolicy, ranking_verdicts
+from feedback.raw_rows import json_column
+from feedback.style import STYLE_FEATURES, style_features
+
+BOOTSTRAP_ROUNDS = 1000
+CONFIDENCE = 0.95
+# Cached leaderboards and rating states: bump the version when the shape of Leaderboard or
+# RatingState changes, so that no process reads one of the old shape.
+LEADERBOARD_CACHE_VERSION = 1
+LEADERBOARD_CACHE_SECONDS = 24 * 3600
+ELO_SCALE = ratings.EloScale()
+FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
+STREAM_CHUNK = 10_000  # rows per fetch of a streamed read
+# Every two places of a ranking is one comparison; equal places are a tie.
+RANKING_AS_COMPARISONS = PairPolicy(name="leaderboard", ranking_pairs="all", ties="keep")
+OUTCOME = {
+    PairwiseChoice.A: ratings.A_WINS,
+    PairwiseChoice.B: ratings.B_WINS,
+    PairwiseChoice.TIE: ratings.TIE,
+    PairwiseChoice.BOTH_BAD: ratings.TIE,
+}
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """Model-version comparisons in judgment order: indices into `model_ids`, and (when asked
+    for) the two completions each one compared."""
+
+    model_ids: list[int]
+    a: np.ndarray
+    b: np.ndarray
+    outcome: np.ndarray
+    a_completion: np.ndarray | None = None
+    b_completion: np.ndarray | None = None
+
+
+def model_comparisons(
+    project_id: int,
+    *,
+    with_completions: bool = False,
+    after: int | None = None,
+    up_to: int | None = None,
+) -> Comparisons:
+    """One comparison per pairwise judgment, and one per pair of places in a ranking, between
+    completions of two different model versions; ties and "both bad" count as ties. Only the
+    judgments with ids after `after` and up to `up_to`, where given."""
+    judgments = Judgment.objects.filter(task__project_id=project_id)
+    if after is not None:
+        judgments = judgments.filter(pk__gt=after)
+    if up_to is not None:
+        judgments = judgments.filter(pk__lte=up_to)
+    ranked = plain_rows(
+        judgments.filter(kind=JudgmentMode.RANKING).values_list(
+            "created_at", "pk", "task_id", "ranking"
+        )
+    )
+    # Pairwise judgments in time order. Ranked ones are merged in by (created, id); without
+    # them those keys need not leave the database.
+    keys = ("created_at", "pk") if ranked else ()
+    completions = ("item_a__completion_id", "item_b__completion_id") if with_completions else ()
+    pairwise = (
+        judgments.filter(kind=JudgmentMode.PAIRWISE)
+        # Joins, not a subquery per item: a million judgments take seconds, not half a minute.
+        .annotate(
+            item_a=FilteredRelation("task__items", condition=Q(task__items__position=0)),
+            item_b=FilteredRelation("task__items", condition=Q(task__items__position=1)),
+            model_a=F("item_a__completion__model_version_id"),
+            model_b=F("item_b__completion__model_version_id"),
+            outcome=Case(
+                *(When(choice=choice, then=Value(value)) for choice, value in OUTCOME.items()),
+                output_field=FloatField(),
+            ),
+        )
+        .filter(model_a__isnull=False, model_b__isnull=False)
+        .exclude(model_a=F("model_b"))
+        .order_by("created_at", "pk")
+        .values_list(*keys, "model_a", "model_b", "outcome", *completions)
+    )
+    # (created, judgment,) model a, model b, outcome(, completion a, completion b)
+    events = plain_rows(pairwise)
+    if ranked:
+        model_of = dict(
+            TaskItem.objects.filter(task_id__in={row[2] for row in ranked}).values_list(
+                "completion_id", "completion__model_version_id"
+            )
+        )
+        for created, pk, _, ranking in ranked:
+            ordered = tuple(tuple(group) for group in json_column(ranking))
+            for better, worse, _, is_tie in ranking_verdicts(ordered, RANKING_AS_COMPARISONS):
+                a, b = model_of.get(better), model_of.get(worse)
+                if a is not None and b is not None and a != b:
+                    outcome = ratings.TIE if is_tie else ratings.A_WINS
+                    events.append(
+                        (created, pk, a, b, outcome, *(better, worse)[: len(completions)])
+                    )
+        events.sort(key=lambda event: (event[0], event[1]))
+        events = [event[2:] for event in events]
+    table = np.array(events, dtype=float).reshape(len(events), 3 + len(completions))
+    model_ids, index = np.unique(table[:, :2].astype(np.int64), return_inverse=True)
+    index = index.reshape(-1, 2)
+    return Comparisons(
+        model_ids=model_ids.tolist(),
+        a=index[:, 0],
+        b=index[:, 1],
+        outcome=table[:, 2],
+        a_completion=table[:, 3].astype(np.int64) if with_completions else None,
+        b_completion=table[:, 4].astype(np.int64) if with_completions else None,
+    )
+
+
+def plain_rows(values: QuerySet) -> list[tuple]:
+    """The rows of a values_list query as the database driver hands them over, without the
+    ORM's per-row conversions (which cost more than the query itself at a million rows): numbers
+    as they are, JSON as text on PostgreSQL, times as each backend gives them, which sort alike
+    within a backend. JIT compilation is off: PostgreSQL spent more compiling the joins than it
+    saved. (Only there in a transaction of its own: on SQLite one would take the write lock.)"""
+    sql, params = values.query.sql_with_params()
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic() if postgresql else nullcontext(), connection.cursor() as cursor:
+        if postgresql:
+            cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class RatingRow:
+    model_version_id: int
+    model: str
+    games: int
+    wins: float
+    bt_score: float
+    bt_low: float
+    bt_high: float
+    elo: float
+    rank: int
+    # With length and markdown held fixed (style control); None unless asked for.
+    style_score: float | None = None
+
+    def as_record(self) -> dict:
+        """The row as the ratings export writes it (ranks and style control left out)."""
+        return {
+            key: value for key, value in asdict(self).items() if key not in ("rank", "style_score")
+        }
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    rows: list[RatingRow]
+    comparisons: int
+    bootstrap_rounds: int
+    confidence: float
+    regularised: bool = False
+    # win_rates[i][j]: observed share of row i's wins over column j (ties half); None: never met.
+    win_rates: list[list[float | None]] = field(default_factory=list)
+    # With style control: each style feature's effect, in log-odds per standard deviation of
+    # its difference between the two outputs (None where it never differed).
+    style_effects: dict[str, float | None] | None = None
+
+    def as_json(self) -> dict:
+        return {
+            "comparisons": self.comparisons,
+            "bootstrap_rounds": self.bootstrap_rounds,
+            "confidence": self.confidence,
+            "regularised": self.regularised,
+            "rows": [asdict(row) for row in self.rows],
+            "win_rates": self.win_rates,
+            "style_effects": self.style_effects,
+        }
+
+
+def completion_style(project_id: int, completion_ids: np.ndarray) -> np.ndarray:
+    """Style features of each completion, [len(completion_ids), len(STYLE_FEATURES)]; the ids
+    are the project's judged outputs."""
+    unique, inverse = np.unique(completion_ids, return_inverse=True)
+    # One streamed read of the judged tasks' outputs, not lists of ids in chunks: at a million
+    # battles, building and parsing those lists took longer than measuring the texts.
+    judged = TaskItem.objects.filter(
+        task__project_id=project_id, task__judgments__isnull=False
+    ).values("completion_id")
+    features = {
+        pk: style_features(text)
+        for pk, text in Completion.objects.filter(pk__in=judged)
+        .values_list("pk", "text")
+        .iterator(chunk_size=STREAM_CHUNK)
+    }
+    table = np.array([features[pk] for pk in unique.tolist()], dtype=float)
+    return table.reshape(-1, len(STYLE_FEATURES))[inverse]
+
+
+def style_controlled(
+    project_id: int, found: Comparisons, l2: float
+) -> tuple[np.ndarray, dict[str, float | None]]:
+    """Strengths (natural log-odds) with style held fixed, and each feature's effect."""
+    style = completion_style(project_id, np.concatenate([found.a_completion, found.b_completion]))
+    covariates = ratings.style_feature_difference(style[: found.a.size], style[found.a.size :])
+    # A feature that never differs (no markdown anywhere) has no effect to estimate.
+    varies = covariates.std(axis=0) > 0
+    fit = ratings.bradley_terry_with_covariates(
+        found.a, found.b, found.outcome, covariates[:, varies], len(found.model_ids), l2=l2
+    )
+    effects = iter(fit.coefficients.tolist())
+    return fit.strength, {
+        name: next(effects) if varied else None
+        for name, varied in zip(STYLE_FEATURES, varies.tolist(), strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What a project's judgments add up to: their count and the sum of their ids (ids are never
+    reused, so no change leaves both as they were), the newest id and the latest time. For the
+    judgments up to `since` (a state's newest), the same count and sum, and the earliest time
+    after it."""
+
+    count: int
+    id_sum: int
+    newest: int | None
+    latest: datetime | None
+    count_since: int = 0
+    id_sum_since: int = 0
+    earliest_after: datetime | None = None
+
+
+def judged(project_id: int, since: int | None = None) -> Judged:
+    up_to = Q(pk__lte=since if since is not None else 0)
+    found = Judgment.objects.filter(task__project_id=project_id).aggregate(
+        count=Count("pk"),
+        id_sum=Coalesce(Sum("pk"), 0),
+        newest=Max("pk"),
+        latest=Max("created_at"),
+        count_since=Count("pk", filter=up_to),
+        id_sum_since=Coalesce(Sum("pk", filter=up_to), 0),
+        earliest_after=Min("created_at", filter=~up_to),
+    )
+    return Judged(**found)
+
+
+@dataclass(frozen=True)
+class RatingState:
+    """A project's comparisons as the leaderboard reads them, by model version id: outcome
+    counts (all that Bradley-Terry needs) and online Elo so far. Kept between reads, so newer
+    judgments are folded in rather than all of them read again (seconds at a million)."""
+
+    judgments: int = 0  # the project's judgments it covers ...
+    id_sum: int = 0  # ... the sum of their ids ...
+    newest: int | None = None  # ... up to this id
+    latest: datetime | None = None  # the latest time among them
+    comparisons: int = 0
+    # (model id, a higher model id, the first's outcome) -> comparisons
+    cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
+    elo: dict[int, float] = field(default_factory=dict)
+
+    def covers(self, now: Judged) -> bool:
+        return (self.judgments, self.id_sum, self.newest) == (now.count, now.id_sum, now.newest)
+
+    def can_fold(self, now: Judged) -> bool:
+        """Whether the judgments it covers are all still there, unchanged in number and ids,
+        and every newer one comes after them in time (Elo is folded in judgment order)."""
+        return (
+            (self.judgments, self.id_sum) == (now.count_since, now.id_sum_since)
+            and (now.newest or 0) >= (self.newest or 0)
+            and (
+                self.latest is None
+                or now.earliest_after is None
+                or now.earliest_after >= self.latest
+            )
+        )
+
+    def folded(self, found: Comparisons, now: Judged) -> RatingState:
+        """This state with newer comparisons (read up to now.newest) folded in."""
+        cells = dict(self.cells)
+        elo = dict(self.elo)
+        ids = found.model_ids
+        if found.a.size:
+            counts = ratings.count_outcomes(found.a, found.b, found.outcome, len(ids))
+            for first, second, outcome, count in zip(
+                counts.first.tolist(),
+                counts.second.tolist(),
+                counts.outcome.tolist(),
+                counts.count.tolist(),
+                strict=True,
+            ):
+                key = (ids[first], ids[second], outcome)
+                cells[key] = cells.get(key, 0) + count
+            start = [elo.get(model_id, ELO_SCALE.initial) for model_id in ids]
+            after = ratings.elo_ratings(found.a, found.b, found.outcome, len(ids), start=start)
+            elo.update(zip(ids, after.tolist(), strict=True))
+        return RatingState(
+            judgments=now.count,
+            id_sum=now.id_sum,
+            newest=now.newest,
+            latest=now.latest,
+            comparisons=self.comparisons + int(found.a.size),
+            cells=cells,
+            elo=elo,
+        )
+
+    def counts(self) -> tuple[list[int], ratings.OutcomeCounts]:
+        """The model ids in order and the outcome counts, indexed by that order."""
+        model_ids = sorted(self.elo)
+        index = {model_id: i for i, model_id in enumerate(model_ids)}
+        cells = sorted(
+            (index[a], index[b], outcome, n) for (a, b, outcome), n in self.cells.items()
+        )
+        first, second, outcome, count = (np.array(column) for column in zip(*cells, strict=True))
+        return model_ids, ratings.OutcomeCounts(
+            n_players=len(model_ids),
+            first=first.astype(np.int64),
+            second=second.astype(np.int64),
+            outcome=outcome.astype(float),
+            count=count.astype(np.int64),
+        )
+
+
+def state_key(project_id: int) -> str:
+    return f"rating-state:{LEADERBOARD_CACHE_VERSION}:{project_id}"
+
+
+def rating_state(project_id: int, now: Judged, kept: RatingState | None) -> RatingState:
+    """The project's rating state as of `now`: the `kept` one, with the newer judgments folded
+    in where it can be, else read whole; kept for the next read."""
+    if kept is not None and kept.covers(now):
+        return kept
+    if kept is None or not kept.can_fold(now):
+        kept = RatingState()
+    # A judgment written or taken back between `now`'s query and this read leaves the state's
+    # count and id sum off from what it holds; the next read then finds them changed and reads
+    # everything again.
+    found = model_comparisons(project_id, after=kept.newest, up_to=now.newest)
+    state = kept.folded(found, now)
+    cache.set(state_key(project_id), state, LEADERBOARD_CACHE_SECONDS)
+    return state
+
+
+def leaderboard(
+    project_id: int, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, style_control: bool = False
+) -> Leaderboard:
+    """Bradley-Terry ratings (Elo points) with bootstrap intervals, online Elo, and win rates;
+    with `style_control`, also each version's rating with length and markdown held fixed.
+
+    Reading a million judgments takes seconds; telling whether any changed, a fraction of one.
+    So a board is cached per state of the project's judgments, and a new state folds the newer
+    judgments into the counts and Elo kept from the last one (RatingState). Style control reads
+    them all. Model names are read fresh: a version may be renamed."""
+    kept = cache.get(state_key(project_id))
+    now = judged(project_id, since=kept.newest if kept is not None else None)
+    key = (
+        f"leaderboard:{LEADERBOARD_CACHE_VERSION}:{project_id}:{rounds}:{seed}:{style_control}:"
+        f"{now.count}:{now.id_sum}:{now.newest}"
+    )
+    board = cache.get(key)
+    if board is None:
+        if style_control:
+            board = computed_leaderboard(project_id, rounds=rounds, seed=seed, style_control=True)
+        else:
+            state = rating_state(project_id, now, kept)
+            board = board_from_state(state, rounds=rounds, seed=seed)
+        cache.set(key, board, LEADERBOARD_CACHE_SECONDS)
+    names = dict(
+        ModelVersion.objects.filter(
+            pk__in=[row.model_version_id for row in board.rows]
+        ).values_list("pk", "name")
+    )
+    return replace(
+        board, rows=[replace(row, model=names[row.model_version_id]) for row in board.rows]
+    )
+
+
+def computed_leaderboard(
+    project_id: int, *, rounds: int, seed: int, style_control: bool
+) -> Leaderboard:
+    """The leaderboard from all of the project's judgments, read now."""
+    found = model_comparisons(project_id, with_completions=style_control)
+    board = board_from_state(
+        RatingState().folded(found, judged(project_id)), rounds=rounds, seed=seed
+    )
+    if not style_control or not board.rows:
+        return board
+    strength, effects = style_controlled(
+        project_id, found, FALLBACK_L2 if board.regularised else 0.0
+    )
+    score = dict(zip(found.model_ids, ratings.to_elo(strength).tolist(), strict=True))
+    return replace(
+        board,
+        rows=[replace(row, style_score=score[row.model_version_id]) for row in board.rows],
+        style_effects=effects,
+    )
+
+
+def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboard:
+    """The leaderboard of a rating state."""
+    if len(state.elo) < 2 or not state.comparisons:
+        return Leaderboard([], state.comparisons, rounds, CONFIDENCE)
+    model_ids, counts = state.counts()
+    n = len(model_ids)
+    regularised = False
+    try:
+        fit = ratings.bootstrap_bradley_terry(
+            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed
+        )
+    except ValueError:
+        regularised = True
+        fit = ratings.bootstrap_bradley_terry(
+            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
+        )
+    wins = ratings.win_matrix(counts)
+    games = wins + wins.T
+    names = dict(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", "name"))
+    rows = [
+        RatingRow(
+            model_version_id=model_id,
+            model=names[model_id],
+            games=int(round(games[i].sum())),
+            wins=float(wins[i].sum()),
+            bt_score=float(fit.rating[i]),
+            bt_low=float(fit.lower[i]),
+            bt_high=float(fit.upper[i]),
+            elo=float(state.elo[model_id]),
+            rank=int(fit.rank[i]),
+        )
+        for i, model_id in enumerate(model_ids)
+    ]
+    order = sorted(range(n), key=lambda i: -rows[i].bt_score)
+    rates = ratings.win_rate_matrix(counts)
+    return Leaderboard(
+        rows=[rows[i] for i in order],
+        comparisons=state.comparisons,
+        bootstrap_rounds=rounds,
+        confidence=CONFIDENCE,
+        regularised=regularised,
+        win_rates=[[finite_or_none(rates[i, j]) for j in order] for i in order],
+    )
