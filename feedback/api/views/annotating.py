@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from feedback.api import serializers as s
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectMember, IsProjectReviewer
-from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin, schema_only
 from feedback.models import (
     AnnotationTask,
     Judgment,
@@ -127,7 +127,7 @@ class TaskFilter(filters.FilterSet):
         fields = ["mode", "status", "is_gold", "prompt", "alignment_round"]
 
 
-class ProjectTasks(ServiceErrorMixin, generics.ListAPIView):
+class ProjectTasks(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """The project's annotation tasks, newest first, with how many judgments each has of those
     it wants (reviewers). POST turns the project's outputs (imported or generated) into tasks
     (admins): for each prompt, a pairwise task per pair of its outputs, or one ranking or rating
@@ -142,10 +142,8 @@ class ProjectTasks(ServiceErrorMixin, generics.ListAPIView):
     def get_permissions(self):
         return [IsProjectReviewer() if self.request.method == "GET" else IsProjectAdmin()]
 
-    def get_queryset(self):
-        if schema_only(self):
-            return AnnotationTask.objects.none()
-        return AnnotationTask.objects.filter(project_id=self.kwargs["project_id"]).prefetch_related(
+    def project_rows(self, project_id: int):
+        return AnnotationTask.objects.filter(project_id=project_id).prefetch_related(
             Prefetch("items", queryset=TaskItem.objects.order_by("position"))
         )
 

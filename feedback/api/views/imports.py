@@ -13,11 +13,10 @@ from rest_framework.throttling import ScopedRateThrottle
 from feedback import selectors
 from feedback.api import serializers as s
 from feedback.api.permissions import IsProjectAdmin, IsProjectReviewer
-from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin
 from feedback.errors import ServiceError
 from feedback.models import (
     ImportBatch,
-    PromptSet,
 )
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
@@ -51,7 +50,7 @@ def upload_lines(request) -> Iterator[bytes]:
     return file_lines(stream, gzipped=request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip")
 
 
-class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
+class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
     """List a project's imports, or import a JSONL file (all lines valid, or nothing written)."""
 
     serializer_class = s.ImportBatchSerializer
@@ -60,12 +59,8 @@ class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
     parser_classes = [JsonLinesParser, NdjsonParser, MultiPartParser]
     throttle_scope = "import"
 
-    def get_queryset(self):
-        if schema_only(self):
-            return ImportBatch.objects.none()
-        return ImportBatch.objects.filter(project_id=self.kwargs["project_id"]).select_related(
-            "created_by"
-        )
+    def project_rows(self, project_id: int):
+        return ImportBatch.objects.filter(project_id=project_id).select_related("created_by")
 
     def get_throttles(self):
         throttles = super().get_throttles()
@@ -106,7 +101,7 @@ class ImportList(ServiceErrorMixin, generics.ListCreateAPIView):
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
-class PromptSetList(ServiceErrorMixin, generics.ListAPIView):
+class PromptSetList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """A project's prompt sets (reviewers); POST makes one (admins) from `prompt_ids`, or from
     the project's prompts of one `import_batch` and `split`. Rounds sample from prompt sets."""
 
@@ -117,10 +112,8 @@ class PromptSetList(ServiceErrorMixin, generics.ListAPIView):
         role = IsProjectAdmin if self.request.method == "POST" else IsProjectReviewer
         return [role()]
 
-    def get_queryset(self):
-        if schema_only(self):
-            return PromptSet.objects.none()
-        return selectors.prompt_sets_of(self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return selectors.prompt_sets_of(project_id)
 
     @extend_schema(
         request=s.PromptSetCreationSerializer,

@@ -12,11 +12,9 @@ from rest_framework.views import APIView
 from feedback import selectors
 from feedback.api import serializers as s
 from feedback.api.permissions import IsProjectAdmin, IsProjectMember, IsProjectReviewer
-from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin, schema_only
 from feedback.models import (
     Completion,
-    Invitation,
-    Membership,
     ModelVersion,
     Project,
     Prompt,
@@ -80,7 +78,7 @@ class ProjectDetail(ServiceErrorMixin, APIView):
         return Response(s.ProjectDetailSerializer(project).data)
 
 
-class MemberList(ServiceErrorMixin, generics.ListAPIView):
+class MemberList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """A project's members and their roles (reviewers); POST adds an account by username, or
     changes the role of one who is a member already (admins)."""
 
@@ -90,10 +88,8 @@ class MemberList(ServiceErrorMixin, generics.ListAPIView):
     def get_permissions(self):
         return [IsProjectAdmin() if self.request.method == "POST" else IsProjectReviewer()]
 
-    def get_queryset(self):
-        if schema_only(self):
-            return Membership.objects.none()
-        return selectors.members_of(self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return selectors.members_of(project_id)
 
     @extend_schema(
         request=s.MemberAdditionSerializer,
@@ -130,30 +126,26 @@ class MemberDetail(ServiceErrorMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ModelVersionList(ServiceErrorMixin, generics.ListAPIView):
+class ModelVersionList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """A project's model versions, newest first."""
 
     serializer_class = s.ModelVersionSerializer
     permission_classes = [IsProjectMember]
     pagination_class = NewestFirst
 
-    def get_queryset(self):
-        if schema_only(self):
-            return ModelVersion.objects.none()
-        return ModelVersion.objects.filter(project_id=self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return ModelVersion.objects.filter(project_id=project_id)
 
 
-class PromptList(ServiceErrorMixin, generics.ListAPIView):
+class PromptList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """A project's prompts, newest first."""
 
     serializer_class = s.PromptSerializer
     permission_classes = [IsProjectReviewer]
     pagination_class = NewestFirst
 
-    def get_queryset(self):
-        if schema_only(self):
-            return Prompt.objects.none()
-        return Prompt.objects.filter(project_id=self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return Prompt.objects.filter(project_id=project_id)
 
 
 class CompletionFilter(filters.FilterSet):
@@ -162,7 +154,7 @@ class CompletionFilter(filters.FilterSet):
         fields = ["prompt", "model_version"]
 
 
-class CompletionList(ServiceErrorMixin, generics.ListAPIView):
+class CompletionList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """A project's outputs (completions), newest first; filter by prompt or model version."""
 
     serializer_class = s.CompletionSerializer
@@ -170,13 +162,11 @@ class CompletionList(ServiceErrorMixin, generics.ListAPIView):
     permission_classes = [IsProjectReviewer]
     pagination_class = NewestFirst
 
-    def get_queryset(self):
-        if schema_only(self):
-            return Completion.objects.none()
-        return Completion.objects.filter(prompt__project_id=self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return Completion.objects.filter(prompt__project_id=project_id)
 
 
-class InvitationList(ServiceErrorMixin, generics.ListAPIView):
+class InvitationList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
     """The project's invitation links that still work (admins); POST makes one for annotators
     or reviewers. Whoever opens the link joins, making an account if they have none. The link
     is in the answer to the POST only: Arbiter keeps its hash."""
@@ -185,10 +175,8 @@ class InvitationList(ServiceErrorMixin, generics.ListAPIView):
     permission_classes = [IsProjectAdmin]
     pagination_class = None
 
-    def get_queryset(self):
-        if schema_only(self):
-            return Invitation.objects.none()
-        return selectors.open_invitations_of(self.kwargs["project_id"])
+    def project_rows(self, project_id: int):
+        return selectors.open_invitations_of(project_id)
 
     @extend_schema(
         request=s.InvitationCreationSerializer,
