@@ -40,7 +40,7 @@ from feedback.models import Completion, Judgment, ModelVersion, TaskItem
 from feedback.models.judgments import PairwiseChoice
 from feedback.models.projects import JudgmentMode
 from feedback.pairs import PairPolicy, ranking_verdicts
-from feedback.raw_rows import json_column
+from feedback.raw_rows import fetched_rows, json_column
 from feedback.style import STYLE_FEATURES, style_features
 
 BOOTSTRAP_ROUNDS = 1000
@@ -150,18 +150,16 @@ def model_comparisons(
 
 
 def plain_rows(values: QuerySet) -> list[tuple]:
-    """The rows of a values_list query as the database driver hands them over, without the
-    ORM's per-row conversions (which cost more than the query itself at a million rows): numbers
-    as they are, JSON as text on PostgreSQL, times as each backend gives them, which sort alike
-    within a backend. JIT compilation is off: PostgreSQL spent more compiling the joins than it
-    saved. (Only there in a transaction of its own: on SQLite one would take the write lock.)"""
-    sql, params = values.query.sql_with_params()
+    """fetched_rows (numbers as they are, JSON as text, times as each backend gives them, which
+    sort alike within a backend) with JIT compilation off: PostgreSQL spent more compiling the
+    joins than it saved. SET LOCAL needs a transaction; only there, as on SQLite one would take
+    the write lock."""
     postgresql = connection.vendor == "postgresql"
-    with transaction.atomic() if postgresql else nullcontext(), connection.cursor() as cursor:
+    with transaction.atomic() if postgresql else nullcontext():
         if postgresql:
-            cursor.execute("SET LOCAL jit = off")
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        return fetched_rows(values)
 
 
 @dataclass(frozen=True)

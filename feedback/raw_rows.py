@@ -1,16 +1,25 @@
-"""Model instances from hand-written SQL, for the queries that run on every annotation request.
+"""Rows without the ORM's per-row work, for the queries where it costs more than the query:
 
-`Model.objects.raw` works out, on every query, which column feeds which field and how to convert
-it; at hundreds of requests a second that costs more than the query (about 0.1 ms of CPU of the
-~4 ms a judgment takes, benchmarks/queue_throughput.py). Here that is worked out once per model,
-statement and connection, and rows go through the same converters the ORM uses."""
+- `first_instance`: model instances from hand-written SQL, for the queries that run on every
+  annotation request. `Model.objects.raw` works out, on every query, which column feeds which
+  field and how to convert it; at hundreds of requests a second that costs more than the query
+  (about 0.1 ms of CPU of the ~4 ms a judgment takes, benchmarks/queue_throughput.py). Here that
+  is worked out once per model, statement and connection, and rows go through the same
+  converters the ORM uses.
+- `fetched_rows` and `streamed_rows`: a values_list query's rows as the driver hands them over,
+  for reads of a million rows (the leaderboard, exports), where Django's converters took more
+  than the query. JSON comes as text (`json_column` reads it), times as each backend gives them.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from typing import TypeVar
 
+import orjson
 from django.db import connections, models
+from django.db.models import QuerySet
+from django.db.models.sql.constants import MULTI
 
 M = TypeVar("M", bound=models.Model)
 
@@ -71,4 +80,23 @@ def first_instance(model: type[M], sql: str, params, using: str = "default") -> 
 
 def json_column(value: object) -> object:
     """A JSON column's value from a raw cursor: Django's backends hand jsonb over as text."""
-    return json.loads(value) if isinstance(value, str) else value
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def fetched_rows(values: QuerySet) -> list[tuple]:
+    """All rows of a values_list query, on an ordinary cursor: PostgreSQL plans for the whole
+    result (a server-side cursor's plan, made for the first rows, took four times longer for a
+    million)."""
+    sql, params = values.query.sql_with_params()
+    with connections[values.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def streamed_rows(values: QuerySet, chunk_size: int = 2000) -> Iterator[tuple]:
+    """The rows of a values_list query, streamed as `iterator()` streams them (constant memory)."""
+    compiler = values.query.get_compiler(using=values.db)
+    width = len(values.query.values_select)
+    for chunk in compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=chunk_size):
+        for row in chunk:
+            yield row[:width]

@@ -45,7 +45,6 @@ from django.db.models import (
     TextField,
 )
 from django.db.models.functions import Cast
-from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -59,6 +58,7 @@ from feedback.models import (
     TaskItem,
 )
 from feedback.models.exports import ExportKind, ExportStatus
+from feedback.raw_rows import json_column, streamed_rows
 from feedback.services.export_sql import stream_pair_rows
 from feedback.services.imports import IMPORT_POLICY
 
@@ -406,7 +406,7 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
     """The judgments, in id order, each with the outputs its task showed. Two streamed reads in
     step, the judgments and their tasks' outputs in the same order: looking the outputs up for
     each chunk of judgments took longer than all the rest (about 10,000 rows a second)."""
-    rows = unconverted_rows(
+    rows = streamed_rows(
         judgments.values_list(
             "pk",
             "task_id",
@@ -422,12 +422,14 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
             "time_spent_ms",
             "flags",
             "created_at",
-        )
+        ),
+        CHUNK_ROWS,
     )
-    outputs = unconverted_rows(
+    outputs = streamed_rows(
         judgments.order_by("pk", "task__items__position").values_list(
             "pk", "task__items__completion_id", "task__items__completion__model_version__name"
-        )
+        ),
+        CHUNK_ROWS,
     )
     pending = next(outputs, None)
     for (
@@ -459,22 +461,18 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
             "items": items,
             "choice": choice,
             "strength": strength,
-            "ranking": json_or_none(ranking),
-            "ratings": json_or_none(ratings),
-            "shown_order": orjson.loads(shown_order),
+            "ranking": json_column(ranking),
+            "ratings": json_column(ratings),
+            "shown_order": json_column(shown_order),
             "rationale": rationale,
             "time_spent_ms": time_spent_ms,
-            "flags": orjson.loads(flags),
+            "flags": json_column(flags),
             "created_at": iso_time(created_at),
         }
 
 
-def json_or_none(text: str | None) -> object:
-    return None if text is None else orjson.loads(text)
-
-
 def iso_time(value: datetime) -> str:
-    """A timestamp column as unconverted_rows hands it over, in ISO 8601: aware from
+    """A timestamp column as streamed_rows hands it over, in ISO 8601: aware from
     PostgreSQL, naive UTC from SQLite."""
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
@@ -518,26 +516,16 @@ def output_records(project_id: int, filters: ExportFilters) -> Iterator[dict]:
         "generation_settings",
         "token_count",
     )
-    for prompt_text, messages, text, model, generation, token_count in unconverted_rows(rows):
+    for prompt_text, messages, text, model, generation, token_count in streamed_rows(
+        rows, CHUNK_ROWS
+    ):
         yield {
-            "prompt": prompt_text if messages is None else orjson.loads(messages),
+            "prompt": prompt_text if messages is None else json_column(messages),
             "completion": text,
             "model": model,
-            "generation_settings": orjson.loads(generation),
+            "generation_settings": json_column(generation),
             "token_count": token_count,
         }
-
-
-def unconverted_rows(values: QuerySet) -> Iterator[tuple]:
-    """The rows of a values_list query, streamed as `iterator()` streams them but as the driver
-    hands them over, JSON as text: Django's converters (json.loads per JSON column) took more
-    than half of an outputs export, orjson a tenth of that."""
-    compiler = values.query.get_compiler(using=values.db)
-    chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=CHUNK_ROWS)
-    width = len(values.query.values_select)
-    for chunk in chunks:
-        for row in chunk:
-            yield row[:width]
 
 
 def output_schema() -> pa.Schema:
