@@ -87,15 +87,15 @@ def start(job_id: int) -> TrainingJob | None:
     return job
 
 
-def record_metrics(job_id: int, metrics: dict, progress: float | None = None) -> None:
-    """Append one metrics report and beat the heart. Progress is a percentage."""
+def record_metrics(job_id: int, *reports: dict, progress: float | None = None) -> None:
+    """Append metrics reports and beat the heart. Progress is a percentage."""
     with transaction.atomic():
         job = (
             TrainingJob.objects.select_for_update()
             .only("metrics_history", "progress", "heartbeat_at")
             .get(pk=job_id)
         )
-        job.metrics_history = [*job.metrics_history, metrics]
+        job.metrics_history = [*job.metrics_history, *reports]
         fields = ["metrics_history", "heartbeat_at"]
         if progress is not None:
             job.progress = max(0.0, min(100.0, progress))

@@ -26,23 +26,39 @@ from training.models import JobKind, JobStatus, TrainingJob
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
+# The job row's history is rewritten whole, so reports are written in batches, not one a step.
+METRICS_FLUSH_SECONDS = 2.0
 # Prompt ids per query: a statement takes at most 65,535 parameters, and a job may name more.
 PROMPT_CHUNK = 10_000
 
 
 class JobReporter:
-    """The engine's callbacks for one job: metrics with progress, and a throttled cancel check."""
+    """The engine's callbacks for one job: metrics with progress, written every couple of seconds,
+    and a throttled cancel check. `flush` writes what is left when the run ends."""
 
     def __init__(self, job: TrainingJob, total_steps: int | None):
         self.job_id = job.pk
         self.total_steps = total_steps
         self._last_poll = 0.0
         self._cancelled = False
+        self._pending: list[dict] = []
+        self._progress: float | None = None
+        self._flushed_at: float | None = None
 
     def on_metrics(self, metrics: dict) -> None:
         step, total = metrics.get("step"), self.total_steps or metrics.get("total_steps")
-        progress = 100.0 * step / total if step and total else None
-        jobs.record_metrics(self.job_id, metrics, progress)
+        if step and total:
+            self._progress = 100.0 * step / total
+        self._pending.append(metrics)
+        now = time.monotonic()
+        if self._flushed_at is None or now - self._flushed_at >= METRICS_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            jobs.record_metrics(self.job_id, *self._pending, progress=self._progress)
+            self._pending = []
+        self._flushed_at = time.monotonic()
 
     def should_cancel(self) -> bool:
         now = time.monotonic()
@@ -148,14 +164,17 @@ def register_version(
 def train_version(job: TrainingJob, method: str, config, train, *inputs, total_steps, **reward):
     """Run one engine training function for `job` and register its adapter as a new version."""
     reporter = JobReporter(job, total_steps)
-    result = train(
-        config,
-        *inputs,
-        jobs.job_output_dir(job),
-        **reward,
-        on_metrics=reporter.on_metrics,
-        should_cancel=reporter.should_cancel,
-    )
+    try:
+        result = train(
+            config,
+            *inputs,
+            jobs.job_output_dir(job),
+            **reward,
+            on_metrics=reporter.on_metrics,
+            should_cancel=reporter.should_cancel,
+        )
+    finally:
+        reporter.flush()
     version_id = register_version(
         job, method, result.adapter_dir, config.base_model, result.final_metrics
     )
@@ -257,7 +276,9 @@ def run_generate(job: TrainingJob):
     settings_ = generation_settings(job, n)
     jobs.append_log(job.pk, f"Sampling {n} completions for each of {len(prompts)} prompts.")
     generations = sample_version(job.model_version, prompts, settings_, job.config.get("seed", 0))
-    jobs.record_metrics(job.pk, {"step": 1, "new_tokens": sum(generations.token_counts)}, 80.0)
+    jobs.record_metrics(
+        job.pk, {"step": 1, "new_tokens": sum(generations.token_counts)}, progress=80.0
+    )
     with transaction.atomic():
         created = store_samples(
             job.model_version,
@@ -329,7 +350,7 @@ def run_evaluate(job: TrainingJob):
         ModelVersion.objects.filter(pk=version.pk).update(
             metrics={**version.metrics, "evaluation": metrics}
         )
-    jobs.record_metrics(job.pk, {"step": 1, **metrics}, 100.0)
+    jobs.record_metrics(job.pk, {"step": 1, **metrics}, progress=100.0)
     return {"evaluation": metrics}, None
 
 

@@ -55,6 +55,40 @@ def test_progress_and_metrics_are_recorded(version):
     assert job.attempts == 1 and job.heartbeat_at is not None
 
 
+def test_a_runs_reports_reach_the_job_in_batches_and_all_of_them_when_it_stops(
+    version, monkeypatch
+):
+    from training import runners
+    from training.engine.runs import RunCancelled
+
+    job = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
+    jobs.start(job.pk)
+    clock = [0.0]
+    monkeypatch.setattr("training.runners.time.monotonic", lambda: clock[0])
+    writes = []
+    record = jobs.record_metrics
+
+    def counted(job_id, *reports, progress=None):
+        writes.append([row["step"] for row in reports])
+        record(job_id, *reports, progress=progress)
+
+    monkeypatch.setattr(jobs, "record_metrics", counted)
+
+    def train(config, output_dir, on_metrics, should_cancel):
+        for step in range(1, 8):
+            on_metrics({"step": step, "loss": 1.0 / step})
+            clock[0] += 0.5
+        raise RunCancelled(7)
+
+    with pytest.raises(RunCancelled):
+        runners.train_version(job, "dpo", None, train, total_steps=10)
+    # At once, then two seconds later, then what was left when the run stopped.
+    assert writes == [[1], [2, 3, 4, 5], [6, 7]]
+    job.refresh_from_db()
+    assert [row["step"] for row in job.metrics_history] == [1, 2, 3, 4, 5, 6, 7]
+    assert job.progress == 70.0
+
+
 def test_cancel_a_queued_job_at_once_and_a_running_one_cooperatively(version):
     queued = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
     assert jobs.request_cancel(queued.pk).status == "cancelled"

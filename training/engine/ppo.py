@@ -269,6 +269,7 @@ def train_ppo(
         if (step + 1) % config.log_every == 0 or step + 1 == config.total_steps:
             recorder.report(metrics)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.total_steps:
+            recorder.flush()
             _save_checkpoint(
                 checkpoints_dir,
                 step + 1,

@@ -27,6 +27,7 @@ CancelCheck = Callable[[], bool]
 ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"
 METRICS_FILENAME = "metrics.json"
+METRICS_WRITE_EVERY_S = 5.0
 
 
 class RunCancelled(Exception):
@@ -56,14 +57,23 @@ class RunResult:
 class MetricsRecorder:
     """Collects metric reports, forwards each to the caller's callback and keeps metrics.json current.
 
-    On resume it reloads the history and drops reports newer than the checkpoint, so the file reads
-    as if the run had never stopped.
+    The file is written whole, so it is rewritten at most every `write_every_s` seconds, at each
+    checkpoint (`flush`) and at the end, not at every report: a long run's history makes each write
+    longer, and the GPU waits for it. On resume it reloads the history and drops reports newer than
+    the checkpoint, so the file reads as if the run had never stopped.
     """
 
-    def __init__(self, output_dir: Path, on_metrics: MetricsCallback | None = None):
+    def __init__(
+        self,
+        output_dir: Path,
+        on_metrics: MetricsCallback | None = None,
+        write_every_s: float = METRICS_WRITE_EVERY_S,
+    ):
         self.path = Path(output_dir) / METRICS_FILENAME
         self.on_metrics = on_metrics
+        self.write_every_s = write_every_s
         self.history: list[dict[str, Any]] = []
+        self._written_at: float | None = None
 
     def resume_at(self, step: int) -> None:
         if self.path.exists():
@@ -73,9 +83,14 @@ class MetricsRecorder:
     def report(self, metrics: dict[str, Any]) -> None:
         row = {key: _plain(value) for key, value in metrics.items()}
         self.history.append(row)
-        self._write(final=None)
+        if self._written_at is None or time.monotonic() - self._written_at >= self.write_every_s:
+            self.flush()
         if self.on_metrics is not None:
             self.on_metrics(dict(row))
+
+    def flush(self) -> None:
+        """Write every report so far; called before a checkpoint is taken, whose resume trims to it."""
+        self._write(final=None)
 
     def finish(self, final: dict[str, Any]) -> dict[str, Any]:
         final = {key: _plain(value) for key, value in final.items()}
@@ -87,6 +102,7 @@ class MetricsRecorder:
         if final is not None:
             payload["final"] = final
         write_json_atomically(self.path, payload)
+        self._written_at = time.monotonic()
 
 
 def check_cancelled(should_cancel: CancelCheck | None, step: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +124,9 @@ class EngineCallback(TrainerCallback):
     def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
         check_cancelled(self.should_cancel, state.global_step)
 
+    def on_save(self, args, state: TrainerState, control: TrainerControl, **kwargs):
+        self.recorder.flush()
+
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         logs = dict(logs or {})
         if _SUMMARY_KEYS & logs.keys():
@@ -162,9 +166,60 @@ def lora_training(model: torch.nn.Module, *, fused: bool | None, bf16: bool) -> 
         yield
 
 
+@contextmanager
+def one_module_walk(model: torch.nn.Module) -> Iterator[None]:
+    """Inside, `model.train()` in the mode its last call set, `model.parameters()` and
+    `model.num_parameters()` do not walk the module tree again.
+
+    transformers' Trainer calls all three at every step: train() in training_step, parameters() for
+    zero_grad and gradient clipping, num_parameters for its FLOPs count. With LoRA on every linear layer
+    a ~1B Llama has about 1,300 modules, and those walks took about 20 ms of CPU a step, part of it
+    between one step's last synchronisation and the next step's first kernel, with the GPU idle
+    (benchmarks/profile_trainer_step.py). A run adds and removes no module or parameter, so one walk
+    serves it; a change of mode (eval() and back) still reaches every module.
+    """
+    parameters = list(model.parameters())
+    counts: dict[tuple, int] = {}
+    count_parameters = getattr(model, "num_parameters", None)
+
+    walked_to: list[bool] = []  # the mode of the last walk, set through train()
+
+    def train(self, mode: bool = True):
+        if walked_to != [mode]:
+            type(self).train(self, mode)
+            walked_to[:] = [mode]
+        return self
+
+    def cached_parameters(self, recurse: bool = True):
+        return iter(parameters) if recurse else type(self).parameters(self, recurse)
+
+    def num_parameters(**kwargs) -> int:
+        key = tuple(sorted(kwargs.items()))
+        if key not in counts:
+            counts[key] = count_parameters(**kwargs)
+        return counts[key]
+
+    shortcuts = {
+        "train": types.MethodType(train, model),
+        "parameters": types.MethodType(cached_parameters, model),
+    }
+    if count_parameters is not None:
+        shortcuts["num_parameters"] = num_parameters
+    for name, shortcut in shortcuts.items():
+        setattr(model, name, shortcut)
+    try:
+        yield
+    finally:
+        for name in shortcuts:
+            delattr(model, name)
+
+
 def run_trainer(trainer: Trainer, checkpoint: Path | None, fused: bool | None = None) -> None:
-    """`trainer.train()`, resuming from `checkpoint`, inside lora_training."""
-    with lora_training(trainer.model, fused=fused, bf16=trainer.args.bf16):
+    """`trainer.train()`, resuming from `checkpoint`, inside lora_training and one_module_walk."""
+    with (
+        lora_training(trainer.model, fused=fused, bf16=trainer.args.bf16),
+        one_module_walk(trainer.model),
+    ):
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 

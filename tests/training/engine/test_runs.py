@@ -18,6 +18,7 @@ def test_metrics_recorder_forwards_reports_and_trims_history_on_resume(tmp_path)
     for step in (1, 2, 3):
         recorder.report({"step": step, "loss": 1.0 / step})
     assert [row["step"] for row in seen] == [1, 2, 3]
+    recorder.flush()  # as before a checkpoint
 
     resumed = MetricsRecorder(tmp_path)
     resumed.resume_at(2)
@@ -27,6 +28,33 @@ def test_metrics_recorder_forwards_reports_and_trims_history_on_resume(tmp_path)
     assert [row["step"] for row in saved["history"]] == [1, 2, 3]
     assert saved["history"][-1]["loss"] == 0.25
     assert saved["final"] == {"step": 3}
+
+
+def test_metrics_file_is_rewritten_every_few_seconds_at_checkpoints_and_at_the_end(
+    tmp_path, monkeypatch
+):
+    clock = [100.0]
+    monkeypatch.setattr("training.engine.runs.time.monotonic", lambda: clock[0])
+    seen = []
+    recorder = MetricsRecorder(tmp_path, on_metrics=seen.append, write_every_s=5.0)
+
+    def saved_steps():
+        saved = json.loads((tmp_path / "metrics.json").read_text())
+        return [row["step"] for row in saved["history"]]
+
+    for step in (1, 2, 3):
+        recorder.report({"step": step})
+        clock[0] += 2.0
+    assert saved_steps() == [1]  # written at the first report; 4 s later, not yet again
+    recorder.report({"step": 4})  # 6 s after the last write
+    assert saved_steps() == [1, 2, 3, 4]
+    recorder.report({"step": 5})
+    recorder.flush()
+    assert saved_steps() == [1, 2, 3, 4, 5]
+    recorder.report({"step": 6})
+    recorder.finish({"step": 6})
+    assert saved_steps() == [1, 2, 3, 4, 5, 6]
+    assert [row["step"] for row in seen] == [1, 2, 3, 4, 5, 6]
 
 
 def test_latest_checkpoint_skips_incomplete_ones(tmp_path):

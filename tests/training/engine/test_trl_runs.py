@@ -1,4 +1,5 @@
-"""run_trainer: under bf16 autocast, LoRA inputs skip PEFT's fp32 round trip and nothing else changes."""
+"""run_trainer: under bf16 autocast, LoRA inputs skip PEFT's fp32 round trip and nothing else changes;
+the Trainer's per-step bookkeeping walks the module tree once."""
 
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from transformers import TrainerCallback
 
 from training.engine.config import LoraSettings
 from training.engine.loading import build_lora_config, load_base_model
-from training.engine.trl_runs import run_trainer
+from training.engine.trl_runs import one_module_walk, run_trainer
 
 
 class Fp32Copies(TorchDispatchMode):
@@ -145,3 +146,48 @@ class CastingSpy(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.seen.append(any(layer.cast_input_dtype_enabled for layer in self.layers))
+
+
+def test_one_module_walk_serves_a_run_and_mode_changes_still_reach_every_module(
+    bf16_lora_model, monkeypatch
+):
+    model = bf16_lora_model
+    modules = list(model.modules())
+    parameters = list(model.parameters())
+    expected_count = model.num_parameters(exclude_embeddings=True)
+    walked = []
+    plain_train = torch.nn.Module.train
+
+    def counting_train(self, mode=True):
+        walked.append(self)
+        return plain_train(self, mode)
+
+    monkeypatch.setattr(torch.nn.Module, "train", counting_train)
+
+    def walks(call):
+        walked.clear()
+        call()
+        return len(walked)
+
+    with one_module_walk(model):
+        # The first call walks, even when the top module already says it is training.
+        assert walks(model.train) == len(modules)
+        assert all(m.training for m in modules)
+        assert walks(model.train) == 0
+        assert walks(model.eval) == len(modules)
+        assert not any(m.training for m in modules)
+        assert walks(model.train) == len(modules)
+        assert all(m.training for m in modules)
+        assert list(model.parameters()) == parameters
+        assert [p for _, p in model.named_parameters()] == parameters
+        assert list(model.parameters(recurse=False)) == list(
+            torch.nn.Module.parameters(model, recurse=False)
+        )
+        assert model.num_parameters(exclude_embeddings=True) == expected_count
+        # Counted once: without a way to count again, the count still comes.
+        monkeypatch.setattr(model.base_model.model, "named_parameters", None)
+        assert model.num_parameters(exclude_embeddings=True) == expected_count
+        monkeypatch.undo()
+
+    assert not {"train", "parameters", "num_parameters"} & vars(model).keys()
+    assert model.num_parameters(exclude_embeddings=True) == expected_count
