@@ -2,7 +2,7 @@
 # Everything the GPU machine is for, in one go: the CUDA tests, then the engine benchmark in stages,
 # each under its own time limit so that one slow or failing stage leaves the others' figures.
 # Usage (on the GPU box, after installing .whl/ as ../shared/gpu/README.md says):
-#   OUT=var/gpu benchmarks/gpu_checks.sh [stage ...]      stages: tests pairwise generation ppo profile
+#   OUT=var/gpu benchmarks/gpu_checks.sh [stage ...]      stages: tests pairwise generation ppo profile trainer
 set -u
 out=${OUT:-var/gpu}
 mkdir -p "$out"
@@ -16,7 +16,7 @@ stage() {
   echo "== $name (limit ${limit}s)"
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   echo "== $name: exit $? after $((SECONDS - started))s"
-  grep -E "^(reward|dpo|ppo|generation|step|lora|qlora)[ ,]|%  |passed|failed|Error" "$out/$name.log" | tail -16
+  grep -E "^(reward|dpo|ppo|generation|step|lora|qlora)[ ,]|%  |passed|failed|Error|GPU idle|  [0-9.]+ ms  " "$out/$name.log" | tail -16
 }
 
 stages=("$@")
@@ -37,6 +37,8 @@ for s in "${stages[@]}"; do
     # (Liger and LoRA addmm).
     profile) stage profile 120 sh -c "python3 benchmarks/profile_reward_step.py --workdir $work && \
       python3 benchmarks/profile_reward_step.py --workdir $work --unfused --top 8" ;;
+    # Whole Trainer steps of the bf16-LoRA reward model: where the CPU was while the GPU waited.
+    trainer) stage trainer 120 python3 benchmarks/profile_trainer_step.py --workdir "$work" ;;
     ppo) stage ppo 230 "${bench[@]}" --modes qlora,lora --parts ppo-adapter,ppo-merged \
       --out "$out/ppo.json" ;;
   esac
