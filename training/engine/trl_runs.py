@@ -176,9 +176,15 @@ def one_module_walk(model: torch.nn.Module) -> Iterator[None]:
     a ~1B Llama has about 1,300 modules, and those walks took about 20 ms of CPU a step, part of it
     between one step's last synchronisation and the next step's first kernel, with the GPU idle
     (benchmarks/profile_trainer_step.py). A run adds and removes no module or parameter, so one walk
-    serves it; a change of mode (eval() and back) still reaches every module.
+    serves it; a change of mode (eval() and back) still reaches every module. Parameters are read from
+    their modules at each call, so one replaced by loading a checkpoint is the one seen.
     """
-    parameters = list(model.parameters())
+    owners, seen = [], set()
+    for module in model.modules():
+        for name, parameter in module._parameters.items():
+            if parameter is not None and id(parameter) not in seen:
+                seen.add(id(parameter))
+                owners.append((module, name))
     counts: dict[tuple, int] = {}
     count_parameters = getattr(model, "num_parameters", None)
 
@@ -191,7 +197,9 @@ def one_module_walk(model: torch.nn.Module) -> Iterator[None]:
         return self
 
     def cached_parameters(self, recurse: bool = True):
-        return iter(parameters) if recurse else type(self).parameters(self, recurse)
+        if not recurse:
+            return type(self).parameters(self, recurse)
+        return (module._parameters[name] for module, name in owners)
 
     def num_parameters(**kwargs) -> int:
         key = tuple(sorted(kwargs.items()))

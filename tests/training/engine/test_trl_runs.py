@@ -183,6 +183,13 @@ def test_one_module_walk_serves_a_run_and_mode_changes_still_reach_every_module(
         assert list(model.parameters(recurse=False)) == list(
             torch.nn.Module.parameters(model, recurse=False)
         )
+        # A parameter replaced (as loading a checkpoint with assign=True does) is the one seen.
+        layer = next(m for m in modules if isinstance(m, LoraLayer))
+        replacement = torch.nn.Parameter(layer.lora_A["default"].weight.detach().clone())
+        layer.lora_A["default"].weight = replacement
+        assert any(p is replacement for p in model.parameters())
+        parameters = list(torch.nn.Module.parameters(model))
+        assert list(model.parameters()) == parameters
         assert model.num_parameters(exclude_embeddings=True) == expected_count
         # Counted once: without a way to count again, the count still comes.
         monkeypatch.setattr(model.base_model.model, "named_parameters", None)
