@@ -21,7 +21,8 @@ Runs (each takes a config, examples and an output directory, and returns a `RunR
     - A rerun with the same `output_dir` resumes from the newest checkpoint in
       `<output_dir>/checkpoints/` (written every `checkpoint_every` steps).
     - Artifacts: `<output_dir>/adapter/` (PEFT adapter + tokenizer; `PeftModel.from_pretrained(base,
-      path)` loads it), `<output_dir>/metrics.json` ({"history": [...], "final": {...}}).
+      path)` loads it), `<output_dir>/metrics.json` ({"history": [...], "final": {...}}; written
+      every few seconds, at each checkpoint and at the end).
 
 Using the artifacts::
 
