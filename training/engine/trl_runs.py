@@ -201,10 +201,10 @@ def one_module_walk(model: torch.nn.Module) -> Iterator[None]:
             return type(self).parameters(self, recurse)
         return (module._parameters[name] for module, name in owners)
 
-    def num_parameters(**kwargs) -> int:
-        key = tuple(sorted(kwargs.items()))
+    def num_parameters(*args, **kwargs) -> int:
+        key = (args, tuple(sorted(kwargs.items())))
         if key not in counts:
-            counts[key] = count_parameters(**kwargs)
+            counts[key] = count_parameters(*args, **kwargs)
         return counts[key]
 
     shortcuts = {
