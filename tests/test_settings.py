@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.templatetags.static import static
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,3 +50,11 @@ def test_missing_secret_key_is_refused_outside_debug():
     result = manage("check")
     assert result.returncode != 0
     assert "Set SECRET_KEY" in result.stderr
+
+
+def test_favicon_ico_points_at_the_site_icon(client):
+    """The admin's pages name no icon, so browsers ask for /favicon.ico."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"] == static("favicon.svg")
+    assert response["Location"].endswith(".svg")
