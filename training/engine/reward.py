@@ -12,14 +12,13 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
-import numpy as np
 import torch
 from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PrinterCallback
 
+from training.engine.batches import RewardCollator, right_pad
 from training.engine.config import RewardRunConfig
 from training.engine.examples import PreferencePair, split_holdout
 from training.engine.generation import render_prompt
@@ -175,8 +174,8 @@ def train_reward_model(
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)
-    # TRL's collator, with the padding it chose, done faster (right_pad).
-    trainer.data_collator = PreferenceCollator(
+    # TRL's collator, with the padding it chose, done faster (batches.py).
+    trainer.data_collator = RewardCollator(
         trainer.data_collator.pad_token_id, trainer.data_collator.pad_to_multiple_of
     )
     run_trainer(trainer, checkpoint, config.fused_kernels)
@@ -232,37 +231,3 @@ def _encode_pairs(
     if any(pair.margin is not None for pair in pairs):
         columns["margin"] = [pair.margin or 0.0 for pair in pairs]
     return columns
-
-
-def right_pad(
-    rows: Sequence[Sequence[int]], pad_token_id: int, multiple_of: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows right-padded into (input_ids, attention_mask), int64, the width rounded up to
-    `multiple_of`. Built in numpy in one pass: a tensor a row, padded row by row (TRL's preference
-    collator), took 7.8 ms for 32 pairs of ~260 tokens on a CI core, between training steps, with the
-    GPU idle (benchmarks/profile_trainer_step.py); this takes 0.8 ms."""
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    width = int(lengths.max())
-    if multiple_of:
-        width = -(-width // multiple_of) * multiple_of
-    mask = np.arange(width) < lengths[:, None]
-    input_ids = np.full(mask.shape, pad_token_id, dtype=np.int64)
-    input_ids[mask] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=lengths.sum())
-    return torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64))
-
-
-@dataclass(frozen=True)
-class PreferenceCollator:
-    """The batches TRL's DataCollatorForPreference makes (the chosen rows, then the rejected,
-    right-padded, with their attention mask and any margins), padded by right_pad."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        rows = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-        input_ids, attention_mask = right_pad(rows, self.pad_token_id, self.pad_to_multiple_of)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "margin" in examples[0]:
-            batch["margin"] = torch.tensor([e["margin"] for e in examples], dtype=torch.float)
-        return batch

@@ -10,12 +10,7 @@ from transformers import AutoModelForSequenceClassification
 from training.engine.config import LoraSettings, RewardRunConfig
 from training.engine.examples import PreferencePair
 from training.engine.loading import load_tokenizer
-from training.engine.reward import (
-    PreferenceCollator,
-    encode_for_reward,
-    load_reward_model,
-    train_reward_model,
-)
+from training.engine.reward import encode_for_reward, load_reward_model, train_reward_model
 from training.engine.runs import RunCancelled
 
 pytestmark = pytest.mark.slow
@@ -119,26 +114,3 @@ def test_reward_run_cancels_and_resumes_from_its_checkpoint(
     assert result.steps == 6
     history = json.loads(result.metrics_path.read_text())["history"]
     assert [row["step"] for row in history] == [1, 2, 3, 4, 5, 6]
-
-
-@pytest.mark.parametrize("margins, multiple_of", [(False, None), (True, None), (True, 8)])
-def test_preference_batches_are_the_ones_trls_collator_makes(margins, multiple_of):
-    import random
-
-    from trl.trainer.reward_trainer import DataCollatorForPreference
-
-    rng = random.Random(7)
-    examples = [
-        {
-            "chosen_ids": [rng.randrange(1, 500) for _ in range(rng.randint(1, 40))],
-            "rejected_ids": [rng.randrange(1, 500) for _ in range(rng.randint(1, 40))],
-            **({"margin": rng.random()} if margins else {}),
-        }
-        for _ in range(9)
-    ]
-    expected = DataCollatorForPreference(pad_token_id=3, pad_to_multiple_of=multiple_of)(examples)
-    batch = PreferenceCollator(pad_token_id=3, pad_to_multiple_of=multiple_of)(examples)
-    assert batch.keys() == expected.keys()
-    for key, tensor in expected.items():
-        assert batch[key].dtype == tensor.dtype
-        torch.testing.assert_close(batch[key], tensor, rtol=0, atol=0)
