@@ -26,15 +26,19 @@ from training.models import JobKind, JobStatus, TrainingJob
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
-# The job row's history is rewritten whole, so reports are written in batches, not one a step.
+# The job row's history is rewritten whole, so reports are written in batches, not one a step: at
+# least this far apart, and further as the history grows, so that writing it takes at most
+# METRICS_FLUSH_SHARE of the run's time (the training loop waits for each write).
 METRICS_FLUSH_SECONDS = 2.0
+METRICS_FLUSH_SHARE = 0.05
 # Prompt ids per query: a statement takes at most 65,535 parameters, and a job may name more.
 PROMPT_CHUNK = 10_000
 
 
 class JobReporter:
-    """The engine's callbacks for one job: metrics with progress, written every couple of seconds,
-    and a throttled cancel check. `flush` writes what is left when the run ends."""
+    """The engine's callbacks for one job: metrics with progress, written in batches (every couple
+    of seconds, less often once a long history makes the write slow), and a throttled cancel
+    check. `flush` writes what is left when the run ends."""
 
     def __init__(self, job: TrainingJob, total_steps: int | None):
         self.job_id = job.pk
@@ -44,6 +48,7 @@ class JobReporter:
         self._pending: list[dict] = []
         self._progress: float | None = None
         self._flushed_at: float | None = None
+        self._flush_every = METRICS_FLUSH_SECONDS
 
     def on_metrics(self, metrics: dict) -> None:
         step, total = metrics.get("step"), self.total_steps or metrics.get("total_steps")
@@ -51,14 +56,17 @@ class JobReporter:
             self._progress = 100.0 * step / total
         self._pending.append(metrics)
         now = time.monotonic()
-        if self._flushed_at is None or now - self._flushed_at >= METRICS_FLUSH_SECONDS:
+        if self._flushed_at is None or now - self._flushed_at >= self._flush_every:
             self.flush()
 
     def flush(self) -> None:
+        started = time.monotonic()
         if self._pending:
             jobs.record_metrics(self.job_id, *self._pending, progress=self._progress)
             self._pending = []
         self._flushed_at = time.monotonic()
+        took = self._flushed_at - started
+        self._flush_every = max(METRICS_FLUSH_SECONDS, took / METRICS_FLUSH_SHARE)
 
     def should_cancel(self) -> bool:
         now = time.monotonic()

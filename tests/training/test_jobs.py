@@ -89,6 +89,28 @@ def test_a_runs_reports_reach_the_job_in_batches_and_all_of_them_when_it_stops(
     assert job.progress == 70.0
 
 
+def test_reports_are_written_less_often_once_writing_them_is_slow(version, monkeypatch):
+    from training import runners
+
+    job = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
+    jobs.start(job.pk)
+    clock = [0.0]
+    monkeypatch.setattr("training.runners.time.monotonic", lambda: clock[0])
+    writes = []
+
+    def slow_write(job_id, *reports, progress=None):
+        writes.append([row["step"] for row in reports])
+        clock[0] += 0.5  # a long history: each write takes half a second
+
+    monkeypatch.setattr(jobs, "record_metrics", slow_write)
+    reporter = runners.JobReporter(job, total_steps=100)
+    for step in range(1, 13):
+        reporter.on_metrics({"step": step})
+        clock[0] += 1.0
+    # Each write then waits 0.5 / 5% = 10 s, not 2, so writing stays a twentieth of the time.
+    assert writes == [[1], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
+
+
 def test_cancel_a_queued_job_at_once_and_a_running_one_cooperatively(version):
     queued = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
     assert jobs.request_cancel(queued.pk).status == "cancelled"

@@ -28,6 +28,7 @@ ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"
 METRICS_FILENAME = "metrics.json"
 METRICS_WRITE_EVERY_S = 5.0
+METRICS_WRITE_SHARE = 0.05  # of the run's time, at most, spent writing metrics.json
 
 
 class RunCancelled(Exception):
@@ -59,7 +60,8 @@ class MetricsRecorder:
 
     The file is written whole, so it is rewritten at most every `write_every_s` seconds, at each
     checkpoint (`flush`) and at the end, not at every report: a long run's history makes each write
-    longer (158 ms at 3,000 reports of 20 metrics on a CI core), and the GPU waits for it. On resume it reloads the history and drops reports newer than
+    longer (158 ms at 3,000 reports of 20 metrics on a CI core), and the GPU waits for it. Once a
+    write takes longer than METRICS_WRITE_SHARE of that interval, the interval grows to match. On resume it reloads the history and drops reports newer than
     the checkpoint, so the file reads as if the run had never stopped.
     """
 
@@ -74,6 +76,7 @@ class MetricsRecorder:
         self.write_every_s = write_every_s
         self.history: list[dict[str, Any]] = []
         self._written_at: float | None = None
+        self._next_write_after = write_every_s
 
     def resume_at(self, step: int) -> None:
         if self.path.exists():
@@ -83,7 +86,10 @@ class MetricsRecorder:
     def report(self, metrics: dict[str, Any]) -> None:
         row = {key: _plain(value) for key, value in metrics.items()}
         self.history.append(row)
-        if self._written_at is None or time.monotonic() - self._written_at >= self.write_every_s:
+        if (
+            self._written_at is None
+            or time.monotonic() - self._written_at >= self._next_write_after
+        ):
             self.flush()
         if self.on_metrics is not None:
             self.on_metrics(dict(row))
@@ -101,8 +107,11 @@ class MetricsRecorder:
         payload: dict[str, Any] = {"history": self.history}
         if final is not None:
             payload["final"] = final
+        started = time.monotonic()
         write_json_atomically(self.path, payload)
         self._written_at = time.monotonic()
+        took = self._written_at - started
+        self._next_write_after = max(self.write_every_s, took / METRICS_WRITE_SHARE)
 
 
 def check_cancelled(should_cancel: CancelCheck | None, step: int) -> None:

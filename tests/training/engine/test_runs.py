@@ -57,6 +57,26 @@ def test_metrics_file_is_rewritten_every_few_seconds_at_checkpoints_and_at_the_e
     assert [row["step"] for row in seen] == [1, 2, 3, 4, 5, 6]
 
 
+def test_metrics_file_is_written_less_often_once_writing_it_is_slow(tmp_path, monkeypatch):
+    from training.engine import runs
+
+    clock = [0.0]
+    monkeypatch.setattr("training.engine.runs.time.monotonic", lambda: clock[0])
+    written = []
+
+    def slow_write(path, payload):
+        written.append(len(payload["history"]))
+        clock[0] += 1.0  # a long history: each write takes a second
+
+    monkeypatch.setattr(runs, "write_json_atomically", slow_write)
+    recorder = MetricsRecorder(tmp_path, write_every_s=5.0)
+    for step in range(1, 25):
+        recorder.report({"step": step})
+        clock[0] += 1.0
+    # After a one-second write the next waits 1 / 5% = 20 s, not 5.
+    assert written == [1, 21]
+
+
 def test_latest_checkpoint_skips_incomplete_ones(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
     for step in (2, 10, 12):
