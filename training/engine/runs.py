@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"
 METRICS_FILENAME = "metrics.json"
 METRICS_WRITE_EVERY_S = 5.0
-METRICS_WRITE_SHARE = 0.05  # of the run's time, at most, spent writing metrics.json
+HISTORY_WRITE_SHARE = 0.05
 
 
 class RunCancelled(Exception):
@@ -55,13 +56,35 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class HistoryWrites:
+    """When to rewrite a growing history whole: at most every `every_s` seconds, and less often
+    once a write is slow, so that writing takes at most `share` of the time however long the
+    history gets. The caller waits for each write (a training loop, with the GPU idle)."""
+
+    def __init__(self, every_s: float, share: float = HISTORY_WRITE_SHARE):
+        self.every_s = every_s
+        self.share = share
+        self._wait = every_s
+        self._written_at: float | None = None
+
+    def due(self) -> bool:
+        return self._written_at is None or time.monotonic() - self._written_at >= self._wait
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Around a write: the next is due once `share` of the time since has gone to this one."""
+        started = time.monotonic()
+        yield
+        self._written_at = time.monotonic()
+        self._wait = max(self.every_s, (self._written_at - started) / self.share)
+
+
 class MetricsRecorder:
     """Collects metric reports, forwards each to the caller's callback and keeps metrics.json current.
 
-    The file is written whole, so it is rewritten at most every `write_every_s` seconds, at each
-    checkpoint (`flush`) and at the end, not at every report: a long run's history makes each write
-    longer (158 ms at 3,000 reports of 20 metrics on a CI core), and the GPU waits for it. Once a
-    write takes longer than METRICS_WRITE_SHARE of that interval, the interval grows to match. On resume it reloads the history and drops reports newer than
+    The file is written whole (158 ms at 3,000 reports of 20 metrics on a CI core, with the GPU
+    waiting), so it is rewritten on a HistoryWrites schedule, at each checkpoint (`flush`) and at
+    the end, not at every report. On resume it reloads the history and drops reports newer than
     the checkpoint, so the file reads as if the run had never stopped.
     """
 
@@ -73,10 +96,8 @@ class MetricsRecorder:
     ):
         self.path = Path(output_dir) / METRICS_FILENAME
         self.on_metrics = on_metrics
-        self.write_every_s = write_every_s
         self.history: list[dict[str, Any]] = []
-        self._written_at: float | None = None
-        self._next_write_after = write_every_s
+        self._writes = HistoryWrites(write_every_s)
 
     def resume_at(self, step: int) -> None:
         if self.path.exists():
@@ -86,10 +107,7 @@ class MetricsRecorder:
     def report(self, metrics: dict[str, Any]) -> None:
         row = {key: _plain(value) for key, value in metrics.items()}
         self.history.append(row)
-        if (
-            self._written_at is None
-            or time.monotonic() - self._written_at >= self._next_write_after
-        ):
+        if self._writes.due():
             self.flush()
         if self.on_metrics is not None:
             self.on_metrics(dict(row))
@@ -107,11 +125,8 @@ class MetricsRecorder:
         payload: dict[str, Any] = {"history": self.history}
         if final is not None:
             payload["final"] = final
-        started = time.monotonic()
-        write_json_atomically(self.path, payload)
-        self._written_at = time.monotonic()
-        took = self._written_at - started
-        self._next_write_after = max(self.write_every_s, took / METRICS_WRITE_SHARE)
+        with self._writes.timed():
+            write_json_atomically(self.path, payload)
 
 
 def check_cancelled(should_cancel: CancelCheck | None, step: int) -> None:
