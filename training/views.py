@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -22,10 +23,13 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from annotations import rendering
+from annotations.presentation import PromptView, rendered_prompt
 from annotations.views import signed_in
 from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
@@ -323,7 +327,9 @@ def compare(request: HttpRequest, project) -> HttpResponse:
                 }
             )
             page = Paginator(rows, COMPARISON_PAGE_SIZE).get_page(request.GET.get("page"))
-            page.object_list = comparisons.shown(list(page.object_list))
+            page.object_list = [
+                RenderedRow.of(row) for row in comparisons.shown(list(page.object_list))
+            ]
     context = {
         "project": project,
         "form": form,
@@ -340,6 +346,29 @@ def compare(request: HttpRequest, project) -> HttpResponse:
         page_or_partial(request, "training/compare.html", "training/partials/_comparison.html"),
         context,
     )
+
+
+@dataclass(frozen=True)
+class RenderedRow:
+    """A row of the side-by-side page with its prompt and outputs rendered as annotators see
+    them (markdown, code, chat turns), untrusted text made safe (annotations/rendering.py)."""
+
+    row: comparisons.PromptRow
+    prompt: PromptView
+    html_a: SafeString | None
+    html_b: SafeString | None
+
+    @classmethod
+    def of(cls, row: comparisons.PromptRow) -> RenderedRow:
+        def html(completion):
+            return None if completion is None else rendering.render_markdown(completion.text)
+
+        return cls(
+            row,
+            rendered_prompt(row.prompt.text, row.prompt.messages),
+            html(row.completion_a),
+            html(row.completion_b),
+        )
 
 
 def page_or_partial(request: HttpRequest, page: str, partial: str) -> str:

@@ -401,7 +401,7 @@ def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup,
     p1, p2, p3 = setup["prompts"]
     answer(p1, base, "Base answer one.")
     answer(p1, tuned, "Tuned answer one.")
-    answer(p2, tuned, "Only tuned answered.")
+    answer(p2, tuned, "Only tuned answered, **in bold**. <script>alert(1)</script>")
     signed_in(client, people["admin"])
     url = reverse("training:compare", args=[project.pk])
     query = {"a": tuned.pk, "b": base.pk, "prompt_set": setup["prompt_set"].pk}
@@ -409,8 +409,10 @@ def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup,
     assert (
         "Tuned answer one." in page
         and "Base answer one." in page
-        and "Only tuned answered." in page
+        and "Only tuned answered, <strong>in bold</strong>." in page
     )
+    # Outputs are rendered as annotators see them, and untrusted markup stays text.
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "no judgments yet" in page
     assert "Generate 2 missing outputs of B" in page
     assert "Send 1 pair to annotators blind" in page
@@ -418,7 +420,7 @@ def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup,
     assert partial.status_code == 200 and "<html" not in partial.content.decode()
     assert 'id="comparison"' in partial.content.decode()
     every_prompt = client.get(url, {**query, "prompt_set": ""}).content.decode()
-    assert "on all prompts" in every_prompt and "Only tuned answered." in every_prompt
+    assert "on all prompts" in every_prompt and "Only tuned answered" in every_prompt
     # The same version twice is refused with a message, not an error page.
     same = client.get(url, {**query, "b": tuned.pk}).content.decode()
     assert "Pick a different version than A." in same
