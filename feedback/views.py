@@ -26,6 +26,7 @@ from feedback.forms import (
     TaskDeletionForm,
     labelled_errors,
 )
+from feedback.ids import parse_id
 from feedback.models import Project, Role
 from feedback.models.projects import as_a
 from feedback.services.imports import (
@@ -300,8 +301,7 @@ def invitation_link(request, project, data: dict) -> dict:
 
 def posted_id(request, field: str) -> int:
     """An id posted by a row's button; 0, which matches nothing, when it is not a number."""
-    value = request.POST.get(field, "")
-    return int(value) if value.isdigit() else 0
+    return parse_id(request.POST.get(field, "")) or 0
 
 
 @login_required

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin
+from feedback.ids import parse_id
 from feedback.models import Role
 from feedback.selectors import has_role
 from training import rounds
@@ -104,7 +105,7 @@ class AdministeredViewSet(
             )
         project = self.request.query_params.get("project")
         if project is not None:
-            queryset = queryset.filter(project_id=project if project.isdigit() else -1)
+            queryset = queryset.filter(project_id=parse_id(project) or -1)
         return queryset
 
 

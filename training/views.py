@@ -33,6 +33,7 @@ from annotations.presentation import PromptView, rendered_prompt
 from annotations.views import signed_in
 from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
+from feedback.ids import parse_id
 from feedback.models import ModelVersion
 from training import comparisons, rounds, selectors
 from training.forms import (
@@ -472,7 +473,7 @@ def compare_generate(request: HttpRequest, project) -> HttpResponse:
         messages.success(
             request, f"Queued generate job #{job.pk} for {count} prompt{'s' if count != 1 else ''}."
         )
-    a, b = request.POST.get("a", ""), request.POST.get("b", "")
-    if a.isdigit() and b.isdigit():
-        return back_to_comparison(project, int(a), int(b), data["prompt_set"])
+    a, b = parse_id(request.POST.get("a", "")), parse_id(request.POST.get("b", ""))
+    if a and b:
+        return back_to_comparison(project, a, b, data["prompt_set"])
     return redirect("training:compare", project_id=project.pk)

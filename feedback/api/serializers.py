@@ -3,6 +3,7 @@ values; outputs list their fields explicitly."""
 
 from rest_framework import serializers
 
+from feedback.ids import MAX_ID
 from feedback.models import (
     AnnotationTask,
     ApiToken,
@@ -403,10 +404,15 @@ class ExportSnapshotSerializer(serializers.ModelSerializer):
         ]
 
 
-class CommaSeparatedIntegers(serializers.ListField):
-    """`?model_version=1,2` or `?model_version=1&model_version=2`."""
+def id_field(**kwargs) -> serializers.IntegerField:
+    """A row id: refused with a 400 when no row can have it."""
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
-    child = serializers.IntegerField()
+
+class CommaSeparatedIntegers(serializers.ListField):
+    """Ids as `?model_version=1,2` or `?model_version=1&model_version=2`."""
+
+    child = id_field()
 
     def get_value(self, dictionary):
         if self.field_name not in dictionary:
@@ -429,7 +435,7 @@ class ExportQuerySerializer(serializers.Serializer):
     style = serializers.ChoiceField(choices=PAIR_STYLES, default="standard")
     margin = serializers.BooleanField(default=False)
     model_version = CommaSeparatedIntegers(required=False, default=list)
-    round = serializers.IntegerField(required=False, allow_null=True, default=None)
+    round = id_field(required=False, allow_null=True, default=None)
     annotator = CommaSeparatedIntegers(required=False, default=list)
     judged_after = serializers.DateTimeField(required=False, allow_null=True, default=None)
     judged_before = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -438,7 +444,9 @@ class ExportQuerySerializer(serializers.Serializer):
     )
     policy = CommaSeparatedStrings(required=False, default=list)
     include_ties = serializers.BooleanField(default=False)
-    up_to_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    up_to_id = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=MAX_ID
+    )
 
     def filters(self) -> ExportFilters:
         data = self.validated_data

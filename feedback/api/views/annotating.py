@@ -1,6 +1,7 @@
 """Tasks and annotating through the API: making and listing tasks, leases, judgments, skips
 and undo."""
 
+from django import forms
 from django.db.models import Prefetch, Q
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 from feedback.api import serializers as s
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectMember, IsProjectReviewer
 from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin, schema_only
+from feedback.ids import MAX_ID
 from feedback.models import (
     AnnotationTask,
     Judgment,
@@ -68,10 +70,19 @@ class SkipTask(ServiceErrorMixin, APIView):
         return Response({"detail": "Skipped."})
 
 
+class IdFilter(filters.NumberFilter):
+    """A row id: whole, and refused with a 400 when no row can have it."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+
 class JudgmentFilter(filters.FilterSet):
-    project = filters.NumberFilter(field_name="task__project_id")
-    round = filters.NumberFilter(field_name="task__alignment_round_id")
-    annotator = filters.NumberFilter(field_name="annotator_id")
+    project = IdFilter(field_name="task__project_id")
+    round = IdFilter(field_name="task__alignment_round_id")
+    annotator = IdFilter(field_name="annotator_id")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -514,3 +514,23 @@ def test_outputs_export_as_completions_lines_that_another_project_imports_unchan
     assert table.column("prompt").to_pylist() == ["What is 2 + 2?", "What is 2 + 2?", None]
     assert table.column("messages").to_pylist()[2] == chat
     assert json.loads(table.column("generation_settings").to_pylist()[2]) == {"temperature": 0.7}
+
+
+def test_ids_no_row_can_have_are_refused_not_looked_up(client_for, make_user, project):
+    # SQLite (the demo's database) raises on integers past 64 bits instead of finding no row.
+    client = client_for(make_user(is_staff=True))
+    huge = 2**64
+    for url in (
+        f"/api/v1/judgments/?project={huge}",
+        "/api/v1/judgments/?annotator=1.5",
+        f"/api/v1/projects/{project.pk}/exports/pairs/?round={huge}",
+        f"/api/v1/projects/{project.pk}/exports/judgments/?annotator=1,{huge}",
+        f"/api/v1/projects/{project.pk}/exports/outputs/?model_version=0",
+    ):
+        response = client.get(url)
+        assert response.status_code == 400, url
+    refused = client.get(f"/api/v1/judgments/?project={huge}").json()
+    assert "project" in str(refused)
+    # A filter of the rounds and jobs lists that names no project matches nothing.
+    assert client.get(f"/api/v1/rounds/?project={huge}").json()["results"] == []
+    assert client.get("/api/v1/jobs/?project=²").json()["results"] == []
