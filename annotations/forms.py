@@ -7,6 +7,7 @@ import json
 
 from django import forms
 
+from feedback.forms import IdChoiceField
 from feedback.models import ModelVersion
 from feedback.models.judgments import JUDGMENT_FLAGS, AdjudicationAction
 from feedback.models.projects import JudgmentMode
@@ -120,7 +121,7 @@ class PromptSearchForm(forms.Form):
     split = forms.ChoiceField(
         required=False, choices=[("", "Both splits"), *PromptSplit.choices], label="Split"
     )
-    model_version = forms.ModelChoiceField(
+    model_version = IdChoiceField(
         queryset=ModelVersion.objects.none(),
         required=False,
         empty_label="Any model",

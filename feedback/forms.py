@@ -1,7 +1,10 @@
 """Parsing what the insight pages post into the plain inputs that feedback services take."""
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
 
+from feedback.ids import MAX_ID, parse_id
 from feedback.models import Role
 from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
 from feedback.pairs import PairPolicy
@@ -16,6 +19,37 @@ FORMAT_LABELS = {
     "hh": "Anthropic HH pairs: chosen, rejected",
     "arena": "Chatbot Arena battles",
 }
+
+
+def id_field(**kwargs) -> forms.IntegerField:
+    """A row id; a number no row can have is invalid (see IdChoiceField)."""
+    return forms.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class IdChoiceField(forms.ModelChoiceField):
+    """A model choice by id; a value that spells no id is an invalid choice, not a query (SQLite
+    raises on integers past 64 bits instead of finding no row)."""
+
+    def to_python(self, value):
+        if value in self.empty_values or isinstance(value, models.Model):
+            return super().to_python(value)
+        if parse_id(str(value)) is None:
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
+
+
+class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Model choices by id, checked as IdChoiceField checks one."""
+
+    def _check_values(self, value):
+        for pk in value if isinstance(value, list | tuple) else ():
+            if parse_id(str(pk)) is None:
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                )
+        return super()._check_values(value)
 
 
 def labelled_errors(form: forms.Form) -> list[str]:
@@ -108,7 +142,7 @@ class TaskCreationForm(forms.Form):
     """Which of a project's outputs become tasks (create_tasks_from_completions)."""
 
     mode = forms.ChoiceField(label="Judgment")
-    model_versions = forms.ModelMultipleChoiceField(
+    model_versions = IdMultipleChoiceField(
         queryset=None,
         required=False,
         widget=forms.CheckboxSelectMultiple,

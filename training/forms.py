@@ -7,6 +7,7 @@ import json
 
 from django import forms
 
+from feedback.forms import IdChoiceField, id_field
 from training import selectors
 from training.comparisons import SHOW_CHOICES
 from training.hyperparameters import default_hyperparameters, project_defaults
@@ -41,13 +42,13 @@ def chosen_method(data, initial: dict | None = None) -> str:
     return DEFAULT_METHOD
 
 
-class PromptSetChoiceField(forms.ModelChoiceField):
+class PromptSetChoiceField(IdChoiceField):
     def label_from_instance(self, obj) -> str:
         count = getattr(obj, "train_count", None)
         return obj.name if count is None else f"{obj.name} ({count} training prompts)"
 
 
-class VersionChoiceField(forms.ModelChoiceField):
+class VersionChoiceField(IdChoiceField):
     def label_from_instance(self, obj) -> str:
         return f"{obj.name} ({obj.get_method_display()})"
 
@@ -182,12 +183,12 @@ class CompareForm(forms.Form):
 
 
 class BlindTasksForm(forms.Form):
-    a = forms.IntegerField()
-    b = forms.IntegerField()
-    prompt_set = forms.IntegerField(required=False)
+    a = id_field()
+    b = id_field()
+    prompt_set = id_field(required=False)
     judgments_wanted = forms.IntegerField(min_value=1, max_value=20, required=False)
 
 
 class GenerateForm(forms.Form):
-    version = forms.IntegerField()
-    prompt_set = forms.IntegerField(required=False)
+    version = id_field()
+    prompt_set = id_field(required=False)
