@@ -233,6 +233,7 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
             shown, selectors.review_counts([task.pk for task in shown])
         ),
         "show": show,
+        "has_imported_verdicts": selectors.has_imported_verdicts(project.pk),
     }
     template = (
         "annotations/partials/_review_rows.html" if request.htmx else "annotations/review_list.html"

@@ -193,12 +193,13 @@ def distinct_answers() -> Case:
 def tasks_for_review(
     project_id: int, *, disagreements_only: bool = False, flagged_only: bool = False
 ) -> QuerySet[AnnotationTask]:
-    """Tasks judged or flagged at least once, newest first, with their adjudication; count their
-    answers and flags a page at a time with review_counts (counting them for a project's
-    million tasks only to show twenty took seconds)."""
+    """Tasks annotators judged or flagged at least once, newest first, with their adjudication;
+    count their answers and flags a page at a time with review_counts (counting them for a
+    project's million tasks only to show twenty took seconds). Imported battles' verdicts are
+    not annotators' work and are left out."""
     flagged = Exists(Assignment.objects.filter(task=OuterRef("pk"), skip_reason__in=FLAG_REASONS))
     tasks = (
-        AnnotationTask.objects.filter(project_id=project_id)
+        AnnotationTask.objects.filter(project_id=project_id, import_batch__isnull=True)
         .select_related("prompt", "adjudication__reviewer")
         .filter(flagged if flagged_only else Q(judgment_count__gte=1) | flagged)
         .order_by("-id")
@@ -211,6 +212,10 @@ def tasks_for_review(
             .filter(answers__gt=1)
         )
     return tasks
+
+
+def has_imported_verdicts(project_id: int) -> bool:
+    return ImportBatch.objects.filter(project_id=project_id, format="arena").exists()
 
 
 def review_counts(task_ids: list[int]) -> dict[int, tuple[int, int]]:

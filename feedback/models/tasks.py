@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from .projects import JudgmentMode, Project
-from .prompts import Completion, Prompt
+from .prompts import Completion, Prompt, import_batch_field
 
 
 class TaskStatus(models.TextChoices):
@@ -46,6 +46,8 @@ class AnnotationTask(models.Model):
         on_delete=models.SET_NULL,
         related_name="tasks",
     )
+    # Set on the tasks of imported Chatbot Arena battles, whose verdicts are not annotators' work.
+    import_batch = import_batch_field(related_name="tasks")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

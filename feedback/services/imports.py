@@ -701,7 +701,7 @@ class ImportWriter:
         annotator_id, first = self.annotator_id, self.written + 1
         insert_rows(
             AnnotationTask,
-            TASK_COLUMNS,
+            (*TASK_COLUMNS, "import_batch_id"),
             (
                 (
                     task_ids[i],
@@ -715,6 +715,7 @@ class ImportWriter:
                     0,
                     False,
                     now,
+                    batch_id,
                 )
                 for i in range(n)
             ),

@@ -1,19 +1,25 @@
 """The annotator and reviewer pages (annotations/views.py): permissions, partial vs page, submit,
 idempotent retries, inline errors, CSRF on htmx requests, skip and flag, adjudication."""
 
+import importlib
 import json
 import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from feedback import services
-from feedback.models import Adjudication, Assignment, Judgment, Role
+from feedback.models import Adjudication, AnnotationTask, Assignment, Judgment, Role
+from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
+mark_imported_tasks = importlib.import_module(
+    "feedback.migrations.0016_task_import_batch"
+).mark_imported_tasks
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
@@ -334,6 +340,23 @@ def test_the_review_list_flags_disagreements(project, make_member, make_task):
     assert everything.count("Disagree</span>") == 1
     only = client.get(url, {"show": "disagreements"}).content.decode()
     assert f"#{disputed.pk}<" in only and f"#{agreed.pk}<" not in only
+
+
+def test_the_review_list_leaves_out_imported_battles(project, make_member, make_task):
+    judged = judged_task(project, make_member, make_task, ["a"])
+    battle = {"model_a": "m1", "model_b": "m2", "winner": "model_a", "prompt": "Imported?"}
+    line = json.dumps({**battle, "response_a": "one", "response_b": "two"})
+    import_jsonl(project_id=project.pk, user_id=None, lines=[line], format="arena")
+    imported = AnnotationTask.objects.get(prompt__text="Imported?")
+    client = client_for(make_member(role=Role.REVIEWER))
+    page = client.get(reverse("annotations:review_list", args=[project.pk])).content.decode()
+    assert f"#{judged.pk}<" in page and f"#{imported.pk}<" not in page
+    assert "Imported Chatbot Arena battles are not listed" in page
+    # Battles imported before tasks recorded their batch are found by their judgments' keys.
+    AnnotationTask.objects.filter(pk=imported.pk).update(import_batch=None)
+    mark_imported_tasks(django_apps, None)
+    assert AnnotationTask.objects.get(pk=imported.pk).import_batch_id is not None
+    assert AnnotationTask.objects.get(pk=judged.pk).import_batch_id is None
 
 
 def test_flagged_tasks_reach_the_reviewers_with_reason_and_note(project, make_member, make_task):
