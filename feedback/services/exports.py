@@ -842,7 +842,8 @@ def materialise_snapshot(snapshot_id: int) -> Path:
         path.unlink()
         raise ServiceError(
             f"Snapshot {snapshot.pk}'s data has changed since it was taken (rows were edited or "
-            "deleted); export afresh.",
+            "deleted, or a write that was still running then, an import say, has added rows "
+            "below its id ceiling); export afresh.",
             code="conflict",
         )
     ExportSnapshot.objects.filter(pk=snapshot.pk).update(path=str(path))
