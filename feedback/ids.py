@@ -14,3 +14,18 @@ def parse_id(text: str) -> int | None:
         return None
     value = int(text)
     return value if 0 < value <= MAX_ID else None
+
+
+class IdConverter:
+    """The `<id:...>` path converter: a row id in a URL. Digits past any id match no URL (a 404),
+    where `<int:...>` passed them to the view to look up."""
+
+    regex = "[0-9]{1,19}"
+
+    def to_python(self, value: str) -> int:
+        if (parsed := parse_id(value)) is None:
+            raise ValueError(value)  # Django tries the next pattern, then answers 404
+        return parsed
+
+    def to_url(self, value: int) -> str:
+        return str(value)

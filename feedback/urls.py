@@ -6,9 +6,9 @@ app_name = "insights"
 
 urlpatterns = [
     path("projects/new/", views.new_project, name="new_project"),
-    path("projects/<int:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
-    path("projects/<int:project_id>/agreement/", views.agreement, name="agreement"),
-    path("projects/<int:project_id>/data/", views.data, name="data"),
-    path("projects/<int:project_id>/imports/", views.imports, name="imports"),
-    path("projects/<int:project_id>/settings/", views.project_settings, name="settings"),
+    path("projects/<id:project_id>/leaderboard/", views.leaderboard, name="leaderboard"),
+    path("projects/<id:project_id>/agreement/", views.agreement, name="agreement"),
+    path("projects/<id:project_id>/data/", views.data, name="data"),
+    path("projects/<id:project_id>/imports/", views.imports, name="imports"),
+    path("projects/<id:project_id>/settings/", views.project_settings, name="settings"),
 ]

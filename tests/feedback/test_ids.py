@@ -1,5 +1,6 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from feedback.forms import IdChoiceField, IdMultipleChoiceField
 from feedback.ids import MAX_ID, parse_id
@@ -35,3 +36,12 @@ def test_posted_ids_past_bigint_are_invalid():
     assert not BlindTasksForm({"a": huge, "b": "1"}).is_valid()
     assert not GenerateForm({"version": huge}).is_valid()
     assert BlindTasksForm({"a": "2", "b": "1"}).is_valid()
+
+
+def test_urls_take_only_ids_a_row_can_have(client):
+    # Past any id the URL matches nothing, before the view (which would send a stranger to sign
+    # in) or a lookup (which SQLite answers with an error past 64 bits).
+    assert client.get("/projects/1/work/").status_code == 302
+    assert client.get(f"/projects/{MAX_ID + 1}/work/").status_code == 404
+    assert client.get(f"/api/v1/projects/{MAX_ID + 1}/").status_code == 404
+    assert reverse("annotations:work", args=[MAX_ID]) == f"/projects/{MAX_ID}/work/"
