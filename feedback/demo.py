@@ -1,13 +1,21 @@
-"""The demo project that `make demo` loads: prompts written for it, two model versions' answers,
-and open pairwise and ranking tasks. Loading is idempotent."""
+"""The demo projects that `make demo` loads (the alignment loop's is training/demo.py):
+- "Demo: helpful answers": prompts written for it, two model versions' answers, and open
+  pairwise and ranking tasks;
+- "Demo: model arena": synthetic Chatbot Arena battles between four made-up models, imported as
+  a file would be, so the leaderboard, its intervals and style control have something to show.
+Loading is idempotent."""
 
+import json
+import math
+import random
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from feedback import services
-from feedback.models import AnnotationTask, Completion, ModelVersion, Project, Role
+from feedback.models import AnnotationTask, Completion, ImportBatch, ModelVersion, Project, Role
+from feedback.services.imports import import_jsonl
 
 DEMO_PROJECT = "Demo: helpful answers"
 DEMO_USERS = (
@@ -153,3 +161,107 @@ def load_demo() -> tuple[Project, list[DemoLogin]]:
             prompt_id=prompt.pk, completion_ids=[a.pk for a in answers], mode="ranking"
         )
     return project, logins
+
+
+ARENA_PROJECT = "Demo: model arena"
+ARENA_BATTLES = 1200
+# Hidden quality (log-odds) of each made-up model, and how often it dresses an answer up in
+# markdown. The simulated judges favour markdown, so "arena-chatty" rates above its quality until
+# style is held fixed; each model writes both ways, which lets style control tell the two apart.
+ARENA_MODELS = {
+    "arena-large": (1.0, 0.5),
+    "arena-medium": (0.4, 0.3),
+    "arena-small": (-0.4, 0.2),
+    "arena-chatty": (-0.2, 0.9),
+}
+MARKDOWN_PULL = 0.8
+ARENA_TOPICS = [
+    "choose a database for a small web app",
+    "keep houseplants alive in winter",
+    "explain recursion to a new programmer",
+    "plan a week of cheap vegetarian dinners",
+    "prepare for a job interview",
+    "speed up a slow laptop",
+    "learn a language in a year",
+    "write a good bug report",
+    "reduce food waste at home",
+    "start running without getting injured",
+    "pick a first programming language",
+    "back up family photos",
+]
+
+
+def arena_answer(model: str, topic: str, markdown: bool) -> str:
+    """A made-up model's answer, plain or dressed up in markdown (the same content)."""
+    points = {
+        "arena-large": [
+            "decide what matters most",
+            "try the simplest option for a week",
+            "keep what worked and change one thing at a time",
+        ],
+        "arena-medium": ["begin with the basics", "build a habit", "review after a month"],
+        "arena-small": ["go slowly", "ask someone"],
+        "arena-chatty": [
+            "it depends on your situation",
+            "everyone is different",
+            "consider your options",
+        ],
+    }[model]
+    if markdown:
+        items = "\n".join(f"- {point};" for point in points)
+        return f"## How to {topic}\n\n**In short:**\n{items}"
+    return f"To {topic}: {', '.join(points)}."
+
+
+def arena_battle_lines(count: int, seed: int = 0) -> list[str]:
+    """Chatbot Arena JSONL lines judged by simulated judges with the hidden qualities above."""
+    rng = random.Random(seed)
+    names = list(ARENA_MODELS)
+    lines = []
+    for n in range(count):
+        model_a, model_b = rng.sample(names, 2)
+        (quality_a, markdown_rate_a), (quality_b, markdown_rate_b) = (
+            ARENA_MODELS[model_a],
+            ARENA_MODELS[model_b],
+        )
+        markdown_a, markdown_b = rng.random() < markdown_rate_a, rng.random() < markdown_rate_b
+        pull = quality_a - quality_b + MARKDOWN_PULL * (markdown_a - markdown_b)
+        draw = rng.random()
+        if draw < 0.04 and quality_a < 0 and quality_b < 0:
+            winner = "tie (bothbad)"
+        elif draw < 0.14:
+            winner = "tie"
+        else:
+            winner = "model_a" if rng.random() < 1 / (1 + math.exp(-pull)) else "model_b"
+        topic = ARENA_TOPICS[n % len(ARENA_TOPICS)]
+        lines.append(
+            json.dumps(
+                {
+                    "model_a": model_a,
+                    "model_b": model_b,
+                    "winner": winner,
+                    "prompt": f"How do I {topic}?",
+                    "response_a": arena_answer(model_a, topic, markdown_a),
+                    "response_b": arena_answer(model_b, topic, markdown_b),
+                }
+            )
+        )
+    return lines
+
+
+@transaction.atomic
+def load_arena_demo() -> Project:
+    """The arena project with its battles imported once; the demo logins are members."""
+    project = Project.objects.filter(name=ARENA_PROJECT).first()
+    if project is None:
+        project = services.create_project(name=ARENA_PROJECT, modes=("pairwise",))
+    ensure_users(project)
+    if not ImportBatch.objects.filter(project=project).exists():
+        import_jsonl(
+            project_id=project.pk,
+            user_id=None,
+            lines=arena_battle_lines(ARENA_BATTLES),
+            format="arena",
+            source="demo battles",
+        )
+    return project

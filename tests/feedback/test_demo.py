@@ -1,11 +1,12 @@
-"""The demo loader can run again safely, and leaves both demo projects ready to use."""
+"""The demo loader can run again safely, and leaves the demo projects ready to use."""
 
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
-from feedback.demo import DEMO_PROJECT
+from feedback import leaderboards
+from feedback.demo import ARENA_BATTLES, ARENA_PROJECT, DEMO_PROJECT
 from feedback.models import AnnotationTask, ModelVersion, Project, Prompt
 from feedback.services import next_task_for
 from training import demo as training_demo
@@ -27,7 +28,7 @@ def test_seed_demo_is_idempotent(capsys):
         Prompt.objects.count(),
         AnnotationTask.objects.count(),
     ) == counts
-    assert counts[0] == 2 and counts[2] >= 20
+    assert counts[0] == 3 and counts[2] >= 20
     out = capsys.readouterr().out
     assert "annotator" in out and "arbiter-annotator" in out
 
@@ -37,6 +38,21 @@ def test_demo_annotator_has_work(django_user_model):
     annotator = django_user_model.objects.get(username="annotator")
     project = Project.objects.get(name=DEMO_PROJECT)
     assert next_task_for(annotator_id=annotator.pk, project_id=project.pk) is not None
+
+
+def test_arena_demo_shows_the_hidden_order_and_what_style_control_takes_out():
+    call_command("seed_demo")
+    project = Project.objects.get(name=ARENA_PROJECT)
+    board = leaderboards.leaderboard(project.pk, style_control=True)
+    assert board.comparisons == ARENA_BATTLES
+    raw = [row.model for row in sorted(board.rows, key=lambda row: -row.bt_score)]
+    held = [row.model for row in sorted(board.rows, key=lambda row: -row.style_score)]
+    assert raw[0] == "arena-large" and raw[-1] == "arena-small"
+    # The judges' taste for markdown lifts "arena-chatty" level with "arena-medium"; with style
+    # held fixed the hidden order (large, medium, chatty, small) comes back.
+    assert held == ["arena-large", "arena-medium", "arena-chatty", "arena-small"]
+    chatty = {row.model: row for row in board.rows}["arena-chatty"]
+    assert chatty.style_score < chatty.bt_score
 
 
 def test_alignment_demo_has_a_local_policy_and_prompts(tiny_base):
