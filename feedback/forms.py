@@ -31,9 +31,8 @@ class IdChoiceField(forms.ModelChoiceField):
     raises on integers past 64 bits instead of finding no row)."""
 
     def to_python(self, value):
-        if value in self.empty_values or isinstance(value, models.Model):
-            return super().to_python(value)
-        if parse_id(str(value)) is None:
+        spelled = value not in self.empty_values and not isinstance(value, models.Model)
+        if spelled and parse_id(str(value)) is None:
             raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
         return super().to_python(value)
 
@@ -42,7 +41,8 @@ class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
     """Model choices by id, checked as IdChoiceField checks one."""
 
     def _check_values(self, value):
-        for pk in value if isinstance(value, list | tuple) else ():
+        # clean() has made sure `value` is a list or tuple.
+        for pk in value:
             if parse_id(str(pk)) is None:
                 raise ValidationError(
                     self.error_messages["invalid_pk_value"],
