@@ -89,15 +89,17 @@ def verdict_labels(judgments: Iterable[JudgmentView]) -> LabelTable:
     better, -1 the higher, 0 a tie. Any kind of judgment; a ranking gives every pair it orders.
 
     A unit spans tasks: two annotators who compared the same two completions in different tasks
-    are compared too. Ordered (-1 < 0 < +1), so ordinal alpha applies.
+    are compared too. So one annotator can meet a unit twice (a pairwise task, then a ranking of
+    the same outputs); their latest verdict counts, judgments being given in time order.
+    Ordered (-1 < 0 < +1), so ordinal alpha applies.
     """
-    annotators, units, verdicts = [], [], []
+    latest: dict[tuple[int, tuple[int, int, int]], float] = {}
     for j in judgments:
         for vote in votes_from_judgment(j, _VERDICT_POLICY):
-            annotators.append(j.annotator_id)
-            units.append((vote.prompt_id, vote.low, vote.high))
-            verdicts.append(float(vote.winner))
-    return label_table(annotators, units, verdicts)
+            latest[j.annotator_id, (vote.prompt_id, vote.low, vote.high)] = float(vote.winner)
+    return label_table(
+        [annotator for annotator, _ in latest], [unit for _, unit in latest], list(latest.values())
+    )
 
 
 def percent_agreement(table: LabelTable) -> float:

@@ -133,6 +133,21 @@ def test_verdicts_compare_a_ranking_with_a_pairwise_choice():
     assert rates == {1: 0.5, 2: 0.0, 3: 1.0}
 
 
+def test_verdicts_keep_an_annotators_latest_view_of_a_pair_met_twice():
+    # Annotator 1 prefers output 1 in a pairwise task, then ranks 2 over 1 in a later task over
+    # the same outputs (the demo project mixes both kinds): one label, the later one.
+    judgments = [
+        pairwise(1, 30, "a", items=(1, 2)),
+        ranking(1, 31, ((2,), (1,), (3,))),
+        pairwise(2, 30, "b", items=(1, 2)),
+    ]
+    verdicts = agreement.verdict_labels(judgments)
+    assert verdicts.annotators == (1, 2)
+    assert verdicts.units == ((1, 1, 2), (1, 2, 3), (1, 1, 3))
+    np.testing.assert_array_equal(verdicts.values, [[-1, 1, 1], [-1, NAN, NAN]])
+    assert agreement.agreement_by_annotator(verdicts) == {1: 1.0, 2: 1.0}
+
+
 def test_robust_z_scores_and_outliers():
     scores = {1: 0.9, 2: 0.85, 3: 0.8, 4: 0.88, 5: 0.3}
     z = agreement.robust_z_scores(scores)

@@ -230,6 +230,38 @@ def test_agreement_report_figures(project, make_member, make_task):
     assert report.over_time and report.over_time[-1]["tasks"] == 5
 
 
+def test_agreement_counts_an_annotators_latest_view_of_outputs_met_in_two_tasks(
+    project, make_member, make_task
+):
+    # As in the demo project: a pairwise task and a ranking task over the same outputs.
+    project.ranking_enabled = True
+    project.save()
+    ann, bob = make_member(username="ann"), make_member(username="bob")
+    pairwise = make_task(judgments_wanted=2)
+    low, high = sorted(pairwise.items.values_list("completion_id", flat=True))
+    ranking = services.create_task(
+        prompt_id=pairwise.prompt_id, completion_ids=[low, high], mode="ranking"
+    )
+    low_wins = "a" if pairwise.items.get(position=0).completion_id == low else "b"
+    judge(project, ann, pairwise, low_wins, "p")
+    judge(project, bob, pairwise, low_wins, "p")
+    services.next_task_for(annotator_id=ann.pk, project_id=project.pk)
+    services.submit_judgment(
+        annotator_id=ann.pk,
+        task_id=ranking.pk,
+        data=services.JudgmentInput(kind="ranking", ranking=[[high], [low]], idempotency_key="r"),
+    )
+
+    report = insights.agreement_report(project.pk)
+    # ann's later ranking (high over low) stands against bob's pairwise verdict (low over high).
+    assert report.overlapping_units == 1
+    assert report.percent_agreement == 0.0
+    reviewer = make_member(username="rev", role="reviewer")
+    client = Client()
+    client.force_login(reviewer)
+    assert client.get(f"/insights/projects/{project.pk}/agreement/").status_code == 200
+
+
 def test_pages_are_for_reviewers_and_admins(arena, make_member, make_user):
     client = Client()
     url = f"/insights/projects/{arena.pk}/leaderboard/"
