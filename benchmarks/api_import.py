@@ -3,7 +3,7 @@
 each format, and the Anthropic HH file end to end (import, export, same pairs out).
 
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
-        [--formats prompts,completions,trl]  (also: trl_chat, arena)
+        [--formats prompts,completions,trl]  (also: trl_chat, arena) [--repeat 3]
 
 Besides wall-clock seconds it prints the CPU seconds of the server's worker, of PostgreSQL and
 of this client for each import: on a shared machine they are the steadier figures.
@@ -16,6 +16,7 @@ import gzip
 import http.client
 import json
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -142,10 +143,38 @@ def get_lines(port: int, path: str, key: str) -> list[bytes]:
     return response.read().split(b"\n")[:-1]
 
 
+def import_once(server, services, format: str, file: Path, size: int, lines: int) -> float:
+    """One import of `file` into a fresh project; prints its figures, returns its seconds."""
+    project = services.create_project(name=f"import benchmark {format} {time.time():.3f}")
+    key = api_key(f"import-benchmark-{format}", project.pk)
+    vacuum_database()
+    client_cpu = time.process_time()
+    with PeakMemory(server.worker_pid()) as memory, ServingCpu(server.worker_pid()) as cpu:
+        status, payload, seconds = post_file(
+            server.port,
+            f"/api/v1/projects/{project.pk}/imports/?import_format={IMPORT_FORMAT.get(format, format)}",
+            key,
+            file,
+        )
+    client_cpu = time.process_time() - client_cpu
+    if status != 201:
+        raise RuntimeError(f"{format}: {status} {str(payload)[:500]}")
+    print(
+        f"import {format:12s}: {lines:,} lines ({mib(size)}) "
+        f"in {seconds:.2f} s = {lines / seconds:,.0f} lines/s; created {payload['created']}; "
+        f"{cpu}, client {client_cpu:.2f} s; "
+        f"worker RSS peak {mib(memory.peak)}"
+    )
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--formats", default="prompts,completions,trl")
+    # The machine's speed drifts within minutes (see machine_pace): one run per format says
+    # little, the median of a few says more.
+    parser.add_argument("--repeat", type=int, default=3, help="imports of each file")
     args = parser.parse_args()
     setup_django()
     from feedback import services
@@ -166,34 +195,19 @@ def main() -> None:
         finally:
             file.unlink()
         for format in args.formats.split(","):
-            project = services.create_project(name=f"import benchmark {format} {time.time():.0f}")
-            key = api_key(f"import-benchmark-{format}", project.pk)
             file = write_file(format, args.lines)
             size = file.stat().st_size
-            vacuum_database()
-            client_cpu = time.process_time()
+            times = []
             try:
-                with (
-                    PeakMemory(server.worker_pid()) as memory,
-                    ServingCpu(server.worker_pid()) as cpu,
-                ):
-                    status, payload, seconds = post_file(
-                        server.port,
-                        f"/api/v1/projects/{project.pk}/imports/?import_format={IMPORT_FORMAT.get(format, format)}",
-                        key,
-                        file,
-                    )
+                for _ in range(args.repeat):
+                    times.append(import_once(server, services, format, file, size, args.lines))
             finally:
                 file.unlink()
-            client_cpu = time.process_time() - client_cpu
-            if status != 201:
-                raise RuntimeError(f"{format}: {status} {str(payload)[:500]}")
-            print(
-                f"import {format:12s}: {args.lines:,} lines ({mib(size)}) "
-                f"in {seconds:.2f} s = {args.lines / seconds:,.0f} lines/s; created {payload['created']}; "
-                f"{cpu}, client {client_cpu:.2f} s; "
-                f"worker RSS peak {mib(memory.peak)}"
-            )
+            if args.repeat > 1:
+                print(
+                    f"import {format:12s}: median {statistics.median(times):.2f} s of {args.repeat} "
+                    f"(from {min(times):.2f} to {max(times):.2f} s)"
+                )
         if HH_FILE is not None:
             project = services.create_project(name=f"import benchmark hh {time.time():.0f}")
             key = api_key("import-benchmark-hh", project.pk)
