@@ -91,10 +91,13 @@ def test_home_counts_the_annotators_own_judgments_today_and_in_total(
     assert re.search(r"<dt>In total</dt><dd>2</dd>", html)
 
 
-def test_home_leads_reviewers_to_review_and_the_leaderboard(project, make_member):
+def test_home_leads_reviewers_to_review_the_leaderboard_and_rounds(project, make_member):
     html = client_for(make_member(role="reviewer")).get("/").content.decode()
     assert reverse("annotations:review_list", args=[project.pk]) in html
     assert reverse("insights:leaderboard", args=[project.pk]) in html
+    assert reverse("training:round_list", args=[project.pk]) in html
+    annotator_html = client_for(make_member()).get("/").content.decode()
+    assert reverse("training:round_list", args=[project.pk]) not in annotator_html
 
 
 def test_non_members_cannot_open_a_projects_queue(project, make_user, make_task):
