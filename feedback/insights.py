@@ -98,6 +98,8 @@ class AgreementReport:
     judgments: int
     overlapping_units: int  # pairs of completions judged by two or more annotators
     krippendorff_alpha: float | None  # ordinal, over verdicts on pairs of completions
+    pairwise_alpha: float | None  # nominal, over the choices made in pairwise tasks
+    ranking_alpha: float | None  # ordinal, over the places given in ranking tasks
     percent_agreement: float | None
     mean_kappa: float | None
     annotators: list[AnnotatorStats]
@@ -161,6 +163,15 @@ def agreement_report(project_id: int) -> AgreementReport:
         percent_agreement=finite_or_none(agreement.percent_agreement(table))
         if shared_units
         else None,
+        # Per kind too, each on its own scale: a choice among four in a pairwise task is a
+        # category (nominal), a place in a ranking is ordered (ordinal). None until some task of
+        # that kind has two judgments that could differ.
+        pairwise_alpha=finite_or_none(
+            agreement.krippendorff_alpha(agreement.pairwise_labels(views), "nominal")
+        ),
+        ranking_alpha=finite_or_none(
+            agreement.krippendorff_alpha(agreement.ranking_labels(views), "ordinal")
+        ),
         mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
         annotators=sorted(rows, key=lambda row: row.annotator),
         over_time=agreement_by_week(views),

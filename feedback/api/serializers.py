@@ -523,7 +523,15 @@ class AgreementPeriodSerializer(serializers.Serializer):
 class AgreementSerializer(serializers.Serializer):
     judgments = serializers.IntegerField()
     overlapping_units = serializers.IntegerField()
-    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    krippendorff_alpha = serializers.FloatField(
+        allow_null=True, help_text="Ordinal, over verdicts on pairs of outputs from every kind."
+    )
+    pairwise_alpha = serializers.FloatField(
+        allow_null=True, help_text="Nominal, over the choices made in pairwise tasks."
+    )
+    ranking_alpha = serializers.FloatField(
+        allow_null=True, help_text="Ordinal, over the places given in ranking tasks."
+    )
     percent_agreement = serializers.FloatField(allow_null=True)
     mean_kappa = serializers.FloatField(allow_null=True)
     annotators = AnnotatorStatsSerializer(many=True)

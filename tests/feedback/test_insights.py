@@ -219,6 +219,15 @@ def test_agreement_report_figures(project, make_member, make_task):
     assert report.overlapping_units == 4
     # Agreeing pairs of annotators per task: 3, 1, 3, 1 of 3 each -> 8 / 12.
     assert report.percent_agreement == pytest.approx(8 / 12)
+    # Nominal alpha on the choices (aaa, aab, bbb, aab): coincidences aa 5, ab 2, ba 2, bb 3 of
+    # 12, so D_o = 4/12 and D_e = 2 * 7 * 5 / (12 * 11); 1 - D_o / D_e = 13/35.
+    assert report.pairwise_alpha == pytest.approx(13 / 35)
+    assert report.ranking_alpha is None  # no rankings
+    client = Client()
+    client.force_login(make_member(username="rev", role="reviewer"))
+    served = client.get(f"/api/v1/projects/{project.pk}/agreement/").json()
+    assert served["pairwise_alpha"] == pytest.approx(13 / 35)
+    assert served["ranking_alpha"] is None
     rows = {row.annotator: row for row in report.annotators}
     assert set(rows) == {"ann", "bob", "cat"}
     assert rows["ann"].agreement == pytest.approx(6 / 8)
@@ -256,6 +265,7 @@ def test_agreement_counts_an_annotators_latest_view_of_outputs_met_in_two_tasks(
     # ann's later ranking (high over low) stands against bob's pairwise verdict (low over high).
     assert report.overlapping_units == 1
     assert report.percent_agreement == 0.0
+    assert report.ranking_alpha is None  # one ranking: nothing to agree on
     reviewer = make_member(username="rev", role="reviewer")
     client = Client()
     client.force_login(reviewer)
