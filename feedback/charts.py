@@ -9,6 +9,32 @@ from collections.abc import Sequence
 from html import escape
 
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
+# The server cannot measure text, so margins come from advance widths at 12 px that are at or a
+# little above those of common sans-serif faces (DejaVu Sans, Helvetica, Segoe UI).
+NARROW, WIDE = frozenset("fijlrtI.,:;'|!()[]/- "), frozenset("mwMW@%")
+LONGEST_LABEL = 260  # px; longer labels (hub ids with suffixes) are cut, whole in the tooltip
+
+
+def text_width(text: str) -> float:
+    """Estimated width in px of `text` at the charts' font size."""
+    return sum(
+        5.0 if c in NARROW else 12.0 if c in WIDE else 9.0 if c.isupper() else 7.7 for c in text
+    )
+
+
+def fit_label(text: str, room: float = LONGEST_LABEL) -> str:
+    """`text`, cut with an ellipsis to fit `room` px."""
+    if text_width(text) <= room:
+        return text
+    while text and text_width(text + "…") > room:
+        text = text[:-1]
+    return text + "…"
+
+
+def axis_label(text: str, **attributes: str) -> str:
+    """A <text> of a label cut to fit, with the whole label as its tooltip."""
+    attrs = " ".join(f'{name.replace("_", "-")}="{value}"' for name, value in attributes.items())
+    return f"<text {attrs}><title>{escape(text)}</title>{escape(fit_label(text))}</text>"
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -37,11 +63,12 @@ def interval_plot(
     unit: str = "",
 ) -> str:
     """Horizontal confidence-interval plot: one row per label, a dot at the point estimate."""
-    row_height, left, right, top = 26, 180, 30, 30
-    width = 720
-    height = top + row_height * len(labels) + 40
     if not labels:
         return ""
+    longest = max(text_width(fit_label(label)) for label in labels)
+    row_height, left, right, top = 26, max(80, round(longest) + 20), 30, 30
+    width = 460 + left
+    height = top + row_height * len(labels) + 40
     low = min(lows)
     high = max(highs)
     pad = (high - low) * 0.05 or 1.0
@@ -68,8 +95,9 @@ def interval_plot(
         y = top + row_height * i + row_height / 2
         tip = f"{label}: {point:.1f} {unit} ({lo:.1f} to {hi:.1f})"
         parts.append(
+            # The group's tooltip names the version in full where the label is cut.
             f"<g><title>{escape(tip)}</title>"
-            f'<text x="{left - 10}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>'
+            f'<text x="{left - 10}" y="{y + 4:.1f}" text-anchor="end">{escape(fit_label(label))}</text>'
             f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#2457c5" stroke-width="3"/>'
             f'<circle cx="{x(point):.1f}" cy="{y:.1f}" r="5" fill="#1d1f21"/></g>'
         )
@@ -94,11 +122,11 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
     n = len(labels)
     if n == 0:
         return ""
-    # Margins from the longest label (about 7 px a character at 12 px; 5 each way at 45 degrees),
-    # and drawn at its own size: stretched to the page, four versions made cells 100 px wide.
-    longest = max(len(label) for label in labels)
-    cell, left, top = 54, 16 + 7 * longest, 16 + 5 * longest
-    width = left + cell * n + max(10, 5 * longest - cell // 2)
+    # Margins from the longest label (its width, or 0.71 of it each way at 45 degrees), and drawn
+    # at its own size: stretched to the page, four versions made cells 100 px wide.
+    longest = max(text_width(fit_label(label)) for label in labels)
+    cell, left, top = 54, round(16 + longest), round(20 + 0.71 * longest)
+    width = left + cell * n + max(10, round(0.71 * longest) - cell // 2 + 8)
     height = top + cell * n + 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
@@ -107,13 +135,11 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
     ]
     for j, label in enumerate(labels):
         cx = left + cell * j + cell / 2
-        parts.append(
-            f'<text transform="translate({cx:.1f},{top - 8}) rotate(-45)">{escape(label)}</text>'
-        )
+        parts.append(axis_label(label, transform=f"translate({cx:.1f},{top - 8}) rotate(-45)"))
     for i, row_label in enumerate(labels):
         y = top + cell * i
         parts.append(
-            f'<text x="{left - 8}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{escape(row_label)}</text>'
+            axis_label(row_label, x=f"{left - 8}", y=f"{y + cell / 2 + 4:.1f}", text_anchor="end")
         )
         for j, value in enumerate(matrix[i]):
             x = left + cell * j
