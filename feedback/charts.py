@@ -67,7 +67,8 @@ def interval_plot(
         return ""
     longest = max(text_width(fit_label(label)) for label in labels)
     row_height, left, right, top = 26, max(80, round(longest) + 20), 30, 30
-    width = 460 + left
+    # Drawn scaled to the card: a fixed width keeps the text the same size whatever the labels.
+    width = max(720, left + 460)
     height = top + row_height * len(labels) + 40
     low = min(lows)
     high = max(highs)
