@@ -170,7 +170,7 @@ class TaskCreationForm(forms.Form):
 class ProjectSettingsForm(forms.Form):
     guidelines = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 10}),
+        widget=forms.Textarea(attrs={"rows": 10, "dir": "auto"}),
         help_text="Markdown, shown to annotators above every task (G opens it).",
     )
     modes = forms.MultipleChoiceField(
