@@ -240,7 +240,10 @@ def imports(request, project_id: int):
     task_form = TaskCreationForm(project, request.POST if posted == "tasks" else None)
     batches = list(selectors.recent_imports(project.pk))
     set_form = PromptSetForm(batches, request.POST if posted == "prompt_set" else None)
-    deletion_form = TaskDeletionForm(request.POST if posted == "delete_tasks" else None)
+    # Its "mode" shares a name with the task form's: ids of its own keep each label on its field.
+    deletion_form = TaskDeletionForm(
+        request.POST if posted == "delete_tasks" else None, auto_id="id_delete_%s"
+    )
     bound = {
         "import": (import_form, import_file),
         "tasks": (task_form, open_tasks),

@@ -281,3 +281,36 @@ def test_every_project_page_shows_one_tab_bar_with_settings_for_admins_only(
             links = {label: href for href, _, label in tabs}
             assert links["Annotate"] == f"/projects/{project.pk}/work/"
             assert links["Imports"] == f"/insights/projects/{project.pk}/imports/"
+
+
+def test_project_pages_give_each_id_once(project, make_member, make_task):
+    # A label points at the first element with its id: two forms' "mode" fields on the Imports
+    # page left the second unlabelled.
+    task = make_task()
+    make_task(mode="ranking")
+    client = Client()
+    client.force_login(make_member(role="admin", is_staff=True))  # staff start projects
+    pk = project.pk
+    urls = [
+        "/",
+        f"/projects/{pk}/work/",
+        f"/projects/{pk}/prompts/",
+        f"/projects/{pk}/prompts/{task.prompt_id}/",
+        f"/projects/{pk}/review/",
+        f"/projects/{pk}/review/{task.pk}/",
+        *(
+            f"/insights/projects/{pk}/{page}/"
+            for page in ("leaderboard", "agreement", "data", "imports", "settings")
+        ),
+        "/insights/projects/new/",
+        *(
+            f"/training/projects/{pk}/{page}/"
+            for page in ("rounds", "rounds/new", "models", "compare")
+        ),
+        "/account/api/",
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        ids = re.findall(r'\sid="([^"]+)"', response.content.decode())
+        assert sorted({i for i in ids if ids.count(i) > 1}) == [], url
