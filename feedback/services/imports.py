@@ -77,6 +77,7 @@ IMPORT_POLICY = "import"
 EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
 MAX_IMPORT_BYTES = 1 << 30  # a larger file is refused before it is read; split it
+MAX_LINE_BYTES = 16 << 20  # a record that long is a mistake (see stream_lines)
 LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
 # little, small enough that memory stays flat however long the file.
@@ -119,16 +120,34 @@ def import_user():
     return user
 
 
-def stream_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes]:
+def stream_lines(
+    stream, block_size: int = 1 << 20, longest: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
     """The lines of a binary stream (an upload), read a block at a time: a WSGI server's readline on
-    a request body costs about 40 µs a line, ten times the whole read in blocks."""
-    rest = b""
+    a request body costs about 40 µs a line, ten times the whole read in blocks.
+
+    A line past `longest` bytes stops the read: it is no JSONL record but, most often, a whole
+    JSON array on one line, which would otherwise be held in memory whole."""
+    pending: list[bytes] = []  # the start of a line that has not ended yet
+    pending_size = 0
+    number = 0  # lines yielded so far
     while block := stream.read(block_size):
-        lines = (rest + block).split(b"\n")
+        if b"\n" not in block:
+            pending.append(block)
+            pending_size += len(block)
+            if pending_size > longest:
+                raise ServiceError(
+                    f"line {number + 1}: longer than {longest >> 20} MiB; nothing was imported. "
+                    "JSONL has one JSON object a line: is this a JSON array (a .json file)?"
+                )
+            continue
+        lines = (b"".join(pending) + block if pending else block).split(b"\n")
         rest = lines.pop()
+        pending, pending_size = ([rest], len(rest)) if rest else ([], 0)
+        number += len(lines)
         yield from lines
-    if rest:
-        yield rest
+    if pending:
+        yield b"".join(pending)
 
 
 def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
@@ -264,7 +283,14 @@ class LineParser:
                 errors.append(f"line {number}: not valid JSON ({error}).")
                 continue
             if not isinstance(record, dict):
-                errors.append(f"line {number}: expected a JSON object.")
+                errors.append(
+                    f"line {number}: expected a JSON object"
+                    + (
+                        ", got an array (JSONL has one object a line, not a list of them)."
+                        if isinstance(record, list)
+                        else "."
+                    )
+                )
                 continue
             if self.reader is None:
                 detected = detect_format(record)

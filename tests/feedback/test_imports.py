@@ -391,6 +391,28 @@ def test_stream_lines_splits_across_blocks():
     assert list(stream_lines(io.BytesIO(b"x\n"), 4)) == [b"x"]
 
 
+def test_a_line_too_long_to_be_a_record_stops_the_read():
+    import io
+
+    # A JSON array on one line (a .json file sent as JSONL) is refused as it streams in, not
+    # held whole: reading it block by block is also no longer quadratic in its length.
+    body = b'{"prompt": "a"}\n' + b'[{"prompt": "b"}, ' * 100
+    lines = stream_lines(io.BytesIO(body), block_size=64, longest=1024)
+    assert next(lines) == b'{"prompt": "a"}'
+    with pytest.raises(ServiceError, match=r"line 2: longer than .*JSON array"):
+        next(lines)
+    assert list(stream_lines(io.BytesIO(body), block_size=64, longest=4096))[1] == body[16:]
+
+
+def test_a_json_array_is_named_as_such(project):
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=[b'[{"prompt": "a"}]'])
+    assert refused.value.details == [
+        "line 1: expected a JSON object, got an array (JSONL has one object a line, not a list "
+        "of them)."
+    ]
+
+
 def test_repeated_prompts_share_one_prompt_row(project):
     lines = jsonl(
         {"prompt": "same", "chosen": "a", "rejected": "b"},
