@@ -268,6 +268,9 @@ class LineParser:
         records: list = []
         errors = self.errors
         for number, raw in enumerate(lines, start=self.count + 1):
+            if number == 1:
+                # Windows editors start UTF-8 files with a byte order mark; JSON allows ignoring it.
+                raw = raw.removeprefix(b"\xef\xbb\xbf" if isinstance(raw, bytes) else "\ufeff")
             if not raw.strip():
                 continue  # blank lines (a trailing newline, say) carry nothing
             if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:

@@ -404,6 +404,19 @@ def test_a_line_too_long_to_be_a_record_stops_the_read():
     assert list(stream_lines(io.BytesIO(body), block_size=64, longest=4096))[1] == body[16:]
 
 
+def test_a_byte_order_mark_before_the_first_line_is_ignored(project):
+    bom = b"\xef\xbb\xbf"
+    created = import_jsonl(
+        project_id=project.pk, user_id=None, lines=[bom + b'{"prompt": "a"}', b'{"prompt": "b"}']
+    ).created
+    assert created == {"prompts": 2}
+    assert sorted(project.prompts.values_list("text", flat=True)) == ["a", "b"]
+    # Only there: elsewhere it is a stray character, and the line is refused.
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=[b'{"prompt": "c"}', bom + b"{}"])
+    assert refused.value.details[0].startswith("line 2: not valid JSON")
+
+
 def test_a_json_array_is_named_as_such(project):
     with pytest.raises(ServiceError) as refused:
         import_jsonl(project_id=project.pk, user_id=None, lines=[b'[{"prompt": "a"}]'])
