@@ -206,21 +206,21 @@ def read_trl_line(record: dict) -> PairRecord:
         return PairRecord(read_prompt(record["prompt"]), chosen, rejected, "a", margin)
     if not (isinstance(chosen, list) and isinstance(rejected, list)):
         raise LineError("'chosen' and 'rejected' must both be strings or both message lists.")
-    if "prompt" in record:
-        if not isinstance(record["prompt"], list):
-            raise LineError(
-                "'prompt', 'chosen' and 'rejected' must all be strings or all message lists."
-            )
-        prompt_messages = record["prompt"]
-    else:
+    prompt = record.get("prompt")
+    if prompt is not None and not isinstance(prompt, str | list):
+        raise LineError("'prompt' must be a string or a list of chat messages.")
+    if prompt is None or (isinstance(prompt, str) and (len(chosen) > 1 or len(rejected) > 1)):
         # Implicit prompt: everything the two conversations share before their last message.
+        # A string 'prompt' beside whole conversations (UltraFeedback binarized's shape) is set
+        # aside, as TRL's maybe_extract_prompt does: the conversations hold the prompt.
         if chosen[:-1] != rejected[:-1] or not chosen[:-1]:
             raise LineError(
-                "without 'prompt', 'chosen' and 'rejected' must share every message but the last."
+                ("without 'prompt', " if prompt is None else "")
+                + "'chosen' and 'rejected' must share every message but the last."
             )
-        prompt_messages, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
+        prompt, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
     return PairRecord(
-        read_prompt(prompt_messages),
+        read_prompt(prompt),
         single_assistant_message(chosen, "chosen"),
         single_assistant_message(rejected, "rejected"),
         "a",

@@ -99,6 +99,43 @@ def test_trl_conversational_explicit_and_implicit_prompts_round_trip(project):
     }
 
 
+def test_trl_reads_a_string_prompt_beside_conversations_as_trl_does(project):
+    # UltraFeedback binarized: a string prompt, and whole conversations that hold it again.
+    user = {"role": "user", "content": "What color is the sky?"}
+    ultrafeedback = {
+        "prompt": "What color is the sky?",
+        "prompt_id": "abc",
+        "chosen": [user, {"role": "assistant", "content": "Blue."}],
+        "rejected": [user, {"role": "assistant", "content": "Green."}],
+        "score_chosen": 8.0,
+        "score_rejected": 2.0,
+    }
+    # A string prompt and answers of one assistant message each: a text prompt.
+    mixed = {
+        "prompt": "Name a fruit.",
+        "chosen": [{"role": "assistant", "content": "Apple."}],
+        "rejected": [{"role": "assistant", "content": "Rock."}],
+    }
+    import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(ultrafeedback, mixed))
+    assert export(project, style="conversational")[0] == {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": "Blue."}],
+        "rejected": [{"role": "assistant", "content": "Green."}],
+    }
+    assert export(project)[1] == {
+        "prompt": "Name a fruit.",
+        "chosen": "Apple.",
+        "rejected": "Rock.",
+    }
+
+    parted = {**ultrafeedback, "rejected": [{"role": "user", "content": "Other?"}, user]}
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(parted), format="trl")
+    assert refused.value.details == [
+        "line 1: 'chosen' and 'rejected' must share every message but the last."
+    ]
+
+
 def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     lines = jsonl(
         {
