@@ -11,7 +11,10 @@ How each format maps onto Arbiter's model (and back, exactly):
   appending "\\n\\nAssistant: " + completion gives the original transcript byte for byte, so the few
   HH lines whose transcripts diverge before their last turn round-trip too.
 - Chatbot Arena battles (`model_a`, `model_b`, `winner`, and `conversation_a`/`conversation_b` or
-  `prompt`/`response_a`/`response_b`): a prompt, one completion per model, and who won.
+  `prompt`/`response_a`/`response_b`): a prompt, one completion per model, and who won. In a
+  multi-turn battle the prompt is what both models were asked before their answers part; each
+  completion is the rest of its conversation, later turns written "\n\nUser: ..." and
+  "\n\nAssistant: ...", since the verdict is on all of it.
 """
 
 from __future__ import annotations
@@ -276,6 +279,33 @@ def read_model_name(record: dict, key: str) -> str:
     return name.strip()
 
 
+CONTINUATION_SPEAKERS = {
+    "user": "User",
+    "assistant": "Assistant",
+    "system": "System",
+    "tool": "Tool",
+}
+
+
+def continuation_text(messages: list, key: str) -> str:
+    """A model's side of a battle from its first answer on, as one text (see the module's
+    docstring)."""
+    first = messages[0]
+    if not isinstance(first, dict) or first.get("role") != "assistant":
+        raise LineError(f"{key!r} must answer the shared prompt with an assistant message.")
+    parts = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in CONTINUATION_SPEAKERS:
+            raise LineError(f"{key!r} must be a list of messages with known roles.")
+        if not isinstance(message.get("content"), str):
+            raise LineError(f"{key!r} needs text content in every message.")
+        parts.append(message["content"])
+    return parts[0] + "".join(
+        f"\n\n{CONTINUATION_SPEAKERS[m['role']]}: {text}"
+        for m, text in zip(messages[1:], parts[1:], strict=True)
+    )
+
+
 def read_arena_line(record: dict) -> PairRecord:
     require_keys(record, "model_a", "model_b", "winner")
     model_a, model_b = read_model_name(record, "model_a"), read_model_name(record, "model_b")
@@ -287,14 +317,23 @@ def read_arena_line(record: dict) -> PairRecord:
         conv_a, conv_b = record["conversation_a"], record["conversation_b"]
         if not (isinstance(conv_a, list) and isinstance(conv_b, list)) or not conv_a or not conv_b:
             raise LineError("'conversation_a' and 'conversation_b' must be lists of messages.")
-        if conv_a[:-1] != conv_b[:-1] or not conv_a[:-1]:
+        # The prompt ends where the two part, at an answer each.
+        start = 0
+        while start < min(len(conv_a), len(conv_b)) - 1 and conv_a[start] == conv_b[start]:
+            start += 1
+        while start > 0 and not all(
+            isinstance(conv[start], dict) and conv[start].get("role") == "assistant"
+            for conv in (conv_a, conv_b)
+        ):
+            start -= 1
+        if start == 0:
             raise LineError(
-                "the conversations differ before their last answer (a multi-turn battle); "
-                "only battles over one shared prompt are supported."
+                "'conversation_a' and 'conversation_b' must start with the same prompt, then "
+                "an answer each."
             )
-        prompt = read_prompt(conv_a[:-1])
-        a_text = single_assistant_message(conv_a[-1:], "conversation_a")
-        b_text = single_assistant_message(conv_b[-1:], "conversation_b")
+        prompt = read_prompt(conv_a[:start])
+        a_text = continuation_text(conv_a[start:], "conversation_a")
+        b_text = continuation_text(conv_b[start:], "conversation_b")
     else:
         require_keys(record, "prompt", "response_a", "response_b")
         prompt = read_prompt(record["prompt"])

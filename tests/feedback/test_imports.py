@@ -182,6 +182,47 @@ def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     ]
 
 
+def test_multi_turn_battles_keep_each_models_side_from_where_they_part(project):
+    def message(role, content):
+        return {"role": role, "content": content}
+
+    def battle(conversation_a, conversation_b):
+        return {
+            "model_a": "alpha",
+            "model_b": "beta",
+            "winner": "model_a",
+            "conversation_a": conversation_a,
+            "conversation_b": conversation_b,
+        }
+
+    u1, u2 = message("user", "Hi"), message("user", "And then?")
+    same = message("assistant", "Hello.")
+    lines = jsonl(
+        # Part at the first answer: the rest of each conversation is its model's output.
+        battle(
+            [u1, message("assistant", "Hey."), u2, message("assistant", "Then lunch.")],
+            [u1, message("assistant", "Yo."), u2, message("assistant", "Nothing.")],
+        ),
+        # The same first answer: the prompt runs up to where they part.
+        battle(
+            [u1, same, u2, message("assistant", "A")], [u1, same, u2, message("assistant", "B")]
+        ),
+    )
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
+    first, second = PreferencePair.objects.order_by("pk")
+    assert first.prompt.messages == [u1]
+    assert first.chosen.text == "Hey.\n\nUser: And then?\n\nAssistant: Then lunch."
+    assert first.rejected.text == "Yo.\n\nUser: And then?\n\nAssistant: Nothing."
+    assert second.prompt.messages == [u1, same, u2]
+    assert (second.chosen.text, second.rejected.text) == ("A", "B")
+
+    unrelated = battle([u1, message("assistant", "x")], [u2, message("assistant", "y")])
+    assert refusal(project, jsonl(unrelated), "arena").details == [
+        "line 1: 'conversation_a' and 'conversation_b' must start with the same prompt, then an "
+        "answer each."
+    ]
+
+
 def test_prompts_completions_and_model_versions(project):
     import_jsonl(
         project_id=project.pk,
