@@ -93,10 +93,25 @@ def verdict_labels(judgments: Iterable[JudgmentView]) -> LabelTable:
     the same outputs); their latest verdict counts, judgments being given in time order.
     Ordered (-1 < 0 < +1), so ordinal alpha applies.
     """
-    latest: dict[tuple[int, tuple[int, int, int]], float] = {}
-    for j in judgments:
-        for vote in votes_from_judgment(j, _VERDICT_POLICY):
-            latest[j.annotator_id, (vote.prompt_id, vote.low, vote.high)] = float(vote.winner)
+    return verdict_table(verdicts_of(judgments))
+
+
+# (annotator, task, unit (prompt, low id, high id), verdict): one judgment's say on one pair.
+Verdict = tuple[int, int, tuple[int, int, int], float]
+
+
+def verdicts_of(judgments: Iterable[JudgmentView]) -> list[Verdict]:
+    """Every verdict the judgments give, in their order (see verdict_labels)."""
+    return [
+        (j.annotator_id, j.task_id, (vote.prompt_id, vote.low, vote.high), float(vote.winner))
+        for j in judgments
+        for vote in votes_from_judgment(j, _VERDICT_POLICY)
+    ]
+
+
+def verdict_table(verdicts: Iterable[Verdict]) -> LabelTable:
+    """The verdicts as a LabelTable, each annotator's latest on a unit counting."""
+    latest = {(annotator, unit): value for annotator, _, unit, value in verdicts}
     return label_table(
         [annotator for annotator, _ in latest], [unit for _, unit in latest], list(latest.values())
     )
@@ -177,16 +192,24 @@ def consensus_agreement(table: LabelTable) -> dict[int, float]:
     whose others draw is skipped). NaN for an annotator with no such unit.
     """
     labelled = table.labelled()
+    values = np.unique(table.values[labelled])
+    # counts[v, u]: how many annotators gave unit u the v-th label; less one's own, the others'.
+    counts = (
+        np.stack([(table.values == value).sum(axis=0) for value in values]) if values.size else None
+    )
     found = {}
     for i, annotator in enumerate(table.annotators):
-        agree = total = 0
-        for u in np.flatnonzero(labelled[i]):
-            others = [table.values[k, u] for k in np.flatnonzero(labelled[:, u]) if k != i]
-            top = Counter(others).most_common(2)
-            if not top or (len(top) == 2 and top[0][1] == top[1][1]):
-                continue
-            total += 1
-            agree += top[0][0] == table.values[i, u]
+        units = np.flatnonzero(labelled[i])
+        if counts is None or not units.size:
+            found[annotator] = math.nan
+            continue
+        own = np.searchsorted(values, table.values[i, units])
+        others = counts[:, units]
+        others[own, np.arange(units.size)] -= 1
+        best = others.max(axis=0)
+        decided = (best > 0) & ((others == best).sum(axis=0) == 1)
+        total = int(decided.sum())
+        agree = int((decided & (others.argmax(axis=0) == own)).sum())
         found[annotator] = agree / total if total else math.nan
     return found
 
@@ -330,13 +353,15 @@ def annotator_quality(
     gold: Mapping[int, GoldAnswer] | None = None,
     *,
     threshold: float = 3.5,
+    verdicts: LabelTable | None = None,
 ) -> list[AnnotatorQuality]:
     """Agreement (on pair verdicts), consensus, gold and position bias for each annotator.
 
     An outlier is an annotator whose consensus agreement or gold accuracy has a robust z-score
-    below -threshold among the project's annotators.
+    below -threshold among the project's annotators. `verdicts`: the judgments' verdict_labels,
+    where the caller has them already.
     """
-    table = verdict_labels(judgments)
+    table = verdicts if verdicts is not None else verdict_labels(judgments)
     agreement = agreement_by_annotator(table)
     consensus = consensus_agreement(table)
     golds = gold_accuracy(judgments, gold or {})

@@ -127,10 +127,11 @@ def agreement_report(project_id: int) -> AgreementReport:
     """Agreement between the people who judged the project (imported judgments left out): on
     verdicts about pairs of completions, so pairwise, ranking and rating judgments all count."""
     views = judgment_views(project_id)
-    table = agreement.verdict_labels(views)
+    verdicts = agreement.verdicts_of(views)
+    table = agreement.verdict_table(verdicts)
     shared_units = int((table.labelled().sum(axis=0) >= 2).sum()) if table.values.size else 0
     kappas = agreement.cohen_kappa_by_pair(table, min_shared=MIN_SHARED_FOR_KAPPA)
-    quality = agreement.annotator_quality(views, gold_answers(project_id))
+    quality = agreement.annotator_quality(views, gold_answers(project_id), verdicts=table)
     names = dict(
         get_user_model()
         .objects.filter(pk__in=[q.annotator_id for q in quality])
@@ -174,12 +175,13 @@ def agreement_report(project_id: int) -> AgreementReport:
         ),
         mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
         annotators=sorted(rows, key=lambda row: row.annotator),
-        over_time=agreement_by_week(views),
+        over_time=agreement_by_week(views, verdicts),
     )
 
 
-def agreement_by_week(views: list[JudgmentView]) -> list[dict]:
-    """Percent agreement on the tasks whose last judgment fell in each ISO week."""
+def agreement_by_week(views: list[JudgmentView], verdicts: list[agreement.Verdict]) -> list[dict]:
+    """Percent agreement on the tasks whose last judgment fell in each ISO week (`verdicts`: the
+    views' verdicts_of)."""
     last: dict[int, datetime] = {}
     for view in views:
         last[view.task_id] = max(last.get(view.task_id, view.created_at), view.created_at)
@@ -189,7 +191,7 @@ def agreement_by_week(views: list[JudgmentView]) -> list[dict]:
         weeks.setdefault(f"{year}-W{week:02d}", set()).add(task_id)
     found = []
     for period, tasks in sorted(weeks.items()):
-        table = agreement.verdict_labels([v for v in views if v.task_id in tasks])
+        table = agreement.verdict_table(v for v in verdicts if v[1] in tasks)
         shared = table.values.size and (table.labelled().sum(axis=0) >= 2).any()
         value = finite_or_none(agreement.percent_agreement(table)) if shared else None
         found.append({"period": period, "agreement": value, "tasks": len(tasks)})
