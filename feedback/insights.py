@@ -10,38 +10,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime
 
 import numpy as np
+import orjson
 from django.contrib.auth import get_user_model
+from django.db.models import Max, QuerySet, TextField
+from django.db.models.functions import Cast, ExtractIsoYear, ExtractWeek
 
 from feedback import agreement
 from feedback.models import AnnotationTask, Judgment, TaskItem
 from feedback.pairs import JudgmentView
 
 
-def judgment_views(project_id: int, *, include_imported: bool = False) -> list[JudgmentView]:
-    """A project's judgments as the pair and agreement maths read them, oldest first."""
+def people_judgments(project_id: int, *, include_imported: bool = False) -> QuerySet[Judgment]:
+    """The project's judgments, those by the import user left out unless asked for."""
     from feedback.services.imports import IMPORT_USERNAME
 
     judgments = Judgment.objects.filter(task__project_id=project_id)
     if not include_imported:
         importer = get_user_model().objects.filter(username=IMPORT_USERNAME).values("pk")
         judgments = judgments.exclude(annotator__in=importer)
-    rows = list(
-        judgments.order_by("created_at", "pk").values_list(
-            "created_at",
-            "pk",
-            "task_id",
-            "task__prompt_id",
-            "annotator_id",
-            "kind",
-            "choice",
-            "strength",
-            "ranking",
-            "ratings",
-            "shown_order",
-        )
+    return judgments
+
+
+def judgment_views(project_id: int, *, include_imported: bool = False) -> list[JudgmentView]:
+    """A project's judgments as the pair and agreement maths read them, oldest first."""
+    judgments = people_judgments(project_id, include_imported=include_imported)
+    # JSON columns come as text and go through orjson: Django's decoding of them (json, per
+    # value) took a third of the read at 100,000 judgments.
+    rows = judgments.order_by("created_at", "pk").values_list(
+        "pk",
+        "task_id",
+        "task__prompt_id",
+        "annotator_id",
+        "kind",
+        "choice",
+        "strength",
+        *(Cast(name, TextField()) for name in ("ranking", "ratings", "shown_order")),
     )
     items: dict[int, list[int]] = {}
     # The judged tasks' outputs only: a project may hold a million imported battles.
@@ -51,6 +56,7 @@ def judgment_views(project_id: int, *, include_imported: bool = False) -> list[J
         .values_list("task_id", "completion_id")
     ):
         items.setdefault(task_id, []).append(completion_id)
+    loads = orjson.loads
     return [
         JudgmentView(
             judgment_id=pk,
@@ -61,13 +67,27 @@ def judgment_views(project_id: int, *, include_imported: bool = False) -> list[J
             items=tuple(items.get(task_id, ())),
             choice=choice,
             strength=strength,
-            ranking=tuple(tuple(group) for group in ranking) if ranking is not None else None,
-            ratings={int(k): v for k, v in ratings.items()} if ratings is not None else None,
-            shown_order=tuple(shown_order or ()),
-            created_at=created_at,
+            ranking=tuple(tuple(group) for group in loads(ranking))
+            if ranking is not None
+            else None,
+            ratings={int(k): v for k, v in loads(ratings).items()} if ratings is not None else None,
+            shown_order=tuple(loads(shown_order)) if shown_order is not None else (),
         )
-        for created_at, pk, task_id, prompt_id, annotator_id, kind, choice, strength, ranking, ratings, shown_order in rows
+        for pk, task_id, prompt_id, annotator_id, kind, choice, strength, ranking, ratings, shown_order in rows
     ]
+
+
+def weeks_last_judged(project_id: int) -> dict[int, str]:
+    """The ISO week ("2026-W47") of each judged task's last judgment by a person."""
+    last = (
+        people_judgments(project_id)
+        .values("task_id")
+        .annotate(last=Max("created_at"))
+        .annotate(year=ExtractIsoYear("last"), week=ExtractWeek("last"))
+        .values_list("task_id", "year", "week")
+        .order_by()
+    )
+    return {task_id: f"{year}-W{week:02d}" for task_id, year, week in last}
 
 
 def finite_or_none(value: float) -> float | None:
@@ -175,22 +195,18 @@ def agreement_report(project_id: int) -> AgreementReport:
         ),
         mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
         annotators=sorted(rows, key=lambda row: row.annotator),
-        over_time=agreement_by_week(views, verdicts),
+        over_time=agreement_by_week(weeks_last_judged(project_id), verdicts),
     )
 
 
-def agreement_by_week(views: list[JudgmentView], verdicts: list[agreement.Verdict]) -> list[dict]:
-    """Percent agreement on the tasks whose last judgment fell in each ISO week (`verdicts`: the
-    views' verdicts_of)."""
-    last: dict[int, datetime] = {}
-    for view in views:
-        last[view.task_id] = max(last.get(view.task_id, view.created_at), view.created_at)
-    weeks: dict[str, set[int]] = {}
-    for task_id, moment in last.items():
-        year, week, _ = moment.isocalendar()
-        weeks.setdefault(f"{year}-W{week:02d}", set()).add(task_id)
+def agreement_by_week(weeks: dict[int, str], verdicts: list[agreement.Verdict]) -> list[dict]:
+    """Percent agreement on the tasks whose last judgment fell in each ISO week (`weeks`: from
+    weeks_last_judged; `verdicts`: the judgments' verdicts_of)."""
+    tasks_by_week: dict[str, set[int]] = {}
+    for task_id, week in weeks.items():
+        tasks_by_week.setdefault(week, set()).add(task_id)
     found = []
-    for period, tasks in sorted(weeks.items()):
+    for period, tasks in sorted(tasks_by_week.items()):
         table = agreement.verdict_table(v for v in verdicts if v[1] in tasks)
         shared = table.values.size and (table.labelled().sum(axis=0) >= 2).any()
         value = finite_or_none(agreement.percent_agreement(table)) if shared else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
 from itertools import combinations
 from typing import Literal
 
@@ -38,7 +37,7 @@ class JudgmentView:
     `items` are the task's completion ids in task order (choice "a" is items[0], "b" is
     items[1]); `ranking` lists groups of completion ids best first, a group being a tie;
     `ratings` maps completion ids to Likert scores; `shown_order` is the on-screen order
-    (left first), for position bias; `created_at`, when it was made, for trends over time.
+    (left first), for position bias.
     """
 
     judgment_id: int
@@ -52,7 +51,6 @@ class JudgmentView:
     ranking: tuple[tuple[int, ...], ...] | None = None
     ratings: Mapping[int, int] | None = field(default=None, hash=False)
     shown_order: tuple[int, ...] = ()
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
