@@ -41,3 +41,22 @@ def test_right_to_left_paragraphs_read_right_to_left(
     assert sides["print('ltr')"] == "left"
     # What the annotator types takes the direction of its first letter too.
     assert page.locator("#rationale").get_attribute("dir") == "auto"
+
+
+def test_right_to_left_snippets_run_right_to_left(
+    page, live_server, transactional_db, django_user_model
+):
+    project = scenarios.make_project(modes=("ranking",))
+    user = django_user_model.objects.create_user("ann", password="pw")
+    services.add_member(project_id=project.pk, user_id=user.pk)
+    scenarios.make_task(
+        project, [ARABIC, "An English answer.", "Another one."], text="Q?", mode="ranking"
+    )
+    sign_in(page, "ann")
+    page.goto(f"/projects/{project.pk}/work/")
+    chips = page.locator("#task .chip-text")
+    expect(chips).to_have_count(3)
+    directions = chips.evaluate_all(
+        "cs => cs.map(c => [c.textContent.trim(), getComputedStyle(c).direction])"
+    )
+    assert dict(directions) == {ARABIC: "rtl", "An English answer.": "ltr", "Another one.": "ltr"}
