@@ -353,15 +353,16 @@ def annotator_quality(
     gold: Mapping[int, GoldAnswer] | None = None,
     *,
     threshold: float = 3.5,
-    verdicts: LabelTable | None = None,
+    table: LabelTable | None = None,
 ) -> list[AnnotatorQuality]:
     """Agreement (on pair verdicts), consensus, gold and position bias for each annotator.
 
     An outlier is an annotator whose consensus agreement or gold accuracy has a robust z-score
-    below -threshold among the project's annotators. `verdicts`: the judgments' verdict_labels,
-    where the caller has them already.
+    below -threshold among the project's annotators. `table`: the judgments' verdict_labels,
+    where the caller has it already.
     """
-    table = verdicts if verdicts is not None else verdict_labels(judgments)
+    if table is None:
+        table = verdict_labels(judgments)
     agreement = agreement_by_annotator(table)
     consensus = consensus_agreement(table)
     golds = gold_accuracy(judgments, gold or {})

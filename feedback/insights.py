@@ -151,7 +151,7 @@ def agreement_report(project_id: int) -> AgreementReport:
     table = agreement.verdict_table(verdicts)
     shared_units = int((table.labelled().sum(axis=0) >= 2).sum()) if table.values.size else 0
     kappas = agreement.cohen_kappa_by_pair(table, min_shared=MIN_SHARED_FOR_KAPPA)
-    quality = agreement.annotator_quality(views, gold_answers(project_id), verdicts=table)
+    quality = agreement.annotator_quality(views, gold_answers(project_id), table=table)
     names = dict(
         get_user_model()
         .objects.filter(pk__in=[q.annotator_id for q in quality])
