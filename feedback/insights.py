@@ -8,14 +8,16 @@ people annotating here; they count for the leaderboard.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import orjson
 from django.contrib.auth import get_user_model
-from django.db.models import Max, QuerySet, TextField
-from django.db.models.functions import Cast, ExtractIsoYear, ExtractWeek
+from django.core.cache import cache
+from django.db.models import Count, Max, QuerySet, Sum, TextField
+from django.db.models.functions import Cast, Coalesce, ExtractIsoYear, ExtractWeek
 
 from feedback import agreement
 from feedback.models import AnnotationTask, Judgment, TaskItem
@@ -97,6 +99,9 @@ def finite_or_none(value: float) -> float | None:
 # --- agreement -------------------------------------------------------------------------------
 
 MIN_SHARED_FOR_KAPPA = 5  # units two annotators must share before their kappa means much
+# Bump the version when AgreementReport's shape changes, so that no process reads an old one.
+AGREEMENT_CACHE_VERSION = 1
+AGREEMENT_CACHE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -143,27 +148,61 @@ def gold_answers(project_id: int) -> dict[int, agreement.GoldAnswer]:
     return answers
 
 
+def agreement_state(project_id: int, gold: dict[int, agreement.GoldAnswer]) -> str:
+    """What the agreement report depends on, in a few bytes: people's judgments (written or taken
+    back, never changed in place) by their count, id sum and newest id, and the gold answers."""
+    found = people_judgments(project_id).aggregate(
+        count=Count("pk"), id_sum=Coalesce(Sum("pk"), 0), newest=Max("pk")
+    )
+    gold_digest = hashlib.blake2b(repr(sorted(gold.items())).encode(), digest_size=8).hexdigest()
+    return f"{found['count']}:{found['id_sum']}:{found['newest']}:{gold_digest}"
+
+
 def agreement_report(project_id: int) -> AgreementReport:
     """Agreement between the people who judged the project (imported judgments left out): on
-    verdicts about pairs of completions, so pairwise, ranking and rating judgments all count."""
+    verdicts about pairs of completions, so pairwise, ranking and rating judgments all count.
+
+    Seconds of work at 100,000 judgments, so the report is cached per agreement_state; names are
+    read fresh, as a user may be renamed."""
+    gold = gold_answers(project_id)
+    state = agreement_state(project_id, gold)
+    key = f"agreement:{AGREEMENT_CACHE_VERSION}:{project_id}:{state}"
+    report = cache.get(key)
+    if report is None:
+        report = computed_agreement_report(project_id, gold)
+        # A judgment written or taken back while the report was read would file it under a
+        # state it does not match.
+        if agreement_state(project_id, gold_answers(project_id)) == state:
+            cache.set(key, report, AGREEMENT_CACHE_SECONDS)
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=[row.annotator_id for row in report.annotators])
+        .values_list("pk", "username")
+    )
+    rows = [
+        replace(row, annotator=names.get(row.annotator_id, str(row.annotator_id)))
+        for row in report.annotators
+    ]
+    return replace(report, annotators=sorted(rows, key=lambda row: row.annotator))
+
+
+def computed_agreement_report(
+    project_id: int, gold: dict[int, agreement.GoldAnswer]
+) -> AgreementReport:
+    """The agreement report read now; annotators are named by agreement_report."""
     views = judgment_views(project_id)
     verdicts = agreement.verdicts_of(views)
     table = agreement.verdict_table(verdicts)
     shared_units = int((table.labelled().sum(axis=0) >= 2).sum()) if table.values.size else 0
     kappas = agreement.cohen_kappa_by_pair(table, min_shared=MIN_SHARED_FOR_KAPPA)
-    quality = agreement.annotator_quality(views, gold_answers(project_id), table=table)
-    names = dict(
-        get_user_model()
-        .objects.filter(pk__in=[q.annotator_id for q in quality])
-        .values_list("pk", "username")
-    )
+    quality = agreement.annotator_quality(views, gold, table=table)
     rows = []
     for q in quality:
         own = [k for pair, k in kappas.items() if q.annotator_id in pair and math.isfinite(k)]
         rows.append(
             AnnotatorStats(
                 annotator_id=q.annotator_id,
-                annotator=names.get(q.annotator_id, str(q.annotator_id)),
+                annotator="",
                 judgments=q.judgments,
                 agreement=finite_or_none(q.agreement),
                 consensus=finite_or_none(q.consensus_agreement),
@@ -194,7 +233,7 @@ def agreement_report(project_id: int) -> AgreementReport:
             agreement.krippendorff_alpha(agreement.ranking_labels(views), "ordinal")
         ),
         mean_kappa=float(np.mean(finite_kappas)) if finite_kappas else None,
-        annotators=sorted(rows, key=lambda row: row.annotator),
+        annotators=rows,
         over_time=agreement_by_week(weeks_last_judged(project_id), verdicts),
     )
 

@@ -123,6 +123,11 @@ def test_an_adjudicated_task_becomes_gold_and_scores_its_annotators(
     adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="b")
     task.refresh_from_db()
     assert task.gold_answer == {"choice": "b"}
+    accuracy = {
+        row.annotator_id: row.gold_accuracy
+        for row in insights.agreement_report(project.pk).annotators
+    }
+    assert (accuracy[right.annotator_id], accuracy[wrong.annotator_id]) == (0.0, 1.0)
     mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=False)
     task.refresh_from_db()
     assert (task.is_gold, task.gold_answer) == (False, None)
