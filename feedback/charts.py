@@ -5,6 +5,7 @@ escaped here, so templates can mark the result safe."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from html import escape
 
@@ -15,11 +16,17 @@ NARROW, WIDE = frozenset("fijlrtI.,:;'|!()[]/- "), frozenset("mwMW@%")
 LONGEST_LABEL = 260  # px; longer labels (hub ids with suffixes) are cut, whole in the tooltip
 
 
+def char_width(c: str) -> float:
+    if c in NARROW:
+        return 5.0
+    if c in WIDE or unicodedata.east_asian_width(c) in "WF":  # CJK and full-width: one em
+        return 12.0
+    return 9.0 if c.isupper() else 7.7
+
+
 def text_width(text: str) -> float:
     """Estimated width in px of `text` at the charts' font size."""
-    return sum(
-        5.0 if c in NARROW else 12.0 if c in WIDE else 9.0 if c.isupper() else 7.7 for c in text
-    )
+    return sum(map(char_width, text))
 
 
 def fit_label(text: str, room: float = LONGEST_LABEL) -> str:

@@ -272,6 +272,39 @@ def test_agreement_counts_an_annotators_latest_view_of_outputs_met_in_two_tasks(
     assert client.get(f"/insights/projects/{project.pk}/agreement/").status_code == 200
 
 
+def test_cached_agreement_report_follows_new_and_taken_back_judgments_and_renamed_people(
+    project, make_member, make_task, monkeypatch
+):
+    reads = []
+    read = insights.computed_agreement_report
+
+    def recorded(project_id, gold):
+        reads.append(project_id)
+        return read(project_id, gold)
+
+    monkeypatch.setattr(insights, "computed_agreement_report", recorded)
+    ann, bob = make_member(username="ann"), make_member(username="bob")
+    tasks = [make_task(judgments_wanted=2) for _ in range(2)]
+    judge(project, ann, tasks[0], "a", "0")
+    judge(project, bob, tasks[0], "a", "0")
+    first = insights.agreement_report(project.pk)
+    assert insights.agreement_report(project.pk) == first and len(reads) == 1  # cached
+
+    judge(project, ann, tasks[1], "a", "1")
+    judge(project, bob, tasks[1], "b", "1")
+    report = insights.agreement_report(project.pk)
+    assert len(reads) == 2 and report.percent_agreement == pytest.approx(1 / 2)
+
+    services.undo_last_judgment(annotator_id=bob.pk, project_id=project.pk)
+    report = insights.agreement_report(project.pk)
+    assert len(reads) == 3 and report.percent_agreement == 1.0 and report.judgments == 3
+
+    type(ann).objects.filter(pk=ann.pk).update(username="zed")
+    report = insights.agreement_report(project.pk)
+    assert len(reads) == 3  # the same judgments: names read fresh, rows sorted by them
+    assert [row.annotator for row in report.annotators] == ["bob", "zed"]
+
+
 def test_pages_are_for_reviewers_and_admins(arena, make_member, make_user):
     client = Client()
     url = f"/insights/projects/{arena.pk}/leaderboard/"
@@ -368,3 +401,13 @@ def test_charts_escape_labels_and_scale_points():
     assert "0.75" in heat and "0.25" in heat and heat.count("<rect") == 4
     assert charts.nice_ticks(0, 1, 4) == [0, 0.5, 1.0]
     assert charts.nice_ticks(940, 1060) == [950, 1000, 1050]
+
+
+def test_chart_labels_in_wide_scripts_are_measured_an_em_a_character():
+    # Chinese, Japanese and full-width letters take a whole em (12 px); read as Latin letters,
+    # a CJK model name ran past the margin sized for it. (The browser test cannot see this:
+    # Chromium here has no CJK font and draws narrower boxes.)
+    assert charts.text_width("通义千问") == 4 * 12.0
+    assert charts.text_width("ＡＢ") == 2 * 12.0
+    assert charts.text_width("gamma") < 5 * 12.0
+    assert charts.fit_label("模" * 30) == "模" * 21 + "…"
