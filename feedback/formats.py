@@ -15,6 +15,10 @@ How each format maps onto Arbiter's model (and back, exactly):
   multi-turn battle the prompt is what both models were asked before their answers part; each
   completion is the rest of its conversation, later turns written "\n\nUser: ..." and
   "\n\nAssistant: ...", since the verdict is on all of it.
+  The Kaggle and lmsys-arena-human-preference-55k shape (`winner_model_a`, `winner_model_b`,
+  `winner_tie` flags; `prompt`, `response_a` and `response_b` JSON-encoded lists of turns, null
+  where a model gave no answer) reads the same way: one turn is a text prompt and two answers,
+  more are the conversations they interleave into.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+
+import orjson
 
 from feedback.errors import ServiceError
 from feedback.services.projects import prompt_fields
@@ -33,6 +39,12 @@ HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 HH_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "both_bad"}
 ARENA_LABELS = {choice: label for label, choice in ARENA_WINNERS.items()}
+# Kaggle's arena data flags the winner instead (no "both bad"): flag -> `winner`.
+KAGGLE_WINNER_FLAGS = {
+    "winner_model_a": "model_a",
+    "winner_model_b": "model_b",
+    "winner_tie": "tie",
+}
 PROMPT_SPLITS = ("train", "held_out")
 MAX_TOKEN_COUNT = 2**31 - 1  # the column's range
 
@@ -306,9 +318,88 @@ def continuation_text(messages: list, key: str) -> str:
     )
 
 
+def parted_conversations(conv_a: list, conv_b: list) -> tuple[PromptRecord, str, str]:
+    """The prompt both conversations share, up to where they part at an answer each, and each
+    one's side from there."""
+    start = 0
+    while start < min(len(conv_a), len(conv_b)) - 1 and conv_a[start] == conv_b[start]:
+        start += 1
+    while start > 0 and not all(
+        isinstance(conv[start], dict) and conv[start].get("role") == "assistant"
+        for conv in (conv_a, conv_b)
+    ):
+        start -= 1
+    if start == 0:
+        raise LineError(
+            "'conversation_a' and 'conversation_b' must start with the same prompt, then "
+            "an answer each."
+        )
+    return (
+        read_prompt(conv_a[:start]),
+        continuation_text(conv_a[start:], "conversation_a"),
+        continuation_text(conv_b[start:], "conversation_b"),
+    )
+
+
+def kaggle_winner(record: dict) -> str:
+    flags = [record[key] for key in KAGGLE_WINNER_FLAGS]
+    if any(isinstance(f, bool) or f not in (0, 1) for f in flags) or sum(flags) != 1:
+        raise LineError(
+            "one of 'winner_model_a', 'winner_model_b' and 'winner_tie' must be 1 and the "
+            f"others 0; got {', '.join(repr(f) for f in flags)}."
+        )
+    return KAGGLE_WINNER_FLAGS[list(KAGGLE_WINNER_FLAGS)[flags.index(1)]]
+
+
+def kaggle_turns(record: dict, key: str) -> list[str]:
+    """A Kaggle column: a JSON-encoded list of turns, null where the model gave no answer."""
+    value = record[key]
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            raise LineError(f"{key!r} must be a JSON-encoded list of turns: {error}.") from None
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(not isinstance(t, str | None) for t in value)
+    ):
+        raise LineError(f"{key!r} must be a list of turns (strings).")
+    return [turn or "" for turn in value]
+
+
+def kaggle_battle(record: dict) -> tuple[PromptRecord, str, str]:
+    require_keys(record, "prompt", "response_a", "response_b")
+    asked, answers_a, answers_b = (
+        kaggle_turns(record, key) for key in ("prompt", "response_a", "response_b")
+    )
+    if not len(asked) == len(answers_a) == len(answers_b):
+        raise LineError(
+            f"'prompt', 'response_a' and 'response_b' must hold as many turns each; got "
+            f"{len(asked)}, {len(answers_a)} and {len(answers_b)}."
+        )
+    if len(asked) == 1:
+        return read_prompt(asked[0]), answers_a[0], answers_b[0]
+
+    def conversation(answers: list[str]) -> Messages:
+        return [
+            {"role": role, "content": text}
+            for question, answer in zip(asked, answers, strict=True)
+            for role, text in (("user", question), ("assistant", answer))
+        ]
+
+    return parted_conversations(conversation(answers_a), conversation(answers_b))
+
+
 def read_arena_line(record: dict) -> PairRecord:
-    require_keys(record, "model_a", "model_b", "winner")
+    require_keys(record, "model_a", "model_b")
     model_a, model_b = read_model_name(record, "model_a"), read_model_name(record, "model_b")
+    if "winner" not in record and any(key in record for key in KAGGLE_WINNER_FLAGS):
+        require_keys(record, *KAGGLE_WINNER_FLAGS)
+        winner = kaggle_winner(record)
+        prompt, a_text, b_text = kaggle_battle(record)
+        return PairRecord(prompt, a_text, b_text, ARENA_WINNERS[winner], None, model_a, model_b)
+    require_keys(record, "winner")
     winner = record["winner"]
     if winner not in ARENA_WINNERS:
         raise LineError(f"'winner' must be one of {', '.join(ARENA_WINNERS)}; got {winner!r}.")
@@ -317,23 +408,7 @@ def read_arena_line(record: dict) -> PairRecord:
         conv_a, conv_b = record["conversation_a"], record["conversation_b"]
         if not (isinstance(conv_a, list) and isinstance(conv_b, list)) or not conv_a or not conv_b:
             raise LineError("'conversation_a' and 'conversation_b' must be lists of messages.")
-        # The prompt ends where the two part, at an answer each.
-        start = 0
-        while start < min(len(conv_a), len(conv_b)) - 1 and conv_a[start] == conv_b[start]:
-            start += 1
-        while start > 0 and not all(
-            isinstance(conv[start], dict) and conv[start].get("role") == "assistant"
-            for conv in (conv_a, conv_b)
-        ):
-            start -= 1
-        if start == 0:
-            raise LineError(
-                "'conversation_a' and 'conversation_b' must start with the same prompt, then "
-                "an answer each."
-            )
-        prompt = read_prompt(conv_a[:start])
-        a_text = continuation_text(conv_a[start:], "conversation_a")
-        b_text = continuation_text(conv_b[start:], "conversation_b")
+        prompt, a_text, b_text = parted_conversations(conv_a, conv_b)
     else:
         require_keys(record, "prompt", "response_a", "response_b")
         prompt = read_prompt(record["prompt"])
@@ -354,7 +429,7 @@ PREFERENCE_FORMATS = ("trl", "hh", "arena")
 
 def detect_format(record: dict) -> str | None:
     """Guess a file's format from its first record's keys."""
-    if "winner" in record and "model_a" in record:
+    if "model_a" in record and ("winner" in record or "winner_model_a" in record):
         return "arena"
     if "chosen" in record and "rejected" in record:
         if "prompt" not in record and isinstance(record["chosen"], str):

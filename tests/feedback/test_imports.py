@@ -223,6 +223,64 @@ def test_multi_turn_battles_keep_each_models_side_from_where_they_part(project):
     ]
 
 
+def test_kaggle_arena_battles_with_winner_flags_and_encoded_turns(project):
+    # lmsys-arena-human-preference-55k's shape: turns JSON-encoded in strings, null for no answer.
+    def battle(prompt, response_a, response_b, flags, **extra):
+        a, b, tie = flags
+        return {
+            "id": 30192,
+            "model_a": "gpt-4-1106-preview",
+            "model_b": "gpt-4-0613",
+            "prompt": json.dumps(prompt),
+            "response_a": json.dumps(response_a),
+            "response_b": json.dumps(response_b),
+            "winner_model_a": a,
+            "winner_model_b": b,
+            "winner_tie": tie,
+            **extra,
+        }
+
+    lines = jsonl(
+        battle(["Is it right?"], ["Yes."], ["No."], (1, 0, 0)),
+        battle(["Hi", "And then?"], ["Hey.", "Lunch."], ["Yo.", None], (0, 1, 0)),
+        battle(["Q3"], ["x"], ["y"], (0, 0, 1)),
+    )
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines)  # the format told by its keys
+    assert sorted(Judgment.objects.values_list("choice", flat=True)) == ["a", "b", "tie"]
+    first, second = PreferencePair.objects.order_by("pk")
+    assert (first.prompt.text, first.chosen.text, first.rejected.text) == (
+        "Is it right?",
+        "Yes.",
+        "No.",
+    )
+    assert first.chosen.model_version.name == "gpt-4-1106-preview"
+    assert second.prompt.messages == [{"role": "user", "content": "Hi"}]
+    assert second.chosen.text == "Yo.\n\nUser: And then?\n\nAssistant: "
+    assert second.rejected.text == "Hey.\n\nUser: And then?\n\nAssistant: Lunch."
+
+    assert refusal(
+        project,
+        jsonl(
+            battle(["Q"], ["x"], ["y"], (1, 1, 0)),
+            battle(["Q"], ["x"], ["y"], (True, False, False)),
+            battle(["Q", "Q2"], ["x"], ["y"], (1, 0, 0)),
+            {**battle(["Q"], ["x"], ["y"], (1, 0, 0)), "response_a": '["unclosed'},
+            {**battle(["Q"], ["x"], ["y"], (1, 0, 0)), "response_b": "[1]"},
+        ),
+        "arena",
+    ).details == [
+        "line 1: one of 'winner_model_a', 'winner_model_b' and 'winner_tie' must be 1 and the "
+        "others 0; got 1, 1, 0.",
+        "line 2: one of 'winner_model_a', 'winner_model_b' and 'winner_tie' must be 1 and the "
+        "others 0; got True, False, False.",
+        "line 3: 'prompt', 'response_a' and 'response_b' must hold as many turns each; got 2, 1 "
+        "and 1.",
+        "line 4: 'response_a' must be a JSON-encoded list of turns: unexpected end of data: "
+        "line 1 column 11 (char 10).",
+        "line 5: 'response_b' must be a list of turns (strings).",
+    ]
+
+
 def test_prompts_completions_and_model_versions(project):
     import_jsonl(
         project_id=project.pk,
