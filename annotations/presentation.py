@@ -96,6 +96,7 @@ class BrowsedOutput:
 class BrowsedTask:
     task: AnnotationTask
     shows: str  # the labels of its outputs, in task order
+    verdicts: str  # its judgments' answers in those labels, e.g. "gpt-4 better ×2 · Tie"
 
 
 def browsed_prompt(
@@ -114,12 +115,21 @@ def browsed_prompt(
         for completion in detail.completions
     ]
     labels = {output.completion.pk: output.label for output in outputs}
-    tasks = [
-        BrowsedTask(
-            task, " · ".join(labels.get(item.completion_id, "?") for item in task.items.all())
+    tasks = []
+    for task in detail.tasks:
+        shown = [item.completion_id for item in task.items.all()]
+        named = [labels.get(cid, "?") for cid in shown]
+        # Two samples of one model version share its name: their ids tell them apart.
+        names = {
+            cid: name if named.count(name) == 1 else f"{name} #{cid}"
+            for cid, name in zip(shown, named, strict=True)
+        }
+        answers = Counter(describe_answer(j, names) for j in task.judgments.all())
+        verdicts = " · ".join(
+            answer if count == 1 else f"{answer} ×{count}"
+            for answer, count in answers.most_common()
         )
-        for task in detail.tasks
-    ]
+        tasks.append(BrowsedTask(task, " · ".join(named), verdicts))
     return rendered_prompt(detail.prompt.text, detail.prompt.messages), outputs, tasks
 
 
@@ -177,31 +187,36 @@ class JudgmentRow:
         return round((self.judgment.time_spent_ms or 0) / 1000)
 
 
-def describe_answer(judgment: Judgment, letters: dict[int, str]) -> str:
-    """A judgment's answer in canonical letters, e.g. "A much better" or "B > A = C"."""
+STRENGTH_WORDS = {"slight": "slightly ", "much": "much "}
+
+
+def describe_answer(judgment: Judgment, names: dict[int, str]) -> str:
+    """A judgment's answer with each output called by its name (`names`: completion id -> name,
+    in task order), e.g. "A much better" or "B > A = C" in canonical letters."""
     if judgment.kind == JudgmentMode.PAIRWISE:
-        text = PAIRWISE_LABELS.get(judgment.choice or "", judgment.choice or "")
-        if judgment.strength:
-            text = text.replace("better", f"{judgment.strength} better").replace(
-                "slight", "slightly"
-            )
-        return text
+        if judgment.choice in ("a", "b"):
+            winner = list(names.values())["ab".index(judgment.choice)]
+            return f"{winner} {STRENGTH_WORDS.get(judgment.strength or '', '')}better"
+        return PAIRWISE_LABELS.get(judgment.choice or "", judgment.choice or "")
     if judgment.kind == JudgmentMode.RANKING:
-        return describe_ranking(judgment.ranking or [], letters)
-    return describe_ratings(judgment.ratings or {}, letters)
+        return describe_ranking(judgment.ranking or [], names)
+    return describe_ratings(judgment.ratings or {}, names)
 
 
-def describe_ratings(ratings: dict[str, int], letters: dict[int, str]) -> str:
+def describe_ratings(ratings: dict[str, int], names: dict[int, str]) -> str:
     return ", ".join(
-        f"{letters.get(int(cid), '?').upper()}: {score}"
-        for cid, score in sorted(ratings.items(), key=lambda kv: letters.get(int(kv[0]), "?"))
+        f"{names.get(int(cid), '?')}: {score}"
+        for cid, score in sorted(ratings.items(), key=lambda kv: names.get(int(kv[0]), "?"))
     )
 
 
-def describe_ranking(ranking: list[list[int]], letters: dict[int, str]) -> str:
-    return " > ".join(
-        " = ".join(sorted(letters.get(cid, "?").upper() for cid in group)) for group in ranking
-    )
+def describe_ranking(ranking: list[list[int]], names: dict[int, str]) -> str:
+    return " > ".join(" = ".join(sorted(names.get(cid, "?") for cid in group)) for group in ranking)
+
+
+def letter_names(letters: dict[int, str]) -> dict[int, str]:
+    """Outputs named by their canonical letters, in task order."""
+    return {cid: letter.upper() for cid, letter in sorted(letters.items(), key=lambda kv: kv[1])}
 
 
 def judgment_rows(judgments: list[Judgment], letters: dict[int, str]) -> list[JudgmentRow]:
@@ -211,15 +226,16 @@ def judgment_rows(judgments: list[Judgment], letters: dict[int, str]) -> list[Ju
     ranked = [answer for answer, _ in counts.most_common()]
     top = counts.most_common(1)[0][1] if counts else 0
     is_unique_top = sum(1 for c in counts.values() if c == top) == 1
+    names = letter_names(letters)
     return [
         JudgmentRow(
             judgment=j,
-            summary=describe_answer(j, letters),
+            summary=describe_answer(j, names),
             answer_group=ranked.index(answer),
             is_majority=is_unique_top and counts[answer] == top and len(judgments) > 1,
             shown_letters=", ".join(letters.get(cid, "?").upper() for cid in j.shown_order),
             ratings_summary=(
-                describe_ratings(j.ratings, letters)
+                describe_ratings(j.ratings, names)
                 if j.ratings and j.kind != JudgmentMode.RATING
                 else ""
             ),
@@ -275,8 +291,8 @@ def describe_adjudication(adjudication, letters: dict[int, str]) -> str:
         judgment = adjudication.accepted_judgment
         if judgment is None:
             return "Accepted a judgment that has since been deleted"
-        answer = describe_answer(judgment, letters)
+        answer = describe_answer(judgment, letter_names(letters))
         return f"Accepted {judgment.annotator.username}'s judgment: {answer}"
     if adjudication.choice:
         return f"Overridden: {PAIRWISE_LABELS[adjudication.choice]}"
-    return f"Overridden: {describe_ranking(adjudication.ranking or [], letters)}"
+    return f"Overridden: {describe_ranking(adjudication.ranking or [], letter_names(letters))}"

@@ -435,7 +435,7 @@ def counts_by_prompt(rows: QuerySet, prompt_field: str) -> dict[int, int]:
 class PromptDetail:
     prompt: Prompt
     completions: list[Completion]  # with model_version, by version name then age
-    tasks: list[AnnotationTask]  # newest first
+    tasks: list[AnnotationTask]  # newest first, with their items and judgments
 
 
 def prompt_detail(project_id: int, prompt_id: int) -> PromptDetail | None:
@@ -452,6 +452,12 @@ def prompt_detail(project_id: int, prompt_id: int) -> PromptDetail | None:
         )
     )
     tasks = prompt.tasks.prefetch_related(
-        Prefetch("items", queryset=TaskItem.objects.order_by("position"))
+        Prefetch("items", queryset=TaskItem.objects.order_by("position")),
+        Prefetch(
+            "judgments",
+            queryset=Judgment.objects.only(
+                "task_id", "kind", "choice", "strength", "ranking", "ratings"
+            ).order_by("pk"),
+        ),
     ).order_by("-pk")
     return PromptDetail(prompt, completions, list(tasks))

@@ -80,8 +80,9 @@ def judgment(kind, **fields):
     return Judgment(kind=kind, **fields)
 
 
-def test_answers_are_described_with_canonical_letters():
-    letters = {10: "a", 11: "b", 12: "c"}
+def test_answers_are_described_with_the_outputs_names():
+    letters = presentation.letter_names({11: "b", 10: "a", 12: "c"})
+    assert letters == {10: "A", 11: "B", 12: "C"}
     describe = presentation.describe_answer
     assert (
         describe(judgment("pairwise", choice="a", strength="slight"), letters)
@@ -91,6 +92,9 @@ def test_answers_are_described_with_canonical_letters():
     assert describe(judgment("pairwise", choice="both_bad"), letters) == "Both bad"
     assert describe(judgment("ranking", ranking=[[12], [11, 10]]), letters) == "C > A = B"
     assert describe(judgment("rating", ratings={"11": 2, "10": 7}), letters) == "A: 7, B: 2"
+    models = {10: "tuned", 11: "base"}  # in task order: "a" is the first
+    assert describe(judgment("pairwise", choice="a"), models) == "tuned better"
+    assert describe(judgment("ranking", ranking=[[11], [10]]), models) == "base > tuned"
 
 
 def test_judgment_rows_group_equal_answers_and_mark_a_clear_majority():

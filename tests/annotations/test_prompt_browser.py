@@ -98,3 +98,33 @@ def test_a_prompts_page_shows_its_outputs_escaped_and_the_tasks_over_them(
     assert annotator.get(f"/projects/{project.pk}/prompts/").status_code == 403
     assert annotator.get(f"/projects/{project.pk}/prompts/{prompt.pk}/").status_code == 403
     assert selectors.prompt_detail(other.pk, prompt.pk) is None
+
+
+def test_a_prompts_page_says_what_each_task_was_judged_in_model_names(project, make_member):
+    prompt = services.create_prompt(project_id=project.pk, text="Which is kinder?")
+    outputs = [
+        services.create_completion(
+            prompt_id=prompt.pk,
+            text=text,
+            model_version_id=services.create_model_version(project_id=project.pk, name=name).pk,
+        )
+        for name, text in (("gentle", "Kind words."), ("blunt", "Hard words."))
+    ]
+    task = services.create_task(
+        prompt_id=prompt.pk, completion_ids=[c.pk for c in outputs], judgments_wanted=3
+    )
+    for n, (choice, strength) in enumerate((("b", "much"), ("b", "much"), ("tie", None))):
+        annotator = make_member()
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(
+                kind="pairwise", choice=choice, strength=strength, idempotency_key=f"{n}"
+            ),
+        )
+    first = task.items.get(position=1).completion.model_version.name  # "b" is position 1
+    client = Client()
+    client.force_login(make_member(role="reviewer"))
+    page = client.get(f"/projects/{project.pk}/prompts/{prompt.pk}/").content.decode()
+    assert f"{first} much better ×2 · Tie" in page
