@@ -150,12 +150,22 @@ def read_prompt_line(record: dict) -> PromptRecord:
 
 def read_completion_line(record: dict) -> CompletionRecord:
     require_keys(record, "prompt", "completion")
-    prompt = read_prompt(record["prompt"])
+    prompt_value = record["prompt"]
+    settings = record.get("generation_settings") or {}
+    # The outputs export's Parquet shape: Parquet has no column for "text or messages", nor for
+    # a free-form object, so a chat prompt is in `messages` and the settings are JSON text.
+    if prompt_value is None and isinstance(record.get("messages"), list):
+        prompt_value = record["messages"]
+    if isinstance(settings, str):
+        try:
+            settings = orjson.loads(settings)
+        except orjson.JSONDecodeError:
+            raise LineError("'generation_settings' must be an object.") from None
+    prompt = read_prompt(prompt_value)
     text = require_text(record, "completion")
     model = record.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip() or len(model) > 200):
         raise LineError("'model' must be a model version name of 1 to 200 characters.")
-    settings = record.get("generation_settings") or {}
     if not isinstance(settings, dict):
         raise LineError("'generation_settings' must be an object.")
     token_count = record.get("token_count")

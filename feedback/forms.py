@@ -100,7 +100,9 @@ class PairPolicyForm(forms.Form):
 
 class ImportForm(forms.Form):
     file = forms.FileField(
-        label="JSONL file", help_text="Plain or gzipped (.jsonl.gz), up to 1 GiB."
+        label="JSONL or Parquet file",
+        help_text="JSONL, plain or gzipped (.jsonl.gz), or Parquet (.parquet, a row a record, "
+        "as the Hugging Face Hub stores datasets); up to 1 GiB.",
     )
     import_format = forms.ChoiceField(
         label="Format",

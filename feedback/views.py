@@ -32,8 +32,8 @@ from feedback.models.projects import as_a
 from feedback.services.imports import (
     IMPORT_POLICY,
     MAX_IMPORT_BYTES,
-    file_lines,
     import_jsonl,
+    uploaded_lines,
 )
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
@@ -181,7 +181,7 @@ def import_file(request, project, form: ImportForm) -> str:
     result = import_jsonl(
         project_id=project.pk,
         user_id=request.user.pk,
-        lines=file_lines(upload.file, gzipped=upload.name.endswith(".gz")),
+        lines=uploaded_lines(upload),
         format=form.cleaned_data["import_format"],
         source=upload.name,
     )

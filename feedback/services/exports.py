@@ -65,6 +65,7 @@ from feedback.services.imports import IMPORT_POLICY
 logger = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "parquet")
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 PAIR_STYLES = ("standard", "conversational", "hh")
 CHUNK_ROWS = 2000  # rows per database fetch and per streamed chunk
 ROW_GROUP_ROWS = 20_000  # rows per Parquet row group: bounds memory while writing
@@ -709,11 +710,7 @@ class ExportStream:
 
     @property
     def content_type(self) -> str:
-        return (
-            "application/jsonl"
-            if self.request.format == "jsonl"
-            else "application/vnd.apache.parquet"
-        )
+        return "application/jsonl" if self.request.format == "jsonl" else PARQUET_MEDIA_TYPE
 
     @property
     def filename(self) -> str:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import gc
 import gzip
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -33,6 +35,8 @@ from itertools import islice
 from typing import TypeVar
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -153,6 +157,39 @@ def stream_lines(
 def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
     """The lines of an uploaded file, unpacked on the fly when it is gzipped."""
     return stream_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
+
+
+def parquet_lines(stream) -> Iterator[bytes]:
+    """A Parquet file's rows as JSONL lines, a batch at a time: the Hugging Face Hub stores
+    datasets as Parquet, so one can be imported as it is downloaded. Rows are numbered as lines."""
+    seekable = getattr(stream, "seekable", None)
+    if seekable is None or not seekable():
+        # Parquet is read from its end: a request body goes to a file first (in memory up to
+        # 64 MiB).
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spooled:
+            shutil.copyfileobj(stream, spooled, 1 << 20)
+            spooled.seek(0)
+            yield from parquet_lines(spooled)
+        return
+    try:
+        parquet = pq.ParquetFile(stream)
+    except (pa.ArrowException, OSError) as error:
+        raise ServiceError(
+            f"Not a readable Parquet file ({error}); nothing was imported."
+        ) from None
+    dumps = orjson.dumps
+    for batch in parquet.iter_batches(batch_size=CHUNK_LINES):
+        # Values JSON has no type for (bytes, decimals) go as text: a reader refuses what it
+        # cannot use, naming the row.
+        yield from (dumps(row, default=str) for row in batch.to_pylist())
+
+
+def uploaded_lines(upload) -> Iterator[bytes]:
+    """The lines of an uploaded file (Django's UploadedFile), by its name: Parquet (.parquet),
+    gzipped JSONL (.gz) or JSONL."""
+    if upload.name.endswith(".parquet"):
+        return parquet_lines(upload.file)
+    return file_lines(upload.file, gzipped=upload.name.endswith(".gz"))
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from feedback.models import (
 )
 from feedback.models.exports import ExportKind
 from feedback.pairs import PairPolicy
-from feedback.services.exports import ExportRequest, start_export
+from feedback.services.exports import PARQUET_MEDIA_TYPE, ExportRequest, start_export
 from feedback.services.pairs import derive_pairs
 
 
@@ -45,7 +45,7 @@ class JsonLinesRenderer(renderers.JSONRenderer):
 
 
 class ParquetRenderer(renderers.JSONRenderer):
-    media_type = "application/vnd.apache.parquet"
+    media_type = PARQUET_MEDIA_TYPE
     format = "parquet"
 
 

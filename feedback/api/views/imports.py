@@ -18,8 +18,15 @@ from feedback.errors import ServiceError
 from feedback.models import (
     ImportBatch,
 )
+from feedback.services.exports import PARQUET_MEDIA_TYPE
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
-from feedback.services.imports import MAX_IMPORT_BYTES, file_lines, import_jsonl
+from feedback.services.imports import (
+    MAX_IMPORT_BYTES,
+    file_lines,
+    import_jsonl,
+    parquet_lines,
+    uploaded_lines,
+)
 from feedback.services.projects import create_prompt_set
 
 
@@ -36,17 +43,24 @@ class NdjsonParser(JsonLinesParser):
     media_type = "application/x-ndjson"
 
 
+class ParquetParser(JsonLinesParser):
+    media_type = PARQUET_MEDIA_TYPE
+
+
 def upload_lines(request) -> Iterator[bytes]:
-    """Lines of the uploaded file: multipart field `file`, or the raw body; gzip is unpacked."""
+    """Lines of the uploaded file: multipart field `file`, or the raw body; gzip is unpacked,
+    Parquet's rows read as lines."""
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > MAX_IMPORT_BYTES:
         raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
     if request.content_type.startswith("multipart/"):
         upload = request.FILES.get("file")
         if upload is None:
-            raise ServiceError("Send the JSONL file in the multipart field 'file'.")
-        return file_lines(upload.file, gzipped=upload.name.endswith(".gz"))
+            raise ServiceError("Send the JSONL or Parquet file in the multipart field 'file'.")
+        return uploaded_lines(upload)
     stream = request.stream or io.BytesIO()
+    if request.content_type.startswith(PARQUET_MEDIA_TYPE):
+        return parquet_lines(stream)
     return file_lines(stream, gzipped=request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip")
 
 
@@ -56,7 +70,7 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
     serializer_class = s.ImportBatchSerializer
     permission_classes = [IsProjectAdmin]
     pagination_class = NewestFirst
-    parser_classes = [JsonLinesParser, NdjsonParser, MultiPartParser]
+    parser_classes = [JsonLinesParser, NdjsonParser, ParquetParser, MultiPartParser]
     throttle_scope = "import"
 
     def project_rows(self, project_id: int):
@@ -80,6 +94,7 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
         ],
         request={
             "application/jsonl": OpenApiTypes.BINARY,
+            PARQUET_MEDIA_TYPE: OpenApiTypes.BINARY,
             "multipart/form-data": {
                 "type": "object",
                 "properties": {"file": {"type": "string", "format": "binary"}},

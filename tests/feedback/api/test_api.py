@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -96,6 +97,54 @@ def test_import_takes_gzipped_multipart_uploads(client_for, make_member, project
     assert response.data["batch"]["source"] == "hh.jsonl.gz"
     listed = client.get(f"/api/v1/projects/{project.pk}/imports/").data["results"]
     assert [row["line_count"] for row in listed] == [3]
+
+
+def parquet_file(rows: list[dict]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
+def test_import_takes_parquet_as_the_hub_stores_datasets(client_for, make_member, project):
+    # UltraFeedback binarized's columns: a string prompt beside whole conversations, and more.
+    def row(n: int, rejected_reply) -> dict:
+        question = {"role": "user", "content": f"q{n}"}
+        return {
+            "prompt": f"q{n}",
+            "prompt_id": f"id{n}",
+            "chosen": [question, {"role": "assistant", "content": "good"}],
+            "rejected": [question, {"role": "assistant", "content": rejected_reply}],
+            "score_chosen": 8.0,
+            "score_rejected": 2.5,
+        }
+
+    client = client_for(make_member(role="admin"))
+    url = f"/api/v1/projects/{project.pk}/imports/"
+    upload = SimpleUploadedFile(
+        "train-00000-of-00001.parquet", parquet_file([row(0, "bad"), row(1, "worse")])
+    )
+    response = client.post(url, {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.data
+    assert response.data["format"] == "trl" and response.data["created"]["pairs"] == 2
+    pair = PreferencePair.objects.order_by("pk").last()
+    assert pair.prompt.messages == [{"role": "user", "content": "q1"}]
+    assert (pair.chosen.text, pair.rejected.text) == ("good", "worse")
+
+    # The raw body, as the export sends it; a bad row is named by its number, nothing kept.
+    response = client.post(
+        url,
+        data=parquet_file([row(2, "bad"), row(3, "bad"), {**row(4, "bad"), "chosen": []}]),
+        content_type="application/vnd.apache.parquet",
+    )
+    assert response.status_code == 400
+    assert [d.split(":")[0] for d in response.data["details"]] == ["line 3"]
+    assert PreferencePair.objects.count() == 2 and Prompt.objects.count() == 2
+
+    response = client.post(
+        url, {"file": SimpleUploadedFile("x.parquet", b"PAR1 not really")}, format="multipart"
+    )
+    assert response.status_code == 400
+    assert response.data["detail"].startswith("Not a readable Parquet file")
 
 
 def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task, project):
@@ -510,10 +559,22 @@ def test_outputs_export_as_completions_lines_that_another_project_imports_unchan
     assert [json.loads(line) for line in b"".join(back.streaming_content).splitlines()] == expected
 
     parquet = staff.get(f"/api/v1/projects/{project.pk}/exports/outputs/?format=parquet")
-    table = pq.read_table(io.BytesIO(b"".join(parquet.streaming_content)))
+    parquet_bytes = b"".join(parquet.streaming_content)
+    table = pq.read_table(io.BytesIO(parquet_bytes))
     assert table.column("prompt").to_pylist() == ["What is 2 + 2?", "What is 2 + 2?", None]
     assert table.column("messages").to_pylist()[2] == chat
     assert json.loads(table.column("generation_settings").to_pylist()[2]) == {"temperature": 0.7}
+    # The Parquet file imports as it is too.
+    parquet_copy = services.create_project(name="Parquet copy")
+    again = staff.post(
+        f"/api/v1/projects/{parquet_copy.pk}/imports/",
+        data=parquet_bytes,
+        content_type="application/vnd.apache.parquet",
+    )
+    assert again.status_code == 201, again.data
+    assert again.data["format"] == "completions"
+    back = staff.get(f"/api/v1/projects/{parquet_copy.pk}/exports/outputs/")
+    assert [json.loads(line) for line in b"".join(back.streaming_content).splitlines()] == expected
 
 
 def test_ids_no_row_can_have_are_refused_not_looked_up(client_for, make_user, project):
