@@ -82,6 +82,9 @@ EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
 MAX_IMPORT_BYTES = 1 << 30  # a larger file is refused before it is read; split it
 MAX_LINE_BYTES = 16 << 20  # a record that long is a mistake (see stream_lines)
+# Parquet is decoded a row group at a time, so a row group is what an import holds in memory;
+# a small file can unpack to far more (compression), so a larger one is refused.
+MAX_ROW_GROUP_BYTES = 1 << 30
 LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
 # little, small enough that memory stays flat however long the file.
@@ -177,11 +180,28 @@ def parquet_lines(stream) -> Iterator[bytes]:
         raise ServiceError(
             f"Not a readable Parquet file ({error}); nothing was imported."
         ) from None
-    dumps = orjson.dumps
+    metadata = parquet.metadata
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).total_byte_size
+        if size > MAX_ROW_GROUP_BYTES:
+            raise ServiceError(
+                f"Row group {index + 1} of the Parquet file unpacks to {size >> 20} MiB, over "
+                f"{MAX_ROW_GROUP_BYTES >> 20} MiB; nothing was imported. Write it with smaller "
+                "row groups (pyarrow: row_group_size=10_000)."
+            )
+    dumps, number = orjson.dumps, 0
     for batch in parquet.iter_batches(batch_size=CHUNK_LINES):
-        # Values JSON has no type for (bytes, decimals) go as text: a reader refuses what it
-        # cannot use, naming the row.
-        yield from (dumps(row, default=str) for row in batch.to_pylist())
+        for row in batch.to_pylist():
+            number += 1
+            # Values JSON has no type for (bytes, decimals) go as text: a reader refuses what it
+            # cannot use, naming the row.
+            line = dumps(row, default=str)
+            if len(line) > MAX_LINE_BYTES:
+                raise ServiceError(
+                    f"line {number}: longer than {MAX_LINE_BYTES >> 20} MiB as JSON; nothing was "
+                    "imported."
+                )
+            yield line
 
 
 def uploaded_lines(upload) -> Iterator[bytes]:

@@ -540,6 +540,34 @@ def test_a_line_too_long_to_be_a_record_stops_the_read():
     assert list(stream_lines(io.BytesIO(body), block_size=64, longest=4096))[1] == body[16:]
 
 
+def test_parquet_rows_stream_as_lines_within_the_memory_bounds(monkeypatch):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    rows = [{"prompt": f"q{n}", "metadata": {"n": n}, "raw": b"\x00\x01"} for n in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), buffer, row_group_size=2)
+    buffer.seek(0)
+    assert [json.loads(line) for line in imports.parquet_lines(buffer)][:2] == [
+        {"prompt": "q0", "metadata": {"n": 0}, "raw": "b'\\x00\\x01'"},  # no JSON type: text
+        {"prompt": "q1", "metadata": {"n": 1}, "raw": "b'\\x00\\x01'"},
+    ]
+    # Not seekable (a request body): spooled to a file first.
+    body = io.BufferedReader(io.BytesIO(buffer.getvalue()))
+    body.seekable = lambda: False
+    assert len(list(imports.parquet_lines(body))) == 5
+
+    # A row too long to be a record, and a row group that would unpack past the bound.
+    monkeypatch.setattr(imports, "MAX_LINE_BYTES", 40)
+    with pytest.raises(ServiceError, match=r"^line 1: longer than"):
+        list(imports.parquet_lines(io.BytesIO(buffer.getvalue())))
+    monkeypatch.setattr(imports, "MAX_ROW_GROUP_BYTES", 10)
+    with pytest.raises(ServiceError, match=r"^Row group 1 of the Parquet file unpacks to"):
+        list(imports.parquet_lines(io.BytesIO(buffer.getvalue())))
+
+
 def test_a_byte_order_mark_before_the_first_line_is_ignored(project):
     bom = b"\xef\xbb\xbf"
     created = import_jsonl(
