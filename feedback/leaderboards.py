@@ -49,7 +49,7 @@ BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95
 # Cached leaderboards and rating states: bump the version when the shape of Leaderboard or
 # RatingState changes, so that no process reads one of the old shape.
-LEADERBOARD_CACHE_VERSION = 1
+LEADERBOARD_CACHE_VERSION = 2
 LEADERBOARD_CACHE_SECONDS = 24 * 3600
 ELO_SCALE = ratings.EloScale()
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
@@ -174,7 +174,10 @@ class RatingRow:
     bt_low: float
     bt_high: float
     elo: float
-    rank: int
+    rank: int  # among the versions of its group
+    # Versions joined by comparisons, directly or through others: 1 for the largest set. Ratings
+    # of two groups are not comparable (nothing relates them).
+    group: int = 1
     # With length and markdown held fixed (style control); None unless asked for.
     style_score: float | None = None
 
@@ -197,6 +200,10 @@ class Leaderboard:
     # With style control: each style feature's effect, in log-odds per standard deviation of
     # its difference between the two outputs (None where it never differed).
     style_effects: dict[str, float | None] | None = None
+
+    @property
+    def groups(self) -> int:
+        return max((row.group for row in self.rows), default=1)
 
     def as_json(self) -> dict:
         return {
@@ -448,6 +455,11 @@ def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboa
     wins = ratings.win_matrix(counts)
     games = wins + wins.T
     names = dict(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", "name"))
+    # Groups numbered largest first (then by their best rating), each listed whole.
+    components = ratings.comparison_groups(counts)
+    sizes = np.bincount(components)
+    best = {c: -fit.rating[components == c].max() for c in range(sizes.size)}
+    number = {c: k + 1 for k, c in enumerate(sorted(best, key=lambda c: (-sizes[c], best[c])))}
     rows = [
         RatingRow(
             model_version_id=model_id,
@@ -459,10 +471,11 @@ def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboa
             bt_high=float(fit.upper[i]),
             elo=float(state.elo[model_id]),
             rank=int(fit.rank[i]),
+            group=number[components[i]],
         )
         for i, model_id in enumerate(model_ids)
     ]
-    order = sorted(range(n), key=lambda i: -rows[i].bt_score)
+    order = sorted(range(n), key=lambda i: (rows[i].group, -rows[i].bt_score))
     rates = ratings.win_rate_matrix(counts)
     return Leaderboard(
         rows=[rows[i] for i in order],

@@ -189,13 +189,32 @@ def expected_win_rate(strength: np.ndarray) -> np.ndarray:
     return (p.sum(axis=1) - 0.5) / (n - 1)
 
 
-def ranks_from_intervals(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def ranks_from_intervals(
+    lower: np.ndarray, upper: np.ndarray, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Rank = 1 + the number of players whose lower bound is above this one's upper bound.
 
-    Players whose intervals overlap share ranks (Chatbot Arena's rule).
+    Players whose intervals overlap share ranks (Chatbot Arena's rule). With `groups`
+    (comparison_groups), only players of the same group count: between groups the ratings have
+    no common scale.
     """
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
-    return 1 + (lower[None, :] > upper[:, None]).sum(axis=1)
+    above = lower[None, :] > upper[:, None]
+    if groups is not None:
+        groups = np.asarray(groups)
+        above &= groups[None, :] == groups[:, None]
+    return 1 + above.sum(axis=1)
+
+
+def comparison_groups(counts: OutcomeCounts) -> np.ndarray:
+    """Each player's group, numbered from 0: players joined by comparisons, directly or through
+    others. Nothing relates the ratings of two groups (each sits where the prior or the anchor
+    puts it), so they are compared within a group only."""
+    n = counts.n_players
+    met = scipy.sparse.coo_matrix(
+        (np.ones(counts.first.size), (counts.first, counts.second)), shape=(n, n)
+    )
+    return connected_components(met, directed=False)[1]
 
 
 class _Pairs:
@@ -806,7 +825,7 @@ def bootstrap_bradley_terry(
         rating=to_elo(strength, scale=scale, anchor=anchor),
         lower=lower,
         upper=upper,
-        rank=ranks_from_intervals(lower, upper),
+        rank=ranks_from_intervals(lower, upper, comparison_groups(counts)),
         share=strength_shares(strength),
         win_rate=expected_win_rate(strength),
         round_ratings=round_ratings,

@@ -476,7 +476,13 @@ class RatingRowSerializer(serializers.Serializer):
     bt_low = serializers.FloatField()
     bt_high = serializers.FloatField()
     elo = serializers.FloatField()
-    rank = serializers.IntegerField()
+    rank = serializers.IntegerField(
+        help_text="1 + the versions of its group whose interval lies wholly above this one's."
+    )
+    group = serializers.IntegerField(
+        help_text="Versions joined by comparisons, directly or through others (1: the largest "
+        "set). Ratings of different groups are not comparable."
+    )
     style_score = serializers.FloatField(
         allow_null=True,
         help_text="Bradley-Terry rating with length and markdown held fixed (style_control only).",

@@ -570,6 +570,7 @@ def rating_schema() -> pa.Schema:
             ("bt_low", pa.float64()),
             ("bt_high", pa.float64()),
             ("elo", pa.float64()),
+            ("group", pa.int64()),
         ]
     )
 

@@ -244,7 +244,9 @@ def test_judgment_and_rating_exports(project, make_member):
         "bt_low",
         "bt_high",
         "elo",
+        "group",
     }
+    assert {row["group"] for row in board} == {1}
 
 
 def test_bad_requests_are_refused(project):

@@ -63,6 +63,29 @@ def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
     assert [r.bt_low for r in same.rows] == [r.bt_low for r in board.rows]  # seeded: reproducible
 
 
+def test_versions_never_compared_with_the_rest_form_a_group_of_their_own(arena, make_member):
+    # Two models met only each other: nothing relates their ratings to the first three's.
+    lines = [battle("solo-a", "solo-b", "model_a", 100 + n) for n in range(3)]
+    import_jsonl(project_id=arena.pk, user_id=None, lines=lines, format="arena")
+    board = leaderboards.leaderboard(arena.pk, rounds=50)
+    assert board.groups == 2
+    assert [(row.group, row.model) for row in board.rows] == [
+        (1, "strong"),
+        (1, "medium"),
+        (1, "weak"),
+        (2, "solo-a"),
+        (2, "solo-b"),
+    ]
+    # Ranked within their group: solo-a's rating says nothing about strong's.
+    assert board.rows[0].rank == board.rows[3].rank == 1
+    client = Client()
+    client.force_login(make_member(role="reviewer"))
+    page = client.get(f"/insights/projects/{arena.pk}/leaderboard/").content.decode()
+    assert "fall into 2 groups that were never compared" in page
+    served = client.get(f"/api/v1/projects/{arena.pk}/leaderboard/").json()
+    assert [row["group"] for row in served["rows"]] == [1, 1, 1, 2, 2]
+
+
 def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_versions(
     arena, make_member
 ):

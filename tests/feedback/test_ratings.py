@@ -177,6 +177,18 @@ def test_ranks_from_intervals_count_players_clearly_above():
     assert ratings.ranks_from_intervals(lower, upper).tolist() == [1, 1, 3, 2]
 
 
+def test_players_never_compared_across_groups_are_ranked_within_their_group():
+    # 0-1-2 met (0 and 2 through 1); 3 and 4 only met each other.
+    counts = ratings.count_outcomes([0, 1, 3, 3], [1, 2, 4, 4], [1, 1, 1, 0.5], 5)
+    groups = ratings.comparison_groups(counts)
+    assert groups[0] == groups[1] == groups[2] != groups[3] == groups[4]
+    lower = np.array([1100, 1000, 900, 1200, 950])
+    upper = np.array([1150, 1050, 950, 1300, 1000])
+    # Player 4 sits below 0 and 3, but only 3 is in its group.
+    assert ratings.ranks_from_intervals(lower, upper).tolist() == [2, 3, 4, 1, 3]
+    assert ratings.ranks_from_intervals(lower, upper, groups).tolist() == [1, 2, 3, 1, 2]
+
+
 def test_bootstrap_counts_are_multinomial_resamples():
     counts = ratings.count_outcomes([0, 0, 0, 1, 1], [1, 1, 2, 2, 2], [1, 0, 0.5, 1, 0], 3)
     counts = counts.with_counts(np.array([5000, 3000, 1000, 600, 400]))
