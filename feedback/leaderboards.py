@@ -425,8 +425,9 @@ def computed_leaderboard(
     )
     if not style_control or not board.rows:
         return board
+    # Groups that never met leave the strengths' offsets between them free: the prior pins them.
     strength, effects = style_controlled(
-        project_id, found, FALLBACK_L2 if board.regularised else 0.0
+        project_id, found, FALLBACK_L2 if board.regularised or board.groups > 1 else 0.0
     )
     score = dict(zip(found.model_ids, ratings.to_elo(strength).tolist(), strict=True))
     return replace(
@@ -436,29 +437,44 @@ def computed_leaderboard(
     )
 
 
+def fitted_with_intervals(
+    counts: ratings.OutcomeCounts, *, rounds: int, seed: int
+) -> tuple[ratings.BradleyTerryRatings, bool]:
+    """Bootstrap Bradley-Terry of one group's counts, and whether it needed the weak prior
+    (some version never both beaten and beaten by others: its maximum likelihood is infinite)."""
+    try:
+        return ratings.bootstrap_bradley_terry(
+            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed
+        ), False
+    except ValueError:
+        return ratings.bootstrap_bradley_terry(
+            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
+        ), True
+
+
 def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboard:
     """The leaderboard of a rating state."""
     if len(state.elo) < 2 or not state.comparisons:
         return Leaderboard([], state.comparisons, rounds, CONFIDENCE)
     model_ids, counts = state.counts()
     n = len(model_ids)
+    # Each group of versions joined by comparisons is fitted on its own, around 1000: nothing
+    # relates one group's ratings to another's, and fitted together they would need the prior.
+    components = ratings.comparison_groups(counts)
+    rating, lower, upper, rank = (np.empty(n) for _ in range(4))
     regularised = False
-    try:
-        fit = ratings.bootstrap_bradley_terry(
-            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed
-        )
-    except ValueError:
-        regularised = True
-        fit = ratings.bootstrap_bradley_terry(
-            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
-        )
+    for component in range(components.max() + 1):
+        members = np.flatnonzero(components == component)
+        fit, prior = fitted_with_intervals(counts.among(members), rounds=rounds, seed=seed)
+        rating[members], lower[members], upper[members] = fit.rating, fit.lower, fit.upper
+        rank[members] = fit.rank
+        regularised |= prior
     wins = ratings.win_matrix(counts)
     games = wins + wins.T
     names = dict(ModelVersion.objects.filter(pk__in=model_ids).values_list("pk", "name"))
     # Groups numbered largest first (then by their best rating), each listed whole.
-    components = ratings.comparison_groups(counts)
     sizes = np.bincount(components)
-    best = {c: -fit.rating[components == c].max() for c in range(sizes.size)}
+    best = {c: -rating[components == c].max() for c in range(sizes.size)}
     number = {c: k + 1 for k, c in enumerate(sorted(best, key=lambda c: (-sizes[c], best[c])))}
     rows = [
         RatingRow(
@@ -466,11 +482,11 @@ def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboa
             model=names[model_id],
             games=int(round(games[i].sum())),
             wins=float(wins[i].sum()),
-            bt_score=float(fit.rating[i]),
-            bt_low=float(fit.lower[i]),
-            bt_high=float(fit.upper[i]),
+            bt_score=float(rating[i]),
+            bt_low=float(lower[i]),
+            bt_high=float(upper[i]),
             elo=float(state.elo[model_id]),
-            rank=int(fit.rank[i]),
+            rank=int(rank[i]),
             group=number[components[i]],
         )
         for i, model_id in enumerate(model_ids)

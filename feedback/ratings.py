@@ -104,6 +104,20 @@ class OutcomeCounts:
     def total(self) -> int:
         return int(self.count.sum())
 
+    def among(self, players: np.ndarray) -> OutcomeCounts:
+        """The cells between `players` (sorted indexes), each player renumbered by its place
+        there."""
+        index = np.full(self.n_players, -1)
+        index[players] = np.arange(len(players))
+        keep = (index[self.first] >= 0) & (index[self.second] >= 0)
+        return OutcomeCounts(
+            n_players=len(players),
+            first=index[self.first[keep]],
+            second=index[self.second[keep]],
+            outcome=self.outcome[keep],
+            count=self.count[keep],
+        )
+
     def with_counts(self, count: np.ndarray) -> OutcomeCounts:
         """The same cells with other counts (e.g. one bootstrap round's)."""
         count = np.asarray(count, dtype=np.int64)

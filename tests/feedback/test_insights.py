@@ -64,11 +64,18 @@ def test_leaderboard_orders_models_with_intervals_around_the_fit(arena):
 
 
 def test_versions_never_compared_with_the_rest_form_a_group_of_their_own(arena, make_member):
+    alone = leaderboards.computed_leaderboard(arena.pk, rounds=50, seed=0, style_control=False)
+    assert not alone.regularised
     # Two models met only each other: nothing relates their ratings to the first three's.
-    lines = [battle("solo-a", "solo-b", "model_a", 100 + n) for n in range(3)]
+    winners = ("model_a",) * 12 + ("model_b",) * 8  # so that every bootstrap round has both
+    lines = [battle("solo-a", "solo-b", winner, 100 + n) for n, winner in enumerate(winners)]
     import_jsonl(project_id=arena.pk, user_id=None, lines=lines, format="arena")
     board = leaderboards.leaderboard(arena.pk, rounds=50)
-    assert board.groups == 2
+    assert board.groups == 2 and not board.regularised
+    # Each group is fitted on its own: the first three rate as they did without the others.
+    assert board.rows[:3] == alone.rows
+    solo = [row.bt_score for row in board.rows[3:]]
+    assert sum(solo) / 2 == pytest.approx(1000)
     assert [(row.group, row.model) for row in board.rows] == [
         (1, "strong"),
         (1, "medium"),
@@ -84,6 +91,8 @@ def test_versions_never_compared_with_the_rest_form_a_group_of_their_own(arena, 
     assert "fall into 2 groups that were never compared" in page
     served = client.get(f"/api/v1/projects/{arena.pk}/leaderboard/").json()
     assert [row["group"] for row in served["rows"]] == [1, 1, 1, 2, 2]
+    styled = leaderboards.leaderboard(arena.pk, rounds=50, style_control=True)
+    assert all(row.style_score is not None for row in styled.rows)
 
 
 def test_cached_leaderboard_follows_new_and_taken_back_judgments_and_renamed_versions(

@@ -187,6 +187,9 @@ def test_players_never_compared_across_groups_are_ranked_within_their_group():
     # Player 4 sits below 0 and 3, but only 3 is in its group.
     assert ratings.ranks_from_intervals(lower, upper).tolist() == [2, 3, 4, 1, 3]
     assert ratings.ranks_from_intervals(lower, upper, groups).tolist() == [1, 2, 3, 1, 2]
+    pair = counts.among(np.array([3, 4]))
+    assert (pair.n_players, pair.first.tolist(), pair.second.tolist()) == (2, [0, 0], [1, 1])
+    assert (pair.outcome.tolist(), pair.count.tolist()) == ([0.5, 1.0], [1, 1])
 
 
 def test_bootstrap_counts_are_multinomial_resamples():
