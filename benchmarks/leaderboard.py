@@ -2,7 +2,8 @@
 1,000,000 over 100 models, a quarter of them ties): seconds for the leaderboard computed from the
 judgments, again from the cache, after one more battle (folded into the kept counts and Elo),
 after one is taken back (all read again), with style control,
-and for the agreement report (no human judgments among the battles: it should cost little).
+and for the agreement report, first and cached (no human judgments among the battles: it should
+cost little).
 
     tests/services.sh .venv/bin/python benchmarks/leaderboard.py [--battles 1000000] [--models 100]
 
@@ -104,6 +105,7 @@ def main() -> None:
         lambda: leaderboards.leaderboard(project.pk, style_control=True),
     )
     timed("agreement report", lambda: insights.agreement_report(project.pk))
+    timed("agreement report, cached", lambda: insights.agreement_report(project.pk))
     top = board.rows[0]
     print(
         f"{board.comparisons:,} comparisons, {len(board.rows)} models; first {top.model} "
