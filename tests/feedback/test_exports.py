@@ -247,6 +247,8 @@ def test_judgment_and_rating_exports(project, make_member):
         "group",
     }
     assert {row["group"] for row in board} == {1}
+    parquet, _ = run(project, kind="ratings", format="parquet")
+    assert pq.read_table(io.BytesIO(parquet)).to_pylist() == board
 
 
 def test_bad_requests_are_refused(project):
