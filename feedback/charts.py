@@ -68,8 +68,11 @@ def interval_plot(
     *,
     title: str,
     unit: str = "",
+    breaks: Sequence[int] = (),
 ) -> str:
-    """Horizontal confidence-interval plot: one row per label, a dot at the point estimate."""
+    """Horizontal confidence-interval plot: one row per label, a dot at the point estimate; a
+    dashed rule above each row in `breaks` (where a group of rows not comparable to the ones
+    above starts)."""
     if not labels:
         return ""
     longest = max(text_width(fit_label(label)) for label in labels)
@@ -99,6 +102,11 @@ def interval_plot(
                 f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 10}" y2="{axis_y}" stroke="#e2e3df"/>'
                 f'<text x="{x(tick):.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#5f6368">{tick:g}</text>'
             )
+    for i in breaks:
+        parts.append(
+            f'<line x1="10" x2="{width - 10}" y1="{top + row_height * i}" '
+            f'y2="{top + row_height * i}" stroke="#80868b" stroke-dasharray="6 4"/>'
+        )
     for i, (label, point, lo, hi) in enumerate(zip(labels, points, lows, highs, strict=True)):
         y = top + row_height * i + row_height / 2
         tip = f"{label}: {point:.1f} {unit} ({lo:.1f} to {hi:.1f})"

@@ -89,6 +89,7 @@ def test_versions_never_compared_with_the_rest_form_a_group_of_their_own(arena, 
     client.force_login(make_member(role="reviewer"))
     page = client.get(f"/insights/projects/{arena.pk}/leaderboard/").content.decode()
     assert "fall into 2 groups that were never compared" in page
+    assert page.count('stroke-dasharray="6 4"') == 1  # the plot's rule between the groups
     served = client.get(f"/api/v1/projects/{arena.pk}/leaderboard/").json()
     assert [row["group"] for row in served["rows"]] == [1, 1, 1, 2, 2]
     styled = leaderboards.leaderboard(arena.pk, rounds=50, style_control=True)
