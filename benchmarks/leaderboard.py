@@ -1,7 +1,8 @@
 """Leaderboard and agreement reads on a project of N imported Chatbot Arena battles (default
 1,000,000 over 100 models, a quarter of them ties): seconds for the leaderboard computed from the
 judgments, again from the cache, after one more battle (folded into the kept counts and Elo),
-after one is taken back (all read again), with style control,
+after one is taken back (all read again), with style control (then again after one more battle,
+the outputs' style features kept),
 and for the agreement report, first and cached (no human judgments among the battles: it should
 cost little).
 
@@ -102,6 +103,16 @@ def main() -> None:
     assert again.comparisons == board.comparisons, (again.comparisons, board.comparisons)
     timed(
         "leaderboard with style control",
+        lambda: leaderboards.leaderboard(project.pk, style_control=True),
+    )
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        lines=battles(rng, args.battles + 1, 1, args.models),
+        format="arena",
+    )
+    timed(
+        "leaderboard with style control after one more battle (kept style features)",
         lambda: leaderboards.leaderboard(project.pk, style_control=True),
     )
     timed("agreement report", lambda: insights.agreement_report(project.pk))

@@ -409,6 +409,39 @@ def test_style_control_takes_out_what_length_explains(verbose):
     assert board.style_effects["headers"] is None and board.style_effects["bold spans"] is None
 
 
+def test_style_features_are_kept_and_only_newly_judged_outputs_measured(verbose, monkeypatch):
+    from django.core.cache import cache
+
+    measured = []
+    measure = leaderboards.style_features
+
+    def counted(text):
+        measured.append(text)
+        return measure(text)
+
+    monkeypatch.setattr(leaderboards, "style_features", counted)
+    first = leaderboards.leaderboard(verbose.pk, rounds=50, style_control=True)
+    outputs = len(measured)
+    assert outputs > 0
+    more = json.dumps(
+        {
+            "model_a": "verbose",
+            "model_b": "terse",
+            "winner": "model_a",
+            "prompt": "one more",
+            "response_a": "A long **answer**.",
+            "response_b": "Short.",
+        }
+    )
+    import_jsonl(project_id=verbose.pk, user_id=None, lines=[more], format="arena")
+    board = leaderboards.leaderboard(verbose.pk, rounds=50, style_control=True)
+    assert sorted(measured[outputs:]) == ["A long **answer**.", "Short."]  # only the new ones
+    assert board.comparisons == first.comparisons + 1
+    cache.delete(leaderboards.style_key(verbose.pk))
+    whole = leaderboards.computed_leaderboard(verbose.pk, rounds=50, seed=0, style_control=True)
+    assert whole.rows == board.rows and whole.style_effects == board.style_effects
+
+
 def test_style_control_through_the_api_and_the_page(verbose, make_member):
     client = Client()
     client.force_login(make_member(role="reviewer"))
