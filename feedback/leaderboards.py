@@ -205,6 +205,11 @@ class Leaderboard:
     def groups(self) -> int:
         return max((row.group for row in self.rows), default=1)
 
+    @property
+    def group_starts(self) -> list[int]:
+        """The indexes of the rows that start a group after the first."""
+        return [i for i in range(1, len(self.rows)) if self.rows[i].group != self.rows[i - 1].group]
+
     def as_json(self) -> dict:
         return {
             "comparisons": self.comparisons,

@@ -103,11 +103,7 @@ def leaderboard(request, project_id: int):
             [row.bt_high for row in board.rows],
             title=f"Bradley-Terry ratings with {int(board.confidence * 100)}% bootstrap intervals",
             unit="Elo",
-            breaks=[
-                i
-                for i in range(1, len(board.rows))
-                if board.rows[i].group != board.rows[i - 1].group
-            ],
+            breaks=board.group_starts,
         ),
         "heatmap_svg": charts.heatmap(
             labels, board.win_rates, title="Observed win rate, row over column"
