@@ -3,7 +3,7 @@
 each format, and the Anthropic HH file end to end (import, export, same pairs out).
 
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
-        [--formats prompts,completions,trl]  (also: trl_chat, arena) [--repeat 3]
+        [--formats prompts,completions,trl]  (also: trl_chat, trl_csv, arena) [--repeat 3]
 
 Besides wall-clock seconds it prints the CPU seconds of the server's worker, of PostgreSQL and
 of this client for each import: on a shared machine they are the steadier figures.
@@ -12,6 +12,7 @@ of this client for each import: on a shared machine they are the steadier figure
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import http.client
 import json
@@ -80,8 +81,9 @@ def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
-# Benchmark files whose import format is not their name: TRL conversational (message lists).
-IMPORT_FORMAT = {"trl_chat": "trl"}
+# Benchmark files whose import format is not their name: TRL conversational (message lists),
+# and the TRL pairs as CSV (a spreadsheet's columns prompt, chosen, rejected).
+IMPORT_FORMAT = {"trl_chat": "trl", "trl_csv": "trl"}
 
 
 def record(format: str, n: int, rng: random.Random) -> dict:
@@ -110,6 +112,12 @@ def record(format: str, n: int, rng: random.Random) -> dict:
 
 def write_file(format: str, lines: int) -> Path:
     rng = random.Random(0)
+    if format == "trl_csv":
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["prompt", "chosen", "rejected"])
+            writer.writeheader()
+            writer.writerows(record("trl", n, rng) for n in range(lines))
+        return Path(handle.name)
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
         for n in range(lines):
             handle.write(json.dumps(record(format, n, rng)) + "\n")
@@ -123,7 +131,7 @@ def post_file(
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1200, blocksize=1 << 20)
     headers = {
         "Authorization": f"Bearer {key}",
-        "Content-Type": "application/jsonl",
+        "Content-Type": "text/csv" if file.suffix == ".csv" else "application/jsonl",
         "Content-Length": str(file.stat().st_size),
     }
     if content_encoding:

@@ -27,14 +27,10 @@ from feedback.forms import (
     labelled_errors,
 )
 from feedback.ids import parse_id
+from feedback.import_files import MAX_IMPORT_BYTES, uploaded_lines
 from feedback.models import Project, Role
 from feedback.models.projects import as_a
-from feedback.services.imports import (
-    IMPORT_POLICY,
-    MAX_IMPORT_BYTES,
-    import_jsonl,
-    uploaded_lines,
-)
+from feedback.services.imports import IMPORT_POLICY, import_jsonl
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
 from feedback.services.projects import (

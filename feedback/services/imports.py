@@ -1,5 +1,6 @@
 """Bulk import of JSONL: prompts, model versions, completions, and preference data (TRL, Anthropic
-HH, Chatbot Arena battles). See feedback/formats.py for how each format maps onto the model.
+HH, Chatbot Arena battles). See feedback/formats.py for how each format maps onto the model, and
+feedback/import_files.py for how Parquet and CSV files become lines.
 
 A file is all or nothing: if any line is bad, the import is refused with every bad line named
 (ServiceError.details) and nothing is kept. The file streams through in chunks of lines, validated
@@ -21,11 +22,8 @@ differ only in leading or trailing whitespace count as one, as everywhere in Arb
 from __future__ import annotations
 
 import gc
-import gzip
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,8 +33,6 @@ from itertools import islice
 from typing import TypeVar
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -52,6 +48,7 @@ from feedback.formats import (
     PromptRecord,
     detect_format,
 )
+from feedback.import_files import BadRow
 from feedback.models import (
     AnnotationTask,
     Completion,
@@ -80,11 +77,6 @@ IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
 EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
-MAX_IMPORT_BYTES = 1 << 30  # a larger file is refused before it is read; split it
-MAX_LINE_BYTES = 16 << 20  # a record that long is a mistake (see stream_lines)
-# Parquet is decoded a row group at a time, so a row group is what an import holds in memory;
-# a small file can unpack to far more (compression), so a larger one is refused.
-MAX_ROW_GROUP_BYTES = 1 << 30
 LOOKUP_CHUNK = 5000
 # Lines parsed and written at a time: big enough that per-chunk queries and COPY starts cost
 # little, small enough that memory stays flat however long the file.
@@ -125,93 +117,6 @@ def import_user():
         user.set_unusable_password()
         user.save(update_fields=["password"])
     return user
-
-
-def stream_lines(
-    stream, block_size: int = 1 << 20, longest: int = MAX_LINE_BYTES
-) -> Iterator[bytes]:
-    """The lines of a binary stream (an upload), read a block at a time: a WSGI server's readline on
-    a request body costs about 40 µs a line, ten times the whole read in blocks.
-
-    A line past `longest` bytes stops the read: it is no JSONL record but, most often, a whole
-    JSON array on one line, which would otherwise be held in memory whole."""
-    pending: list[bytes] = []  # the start of a line that has not ended yet
-    pending_size = 0
-    number = 0  # lines yielded so far
-    while block := stream.read(block_size):
-        if b"\n" not in block:
-            pending.append(block)
-            pending_size += len(block)
-            if pending_size > longest:
-                raise ServiceError(
-                    f"line {number + 1}: longer than {longest >> 20} MiB; nothing was imported. "
-                    "JSONL has one JSON object a line: is this a JSON array (a .json file)?"
-                )
-            continue
-        lines = (b"".join(pending) + block if pending else block).split(b"\n")
-        rest = lines.pop()
-        pending, pending_size = ([rest], len(rest)) if rest else ([], 0)
-        number += len(lines)
-        yield from lines
-    if pending:
-        yield b"".join(pending)
-
-
-def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
-    """The lines of an uploaded file, unpacked on the fly when it is gzipped."""
-    return stream_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
-
-
-def parquet_lines(stream) -> Iterator[bytes]:
-    """A Parquet file's rows as JSONL lines, a batch at a time: the Hugging Face Hub stores
-    datasets as Parquet, so one can be imported as it is downloaded. Rows are numbered as lines.
-    Going through JSON (0.4 s per 100,000 TRL rows, in the parser thread) gives them the line's
-    checks and types: NUL characters, dates as text, NaN as null."""
-    seekable = getattr(stream, "seekable", None)
-    if seekable is None or not seekable():
-        # Parquet is read from its end: a request body goes to a file first (in memory up to
-        # 64 MiB).
-        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spooled:
-            shutil.copyfileobj(stream, spooled, 1 << 20)
-            spooled.seek(0)
-            yield from parquet_lines(spooled)
-        return
-    try:
-        parquet = pq.ParquetFile(stream)
-    except (pa.ArrowException, OSError) as error:
-        raise ServiceError(
-            f"Not a readable Parquet file ({error}); nothing was imported."
-        ) from None
-    metadata = parquet.metadata
-    for index in range(metadata.num_row_groups):
-        size = metadata.row_group(index).total_byte_size
-        if size > MAX_ROW_GROUP_BYTES:
-            raise ServiceError(
-                f"Row group {index + 1} of the Parquet file unpacks to {size >> 20} MiB, over "
-                f"{MAX_ROW_GROUP_BYTES >> 20} MiB; nothing was imported. Write it with smaller "
-                "row groups (pyarrow: row_group_size=10_000)."
-            )
-    dumps, number = orjson.dumps, 0
-    for batch in parquet.iter_batches(batch_size=CHUNK_LINES):
-        for row in batch.to_pylist():
-            number += 1
-            # Values JSON has no type for (bytes, decimals) go as text: a reader refuses what it
-            # cannot use, naming the row.
-            line = dumps(row, default=str)
-            if len(line) > MAX_LINE_BYTES:
-                raise ServiceError(
-                    f"line {number}: longer than {MAX_LINE_BYTES >> 20} MiB as JSON; nothing was "
-                    "imported."
-                )
-            yield line
-
-
-def uploaded_lines(upload) -> Iterator[bytes]:
-    """The lines of an uploaded file (Django's UploadedFile), by its name: Parquet (.parquet),
-    gzipped JSONL (.gz) or JSONL."""
-    if upload.name.endswith(".parquet"):
-        return parquet_lines(upload.file)
-    return file_lines(upload.file, gzipped=upload.name.endswith(".gz"))
 
 
 @contextmanager
@@ -316,17 +221,20 @@ class LineParser:
         self.errors: list[str] = []
         self.count = 0
 
-    def chunks(self, lines: Iterable[bytes | str]) -> Iterator[list]:
+    def chunks(self, lines: Iterable[bytes | str | BadRow]) -> Iterator[list]:
         """The records of each CHUNK_LINES lines (fewer where lines are bad or blank)."""
         lines, size = iter(lines), FIRST_CHUNK_LINES
         while chunk := list(islice(lines, size)):
             yield self.parse(chunk)
             size = CHUNK_LINES
 
-    def parse(self, lines: list[bytes | str]) -> list:
+    def parse(self, lines: list[bytes | str | BadRow]) -> list:
         records: list = []
         errors = self.errors
         for number, raw in enumerate(lines, start=self.count + 1):
+            if isinstance(raw, BadRow):
+                errors.append(f"line {number}: {raw.reason}")
+                continue
             if number == 1:
                 # Windows editors start UTF-8 files with a byte order mark; JSON allows ignoring it.
                 raw = raw.removeprefix(b"\xef\xbb\xbf" if isinstance(raw, bytes) else "\ufeff")
@@ -381,7 +289,7 @@ def import_jsonl(
     *,
     project_id: int,
     user_id: int | None,
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str | BadRow],
     format: str = "auto",
     source: str = "",
 ) -> ImportResult:
@@ -414,7 +322,7 @@ def import_jsonl(
 def write_chunks(
     project: Project,
     parser: LineParser,
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str | BadRow],
     user_id: int | None,
     source: str,
 ) -> ImportWriter:

@@ -21,7 +21,7 @@ from feedback.models import (
 )
 from feedback.services import imports
 from feedback.services.exports import ExportFilters, ExportRequest, start_export
-from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl, stream_lines
+from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl
 
 pytestmark = pytest.mark.django_db
 HH_FILE = Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
@@ -511,61 +511,6 @@ def test_a_shortened_switch_interval_is_restored_when_its_last_holder_leaves():
             pass
         assert sys.getswitchinterval() == pytest.approx(default / 10)
     assert sys.getswitchinterval() == default
-
-
-def test_stream_lines_splits_across_blocks():
-    import io
-
-    body = b'{"prompt": "a"}\n\n{"prompt": "bb"}\r\n{"prompt": "c"}'
-    for block_size in (1, 3, 7, len(body), 1 << 20):
-        assert list(stream_lines(io.BytesIO(body), block_size)) == [
-            b'{"prompt": "a"}',
-            b"",
-            b'{"prompt": "bb"}\r',
-            b'{"prompt": "c"}',
-        ]
-    assert list(stream_lines(io.BytesIO(b"x\n"), 4)) == [b"x"]
-
-
-def test_a_line_too_long_to_be_a_record_stops_the_read():
-    import io
-
-    # A JSON array on one line (a .json file sent as JSONL) is refused as it streams in, not
-    # held whole: reading it block by block is also no longer quadratic in its length.
-    body = b'{"prompt": "a"}\n' + b'[{"prompt": "b"}, ' * 100
-    lines = stream_lines(io.BytesIO(body), block_size=64, longest=1024)
-    assert next(lines) == b'{"prompt": "a"}'
-    with pytest.raises(ServiceError, match=r"line 2: longer than .*JSON array"):
-        next(lines)
-    assert list(stream_lines(io.BytesIO(body), block_size=64, longest=4096))[1] == body[16:]
-
-
-def test_parquet_rows_stream_as_lines_within_the_memory_bounds(monkeypatch):
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    rows = [{"prompt": f"q{n}", "metadata": {"n": n}, "raw": b"\x00\x01"} for n in range(5)]
-    pq.write_table(pa.Table.from_pylist(rows), buffer, row_group_size=2)
-    buffer.seek(0)
-    assert [json.loads(line) for line in imports.parquet_lines(buffer)][:2] == [
-        {"prompt": "q0", "metadata": {"n": 0}, "raw": "b'\\x00\\x01'"},  # no JSON type: text
-        {"prompt": "q1", "metadata": {"n": 1}, "raw": "b'\\x00\\x01'"},
-    ]
-    # Not seekable (a request body): spooled to a file first.
-    body = io.BufferedReader(io.BytesIO(buffer.getvalue()))
-    body.seekable = lambda: False
-    assert len(list(imports.parquet_lines(body))) == 5
-
-    # A row too long to be a record, and a row group that would unpack past the bound.
-    monkeypatch.setattr(imports, "MAX_LINE_BYTES", 40)
-    with pytest.raises(ServiceError, match=r"^line 1: longer than"):
-        list(imports.parquet_lines(io.BytesIO(buffer.getvalue())))
-    monkeypatch.setattr(imports, "MAX_ROW_GROUP_BYTES", 10)
-    with pytest.raises(ServiceError, match=r"^Row group 1 of the Parquet file unpacks to"):
-        list(imports.parquet_lines(io.BytesIO(buffer.getvalue())))
 
 
 def test_a_byte_order_mark_before_the_first_line_is_ignored(project):

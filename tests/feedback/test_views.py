@@ -118,7 +118,7 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
     no_file = client.post(url, {"action": "import", "import_format": "auto"})
     assert (
         no_file.status_code == 422
-        and "JSONL or Parquet file: This field is required." in no_file.content.decode()
+        and "JSONL, CSV or Parquet file: This field is required." in no_file.content.decode()
     )
 
 

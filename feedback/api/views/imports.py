@@ -1,5 +1,6 @@
-"""Importing JSONL files, and prompt sets."""
+"""Importing JSONL, CSV and Parquet files, and prompt sets."""
 
+import gzip
 import io
 from collections.abc import Iterator
 
@@ -15,18 +16,20 @@ from feedback.api import serializers as s
 from feedback.api.permissions import IsProjectAdmin, IsProjectReviewer
 from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin
 from feedback.errors import ServiceError
+from feedback.import_files import (
+    MAX_IMPORT_BYTES,
+    BadRow,
+    csv_lines,
+    file_lines,
+    parquet_lines,
+    uploaded_lines,
+)
 from feedback.models import (
     ImportBatch,
 )
 from feedback.services.exports import PARQUET_MEDIA_TYPE
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
-from feedback.services.imports import (
-    MAX_IMPORT_BYTES,
-    file_lines,
-    import_jsonl,
-    parquet_lines,
-    uploaded_lines,
-)
+from feedback.services.imports import import_jsonl
 from feedback.services.projects import create_prompt_set
 
 
@@ -47,21 +50,28 @@ class ParquetParser(JsonLinesParser):
     media_type = PARQUET_MEDIA_TYPE
 
 
-def upload_lines(request) -> Iterator[bytes]:
+class CsvParser(JsonLinesParser):
+    media_type = "text/csv"
+
+
+def upload_lines(request) -> Iterator[bytes | BadRow]:
     """Lines of the uploaded file: multipart field `file`, or the raw body; gzip is unpacked,
-    Parquet's rows read as lines."""
+    Parquet's and CSV's records read as lines."""
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > MAX_IMPORT_BYTES:
         raise ServiceError(f"The file is over {MAX_IMPORT_BYTES >> 20} MiB; split it.")
     if request.content_type.startswith("multipart/"):
         upload = request.FILES.get("file")
         if upload is None:
-            raise ServiceError("Send the JSONL or Parquet file in the multipart field 'file'.")
+            raise ServiceError("Send the JSONL, CSV or Parquet file in the multipart field 'file'.")
         return uploaded_lines(upload)
     stream = request.stream or io.BytesIO()
     if request.content_type.startswith(PARQUET_MEDIA_TYPE):
         return parquet_lines(stream)
-    return file_lines(stream, gzipped=request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip")
+    gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
+    if request.content_type.startswith("text/csv"):
+        return csv_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
+    return file_lines(stream, gzipped=gzipped)
 
 
 class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
@@ -70,7 +80,7 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
     serializer_class = s.ImportBatchSerializer
     permission_classes = [IsProjectAdmin]
     pagination_class = NewestFirst
-    parser_classes = [JsonLinesParser, NdjsonParser, ParquetParser, MultiPartParser]
+    parser_classes = [JsonLinesParser, NdjsonParser, ParquetParser, CsvParser, MultiPartParser]
     throttle_scope = "import"
 
     def project_rows(self, project_id: int):
@@ -94,6 +104,7 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
         ],
         request={
             "application/jsonl": OpenApiTypes.BINARY,
+            "text/csv": OpenApiTypes.BINARY,
             PARQUET_MEDIA_TYPE: OpenApiTypes.BINARY,
             "multipart/form-data": {
                 "type": "object",

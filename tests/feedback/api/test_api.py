@@ -147,6 +147,49 @@ def test_import_takes_parquet_as_the_hub_stores_datasets(client_for, make_member
     assert response.data["detail"].startswith("Not a readable Parquet file")
 
 
+def test_import_takes_csv_as_kaggle_and_spreadsheets_write_it(client_for, make_member, project):
+    client = client_for(make_member(role="admin"))
+    url = f"/api/v1/projects/{project.pk}/imports/"
+    # Kaggle's arena battles (train.csv) as the raw body: turns JSON-encoded inside quoted cells.
+    kaggle = (
+        "id,model_a,model_b,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\r\n"
+        '1,gpt-4,llama,"[""Hi, there""]","[""Hello!\\nHow can I help?""]","[null]",1,0,0\r\n'
+        '2,gpt-4,llama,"[""Q""]","[""x""]","[""y""]",0,0,1\r\n'
+    )
+    response = client.post(url, data=kaggle.encode(), content_type="text/csv")
+    assert response.status_code == 201, response.data
+    assert response.data["format"] == "arena" and response.data["lines"] == 2
+    assert response.data["created"] == {
+        "model_versions": 2,
+        "prompts": 2,
+        "completions": 4,
+        "tasks": 2,
+        "judgments": 2,
+        "pairs": 1,
+    }
+    pair = PreferencePair.objects.get()
+    assert (pair.prompt.text, pair.chosen.text, pair.rejected.text) == (
+        "Hi, there",
+        "Hello!\nHow can I help?",
+        "",
+    )
+
+    # A spreadsheet's TRL pairs through the form field, gzipped; bad rows named, nothing kept.
+    sheet = "prompt,chosen,rejected,margin\nQ1,a,b,1\nQ2,a,b,much\nQ3,a,b,2,extra\n"
+    upload = SimpleUploadedFile("pairs.csv.gz", gzip.compress(sheet.encode()))
+    response = client.post(url, {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    assert response.data["details"] == [
+        "line 2: 'margin' must be a number.",
+        "line 3: 5 cells, but the header names 4 columns.",
+    ]
+    assert PreferencePair.objects.count() == 1
+    upload = SimpleUploadedFile("pairs.csv", sheet.encode().split(b"Q2")[0])
+    response = client.post(url, {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.data
+    assert PreferencePair.objects.filter(policy="import", margin=1.0).count() == 1
+
+
 def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task, project):
     task = make_task()
     annotator = make_member()
