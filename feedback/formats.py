@@ -23,6 +23,7 @@ How each format maps onto Arbiter's model (and back, exactly):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ HH_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System", "t
 ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "both_bad"}
 ARENA_LABELS = {choice: label for label, choice in ARENA_WINNERS.items()}
 # Kaggle's arena data flags the winner instead (no "both bad"): flag -> `winner`.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 KAGGLE_WINNER_FLAGS = {
     "winner_model_a": "model_a",
     "winner_model_b": "model_b",
@@ -361,14 +363,29 @@ def kaggle_winner(record: dict) -> str:
     return KAGGLE_WINNER_FLAGS[list(KAGGLE_WINNER_FLAGS)[flags.index(1)]]
 
 
+def encoded_turns(value: str, key: str) -> object:
+    """Kaggle's JSON-encoded turns. The scraped answers hold lone surrogates (half an emoji cut
+    off), which no UTF-8 text can: each becomes U+FFFD, as a browser shows it, so that the file
+    imports as it is downloaded."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        if "surrogate" not in str(error):
+            raise LineError(f"{key!r} must be a JSON-encoded list of turns: {error}.") from None
+    try:
+        turns = json.loads(value)  # takes lone surrogates, where orjson refuses them
+    except ValueError as error:
+        raise LineError(f"{key!r} must be a JSON-encoded list of turns: {error}.") from None
+    if not isinstance(turns, list):
+        return turns
+    return [LONE_SURROGATE.sub("\ufffd", t) if isinstance(t, str) else t for t in turns]
+
+
 def kaggle_turns(record: dict, key: str) -> list[str]:
     """A Kaggle column: a JSON-encoded list of turns, null where the model gave no answer."""
     value = record[key]
     if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError as error:
-            raise LineError(f"{key!r} must be a JSON-encoded list of turns: {error}.") from None
+        value = encoded_turns(value, key)
     if (
         not isinstance(value, list)
         or not value

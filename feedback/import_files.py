@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import itertools
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -50,6 +51,7 @@ CSV_OPTIONAL_COLUMNS = (
     | CSV_JSON_COLUMNS
     | {"model", "split", "method", "base_model", "adapter_path"}
 )
+CSV_DELIMITERS = (",", ";", "\t")
 # The csv module refuses a cell over 128 KiB by default; a model's answer can be longer.
 csv.field_size_limit(MAX_LINE_BYTES)
 
@@ -221,8 +223,13 @@ def csv_records(rows: Iterable[list[str]]) -> Iterator[dict | BadRow | None]:
 def csv_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes | BadRow]:
     """A CSV file's rows as lines, each under the header's names, as a spreadsheet or pandas
     writes them (`df.to_csv`); Kaggle ships the Chatbot Arena battles so. Cells are text, but for
-    the columns that hold numbers or JSON (CSV_NUMBER_COLUMNS, CSV_JSON_COLUMNS)."""
-    reader = csv.reader(text_lines(stream, block_size))
+    the columns that hold numbers or JSON (CSV_NUMBER_COLUMNS, CSV_JSON_COLUMNS). Cells are
+    parted by commas, or by semicolons or tabs where the header has more of those (Excel writes
+    semicolons where the comma is the decimal mark)."""
+    lines = text_lines(stream, block_size)
+    header = next(lines, "")
+    delimiter = max(CSV_DELIMITERS, key=header.count)  # the first of the most frequent
+    reader = csv.reader(itertools.chain([header], lines), delimiter=delimiter)
     number = 0
     try:
         for record in csv_records(reader):
@@ -241,11 +248,11 @@ def csv_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes | BadRow]:
 
 def uploaded_lines(upload) -> Iterator[bytes | BadRow]:
     """The lines of an uploaded file (Django's UploadedFile), by its name: Parquet (.parquet), CSV
-    (.csv, or gzipped .csv.gz), gzipped JSONL (.gz) or JSONL."""
+    (.csv or .tsv, or gzipped), gzipped JSONL (.gz) or JSONL."""
     name = upload.name.lower()
     if name.endswith(".parquet"):
         return parquet_lines(upload.file)
-    if name.endswith((".csv", ".csv.gz")):
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
         return csv_lines(
             gzip.GzipFile(fileobj=upload.file) if name.endswith(".gz") else upload.file
         )

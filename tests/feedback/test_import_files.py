@@ -144,6 +144,11 @@ def test_csv_files_that_cannot_be_read_are_refused_whole(monkeypatch):
             read(b"prompt\nshort\n" + b"x" * 20 + b"\n")
         finally:
             csv.field_size_limit(limit)
+    # Semicolons (Excel where the comma is the decimal mark) and tabs part cells too.
+    for body in (b"prompt;chosen;rejected\na, b;c;d\n", b"prompt\tchosen\trejected\na, b\tc\td\n"):
+        assert records(csv_lines(io.BytesIO(body))) == [
+            {"prompt": "a, b", "chosen": "c", "rejected": "d"}
+        ]
     monkeypatch.setattr(import_files, "MAX_LINE_BYTES", 30)
     with pytest.raises(ServiceError, match=r"^line 1: longer than"):
         read(b"prompt,chosen\n" + b"x," + b"y" * 40 + b"\n")

@@ -257,6 +257,10 @@ def test_kaggle_arena_battles_with_winner_flags_and_encoded_turns(project):
     assert second.prompt.messages == [{"role": "user", "content": "Hi"}]
     assert second.chosen.text == "Yo.\n\nUser: And then?\n\nAssistant: "
     assert second.rejected.text == "Hey.\n\nUser: And then?\n\nAssistant: Lunch."
+    # The scraped answers hold lone surrogates (half an emoji), which no text can: U+FFFD.
+    cut = battle(["Q4"], ["cut \ud83d off"], ["fine"], (1, 0, 0))
+    import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(cut))
+    assert PreferencePair.objects.order_by("pk").last().chosen.text == "cut \ufffd off"
 
     assert refusal(
         project,
@@ -266,6 +270,7 @@ def test_kaggle_arena_battles_with_winner_flags_and_encoded_turns(project):
             battle(["Q", "Q2"], ["x"], ["y"], (1, 0, 0)),
             {**battle(["Q"], ["x"], ["y"], (1, 0, 0)), "response_a": '["unclosed'},
             {**battle(["Q"], ["x"], ["y"], (1, 0, 0)), "response_b": "[1]"},
+            {**battle(["Q"], ["x"], ["y"], (1, 0, 0)), "response_a": '["\\ud83d", '},
         ),
         "arena",
     ).details == [
@@ -278,6 +283,8 @@ def test_kaggle_arena_battles_with_winner_flags_and_encoded_turns(project):
         "line 4: 'response_a' must be a JSON-encoded list of turns: unexpected end of data: "
         "line 1 column 11 (char 10).",
         "line 5: 'response_b' must be a list of turns (strings).",
+        "line 6: 'response_a' must be a JSON-encoded list of turns: Expecting value: line 1 "
+        "column 12 (char 11).",
     ]
 
 
