@@ -101,9 +101,9 @@ class PairPolicyForm(forms.Form):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="JSONL, CSV or Parquet file",
-        help_text="JSONL, plain or gzipped (.jsonl.gz); CSV with a header row (.csv or .csv.gz, "
-        "as spreadsheets and Kaggle write it); or Parquet (.parquet, as the Hugging Face Hub "
-        "stores datasets). A row a record; up to 1 GiB.",
+        help_text="JSONL, plain or gzipped (.jsonl.gz); CSV with a header row (.csv or .tsv, "
+        "plain or gzipped, as spreadsheets and Kaggle write it); or Parquet (.parquet, as the "
+        "Hugging Face Hub stores datasets). A row a record; up to 1 GiB.",
     )
     import_format = forms.ChoiceField(
         label="Format",

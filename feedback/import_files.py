@@ -13,6 +13,7 @@ import codecs
 import csv
 import gzip
 import itertools
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -52,6 +53,7 @@ CSV_OPTIONAL_COLUMNS = (
     | {"model", "split", "method", "base_model", "adapter_path"}
 )
 CSV_DELIMITERS = (",", ";", "\t")
+DECIMAL_COMMA = re.compile(r"^\s*(-?\d+),(\d+)\s*$")
 # The csv module refuses a cell over 128 KiB by default; a model's answer can be longer.
 csv.field_size_limit(MAX_LINE_BYTES)
 
@@ -177,10 +179,13 @@ def text_lines(stream, block_size: int = 1 << 20) -> Iterator[str]:
         yield pending
 
 
-def csv_value(column: str, cell: str) -> object:
-    """A cell's value: text, or what a number or JSON column holds. A cell that does not parse
-    stays text, and the format's reader says what it wanted."""
+def csv_value(column: str, cell: str, *, decimal_comma: bool = False) -> object:
+    """A cell's value: text, or what a number or JSON column holds (numbers with a decimal comma
+    where cells are parted by semicolons). A cell that does not parse stays text, and the
+    format's reader says what it wanted."""
     if column in CSV_NUMBER_COLUMNS or column in CSV_JSON_COLUMNS:
+        if decimal_comma and column in CSV_NUMBER_COLUMNS:
+            cell = DECIMAL_COMMA.sub(r"\1.\2", cell)
         try:
             value = orjson.loads(cell)
         except orjson.JSONDecodeError:
@@ -191,7 +196,9 @@ def csv_value(column: str, cell: str) -> object:
     return cell
 
 
-def csv_records(rows: Iterable[list[str]]) -> Iterator[dict | BadRow | None]:
+def csv_records(
+    rows: Iterable[list[str]], *, decimal_comma: bool = False
+) -> Iterator[dict | BadRow | None]:
     """CSV rows under their header as records (None for a blank row). Columns without a name
     (the index pandas writes first) are left out; so are empty cells past the header's end."""
     rows = iter(rows)
@@ -216,7 +223,7 @@ def csv_records(rows: Iterable[list[str]]) -> Iterator[dict | BadRow | None]:
         for index, name in named:
             cell = row[index] if index < len(row) else ""
             if cell.strip() or name not in CSV_OPTIONAL_COLUMNS:
-                record[name] = csv_value(name, cell)
+                record[name] = csv_value(name, cell, decimal_comma=decimal_comma)
         yield record
 
 
@@ -225,14 +232,14 @@ def csv_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes | BadRow]:
     writes them (`df.to_csv`); Kaggle ships the Chatbot Arena battles so. Cells are text, but for
     the columns that hold numbers or JSON (CSV_NUMBER_COLUMNS, CSV_JSON_COLUMNS). Cells are
     parted by commas, or by semicolons or tabs where the header has more of those (Excel writes
-    semicolons where the comma is the decimal mark)."""
+    semicolons where the comma is the decimal mark, and so numbers like 1,5)."""
     lines = text_lines(stream, block_size)
     header = next(lines, "")
     delimiter = max(CSV_DELIMITERS, key=header.count)  # the first of the most frequent
     reader = csv.reader(itertools.chain([header], lines), delimiter=delimiter)
     number = 0
     try:
-        for record in csv_records(reader):
+        for record in csv_records(reader, decimal_comma=delimiter == ";"):
             number += 1
             if record is None:
                 yield b""

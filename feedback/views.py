@@ -182,10 +182,16 @@ def import_file(request, project, form: ImportForm) -> str:
         format=form.cleaned_data["import_format"],
         source=upload.name,
     )
-    made = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in result.created.items())
-    return (
-        f"Imported {upload.name} ({result.format}, {result.lines} lines): {made or 'nothing new'}."
+    made = ", ".join(
+        counted(count, what.replace("_", " ")) for what, count in result.created.items()
     )
+    lines = counted(result.lines, "lines")
+    return f"Imported {upload.name} ({result.format}, {lines}): {made or 'nothing new'}."
+
+
+def counted(count: int, plural: str) -> str:
+    """ "1 prompt", "2 prompts": what imports make are all plain plurals."""
+    return f"{count} {plural.removesuffix('s') if count == 1 else plural}"
 
 
 def open_tasks(request, project, form: TaskCreationForm) -> str:

@@ -149,6 +149,11 @@ def test_csv_files_that_cannot_be_read_are_refused_whole(monkeypatch):
         assert records(csv_lines(io.BytesIO(body))) == [
             {"prompt": "a, b", "chosen": "c", "rejected": "d"}
         ]
+    # Where semicolons part cells, numbers may have a decimal comma; elsewhere 1,5 is no number.
+    semicolons = b"prompt;chosen;rejected;margin\nQ;2,5;3;1,5\nQ;a;b;2\n"
+    assert [r["margin"] for r in records(csv_lines(io.BytesIO(semicolons)))] == [1.5, 2]
+    commas = b'prompt,chosen,rejected,margin\nQ,a,b,"1,5"\n'
+    assert records(csv_lines(io.BytesIO(commas)))[0]["margin"] == "1,5"
     monkeypatch.setattr(import_files, "MAX_LINE_BYTES", 30)
     with pytest.raises(ServiceError, match=r"^line 1: longer than"):
         read(b"prompt,chosen\n" + b"x," + b"y" * 40 + b"\n")

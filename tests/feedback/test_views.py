@@ -93,6 +93,15 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
         "Imported outputs.jsonl (completions, 6 lines): 3 model versions, 2 prompts, "
         "6 completions." in imported.content.decode()
     )
+    # A spreadsheet's single row, in the singular.
+    sheet = SimpleUploadedFile("one.csv", b"prompt,completion,model\nQuestion 9?,c,solo\n")
+    imported = client.post(
+        url, {"action": "import", "file": sheet, "import_format": "auto"}, follow=True
+    )
+    assert (
+        "Imported one.csv (completions, 1 line): 1 model version, 1 prompt, 1 completion."
+        in imported.content.decode()
+    )
     small, large = (project.model_versions.get(name=n).pk for n in ("small", "large"))
     made = client.post(
         url,
