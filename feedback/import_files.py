@@ -16,6 +16,7 @@ import itertools
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -95,9 +96,25 @@ def stream_lines(
         yield b"".join(pending)
 
 
+class Gunzipped:
+    """A gzipped stream, unpacked as it is read; a file that is not gzip, or is cut short or
+    damaged, is refused as such (a ServiceError, not a server error)."""
+
+    def __init__(self, stream):
+        self.file = gzip.GzipFile(fileobj=stream)
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.file.read(size)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ServiceError(
+                f"Not a readable gzip file ({error}); nothing was imported."
+            ) from None
+
+
 def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
     """The lines of an uploaded file, unpacked on the fly when it is gzipped."""
-    return stream_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
+    return stream_lines(Gunzipped(stream) if gzipped else stream)
 
 
 def record_line(record: dict, number: int) -> bytes:
@@ -260,7 +277,5 @@ def uploaded_lines(upload) -> Iterator[bytes | BadRow]:
     if name.endswith(".parquet"):
         return parquet_lines(upload.file)
     if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        return csv_lines(
-            gzip.GzipFile(fileobj=upload.file) if name.endswith(".gz") else upload.file
-        )
+        return csv_lines(Gunzipped(upload.file) if name.endswith(".gz") else upload.file)
     return file_lines(upload.file, gzipped=name.endswith(".gz"))

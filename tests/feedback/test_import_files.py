@@ -162,3 +162,12 @@ def test_csv_files_that_cannot_be_read_are_refused_whole(monkeypatch):
     upload.name = "Prompts.CSV.GZ"
     upload.file = upload
     assert records(import_files.uploaded_lines(upload)) == [{"prompt": "Q"}]
+
+
+def test_a_gzip_file_that_cannot_be_unpacked_is_refused_as_such():
+    whole = gzip.compress(b'{"prompt": "a"}\n' * 1000)
+    damaged = whole[:12] + bytes(40) + whole[52:]
+    for body in (b"not gzip at all", whole[:30], damaged):
+        with pytest.raises(ServiceError, match=r"^Not a readable gzip file \(.+\); nothing"):
+            list(import_files.file_lines(io.BytesIO(body), gzipped=True))
+    assert len(list(import_files.file_lines(io.BytesIO(whole), gzipped=True))) == 1000

@@ -1,6 +1,5 @@
 """Importing JSONL, CSV and Parquet files, and prompt sets."""
 
-import gzip
 import io
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from feedback.errors import ServiceError
 from feedback.import_files import (
     MAX_IMPORT_BYTES,
     BadRow,
+    Gunzipped,
     csv_lines,
     file_lines,
     parquet_lines,
@@ -70,7 +70,7 @@ def upload_lines(request) -> Iterator[bytes | BadRow]:
         return parquet_lines(stream)
     gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
     if request.content_type.startswith("text/csv"):
-        return csv_lines(gzip.GzipFile(fileobj=stream) if gzipped else stream)
+        return csv_lines(Gunzipped(stream) if gzipped else stream)
     return file_lines(stream, gzipped=gzipped)
 
 

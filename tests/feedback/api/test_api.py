@@ -98,6 +98,15 @@ def test_import_takes_gzipped_multipart_uploads(client_for, make_member, project
     listed = client.get(f"/api/v1/projects/{project.pk}/imports/").data["results"]
     assert [row["line_count"] for row in listed] == [3]
 
+    # Cut short in transit: refused as such, nothing kept.
+    upload = SimpleUploadedFile("hh.jsonl.gz", gzip.compress(lines.encode())[:-12])
+    response = client.post(
+        f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
+    )
+    assert response.status_code == 400
+    assert response.data["detail"].startswith("Not a readable gzip file (Compressed file ended")
+    assert len(client.get(f"/api/v1/projects/{project.pk}/imports/").data["results"]) == 1
+
 
 def parquet_file(rows: list[dict]) -> bytes:
     buffer = io.BytesIO()
