@@ -1,7 +1,7 @@
 """Arbiter's domain model. Invariants the database can hold are declared as constraints here."""
 
 from .exports import ExportSnapshot
-from .judgments import Adjudication, Judgment, PreferencePair
+from .judgments import Adjudication, Judgment, PairJudgment, PreferencePair
 from .projects import Invitation, Membership, Project, Role
 from .prompts import Completion, ImportBatch, ModelVersion, Prompt, PromptSet
 from .tasks import AnnotationTask, Assignment, TaskItem
@@ -19,6 +19,7 @@ __all__ = [
     "Judgment",
     "Membership",
     "ModelVersion",
+    "PairJudgment",
     "PreferencePair",
     "Project",
     "Prompt",

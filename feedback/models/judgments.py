@@ -167,7 +167,9 @@ class PreferencePair(models.Model):
     margin = models.FloatField(default=0.0)
     is_tie = models.BooleanField(default=False)
     policy = models.CharField(max_length=64, default="default")
-    judgments = models.ManyToManyField(Judgment, related_name="pairs", blank=True)
+    judgments = models.ManyToManyField(
+        Judgment, through="PairJudgment", related_name="pairs", blank=True
+    )
     created_at = created_at_field()
 
     class Meta:
@@ -189,3 +191,19 @@ class PreferencePair(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chosen_id} over {self.rejected_id} ({self.policy})"
+
+
+class PairJudgment(models.Model):
+    """A judgment that a pair was derived from (the table Django would make for the link)."""
+
+    # Indexed first in the unique pair below; an index of its own was one more entry to write
+    # for every link.
+    preferencepair = models.ForeignKey(PreferencePair, on_delete=models.CASCADE, db_index=False)
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE)
+
+    class Meta:
+        db_table = "feedback_preferencepair_judgments"
+        unique_together = [("preferencepair", "judgment")]
+
+    def __str__(self) -> str:
+        return f"pair {self.preferencepair_id} from judgment {self.judgment_id}"

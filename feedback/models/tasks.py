@@ -45,6 +45,7 @@ class AnnotationTask(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="tasks",
+        db_index=False,  # task_round_idx, partial
     )
     # Set on the tasks of imported Chatbot Arena battles, whose verdicts are not annotators' work.
     import_batch = import_batch_field(related_name="tasks")
@@ -56,6 +57,13 @@ class AnnotationTask(models.Model):
             models.Index(
                 fields=["project", "status", "-priority", "-slots_taken", "id"],
                 name="task_queue_idx",
+            ),
+            # Only round tasks: the others (most) would each add an entry for NULL, written
+            # again with every lease and judgment.
+            models.Index(
+                fields=["alignment_round"],
+                condition=Q(alignment_round__isnull=False),
+                name="task_round_idx",
             ),
         ]
         constraints = [
