@@ -141,6 +141,10 @@ class TaskDeletionForm(forms.Form):
     )
 
 
+class ImportDeletionForm(forms.Form):
+    batch = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
 class TaskCreationForm(forms.Form):
     """Which of a project's outputs become tasks (create_tasks_from_completions)."""
 

@@ -15,6 +15,7 @@ from feedback import charts, insights, leaderboards, selectors
 from feedback.api.permissions import REVIEWERS
 from feedback.errors import ServiceError
 from feedback.forms import (
+    ImportDeletionForm,
     ImportForm,
     InvitationForm,
     MemberForm,
@@ -30,6 +31,7 @@ from feedback.ids import parse_id
 from feedback.import_files import MAX_IMPORT_BYTES, uploaded_lines
 from feedback.models import Project, Role
 from feedback.models.projects import as_a
+from feedback.services.import_deletion import delete_import
 from feedback.services.imports import IMPORT_POLICY, import_jsonl
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
@@ -43,6 +45,7 @@ from feedback.services.projects import (
     update_project,
 )
 from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
+from feedback.wording import counted
 
 
 def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
@@ -189,11 +192,6 @@ def import_file(request, project, form: ImportForm) -> str:
     return f"Imported {upload.name} ({result.format}, {lines}): {made or 'nothing new'}."
 
 
-def counted(count: int, plural: str) -> str:
-    """ "1 prompt", "2 prompts": what imports make are all plain plurals."""
-    return f"{count} {plural.removesuffix('s') if count == 1 else plural}"
-
-
 def open_tasks(request, project, form: TaskCreationForm) -> str:
     """Create the tasks the form asks for; what to tell the user. Raises ServiceError."""
     versions = form.cleaned_data["model_versions"]
@@ -209,6 +207,10 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
 def delete_tasks(request, project, form: TaskDeletionForm) -> str:
     deleted = delete_untouched_tasks(project_id=project.pk, mode=form.cleaned_data["mode"] or None)
     return f"{deleted} untouched open tasks deleted."
+
+
+def delete_batch(request, project, form: ImportDeletionForm) -> str:
+    return delete_import(project_id=project.pk, batch_id=form.cleaned_data["batch"]).summary()
 
 
 def make_prompt_set(request, project, form: PromptSetForm) -> str:
@@ -249,6 +251,10 @@ def imports(request, project_id: int):
     )
     bound = {
         "import": (import_form, import_file),
+        "delete_import": (
+            ImportDeletionForm(request.POST if posted == "delete_import" else None),
+            delete_batch,
+        ),
         "tasks": (task_form, open_tasks),
         "delete_tasks": (deletion_form, delete_tasks),
         "prompt_set": (set_form, make_prompt_set),

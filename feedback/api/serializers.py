@@ -192,6 +192,15 @@ class ImportResultSerializer(serializers.Serializer):
     created = serializers.DictField(child=serializers.IntegerField())
 
 
+class DeletedImportSerializer(serializers.Serializer):
+    detail = serializers.CharField(source="summary")
+    prompts = serializers.IntegerField()
+    completions = serializers.IntegerField()
+    pairs = serializers.IntegerField()
+    tasks = serializers.IntegerField()
+    kept_prompts = serializers.IntegerField()
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     details = serializers.ListField(child=serializers.CharField(), required=False)

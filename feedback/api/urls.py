@@ -46,6 +46,11 @@ urlpatterns = [
     ),
     path("projects/<id:project_id>/imports/", imports.ImportList.as_view(), name="imports"),
     path(
+        "projects/<id:project_id>/imports/<id:batch_id>/",
+        imports.ImportDetail.as_view(),
+        name="import",
+    ),
+    path(
         "projects/<id:project_id>/prompt-sets/",
         imports.PromptSetList.as_view(),
         name="prompt-sets",

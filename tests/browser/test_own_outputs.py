@@ -34,7 +34,7 @@ def test_imported_outputs_are_judged_and_come_back_as_a_dataset(
     sign_in(page, "lead")
     page.get_by_role("link", name="Imports & tasks").click()
     page.get_by_label("JSONL, CSV or Parquet file").set_input_files(outputs)
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text(
         "Imported outputs.jsonl (completions, 6 lines)"
     )

@@ -121,6 +121,17 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
     assert "2 untouched open tasks deleted." in deleted.content.decode()
     assert not AnnotationTask.objects.filter(mode="ranking").exists()
     assert AnnotationTask.objects.filter(mode="pairwise").count() == 2
+    # Deleting an import: refused while tasks show its outputs; the one-line sheet's goes.
+    outputs_batch, sheet_batch = ImportBatch.objects.order_by("pk")
+    assert f'aria-label="Delete import #{sheet_batch.pk}"' in client.get(url).content.decode()
+    refused = client.post(url, {"action": "delete_import", "batch": outputs_batch.pk})
+    assert refused.status_code == 422
+    assert "2 tasks show this import&#x27;s outputs; nothing was deleted." in (
+        refused.content.decode()
+    )
+    deleted = client.post(url, {"action": "delete_import", "batch": sheet_batch.pk}, follow=True)
+    assert "Import one.csv deleted: 1 prompt, 1 output." in deleted.content.decode()
+    assert list(ImportBatch.objects.all()) == [outputs_batch]
     # Too large: refused from its Content-Length, before the upload is read or stored.
     huge = client.post(url, {"action": "import"}, CONTENT_LENGTH=str(2 << 30))
     assert huge.status_code == 413 and "The file is over 1024 MiB" in huge.content.decode()

@@ -9,6 +9,7 @@ from rest_framework import generics, status
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
 from feedback import selectors
 from feedback.api import serializers as s
@@ -28,6 +29,7 @@ from feedback.models import (
     ImportBatch,
 )
 from feedback.services.exports import PARQUET_MEDIA_TYPE
+from feedback.services.import_deletion import delete_import
 from feedback.services.imports import FORMATS as IMPORT_FORMATS
 from feedback.services.imports import import_jsonl
 from feedback.services.projects import create_prompt_set
@@ -125,6 +127,19 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
             source=request.query_params.get("source") or (upload.name if upload else ""),
         )
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class ImportDetail(ServiceErrorMixin, APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        responses={200: s.DeletedImportSerializer, 404: s.ErrorSerializer, 409: s.ErrorSerializer}
+    )
+    def delete(self, request, project_id: int, batch_id: int):
+        """Delete an import and what it wrote (outputs, pairs over them, battles, and prompts
+        nothing else uses). 409 while tasks show its outputs: delete those first."""
+        deleted = delete_import(project_id=project_id, batch_id=batch_id)
+        return Response(s.DeletedImportSerializer(deleted).data)
 
 
 class PromptSetList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):

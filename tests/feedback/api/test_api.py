@@ -156,6 +156,26 @@ def test_import_takes_parquet_as_the_hub_stores_datasets(client_for, make_member
     assert response.data["detail"].startswith("Not a readable Parquet file")
 
 
+def test_an_import_is_deleted_through_the_api(client_for, make_member, project):
+    client = client_for(make_member(role="admin"))
+    url = f"/api/v1/projects/{project.pk}/imports/"
+    body = "prompt,chosen,rejected\nQ1,a,b\nQ2,c,d\n"
+    batch = client.post(url, data=body.encode(), content_type="text/csv").data["batch"]["id"]
+    response = client.delete(f"{url}{batch}/")
+    assert response.status_code == 200, response.data
+    assert response.data == {
+        "detail": f"Import #{batch} deleted: 2 prompts, 4 outputs, 2 pairs.",
+        "prompts": 2,
+        "completions": 4,
+        "pairs": 2,
+        "tasks": 0,
+        "kept_prompts": 0,
+    }
+    assert not PreferencePair.objects.exists() and not Prompt.objects.exists()
+    gone = client.delete(f"{url}{batch}/")
+    assert gone.status_code == 404 and gone.data == {"detail": "No such import in this project."}
+
+
 def test_import_takes_csv_as_kaggle_and_spreadsheets_write_it(client_for, make_member, project):
     client = client_for(make_member(role="admin"))
     url = f"/api/v1/projects/{project.pk}/imports/"

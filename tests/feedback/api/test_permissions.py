@@ -5,6 +5,7 @@ import json
 import pytest
 
 from feedback import services
+from feedback.services.imports import import_jsonl
 from feedback.services.invitations import create_invitation
 from feedback.services.tokens import issue_token
 
@@ -43,6 +44,7 @@ CASES = [
     ("get", "/api/v1/projects/{project}/completions/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/imports/", ADMINS),
     ("post", "/api/v1/projects/{project}/imports/", ADMINS),
+    ("delete", "/api/v1/projects/{project}/imports/{batch}/", ADMINS),
     ("get", "/api/v1/projects/{project}/prompt-sets/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/prompt-sets/", ADMINS),
     ("get", "/api/v1/projects/{project}/tasks/", REVIEWERS),
@@ -122,8 +124,10 @@ def test_permission_matrix(
     client = client_for(user)
     own_token = issue_token(user_id=user.pk, name="to revoke").token.pk if user else 1
     invitation = create_invitation(project_id=project.pk, role="annotator", created_by_id=None)
+    batch = import_jsonl(project_id=project.pk, user_id=None, lines=['{"prompt": "mine"}']).batch
     url = template.format(
         project=project.pk,
+        batch=batch.pk,
         own_token=own_token,
         annotator=callers["annotator"].pk,
         invitation=invitation.invitation.pk,
