@@ -83,7 +83,8 @@ def may_skip_triggers() -> bool:
 def references_vouched_for(allowed: bool) -> Iterator[None]:
     """Write without per-row foreign-key checks (see the module's docstring for the contract)
     where `allowed` (may_skip_triggers(), asked once per import); otherwise the checks run as
-    usual."""
+    usual. Deleting an import uses it too, under the converse contract: nothing references a
+    row it deletes (feedback/services/import_deletion.py)."""
     if not allowed:
         yield
         return
