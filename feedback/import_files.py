@@ -112,11 +112,6 @@ class Gunzipped:
             ) from None
 
 
-def file_lines(stream, *, gzipped: bool) -> Iterator[bytes]:
-    """The lines of an uploaded file, unpacked on the fly when it is gzipped."""
-    return stream_lines(Gunzipped(stream) if gzipped else stream)
-
-
 def record_line(record: dict, number: int) -> bytes:
     """A Parquet or CSV record as a JSONL line. Going through JSON (0.4 s per 100,000 TRL rows,
     in the parser thread) gives records the line's checks and types: NUL characters, dates as
@@ -270,12 +265,26 @@ def csv_lines(stream, block_size: int = 1 << 20) -> Iterator[bytes | BadRow]:
         ) from None
 
 
+def file_lines(stream, kind: str = "jsonl", *, gzipped: bool = False) -> Iterator[bytes | BadRow]:
+    """The lines of a file of `kind` ("jsonl", "csv" or "parquet"), unpacked on the fly when it
+    is gzipped (Parquet compresses inside)."""
+    if kind == "parquet":
+        return parquet_lines(stream)
+    if gzipped:
+        stream = Gunzipped(stream)
+    return csv_lines(stream) if kind == "csv" else stream_lines(stream)
+
+
 def uploaded_lines(upload) -> Iterator[bytes | BadRow]:
     """The lines of an uploaded file (Django's UploadedFile), by its name: Parquet (.parquet), CSV
-    (.csv or .tsv, or gzipped), gzipped JSONL (.gz) or JSONL."""
+    (.csv or .tsv), else JSONL; gzipped where it ends in .gz."""
     name = upload.name.lower()
-    if name.endswith(".parquet"):
-        return parquet_lines(upload.file)
-    if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        return csv_lines(Gunzipped(upload.file) if name.endswith(".gz") else upload.file)
-    return file_lines(upload.file, gzipped=name.endswith(".gz"))
+    stem = name.removesuffix(".gz")
+    kind = (
+        "parquet"
+        if stem.endswith(".parquet")
+        else "csv"
+        if stem.endswith((".csv", ".tsv"))
+        else "jsonl"
+    )
+    return file_lines(upload.file, kind, gzipped=name.endswith(".gz"))

@@ -19,10 +19,7 @@ from feedback.errors import ServiceError
 from feedback.import_files import (
     MAX_IMPORT_BYTES,
     BadRow,
-    Gunzipped,
-    csv_lines,
     file_lines,
-    parquet_lines,
     uploaded_lines,
 )
 from feedback.models import (
@@ -67,13 +64,13 @@ def upload_lines(request) -> Iterator[bytes | BadRow]:
         if upload is None:
             raise ServiceError("Send the JSONL, CSV or Parquet file in the multipart field 'file'.")
         return uploaded_lines(upload)
-    stream = request.stream or io.BytesIO()
+    kind = "jsonl"
     if request.content_type.startswith(PARQUET_MEDIA_TYPE):
-        return parquet_lines(stream)
+        kind = "parquet"
+    elif request.content_type.startswith("text/csv"):
+        kind = "csv"
     gzipped = request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip"
-    if request.content_type.startswith("text/csv"):
-        return csv_lines(Gunzipped(stream) if gzipped else stream)
-    return file_lines(stream, gzipped=gzipped)
+    return file_lines(request.stream or io.BytesIO(), kind, gzipped=gzipped)
 
 
 class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
