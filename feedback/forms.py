@@ -110,6 +110,11 @@ class ImportForm(forms.Form):
         choices=[("auto", "Tell from the first line")]
         + [(name, FORMAT_LABELS[name]) for name in FORMATS],
     )
+    dry_run = forms.BooleanField(
+        label="Only check the file",
+        required=False,
+        help_text="Every line checked as an import would, and what it would create; nothing kept.",
+    )
 
 
 class PromptSetForm(forms.Form):

@@ -184,11 +184,17 @@ def import_file(request, project, form: ImportForm) -> str:
         lines=uploaded_lines(upload),
         format=form.cleaned_data["import_format"],
         source=upload.name,
+        dry_run=form.cleaned_data["dry_run"],
     )
     made = ", ".join(
-        counted(count, what.replace("_", " ")) for what, count in result.created.items()
+        counted(count, what.replace("_", " ")) for what, count in result.created.items() if count
     )
     lines = counted(result.lines, "lines")
+    if result.batch is None:
+        return (
+            f"Checked {upload.name} ({result.format}, {lines}): all good; importing it would "
+            f"create {made or 'nothing new'}. Nothing was kept."
+        )
     return f"Imported {upload.name} ({result.format}, {lines}): {made or 'nothing new'}."
 
 

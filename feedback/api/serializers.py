@@ -186,7 +186,7 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
 
 class ImportResultSerializer(serializers.Serializer):
-    batch = ImportBatchSerializer()
+    batch = ImportBatchSerializer(allow_null=True, help_text="null after a dry run")
     format = serializers.CharField()
     lines = serializers.IntegerField()
     created = serializers.DictField(child=serializers.IntegerField())

@@ -27,7 +27,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TypeVar
@@ -102,10 +102,10 @@ def decided_records(records: list[PairRecord]) -> list[int]:
 
 @dataclass
 class ImportResult:
-    batch: ImportBatch
+    batch: ImportBatch | None  # None after a dry run: nothing was kept
     format: str
     lines: int
-    created: dict[str, int] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)  # or would create, in a dry run
 
 
 def import_user():
@@ -292,18 +292,27 @@ def import_jsonl(
     lines: Iterable[bytes | str | BadRow],
     format: str = "auto",
     source: str = "",
+    dry_run: bool = False,
 ) -> ImportResult:
     """Import a JSONL file into a project, all or nothing.
 
     The file streams through in chunks, each written as soon as it is parsed, so memory stays flat
     however long the file is. One transaction holds them all: a bad line anywhere stops the
-    writing (the rest is still read, to name every bad line) and the transaction is rolled back."""
+    writing (the rest is still read, to name every bad line) and the transaction is rolled back.
+
+    `dry_run` imports the file and rolls it back: the same refusals (the database's clashes
+    too) and what it would create, with nothing kept."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     parser = LineParser(format)
     try:
-        writer = write_chunks(project, parser, lines, user_id, source)
+        # A dry run is the import in a transaction rolled back at its end (the import's own is
+        # then a savepoint inside it).
+        with transaction.atomic() if dry_run else nullcontext():
+            writer = write_chunks(project, parser, lines, user_id, source)
+            if dry_run:
+                transaction.set_rollback(True)
     except IntegrityError as error:
         # Every line was validated, so only a concurrent write can break a constraint: a prompt
         # with the same content committed to the project while this import ran, say.
@@ -315,7 +324,10 @@ def import_jsonl(
             code="conflict",
         ) from error
     return ImportResult(
-        batch=writer.batch, format=writer.format, lines=parser.count, created=writer.created
+        batch=None if dry_run else writer.batch,
+        format=writer.format,
+        lines=parser.count,
+        created=writer.created,
     )
 
 

@@ -667,3 +667,56 @@ def test_an_upload_that_breaks_off_leaves_nothing(project, small_chunks):
     with pytest.raises(OSError, match="connection reset"):
         import_jsonl(project_id=project.pk, user_id=None, format="prompts", lines=lines())
     assert not Prompt.objects.exists() and not ImportBatch.objects.exists()
+
+
+def test_a_dry_run_checks_everything_and_keeps_nothing(project):
+    lines = jsonl(
+        {
+            "model_a": "m1",
+            "model_b": "m2",
+            "winner": "model_a",
+            "prompt": "Q",
+            "response_a": "a",
+            "response_b": "b",
+        },
+        {
+            "model_a": "m1",
+            "model_b": "m3",
+            "winner": "tie",
+            "prompt": "Q",
+            "response_a": "a",
+            "response_b": "c",
+        },
+    )
+    result = import_jsonl(project_id=project.pk, user_id=None, lines=lines, dry_run=True)
+    assert result.batch is None and result.lines == 2
+    assert result.created == {
+        "model_versions": 3,
+        "prompts": 1,
+        "completions": 4,
+        "tasks": 2,
+        "judgments": 2,
+        "pairs": 1,
+    }
+    assert not (
+        ImportBatch.objects.exists()
+        or Prompt.objects.exists()
+        or Completion.objects.exists()
+        or project.model_versions.exists()
+        or Judgment.objects.exists()
+    )
+    # The refusals are the import's, the database's clashes too.
+    import_jsonl(
+        project_id=project.pk, user_id=None, format="model_versions", lines=jsonl({"name": "v1"})
+    )
+    with pytest.raises(ServiceError, match="clash") as error:
+        import_jsonl(
+            project_id=project.pk,
+            user_id=None,
+            format="model_versions",
+            lines=jsonl({"name": "v1"}),
+            dry_run=True,
+        )
+    assert error.value.details == ["model version 'v1' exists already in this project."]
+    # And the real import after it makes what the dry run said.
+    assert import_jsonl(project_id=project.pk, user_id=None, lines=lines).created == result.created

@@ -93,8 +93,24 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
         "Imported outputs.jsonl (completions, 6 lines): 3 model versions, 2 prompts, "
         "6 completions." in imported.content.decode()
     )
-    # A spreadsheet's single row, in the singular.
-    sheet = SimpleUploadedFile("one.csv", b"prompt,completion,model\nQuestion 9?,c,solo\n")
+    # A spreadsheet's single row, checked first (nothing kept), then imported; in the singular.
+    body = b"prompt,completion,model\nQuestion 9?,c,solo\n"
+    checked = client.post(
+        url,
+        {
+            "action": "import",
+            "file": SimpleUploadedFile("one.csv", body),
+            "import_format": "auto",
+            "dry_run": "on",
+        },
+        follow=True,
+    )
+    assert (
+        "Checked one.csv (completions, 1 line): all good; importing it would create 1 model "
+        "version, 1 prompt, 1 completion. Nothing was kept." in checked.content.decode()
+    )
+    assert ImportBatch.objects.count() == 1
+    sheet = SimpleUploadedFile("one.csv", body)
     imported = client.post(
         url, {"action": "import", "file": sheet, "import_format": "auto"}, follow=True
     )

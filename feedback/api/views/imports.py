@@ -100,6 +100,12 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
                 description="Default: auto (from the first line's keys).",
             ),
             OpenApiParameter("source", str, description="A note on where the file came from."),
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="Check the file as an import would (every refusal, what it would "
+                "create) and keep nothing: 200 instead of 201.",
+            ),
         ],
         request={
             "application/jsonl": OpenApiTypes.BINARY,
@@ -110,9 +116,14 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
                 "properties": {"file": {"type": "string", "format": "binary"}},
             },
         },
-        responses={201: s.ImportResultSerializer, 400: s.ErrorSerializer},
+        responses={
+            201: s.ImportResultSerializer,
+            200: s.ImportResultSerializer,
+            400: s.ErrorSerializer,
+        },
     )
     def post(self, request, project_id: int):
+        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
         upload = (
             request.FILES.get("file") if request.content_type.startswith("multipart/") else None
         )
@@ -122,8 +133,12 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
             lines=upload_lines(request),
             format=request.query_params.get("import_format", "auto"),
             source=request.query_params.get("source") or (upload.name if upload else ""),
+            dry_run=dry_run,
         )
-        return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.ImportResultSerializer(result).data,
+            status=status.HTTP_200_OK if dry_run else status.HTTP_201_CREATED,
+        )
 
 
 class ImportDetail(ServiceErrorMixin, APIView):

@@ -185,6 +185,10 @@ def test_import_takes_csv_as_kaggle_and_spreadsheets_write_it(client_for, make_m
         '1,gpt-4,llama,"[""Hi, there""]","[""Hello!\\nHow can I help?""]","[null]",1,0,0\r\n'
         '2,gpt-4,llama,"[""Q""]","[""x""]","[""y""]",0,0,1\r\n'
     )
+    checked = client.post(f"{url}?dry_run=true", data=kaggle.encode(), content_type="text/csv")
+    assert checked.status_code == 200, checked.data
+    assert checked.data["batch"] is None and checked.data["created"]["judgments"] == 2
+    assert not Prompt.objects.exists()
     response = client.post(url, data=kaggle.encode(), content_type="text/csv")
     assert response.status_code == 201, response.data
     assert response.data["format"] == "arena" and response.data["lines"] == 2
