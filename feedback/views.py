@@ -45,7 +45,7 @@ from feedback.services.projects import (
     update_project,
 )
 from feedback.services.tasks import create_tasks_from_completions, delete_untouched_tasks
-from feedback.wording import counted
+from feedback.wording import counted, what_was_made
 
 
 def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
@@ -186,16 +186,14 @@ def import_file(request, project, form: ImportForm) -> str:
         source=upload.name,
         dry_run=form.cleaned_data["dry_run"],
     )
-    made = ", ".join(
-        counted(count, what.replace("_", " ")) for what, count in result.created.items() if count
-    )
+    what = what_was_made(result.created) or "nothing new"
     lines = counted(result.lines, "lines")
     if result.batch is None:
         return (
             f"Checked {upload.name} ({result.format}, {lines}): all good; importing it would "
-            f"create {made or 'nothing new'}. Nothing was kept."
+            f"create {what}. Nothing was kept."
         )
-    return f"Imported {upload.name} ({result.format}, {lines}): {made or 'nothing new'}."
+    return f"Imported {upload.name} ({result.format}, {lines}): {what}."
 
 
 def open_tasks(request, project, form: TaskCreationForm) -> str:

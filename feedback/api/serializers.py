@@ -182,7 +182,7 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportBatch
-        fields = ["id", "format", "source", "line_count", "created_by", "created_at"]
+        fields = ["id", "format", "source", "line_count", "made", "created_by", "created_at"]
 
 
 class ImportResultSerializer(serializers.Serializer):

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Now
 
+from feedback.wording import what_was_made
+
 from .projects import Project
 
 
@@ -15,6 +17,9 @@ class ImportBatch(models.Model):
     source = models.CharField(max_length=500, blank=True, help_text="File name or URL.")
     format = models.CharField(max_length=40)
     line_count = models.PositiveIntegerField(default=0)
+    made = models.JSONField(
+        default=dict, blank=True, help_text='What it created, by kind: {"prompts": 10, ...}.'
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -22,6 +27,10 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} import #{self.pk} ({self.line_count} lines)"
+
+    @property
+    def made_summary(self) -> str:
+        return what_was_made(self.made)
 
 
 def import_batch_field(related_name: str) -> models.ForeignKey:

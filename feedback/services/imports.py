@@ -415,7 +415,8 @@ class ImportWriter:
 
     def finish(self, line_count: int) -> None:
         self.batch.line_count = line_count
-        self.batch.save(update_fields=["line_count"])
+        self.batch.made = self.created
+        self.batch.save(update_fields=["line_count", "made"])
 
     def count(self, what: str, number: int) -> None:
         self.created[what] = self.created.get(what, 0) + number

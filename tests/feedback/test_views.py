@@ -132,6 +132,7 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
     assert [(t.items.count(), t.judgments_wanted) for t in ranked] == [(3, 3), (3, 3)]
     page = client.get(url).content.decode()
     assert "outputs.jsonl" in page and re.search(r"<dt>Tasks</dt><dd>4</dd>", page)
+    assert "<td>3 model versions, 2 prompts, 6 completions</td>" in page
     # Made by mistake: the untouched ranking tasks go, the pairwise ones stay.
     deleted = client.post(url, {"action": "delete_tasks", "mode": "ranking"}, follow=True)
     assert "2 untouched open tasks deleted." in deleted.content.decode()

@@ -96,7 +96,9 @@ def test_import_takes_gzipped_multipart_uploads(client_for, make_member, project
     assert response.data["format"] == "hh" and response.data["created"]["pairs"] == 3
     assert response.data["batch"]["source"] == "hh.jsonl.gz"
     listed = client.get(f"/api/v1/projects/{project.pk}/imports/").data["results"]
-    assert [row["line_count"] for row in listed] == [3]
+    assert [(row["line_count"], row["made"]) for row in listed] == [
+        (3, {"prompts": 3, "completions": 6, "pairs": 3})
+    ]
 
     # Cut short in transit: refused as such, nothing kept.
     upload = SimpleUploadedFile("hh.jsonl.gz", gzip.compress(lines.encode())[:-12])
