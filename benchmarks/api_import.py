@@ -4,6 +4,7 @@ each format, and the Anthropic HH file end to end (import, export, same pairs ou
 
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
         [--formats prompts,completions,trl]  (also: trl_chat, trl_csv, arena) [--repeat 3]
+        [--delete]  (then delete each import through the API, timed)
 
 Besides wall-clock seconds it prints the CPU seconds of the server's worker, of PostgreSQL and
 of this client for each import: on a shared machine they are the steadier figures.
@@ -151,8 +152,11 @@ def get_lines(port: int, path: str, key: str) -> list[bytes]:
     return response.read().split(b"\n")[:-1]
 
 
-def import_once(server, services, format: str, file: Path, size: int, lines: int) -> float:
-    """One import of `file` into a fresh project; prints its figures, returns its seconds."""
+def import_once(
+    server, services, format: str, file: Path, size: int, lines: int, delete: bool = False
+) -> float:
+    """One import of `file` into a fresh project; prints its figures, returns its seconds. With
+    `delete`, the import is then deleted through the API, and that is timed too."""
     project = services.create_project(name=f"import benchmark {format} {time.time():.3f}")
     key = api_key(f"import-benchmark-{format}", project.pk)
     vacuum_database()
@@ -173,6 +177,21 @@ def import_once(server, services, format: str, file: Path, size: int, lines: int
         f"{cpu}, client {client_cpu:.2f} s; "
         f"worker RSS peak {mib(memory.peak)}"
     )
+    if delete:
+        with ServingCpu(server.worker_pid()) as cpu:
+            started = time.perf_counter()
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1200)
+            connection.request(
+                "DELETE",
+                f"/api/v1/projects/{project.pk}/imports/{payload['batch']['id']}/",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            response = connection.getresponse()
+            deleted = json.loads(response.read())
+            took = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"delete {format}: {response.status} {deleted}")
+        print(f"  deleted in {took:.2f} s ({cpu}): {deleted['detail']}")
     return seconds
 
 
@@ -183,6 +202,9 @@ def main() -> None:
     # The machine's speed drifts within minutes (see machine_pace): one run per format says
     # little, the median of a few says more.
     parser.add_argument("--repeat", type=int, default=3, help="imports of each file")
+    parser.add_argument(
+        "--delete", action="store_true", help="delete each import through the API, timed"
+    )
     args = parser.parse_args()
     setup_django()
     from feedback import services
@@ -208,7 +230,9 @@ def main() -> None:
             times = []
             try:
                 for _ in range(args.repeat):
-                    times.append(import_once(server, services, format, file, size, args.lines))
+                    times.append(
+                        import_once(server, services, format, file, size, args.lines, args.delete)
+                    )
             finally:
                 file.unlink()
             if args.repeat > 1:
