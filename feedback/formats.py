@@ -40,8 +40,9 @@ HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 HH_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 ARENA_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "both_bad"}
 ARENA_LABELS = {choice: label for label, choice in ARENA_WINNERS.items()}
-# Kaggle's arena data flags the winner instead (no "both bad"): flag -> `winner`.
+# Half of a character outside the BMP, without its other half (see encoded_turns).
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Kaggle's arena data flags the winner instead (no "both bad"): flag -> `winner`.
 KAGGLE_WINNER_FLAGS = {
     "winner_model_a": "model_a",
     "winner_model_b": "model_b",
