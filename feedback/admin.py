@@ -1,10 +1,12 @@
 """Django admin for every domain model."""
 
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 
 from feedback import models
 from feedback.errors import ServiceError
 from feedback.services import create_tasks_from_completions
+from feedback.services.import_deletion import delete_import
 from feedback.services.invitations import revoke_invitation
 
 
@@ -58,8 +60,37 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(models.ImportBatch)
 class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "format", "source", "line_count", "created_at"]
+    """Deleting an import deletes what it wrote, as on the Imports page (delete_import): the
+    record alone would leave its rows unmarked, beyond taking back together."""
+
+    list_display = ["id", "project", "format", "source", "line_count", "made_summary", "created_at"]
     list_filter = ["project", "format"]
+    actions = ["delete_with_rows"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Delete the selected imports and what they wrote")
+    def delete_with_rows(self, request, queryset) -> None:
+        for batch in queryset.order_by("pk"):
+            try:
+                deleted = delete_import(project_id=batch.project_id, batch_id=batch.pk)
+            except ServiceError as error:
+                self.message_user(request, f"Import #{batch.pk}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, deleted.summary(), messages.SUCCESS)
+
+    def delete_model(self, request, obj) -> None:
+        delete_import(project_id=obj.project_id, batch_id=obj.pk)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect("admin:feedback_importbatch_change", object_id)
 
 
 @admin.register(models.Prompt)

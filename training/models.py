@@ -28,9 +28,9 @@ class AlignmentRound(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
     policy = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_policy"
+        ModelVersion, on_delete=models.RESTRICT, related_name="rounds_as_policy"
     )
-    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="rounds")
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.RESTRICT, related_name="rounds")
     method = models.CharField(max_length=8, choices=RoundMethod.choices)
     hyperparameters = models.JSONField(default=dict, blank=True)
     samples_per_prompt = models.PositiveSmallIntegerField(default=2)
@@ -108,7 +108,7 @@ class TrainingJob(models.Model):
         AlignmentRound, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
     )
     model_version = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, related_name="jobs", help_text="The input model."
+        ModelVersion, on_delete=models.RESTRICT, related_name="jobs", help_text="The input model."
     )
     snapshot = models.ForeignKey(
         ExportSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"

@@ -139,7 +139,7 @@ class ModelVersion(models.Model):
     )
     adapter_path = models.CharField(max_length=1000, blank=True)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="children"
     )
     method = models.CharField(max_length=16, choices=ModelMethod.choices, default=ModelMethod.BASE)
     alignment_round = models.ForeignKey(
@@ -188,7 +188,7 @@ class Completion(models.Model):
         ModelVersion,
         null=True,
         blank=True,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         related_name="completions",
         help_text="Empty for outputs imported without a known model.",
         db_index=False,  # the (model_version, prompt) index below serves it

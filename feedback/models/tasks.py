@@ -100,7 +100,10 @@ class TaskItem(models.Model):
     task = models.ForeignKey(
         AnnotationTask, on_delete=models.CASCADE, related_name="items", db_index=False
     )
-    completion = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="task_items")
+    # RESTRICT, not PROTECT: an output a task shows cannot be deleted on its own, yet goes with
+    # its project, whose deletion takes the task and so its items too. (So do the other
+    # RESTRICTs: model versions under their outputs, children, rounds and jobs.)
+    completion = models.ForeignKey(Completion, on_delete=models.RESTRICT, related_name="task_items")
     position = models.PositiveSmallIntegerField()
 
     class Meta:

@@ -92,7 +92,8 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     )
     if in_use:
         raise ServiceError(
-            f"{counted(in_use, 'tasks')} show this import's outputs; nothing was deleted. "
+            f"{counted(in_use, 'tasks')} {'shows' if in_use == 1 else 'show'} this import's "
+            "outputs; nothing was deleted. "
             "Delete those tasks first (untouched ones go with 'Delete untouched tasks'), or "
             "keep the import.",
             code="conflict",

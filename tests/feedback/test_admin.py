@@ -1,5 +1,5 @@
 """The Django admin's actions: tasks over the selected prompts' outputs, per project; revoking
-invitation links."""
+invitation links; deleting imports with what they wrote."""
 
 import pytest
 
@@ -68,3 +68,60 @@ def test_staff_see_invitation_links_and_revoke_them_but_make_them_on_the_setting
     )
     assert [str(m) for m in response.context["messages"]] == ["1 invitation links revoked."]
     assert [i.revoked_at is not None for i in Invitation.objects.order_by("pk")] == [True, False]
+
+
+def test_deleting_imports_in_the_admin_deletes_what_they_wrote(client, project, make_user):
+    import json
+
+    from feedback.models import ImportBatch, Prompt
+    from feedback.services.imports import import_jsonl
+
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    def imported(*texts):
+        lines = [
+            json.dumps({"prompt": t, "completion": f"{t} by {m}", "model": m})
+            for t in texts
+            for m in ("m1", "m2")
+        ]
+        return import_jsonl(project_id=project.pk, user_id=None, lines=lines).batch
+
+    first = imported("Q1", "Q2")
+    services.create_tasks_from_completions(project_id=project.pk, mode="pairwise")
+    AnnotationTask.objects.filter(prompt__text="Q1").delete()  # Q2's task holds on
+    second, third = imported("Q3"), imported("Q4")
+
+    batches = "/admin/feedback/importbatch/"
+    page = client.get(batches).content.decode()
+    assert 'value="delete_with_rows"' in page and 'value="delete_selected"' not in page
+    response = client.post(
+        batches,
+        {"action": "delete_with_rows", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
+    said = [str(m) for m in response.context["messages"]]
+    assert said == [
+        f"Import #{first.pk}: 1 task shows this import's outputs; nothing was deleted. Delete "
+        "those tasks first (untouched ones go with 'Delete untouched tasks'), or keep the import.",
+        "Import #" + str(second.pk) + " deleted: 1 prompt, 2 outputs.",
+    ]
+    # The change page's Delete button does the same.
+    response = client.post(f"{batches}{third.pk}/delete/", {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert list(ImportBatch.objects.all()) == [first]
+    assert sorted(Prompt.objects.values_list("text", flat=True)) == ["Q1", "Q2"]
+    refused = client.post(f"{batches}{first.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "1 task shows this import" in refused.content.decode()
+    assert ImportBatch.objects.filter(pk=first.pk).exists()
+    # An output a task shows cannot go on its own...
+    from django.db.models import RestrictedError
+
+    from feedback.models import Completion
+
+    with pytest.raises(RestrictedError):
+        Completion.objects.get(text="Q2 by m1").delete()
+    # ...but a project still goes with everything in it: its imports, and outputs that tasks
+    # show (the tasks go too).
+    client.post(f"/admin/feedback/project/{project.pk}/delete/", {"post": "yes"})
+    assert not ImportBatch.objects.exists() and not Prompt.objects.exists()
+    assert not AnnotationTask.objects.exists()
