@@ -224,18 +224,24 @@ def csv_records(
             f"The CSV header names {', '.join(repr(n) for n in repeated)} more than once."
         )
     width = len(header)
+    # What each column is, asked once, not for every cell of a hundred thousand rows.
+    columns = [
+        (index, name, name in CSV_OPTIONAL_COLUMNS, name in CSV_NUMBER_COLUMNS | CSV_JSON_COLUMNS)
+        for index, name in named
+    ]
     for row in rows:
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
             yield None
             continue
-        if len(row) > width and any(cell.strip() for cell in row[width:]):
+        if len(row) > width and "".join(row[width:]).strip():
             yield BadRow(f"{len(row)} cells, but the header names {width} columns.")
             continue
         record = {}
-        for index, name in named:
+        for index, name, optional, typed in columns:
             cell = row[index] if index < len(row) else ""
-            if cell.strip() or name not in CSV_OPTIONAL_COLUMNS:
-                record[name] = csv_value(name, cell, decimal_comma=decimal_comma)
+            if optional and not cell.strip():
+                continue
+            record[name] = csv_value(name, cell, decimal_comma=decimal_comma) if typed else cell
         yield record
 
 
