@@ -198,7 +198,9 @@ class DeletedImportSerializer(serializers.Serializer):
     completions = serializers.IntegerField()
     pairs = serializers.IntegerField()
     tasks = serializers.IntegerField()
+    model_versions = serializers.IntegerField()
     kept_prompts = serializers.IntegerField()
+    kept_model_versions = serializers.IntegerField()
 
 
 class ErrorSerializer(serializers.Serializer):

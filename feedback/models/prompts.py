@@ -159,6 +159,8 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.READY)
     hyperparameters = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # The import that created it (naming it in a file), so deleting that import can take it back.
+    import_batch = import_batch_field(related_name="model_versions")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,7 @@
 """Taking back an import: the wrong file, or into the wrong project. What the import wrote goes
-(its outputs, the pairs over them, its battles' tasks and verdicts, and its prompts that nothing
-else uses); what people made from it stops the deletion instead of going with it."""
+(its outputs, the pairs over them, its battles' tasks and verdicts, and its prompts and model
+versions that nothing else uses); what people made from it stops the deletion instead of going
+with it."""
 
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from feedback.models import (
     Completion,
     ImportBatch,
     Judgment,
+    ModelVersion,
     PairJudgment,
     PreferencePair,
     Prompt,
@@ -32,7 +34,9 @@ class DeletedImport:
     completions: int
     pairs: int
     tasks: int
+    model_versions: int
     kept_prompts: int  # the import's prompts that other rows use, kept with them
+    kept_model_versions: int  # likewise: versions that other outputs, rounds or jobs name
 
     def summary(self) -> str:
         parts = [
@@ -42,15 +46,23 @@ class DeletedImport:
                 ("outputs", self.completions),
                 ("pairs", self.pairs),
                 ("battles", self.tasks),
+                ("model versions", self.model_versions),
             )
             if count
         ]
-        kept = (
-            f"; {counted(self.kept_prompts, 'prompts')} used elsewhere kept"
-            if self.kept_prompts
-            else ""
+        kept = [
+            counted(count, what)
+            for what, count in (
+                ("prompts", self.kept_prompts),
+                ("model versions", self.kept_model_versions),
+            )
+            if count
+        ]
+        return (
+            f"Import {self.source} deleted: {', '.join(parts) or 'nothing left of it'}"
+            + (f"; {' and '.join(kept)} used elsewhere kept" if kept else "")
+            + "."
         )
-        return f"Import {self.source} deleted: {', '.join(parts) or 'nothing left of it'}{kept}."
 
 
 @transaction.atomic
@@ -67,7 +79,7 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     checks, each of which scans the pairs for a deleted output or prompt (their rejected and
     prompt columns are not indexed, for imports' sake): hours for 100k lines. The deletion
     vouches instead that nothing references what it deletes: it locks the import's outputs,
-    prompts and battles before looking for what uses them (whoever adds a reference locks the
+    prompts, model versions and battles before looking for what uses them (whoever adds a reference locks the
     row it points at, and so waits, then finds it gone), and deletes what does, first."""
     batch = (
         ImportBatch.objects.select_for_update().filter(pk=batch_id, project_id=project_id).first()
@@ -77,7 +89,7 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     outputs = Completion.objects.filter(import_batch_id=batch_id)
     battles = AnnotationTask.objects.filter(import_batch_id=batch_id)
     if is_postgresql():
-        for model in (Completion, AnnotationTask, Prompt):
+        for model in (Completion, AnnotationTask, Prompt, ModelVersion):
             execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM {table(model)} WHERE import_batch_id = %s "
                 "FOR UPDATE) locked",
@@ -148,9 +160,25 @@ def delete_rows(batch: ImportBatch) -> DeletedImport:
     kept = execute(
         f"UPDATE {prompt} SET import_batch_id = NULL WHERE import_batch_id = %s", [batch_id]
     )
+    version = table(ModelVersion)
+    # Whatever names a version keeps it (other imports' outputs, versions trained from it,
+    # rounds, jobs), found from the model's relations so that a new one cannot be missed.
+    versions = execute(
+        f"DELETE FROM {version} WHERE import_batch_id = %s"
+        + "".join(
+            f" AND NOT EXISTS (SELECT 1 FROM {table(rel.related_model)} u "
+            f"WHERE u.{connection.ops.quote_name(rel.field.column)} = {version}.id)"
+            for rel in ModelVersion._meta.related_objects
+            if rel.related_model is not ImportBatch
+        ),
+        [batch_id],
+    )
+    kept_versions = execute(
+        f"UPDATE {version} SET import_batch_id = NULL WHERE import_batch_id = %s", [batch_id]
+    )
     execute(f"DELETE FROM {table(ImportBatch)} WHERE id = %s", [batch_id])
     source = batch.source or f"#{batch.pk}"
-    return DeletedImport(source, prompts, completions, pairs, tasks, kept)
+    return DeletedImport(source, prompts, completions, pairs, tasks, versions, kept, kept_versions)
 
 
 def table(model) -> str:

@@ -512,7 +512,10 @@ class ImportWriter:
         lock_referenced(ModelVersion, known.values())
         missing = sorted(wanted - set(known))
         ModelVersion.objects.bulk_create(
-            ModelVersion(project=self.project, name=name, method="imported") for name in missing
+            ModelVersion(
+                project=self.project, name=name, method="imported", import_batch=self.batch
+            )
+            for name in missing
         )
         known.update(
             ModelVersion.objects.filter(project=self.project, name__in=missing).values_list(
@@ -555,6 +558,7 @@ class ImportWriter:
                 adapter_path=r.adapter_path,
                 hyperparameters=r.hyperparameters,
                 metrics=r.metrics,
+                import_batch=self.batch,
             )
             for r in records
         )

@@ -12,6 +12,7 @@ from feedback.models import (
     Completion,
     ImportBatch,
     Judgment,
+    ModelVersion,
     PairJudgment,
     PreferencePair,
     Prompt,
@@ -66,10 +67,12 @@ def test_an_import_is_deleted_with_what_it_wrote_and_nothing_else(project, forei
     deleted = delete_import(project_id=project.pk, batch_id=battles.pk)
     assert (deleted.prompts, deleted.completions, deleted.pairs, deleted.tasks) == (1, 6, 2, 3)
     assert deleted.kept_prompts == 1  # Q3, in a prompt set; Q1 belonged to the first import
+    assert (deleted.model_versions, deleted.kept_model_versions) == (2, 0)  # m1 and m2
     assert deleted.summary() == (
-        "Import b.jsonl deleted: 1 prompt, 6 outputs, 2 pairs, 3 battles; 1 prompt used "
-        "elsewhere kept."
+        "Import b.jsonl deleted: 1 prompt, 6 outputs, 2 pairs, 3 battles, 2 model versions; "
+        "1 prompt used elsewhere kept."
     )
+    assert not ModelVersion.objects.exists()
     assert sorted(Prompt.objects.values_list("text", flat=True)) == ["Q1", "Q3"]
     assert Prompt.objects.get(text="Q3").import_batch_id is None
     assert list(Completion.objects.values_list("text", flat=True).order_by("text")) == [
@@ -111,3 +114,49 @@ def test_tasks_made_from_an_imports_outputs_stop_its_deletion(project, foreign_k
     deleted = delete_import(project_id=project.pk, batch_id=batch.pk)
     assert (deleted.prompts, deleted.completions, deleted.kept_prompts) == (1, 3, 0)
     assert not Prompt.objects.exists()
+
+
+def test_an_imports_model_versions_go_with_it_unless_something_else_names_them(
+    project, foreign_key_checks
+):
+    first = imported(
+        project,
+        *({"prompt": "Q", "completion": f"c{n}", "model": f"m{n}"} for n in (1, 2, 3)),
+        format="completions",
+        source="a.jsonl",
+    )
+    # A later import's output names m1, and a version trained from m2 names it as its parent.
+    later = imported(
+        project, {"prompt": "R", "completion": "r", "model": "m1"}, format="completions"
+    )
+    m2 = ModelVersion.objects.get(name="m2")
+    services.create_model_version(project_id=project.pk, name="m2-tuned", parent_id=m2.pk)
+    listed = imported(project, {"name": "v1"}, {"name": "v2"}, format="model_versions")
+    assert dict(ModelVersion.objects.values_list("name", "import_batch_id")) == {
+        "m1": first.pk,
+        "m2": first.pk,
+        "m3": first.pk,
+        "m2-tuned": None,
+        "v1": listed.pk,
+        "v2": listed.pk,
+    }
+
+    deleted = delete_import(project_id=project.pk, batch_id=first.pk)
+    assert (deleted.model_versions, deleted.kept_model_versions) == (1, 2)
+    assert deleted.summary() == (
+        "Import a.jsonl deleted: 1 prompt, 3 outputs, 1 model version; 2 model versions used "
+        "elsewhere kept."
+    )
+    assert dict(ModelVersion.objects.values_list("name", "import_batch_id")) == {
+        "m1": None,
+        "m2": None,
+        "m2-tuned": None,
+        "v1": listed.pk,
+        "v2": listed.pk,
+    }
+    # The later import did not make m1: it stays, holding no outputs once that import goes.
+    assert delete_import(project_id=project.pk, batch_id=later.pk).model_versions == 0
+    assert ModelVersion.objects.filter(name="m1").exists()
+    deleted = delete_import(project_id=project.pk, batch_id=listed.pk)
+    assert deleted.summary() == "Import file.jsonl deleted: 2 model versions."
+    assert sorted(ModelVersion.objects.values_list("name", flat=True)) == ["m1", "m2", "m2-tuned"]

@@ -147,7 +147,9 @@ def test_admins_import_outputs_and_make_tasks_from_the_page(project, make_member
         refused.content.decode()
     )
     deleted = client.post(url, {"action": "delete_import", "batch": sheet_batch.pk}, follow=True)
-    assert "Import one.csv deleted: 1 prompt, 1 output." in deleted.content.decode()
+    assert "Import one.csv deleted: 1 prompt, 1 output, 1 model version." in (
+        deleted.content.decode()
+    )
     assert list(ImportBatch.objects.all()) == [outputs_batch]
     # Too large: refused from its Content-Length, before the upload is read or stored.
     huge = client.post(url, {"action": "import"}, CONTENT_LENGTH=str(2 << 30))

@@ -148,8 +148,9 @@ class ImportDetail(ServiceErrorMixin, APIView):
         responses={200: s.DeletedImportSerializer, 404: s.ErrorSerializer, 409: s.ErrorSerializer}
     )
     def delete(self, request, project_id: int, batch_id: int):
-        """Delete an import and what it wrote (outputs, pairs over them, battles, and prompts
-        nothing else uses). 409 while tasks show its outputs: delete those first."""
+        """Delete an import and what it wrote (outputs, pairs over them, battles, and prompts and
+        model versions nothing else uses). 409 while tasks show its outputs: delete those
+        first."""
         deleted = delete_import(project_id=project_id, batch_id=batch_id)
         return Response(s.DeletedImportSerializer(deleted).data)
 

@@ -171,7 +171,9 @@ def test_an_import_is_deleted_through_the_api(client_for, make_member, project):
         "completions": 4,
         "pairs": 2,
         "tasks": 0,
+        "model_versions": 0,
         "kept_prompts": 0,
+        "kept_model_versions": 0,
     }
     assert not PreferencePair.objects.exists() and not Prompt.objects.exists()
     gone = client.delete(f"{url}{batch}/")
