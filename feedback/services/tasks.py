@@ -19,6 +19,7 @@ from feedback.services.bulk import (
     reserve_ids,
 )
 from feedback.services.projects import LOOKUP_BATCH, ids_in_project
+from feedback.wording import counted
 
 MAX_ITEMS_PER_TASK = 9  # number keys 1..9 pick an item in the ranking view
 
@@ -110,11 +111,21 @@ class OpenedTasks:
         return asdict(self)
 
     def summary(self, mode: str) -> str:
-        return (
-            f"{self.created} {mode} tasks created over {self.prompts} prompts; "
-            f"{self.already_there} were there already; {self.too_few_outputs} prompts have "
-            "fewer than two outputs."
-        )
+        """ "3 pairwise tasks created over 2 prompts; 1 was there already; 1 prompt has fewer
+        than two outputs." (clauses with nothing to say left out)."""
+        clauses = [
+            f"{counted(self.created, f'{mode} tasks')} created over "
+            f"{counted(self.prompts, 'prompts')}"
+        ]
+        if self.already_there:
+            verb = "was" if self.already_there == 1 else "were"
+            clauses.append(f"{self.already_there} {verb} there already")
+        if self.too_few_outputs:
+            verb = "has" if self.too_few_outputs == 1 else "have"
+            clauses.append(
+                f"{counted(self.too_few_outputs, 'prompts')} {verb} fewer than two outputs"
+            )
+        return "; ".join(clauses) + "."
 
 
 def task_groups_for(mode: str, completion_ids: list[int]) -> list[list[int]]:

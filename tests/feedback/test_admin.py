@@ -36,17 +36,16 @@ def test_prompt_actions_open_tasks_per_project_and_report_refusals(client, proje
 
     said = act(client, "pairwise_tasks", [three, one, elsewhere])
     assert sorted(said) == [
-        "Pairwise only: 1 pairwise tasks created over 1 prompts; 0 were there already; "
-        "0 prompts have fewer than two outputs.",
-        "Test project: 3 pairwise tasks created over 1 prompts; 0 were there already; "
-        "1 prompts have fewer than two outputs.",
+        "Pairwise only: 1 pairwise task created over 1 prompt.",
+        "Test project: 3 pairwise tasks created over 1 prompt; 1 prompt has fewer than two "
+        "outputs.",
     ]
     assert AnnotationTask.objects.filter(prompt=three).count() == 3
     assert not AnnotationTask.objects.filter(prompt=unselected).exists()
 
     said = act(client, "ranking_tasks", [three, elsewhere])
     assert any(m.startswith("Pairwise only: Project 'Pairwise only' does not enable") for m in said)
-    assert any(m.startswith("Test project: 1 ranking tasks created") for m in said)
+    assert any(m.startswith("Test project: 1 ranking task created") for m in said)
     assert not AnnotationTask.objects.filter(prompt=elsewhere, mode="ranking").exists()
 
 
