@@ -10,6 +10,7 @@ from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
 from feedback.pairs import PairPolicy
 from feedback.services.imports import FORMATS
 from feedback.services.invitations import MAX_DAYS as MAX_INVITATION_DAYS
+from feedback.wording import counted
 
 FORMAT_LABELS = {
     "completions": "Outputs: prompt, completion, model",
@@ -132,7 +133,10 @@ class PromptSetForm(forms.Form):
     def __init__(self, batches, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = [("", "The whole project")] + [
-            (str(b.pk), f"Import #{b.pk}: {b.source or b.format} ({b.line_count} lines)")
+            (
+                str(b.pk),
+                f"Import #{b.pk}: {b.source or b.format} ({counted(b.line_count, 'lines')})",
+            )
             for b in batches
         ]
         self.fields["source"].required = False

@@ -145,8 +145,9 @@ def snapshot_summary(snapshot) -> str:
 def derive(request, project, form: PairPolicyForm) -> str:
     result = derive_pairs(project_id=project.pk, policy=form.policy())
     return (
-        f"Policy \u201c{result.policy}\u201d: {result.pairs} pairs ({result.ties} ties) from "
-        f"{result.judgments} judgments; {result.replaced} earlier pairs replaced."
+        f"Policy \u201c{result.policy}\u201d: {counted(result.pairs, 'pairs')} "
+        f"({counted(result.ties, 'ties')}) from {counted(result.judgments, 'judgments')}; "
+        f"{counted(result.replaced, 'earlier pairs')} replaced."
     )
 
 

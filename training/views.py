@@ -35,6 +35,7 @@ from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
 from feedback.ids import parse_id
 from feedback.models import ModelVersion
+from feedback.wording import counted
 from training import comparisons, rounds, selectors
 from training.forms import (
     BlindTasksForm,
@@ -441,11 +442,13 @@ def compare_blind(request: HttpRequest, project) -> HttpResponse:
     except ServiceError as error:
         messages.error(request, error.message)
     else:
-        text = f"Created {len(result.created)} blind pairwise tasks."
+        text = f"Created {counted(len(result.created), 'blind pairwise tasks')}."
         if result.already_there:
-            text += f" {result.already_there} pairs already had a task."
+            had = "pair already had" if result.already_there == 1 else "pairs already had"
+            text += f" {result.already_there} {had} a task."
         if result.missing_outputs:
-            text += f" {result.missing_outputs} prompts lack an output of one version."
+            lack = "prompt lacks" if result.missing_outputs == 1 else "prompts lack"
+            text += f" {result.missing_outputs} {lack} an output of one version."
         messages.success(request, text)
     return back_to_comparison(project, data["a"], data["b"], data["prompt_set"])
 

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Now
 
-from feedback.wording import what_was_made
+from feedback.wording import counted, what_was_made
 
 from .projects import Project
 
@@ -26,7 +26,7 @@ class ImportBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"{self.format} import #{self.pk} ({self.line_count} lines)"
+        return f"{self.format} import #{self.pk} ({counted(self.line_count, 'lines')})"
 
     @property
     def made_summary(self) -> str:

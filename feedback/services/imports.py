@@ -71,6 +71,7 @@ from feedback.services.bulk import (
     reserve_ids,
 )
 from feedback.services.tasks import TASK_COLUMNS
+from feedback.wording import counted
 
 T = TypeVar("T")
 IMPORT_USERNAME = "arbiter-import"
@@ -279,8 +280,9 @@ class LineParser:
 
     def refusal(self) -> ServiceError:
         return ServiceError(
-            f"{len(self.errors)} of {self.count} lines are invalid; nothing was imported. Fix them "
-            "and retry.",
+            f"{len(self.errors)} of {counted(self.count, 'lines')} "
+            f"{'is' if len(self.errors) == 1 else 'are'} invalid; nothing was imported. Fix "
+            f"{'it' if len(self.errors) == 1 else 'them'} and retry.",
             details=self.errors,
         )
 

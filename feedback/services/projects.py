@@ -26,6 +26,7 @@ from feedback.models import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
 from feedback.models.tasks import AssignmentStatus, TaskStatus
+from feedback.wording import counted
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
@@ -121,8 +122,9 @@ def update_project(
         ).count()
         if still_open:
             raise ServiceError(
-                f"{still_open} open {mode} tasks remain; they must be finished before {mode} "
-                "judgments can be turned off."
+                f"{counted(still_open, f'open {mode} tasks')} "
+                f"{'remains' if still_open == 1 else 'remain'}; they must be finished before "
+                f"{mode} judgments can be turned off."
             )
     project.guidelines = guidelines
     project.pairwise_enabled = "pairwise" in modes

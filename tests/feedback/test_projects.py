@@ -34,7 +34,7 @@ def test_settings_change_and_modes_in_use_stay_on(project, make_task):
     )
     make_task(n=3, mode="rating")
     cases = [
-        (dict(modes=("pairwise",), overlap=1), "1 open rating tasks remain"),
+        (dict(modes=("pairwise",), overlap=1), "1 open rating task remains"),
         (dict(modes=(), overlap=1), "at least one"),
         (dict(modes=("pairwise", "vibes"), overlap=1), "at least one"),
         (dict(modes=("pairwise", "rating"), overlap=0), "1 to 100"),

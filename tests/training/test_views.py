@@ -446,7 +446,7 @@ def test_blind_comparison_creates_pairwise_tasks_and_generate_queues_a_job(
     signed_in(client, people["admin"])
     response = client.post(reverse("training:compare_blind", args=[project.pk]), form, follow=True)
     assert (
-        "Created 2 blind pairwise tasks. 1 prompts lack an output of one version."
+        "Created 2 blind pairwise tasks. 1 prompt lacks an output of one version."
         in response.content.decode()
     )
     tasks = AnnotationTask.objects.prefetch_related("items")
