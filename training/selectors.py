@@ -298,7 +298,7 @@ def version_tree(project_id: int) -> list[VersionNode]:
     """The project's model versions as a lineage forest: roots (no parent) with nested children."""
     versions = list(
         ModelVersion.objects.filter(project_id=project_id)
-        .select_related("data_snapshot", "alignment_round", "parent")
+        .select_related("data_snapshot", "alignment_round", "parent", "import_batch")
         .order_by("created_at", "pk")
     )
     # Counted apart, by version: grouping the versions' wide rows by a million outputs took

@@ -2,12 +2,14 @@
 actions, the registry with adapter downloads, and side-by-side comparisons."""
 
 import io
+import re
 import zipfile
 
 import pytest
 from django.urls import reverse
 
 from feedback.models import AnnotationTask, Role
+from feedback.services.imports import import_jsonl
 from training.models import (
     AlignmentRound,
     JobKind,
@@ -374,6 +376,16 @@ def test_registry_nests_versions_and_offers_adapters(client, project, setup, peo
         < page.index(f'id="version-{child.pk}"')
     )
     assert "0.8125" in page
+    assert "Imported with" not in page
+    # A version an import named first says which import it came with.
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        lines=['{"prompt": "Q", "completion": "A", "model": "outside-model"}'],
+        source="theirs.jsonl",
+    )
+    page = client.get(reverse("training:registry", args=[project.pk])).content.decode()
+    assert re.search(r"Imported with</dt><dd><a [^>]*>theirs\.jsonl</a>", page)
     download = reverse("training:adapter_download", args=[child.pk])
     assert download in page
     assert reverse("training:adapter_download", args=[setup["policy"].pk]) not in page
