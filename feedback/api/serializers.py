@@ -126,6 +126,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "parent",
             "alignment_round",
             "data_snapshot",
+            "import_batch",
             "metrics",
             "created_at",
         ]

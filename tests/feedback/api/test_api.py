@@ -21,6 +21,7 @@ from feedback.models import (
     PreferencePair,
     Prompt,
 )
+from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +157,21 @@ def test_import_takes_parquet_as_the_hub_stores_datasets(client_for, make_member
     )
     assert response.status_code == 400
     assert response.data["detail"].startswith("Not a readable Parquet file")
+
+
+def test_model_versions_list_says_which_import_brought_them(client_for, make_member, project):
+    client = client_for(make_member(role="annotator"))
+    batch = import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        lines=['{"prompt": "Q", "completion": "A", "model": "theirs"}'],
+    ).batch
+    services.create_model_version(project_id=project.pk, name="ours")
+    rows = client.get(f"/api/v1/projects/{project.pk}/model-versions/").data["results"]
+    assert [(r["name"], r["method"], r["import_batch"]) for r in rows] == [
+        ("ours", "base", None),
+        ("theirs", "imported", batch.pk),
+    ]
 
 
 def test_an_import_is_deleted_through_the_api(client_for, make_member, project):
