@@ -4,6 +4,7 @@ CPU seconds per million rows of the server worker and of PostgreSQL, and the wor
 
     tests/services.sh .venv/bin/python benchmarks/api_export.py [--pairs 1000000]
         [--variants standard conversational hh standard+margin] [--repeat 1]
+        [--judgments 200000]  (also raw judgments: that many imported Arena battles)
 
 CPU seconds are the figure to compare on a shared machine: wall-clock rates move with whatever
 else runs. Variants run one after another against the same server and data.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import resource
 import shutil
 import subprocess
@@ -94,6 +96,34 @@ def create_pairs(pairs: int) -> int:
     return project.pk
 
 
+def create_battles(count: int) -> int:
+    """A project of `count` Arena battles, imported (each is a task, its two outputs and a
+    judgment), for the raw judgments export."""
+    from feedback import services
+    from feedback.services.imports import import_jsonl
+
+    project = services.create_project(name=f"judgments export benchmark {time.time():.0f}")
+    started = time.perf_counter()
+    for start in range(0, count, 100_000):
+        lines = [
+            json.dumps(
+                {
+                    "model_a": f"model-{n % 7}",
+                    "model_b": f"model-{(n + 1) % 7}",
+                    "winner": ("model_a", "model_b", "tie")[n % 3],
+                    "prompt": f"Question {n}: which of these answers would you rather read?",
+                    "response_a": f"The first answer to question {n}, short and plain.",
+                    "response_b": f"The second answer to question {n}, with *a little* markdown.",
+                }
+            )
+            for n in range(start, min(start + 100_000, count))
+        ]
+        import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="arena")
+    vacuum_database()
+    print(f"setup: {count:,} battles imported in {time.perf_counter() - started:.1f} s")
+    return project.pk
+
+
 def download(port: int, path: str, key: str) -> tuple[int, int, float, float, float]:
     """(rows, bytes, seconds to the first byte, total seconds, client CPU seconds) of a GET.
 
@@ -156,7 +186,9 @@ def download_in_python(url: str, key: str) -> tuple[int, int, float, float, floa
 def export_variant(server: Server, key: str, project_id: int, variant: str) -> None:
     style, _, margin = variant.partition("+")
     path = (
-        f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={style}"
+        f"/api/v1/projects/{project_id}/exports/judgments/?format=jsonl"
+        if variant == "judgments"
+        else f"/api/v1/projects/{project_id}/exports/pairs/?format=jsonl&style={style}"
         f"&margin={'true' if margin else 'false'}"
     )
     with ServingCpu(server.worker_pid()) as cpu, PeakMemory(server.worker_pid()) as memory:
@@ -187,17 +219,29 @@ def main() -> None:
         help="pair styles (standard, conversational, hh), each optionally +margin",
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--judgments", type=int, default=0, help="also export this many raw judgments"
+    )
     args = parser.parse_args()
     setup_django()
     print(machine_pace())
-    project_id = create_pairs(args.pairs)
-    key = api_key("export-benchmark", project_id, role="reviewer")
+    project_id = create_pairs(args.pairs) if args.pairs else None
+    judged_id = create_battles(args.judgments) if args.judgments else None
+    runs = []
+    if project_id is not None:
+        key = api_key("export-benchmark", project_id, role="reviewer")
+        runs += [(key, project_id, variant) for variant in args.variants]
+    if judged_id is not None:
+        runs.append(
+            (api_key("judgments-export-benchmark", judged_id, "reviewer"), judged_id, "judgments")
+        )
     with Server() as server:
         # Warm up: imports, the database connection.
-        download(server.port, f"/api/v1/projects/{project_id}/exports/pairs/?up_to_id=0", key)
+        key, warm_id, _ = runs[0]
+        download(server.port, f"/api/v1/projects/{warm_id}/exports/pairs/?up_to_id=0", key)
         for _ in range(args.repeat):
-            for variant in args.variants:
-                export_variant(server, key, project_id, variant)
+            for key, export_id, variant in runs:
+                export_variant(server, key, export_id, variant)
     print(f"after the runs, {machine_pace()}")
 
 

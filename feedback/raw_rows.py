@@ -94,9 +94,10 @@ def fetched_rows(values: QuerySet) -> list[tuple]:
 
 
 def streamed_rows(values: QuerySet, chunk_size: int = 2000) -> Iterator[tuple]:
-    """The rows of a values_list query, streamed as `iterator()` streams them (constant memory)."""
+    """The rows of a values_list query, streamed as `iterator()` streams them (constant memory).
+    Columns come in the database's order: the fields named, then the annotations named."""
     compiler = values.query.get_compiler(using=values.db)
-    width = len(values.query.values_select)
+    width = len(values.query.values_select) + len(values.query.annotation_select)
     for chunk in compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=chunk_size):
         for row in chunk:
             yield row[:width]

@@ -407,6 +407,14 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
     """The judgments, in id order, each with the outputs its task showed. Two streamed reads in
     step, the judgments and their tasks' outputs in the same order: looking the outputs up for
     each chunk of judgments took longer than all the rest (about 10,000 rows a second)."""
+    if connection.vendor == "postgresql":
+        judgments = judgments.annotate(created_text=IsoUtc("created_at"))
+        with connection.cursor() as cursor:
+            # Planned for every row, not the first tenth a cursor's plan favours (the outputs'
+            # four joins took twice as long), and not compiled: on a read this simple the JIT
+            # cost a tenth of it.
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            cursor.execute("SET LOCAL jit = off")
     rows = streamed_rows(
         judgments.values_list(
             "pk",
@@ -422,7 +430,7 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
             "rationale",
             "time_spent_ms",
             "flags",
-            "created_at",
+            "created_text" if connection.vendor == "postgresql" else "created_at",
         ),
         CHUNK_ROWS,
     )
@@ -472,9 +480,27 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
         }
 
 
-def iso_time(value: datetime) -> str:
-    """A timestamp column as streamed_rows hands it over, in ISO 8601: aware from
-    PostgreSQL, naive UTC from SQLite."""
+class IsoUtc(Func):
+    """A timestamp as text in UTC, as `datetime.isoformat` writes it but with the fraction always
+    there (iso_time drops a zero one). Psycopg reads timestamps in Python, through Django's time
+    zone loader, and formatting them again took as long: two fifths of a judgments export's
+    Python time."""
+
+    template = (
+        "to_char(%(expressions)s AT TIME ZONE 'UTC', "
+        """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+    )
+    output_field = TextField()
+
+
+ZERO_FRACTION = ".000000+00:00"
+
+
+def iso_time(value: datetime | str) -> str:
+    """A timestamp column in ISO 8601, as `datetime.isoformat` writes it: from IsoUtc's text on
+    PostgreSQL, from a naive UTC datetime on SQLite."""
+    if isinstance(value, str):
+        return value[: -len(ZERO_FRACTION)] + "+00:00" if value.endswith(ZERO_FRACTION) else value
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 

@@ -5,14 +5,14 @@ import copy
 import hashlib
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
 
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import ExportSnapshot, PreferencePair
+from feedback.models import ExportSnapshot, Judgment, PreferencePair
 from feedback.services.exports import (
     ExportFilters,
     ExportRequest,
@@ -198,6 +198,20 @@ def test_judgment_and_rating_exports(project, make_member):
     ]
     assert [item["model"] for item in rows[0]["items"]] == ["left", "right"]
     assert all(datetime.fromisoformat(row["created_at"]).tzinfo for row in rows)
+    # Times read as Python writes them: the fraction of a second only when there is one.
+    first, second = (row["id"] for row in rows[:2])
+    Judgment.objects.filter(pk=first).update(created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    Judgment.objects.filter(pk=second).update(
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 60, tzinfo=UTC)
+    )
+    rows = lines_of(run(project, kind="judgments")[0])
+    assert [row["created_at"] for row in rows[:2]] == [
+        "2026-01-02T03:04:05+00:00",
+        "2026-01-02T03:04:05.000060+00:00",
+    ]
+    assert [row["created_at"] for row in rows] == [
+        j.created_at.isoformat() for j in Judgment.objects.order_by("pk")
+    ]
 
     # A ranking over three outputs, between pairwise judgments: each row has its own task's.
     third = services.create_model_version(project_id=project.pk, name="third")
