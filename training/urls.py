@@ -21,6 +21,11 @@ urlpatterns = [
     path("rounds/<id:round_id>/live/", views.round_live, name="round_live"),
     path("rounds/<id:round_id>/<slug:action>/", views.round_action, name="round_action"),
     path("projects/<id:project_id>/models/", views.registry, name="registry"),
+    path(
+        "projects/<id:project_id>/models/<id:version_id>/delete/",
+        views.delete_version,
+        name="delete_version",
+    ),
     path("models/<id:version_id>/adapter.zip", views.adapter_download, name="adapter_download"),
     path("projects/<id:project_id>/compare/", views.compare, name="compare"),
     path("projects/<id:project_id>/compare/blind/", views.compare_blind, name="compare_blind"),

@@ -35,6 +35,7 @@ from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
 from feedback.ids import parse_id
 from feedback.models import ModelVersion
+from feedback.services.projects import delete_model_version
 from feedback.wording import counted
 from training import comparisons, rounds, selectors
 from training.forms import (
@@ -267,8 +268,24 @@ def registry(request: HttpRequest, project) -> HttpResponse:
     return render(
         request,
         "training/registry.html",
-        {"project": project, "tree": selectors.version_tree(project.pk)},
+        {
+            "project": project,
+            "tree": selectors.version_tree(project.pk),
+            "can_manage": selectors.can_manage(request.user, project.pk),
+        },
     )
+
+
+@require_POST
+@for_project(manage=True)
+def delete_version(request: HttpRequest, project, version_id: int) -> HttpResponse:
+    try:
+        name = delete_model_version(project_id=project.pk, version_id=version_id)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Model version {name!r} deleted.")
+    return redirect("training:registry", project_id=project.pk)
 
 
 @signed_in

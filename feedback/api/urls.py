@@ -29,6 +29,11 @@ urlpatterns = [
         name="model-versions",
     ),
     path(
+        "projects/<id:project_id>/model-versions/<id:version_id>/",
+        projects.ModelVersionDetail.as_view(),
+        name="model-version",
+    ),
+    path(
         "projects/<id:project_id>/invitations/",
         projects.InvitationList.as_view(),
         name="invitations",

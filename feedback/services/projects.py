@@ -415,6 +415,46 @@ def create_model_version(
         ) from error
 
 
+# What uses a model version, as people call it, by the using model's label.
+VERSION_USES = {
+    "feedback.completion": "outputs",
+    "feedback.modelversion": "child versions",
+    "training.alignmentround": "rounds",
+    "training.trainingjob": "training jobs",
+}
+
+
+@transaction.atomic
+def delete_model_version(*, project_id: int, version_id: int) -> str:
+    """Delete a model version nothing uses (a name mistyped, a version whose outputs went with
+    their import); its name. Refused, naming what uses it, while any output, version, round or
+    job does: those are its history. Files an adapter path points at stay where they are."""
+    version = (
+        ModelVersion.objects.select_for_update()
+        .filter(pk=version_id, project_id=project_id)
+        .first()
+    )
+    if version is None:
+        raise ServiceError("No such model version in this project.", code="not_found")
+    uses: dict[str, int] = {}
+    # Found from the model's relations, so that a new one cannot be missed.
+    for rel in ModelVersion._meta.related_objects:
+        label = rel.related_model._meta.label_lower
+        count = rel.related_model._default_manager.filter(**{rel.field.name: version}).count()
+        if count:
+            word = VERSION_USES.get(label, str(rel.related_model._meta.verbose_name_plural))
+            uses[word] = uses.get(word, 0) + count
+    if uses:
+        said = ", ".join(counted(count, word) for word, count in uses.items())
+        hint = " Delete the import that brought its outputs first." if "outputs" in uses else ""
+        raise ServiceError(
+            f"Model version {version.name!r} is in use ({said}); nothing was deleted.{hint}",
+            code="conflict",
+        )
+    version.delete()
+    return version.name
+
+
 def storable_text(text: str) -> str:
     """Model output as the database can hold it: PostgreSQL text cannot contain NUL, which small or
     broken models do emit, so it becomes U+FFFD (the replacement character)."""

@@ -7,13 +7,14 @@ import pytest
 
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import Membership, Project, Role
+from feedback.models import Membership, ModelVersion, Project, Role
 from feedback.services.imports import import_jsonl
 from feedback.services.projects import (
     canonical_messages,
     change_member_role,
     create_member_account,
     create_prompt_set,
+    delete_model_version,
     prompt_content_hash,
     remove_member,
     update_project,
@@ -162,3 +163,28 @@ def test_chat_prompt_hashes_keep_the_json_dumps_spelling_stored_rows_have():
         assert (
             prompt_content_hash("", messages) == hashlib.sha256(spelled.encode("utf-8")).hexdigest()
         )
+
+
+def test_a_model_version_is_deleted_only_while_nothing_uses_it(project):
+    typo = services.create_model_version(project_id=project.pk, name="gtp-4")
+    assert delete_model_version(project_id=project.pk, version_id=typo.pk) == "gtp-4"
+    assert not ModelVersion.objects.filter(pk=typo.pk).exists()
+
+    answering = services.create_model_version(project_id=project.pk, name="answering")
+    prompt = services.create_prompt(project_id=project.pk, text="Q")
+    services.create_completion(prompt_id=prompt.pk, text="A", model_version_id=answering.pk)
+    services.create_model_version(project_id=project.pk, name="child", parent_id=answering.pk)
+    with pytest.raises(ServiceError) as refused:
+        delete_model_version(project_id=project.pk, version_id=answering.pk)
+    assert refused.value.code == "conflict"
+    assert refused.value.message == (
+        "Model version 'answering' is in use (1 child version, 1 output); nothing was deleted. "
+        "Delete the import that brought its outputs first."
+    )
+    assert ModelVersion.objects.filter(pk=answering.pk).exists()
+
+    other = services.create_project(name="Other")
+    for project_id, version_id in ((other.pk, answering.pk), (project.pk, typo.pk)):
+        with pytest.raises(ServiceError, match="No such model version") as missing:
+            delete_model_version(project_id=project_id, version_id=version_id)
+        assert missing.value.code == "not_found"

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from django.urls import reverse
 
-from feedback.models import AnnotationTask, Role
+from feedback.models import AnnotationTask, ModelVersion, Role
 from feedback.services.imports import import_jsonl
 from training.models import (
     AlignmentRound,
@@ -405,6 +405,32 @@ def test_registry_nests_versions_and_offers_adapters(client, project, setup, peo
     )
     signed_in(client, people["annotator"])
     assert client.get(download).status_code == 403
+
+
+def test_admins_delete_versions_nothing_uses_from_the_registry(client, project, setup, people):
+    unused = make_version(project, "mistyped")
+    make_round(project, setup["policy"], setup["prompt_set"])  # the round's policy is in use
+    registry = reverse("training:registry", args=[project.pk])
+    delete = [
+        reverse("training:delete_version", args=[project.pk, v.pk])
+        for v in (unused, setup["policy"])
+    ]
+    signed_in(client, people["reviewer"])
+    page = client.get(registry).content.decode()
+    assert "Delete model version" not in page
+    assert client.post(delete[0]).status_code == 403
+
+    signed_in(client, people["admin"])
+    page = client.get(registry).content.decode()
+    # Offered where no outputs or child versions show on the page; the service says the rest.
+    assert delete[0] in page and delete[1] in page
+    refused = client.post(delete[1], follow=True).content.decode()
+    assert "Model version &#x27;base&#x27; is in use (1 round); nothing was deleted." in refused
+    deleted = client.post(delete[0], follow=True)
+    assert deleted.redirect_chain == [(registry, 302)]
+    assert "Model version &#x27;mistyped&#x27; deleted." in deleted.content.decode()
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == ["base"]
+    assert client.get(delete[0]).status_code == 405
 
 
 def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup, people):

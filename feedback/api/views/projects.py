@@ -24,6 +24,7 @@ from feedback.services.projects import (
     add_member_named,
     change_member_role,
     create_project,
+    delete_model_version,
     remove_member,
     update_project,
 )
@@ -135,6 +136,17 @@ class ModelVersionList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
 
     def project_rows(self, project_id: int):
         return ModelVersion.objects.filter(project_id=project_id)
+
+
+class ModelVersionDetail(ServiceErrorMixin, APIView):
+    permission_classes = [IsProjectAdmin]
+
+    @extend_schema(responses={204: None, 404: s.ErrorSerializer, 409: s.ErrorSerializer})
+    def delete(self, request, project_id: int, version_id: int):
+        """Delete a model version nothing uses (admins). 409, naming what, while outputs, child
+        versions, rounds or training jobs use it."""
+        delete_model_version(project_id=project_id, version_id=version_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PromptList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):

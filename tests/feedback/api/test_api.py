@@ -174,6 +174,24 @@ def test_model_versions_list_says_which_import_brought_them(client_for, make_mem
     ]
 
 
+def test_a_model_version_nothing_uses_is_deleted_through_the_api(client_for, make_member, project):
+    client = client_for(make_member(role="admin"))
+    url = f"/api/v1/projects/{project.pk}/model-versions/"
+    import_jsonl(
+        project_id=project.pk,
+        user_id=None,
+        lines=['{"prompt": "Q", "completion": "A", "model": "answering"}'],
+    )
+    answering = ModelVersion.objects.get(name="answering")
+    typo = services.create_model_version(project_id=project.pk, name="typo")
+    refused = client.delete(f"{url}{answering.pk}/")
+    assert refused.status_code == 409
+    assert refused.data["detail"].startswith("Model version 'answering' is in use (1 output)")
+    assert client.delete(f"{url}{typo.pk}/").status_code == 204
+    assert client.delete(f"{url}{typo.pk}/").status_code == 404
+    assert [v["name"] for v in client.get(url).data["results"]] == ["answering"]
+
+
 def test_an_import_is_deleted_through_the_api(client_for, make_member, project):
     client = client_for(make_member(role="admin"))
     url = f"/api/v1/projects/{project.pk}/imports/"

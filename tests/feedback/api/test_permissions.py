@@ -37,6 +37,7 @@ CASES = [
     ("patch", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("delete", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("get", "/api/v1/projects/{project}/model-versions/", MEMBERS),
+    ("delete", "/api/v1/projects/{project}/model-versions/{version}/", ADMINS),
     ("get", "/api/v1/projects/{project}/invitations/", ADMINS),
     ("post", "/api/v1/projects/{project}/invitations/", ADMINS),
     ("delete", "/api/v1/projects/{project}/invitations/{invitation}/", ADMINS),
@@ -131,6 +132,7 @@ def test_permission_matrix(
         own_token=own_token,
         annotator=callers["annotator"].pk,
         invitation=invitation.invitation.pk,
+        version=services.create_model_version(project_id=project.pk, name="unused").pk,
     )
     response = call(client, method, url, template)
     outcome = expected[caller_index]
