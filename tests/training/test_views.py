@@ -424,6 +424,8 @@ def test_admins_delete_versions_nothing_uses_from_the_registry(client, project, 
     page = client.get(registry).content.decode()
     # Offered where no outputs or child versions show on the page; the service says the rest.
     assert delete[0] in page and delete[1] in page
+    assert 'data-confirm="Delete model version mistyped? It holds no outputs."' in page
+    assert "js/forms.js" in page  # which asks that before the form goes
     refused = client.post(delete[1], follow=True).content.decode()
     assert "Model version &#x27;base&#x27; is in use (1 round); nothing was deleted." in refused
     deleted = client.post(delete[0], follow=True)
