@@ -22,6 +22,11 @@ urlpatterns = [
     path("rounds/<id:round_id>/<slug:action>/", views.round_action, name="round_action"),
     path("projects/<id:project_id>/models/", views.registry, name="registry"),
     path(
+        "projects/<id:project_id>/models/<id:version_id>/rename/",
+        views.rename_version,
+        name="rename_version",
+    ),
+    path(
         "projects/<id:project_id>/models/<id:version_id>/delete/",
         views.delete_version,
         name="delete_version",

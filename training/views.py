@@ -35,7 +35,7 @@ from feedback import selectors as feedback_selectors
 from feedback.errors import ServiceError
 from feedback.ids import parse_id
 from feedback.models import ModelVersion
-from feedback.services.projects import delete_model_version
+from feedback.services.projects import delete_model_version, rename_model_version
 from feedback.wording import counted
 from training import comparisons, rounds, selectors
 from training.forms import (
@@ -274,6 +274,20 @@ def registry(request: HttpRequest, project) -> HttpResponse:
             "can_manage": selectors.can_manage(request.user, project.pk),
         },
     )
+
+
+@require_POST
+@for_project(manage=True)
+def rename_version(request: HttpRequest, project, version_id: int) -> HttpResponse:
+    try:
+        version = rename_model_version(
+            project_id=project.pk, version_id=version_id, name=request.POST.get("name", "")
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Model version renamed {version.name!r}.")
+    return redirect(f"{reverse('training:registry', args=[project.pk])}#version-{version_id}")
 
 
 @require_POST

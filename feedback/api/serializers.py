@@ -114,6 +114,10 @@ class RoleSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
+class VersionNameSerializer(serializers.Serializer):
+    name = serializers.CharField(trim_whitespace=False)
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion

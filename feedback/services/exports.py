@@ -14,7 +14,8 @@ Outputs come out as the import's `completions` lines ({"prompt", "completion", "
 "generation_settings", "token_count"}), so a file moves a project's outputs into another one.
 
 A snapshot pins its rows by recording the highest pair/judgment/output id it saw, so the same
-filters give the same bytes later (`materialise_snapshot`) unless rows were deleted meanwhile.
+filters give the same bytes later (`materialise_snapshot`) unless rows were deleted meanwhile
+(or, for judgments and outputs, which name their model versions, a version was renamed).
 """
 
 from __future__ import annotations

@@ -370,6 +370,16 @@ def create_prompt(
     return prompt
 
 
+MODEL_NAME_LENGTH = ModelVersion._meta.get_field("name").max_length
+
+
+def check_version_name(name: str) -> None:
+    if not name.strip():
+        raise ServiceError("A model version needs a name.")
+    if len(name.strip()) > MODEL_NAME_LENGTH:
+        raise ServiceError(f"A model version's name is at most {MODEL_NAME_LENGTH} characters.")
+
+
 @transaction.atomic
 def create_model_version(
     *,
@@ -385,8 +395,7 @@ def create_model_version(
     alignment_round_id: int | None = None,
     data_snapshot_id: int | None = None,
 ) -> ModelVersion:
-    if not name.strip():
-        raise ServiceError("A model version needs a name.")
+    check_version_name(name)
     if method not in ModelMethod.values:
         raise ServiceError(f"Method must be one of {', '.join(ModelMethod.values)}.")
     if (
@@ -413,6 +422,30 @@ def create_model_version(
         raise ServiceError(
             f"A model version named {name!r} exists already in this project.", code="conflict"
         ) from error
+
+
+@transaction.atomic
+def rename_model_version(*, project_id: int, version_id: int, name: str) -> ModelVersion:
+    """Give a version another name (a mistyped import, say): its outputs, judgments and ratings
+    stay with it, and every page and export reads the new name from then on."""
+    name = name.strip()
+    check_version_name(name)
+    version = (
+        ModelVersion.objects.select_for_update()
+        .filter(pk=version_id, project_id=project_id)
+        .first()
+    )
+    if version is None:
+        raise ServiceError("No such model version in this project.", code="not_found")
+    try:
+        with transaction.atomic():
+            ModelVersion.objects.filter(pk=version.pk).update(name=name)
+    except IntegrityError as error:  # the project's names are unique
+        raise ServiceError(
+            f"A model version named {name!r} exists already in this project.", code="conflict"
+        ) from error
+    version.name = name
+    return version
 
 
 # What uses a model version, as people call it, by the using model's label.

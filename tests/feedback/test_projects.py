@@ -17,6 +17,7 @@ from feedback.services.projects import (
     delete_model_version,
     prompt_content_hash,
     remove_member,
+    rename_model_version,
     update_project,
 )
 
@@ -188,3 +189,29 @@ def test_a_model_version_is_deleted_only_while_nothing_uses_it(project):
         with pytest.raises(ServiceError, match="No such model version") as missing:
             delete_model_version(project_id=project_id, version_id=version_id)
         assert missing.value.code == "not_found"
+
+
+def test_a_renamed_model_version_keeps_its_outputs_and_names_stay_unique(project):
+    mistyped = services.create_model_version(project_id=project.pk, name="gtp-4")
+    services.create_model_version(project_id=project.pk, name="claude")
+    prompt = services.create_prompt(project_id=project.pk, text="Q")
+    output = services.create_completion(prompt_id=prompt.pk, text="A", model_version_id=mistyped.pk)
+    renamed = rename_model_version(project_id=project.pk, version_id=mistyped.pk, name=" gpt-4 ")
+    assert renamed.name == "gpt-4" and ModelVersion.objects.get(pk=mistyped.pk).name == "gpt-4"
+    output.refresh_from_db()
+    assert output.model_version_id == mistyped.pk
+
+    for name, message in (
+        ("claude", "A model version named 'claude' exists already in this project."),
+        ("  ", "A model version needs a name."),
+        ("x" * 201, "A model version's name is at most 200 characters."),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            rename_model_version(project_id=project.pk, version_id=mistyped.pk, name=name)
+        assert refused.value.message == message
+    assert ModelVersion.objects.get(pk=mistyped.pk).name == "gpt-4"
+    with pytest.raises(ServiceError, match="No such model version"):
+        other = services.create_project(name="Other")
+        rename_model_version(project_id=other.pk, version_id=mistyped.pk, name="y")
+    with pytest.raises(ServiceError, match="at most 200 characters"):
+        services.create_model_version(project_id=project.pk, name="y" * 201)

@@ -434,6 +434,17 @@ def test_admins_delete_versions_nothing_uses_from_the_registry(client, project, 
     assert list(ModelVersion.objects.values_list("name", flat=True)) == ["base"]
     assert client.get(delete[0]).status_code == 405
 
+    rename = reverse("training:rename_version", args=[project.pk, setup["policy"].pk])
+    assert rename in client.get(registry).content.decode()
+    renamed = client.post(rename, {"name": "base-v1"}, follow=True)
+    assert renamed.redirect_chain == [(f"{registry}#version-{setup['policy'].pk}", 302)]
+    assert "Model version renamed &#x27;base-v1&#x27;." in renamed.content.decode()
+    empty = client.post(rename, {"name": " "}, follow=True).content.decode()
+    assert "A model version needs a name." in empty
+    signed_in(client, people["reviewer"])
+    assert client.post(rename, {"name": "x"}).status_code == 403
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == ["base-v1"]
+
 
 def test_side_by_side_shows_outputs_and_the_head_to_head(client, project, setup, people):
     base = setup["policy"]

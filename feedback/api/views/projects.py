@@ -26,6 +26,7 @@ from feedback.services.projects import (
     create_project,
     delete_model_version,
     remove_member,
+    rename_model_version,
     update_project,
 )
 
@@ -140,6 +141,19 @@ class ModelVersionList(ProjectRows, ServiceErrorMixin, generics.ListAPIView):
 
 class ModelVersionDetail(ServiceErrorMixin, APIView):
     permission_classes = [IsProjectAdmin]
+
+    @extend_schema(
+        request=s.VersionNameSerializer,
+        responses={200: s.ModelVersionSerializer, 404: s.ErrorSerializer, 409: s.ErrorSerializer},
+    )
+    def patch(self, request, project_id: int, version_id: int):
+        """Rename a model version (admins); its outputs and judgments stay with it."""
+        data = s.VersionNameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = rename_model_version(
+            project_id=project_id, version_id=version_id, name=data.validated_data["name"]
+        )
+        return Response(s.ModelVersionSerializer(version).data)
 
     @extend_schema(responses={204: None, 404: s.ErrorSerializer, 409: s.ErrorSerializer})
     def delete(self, request, project_id: int, version_id: int):

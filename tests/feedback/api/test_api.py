@@ -174,7 +174,7 @@ def test_model_versions_list_says_which_import_brought_them(client_for, make_mem
     ]
 
 
-def test_a_model_version_nothing_uses_is_deleted_through_the_api(client_for, make_member, project):
+def test_model_versions_are_renamed_and_deleted_through_the_api(client_for, make_member, project):
     client = client_for(make_member(role="admin"))
     url = f"/api/v1/projects/{project.pk}/model-versions/"
     import_jsonl(
@@ -187,6 +187,11 @@ def test_a_model_version_nothing_uses_is_deleted_through_the_api(client_for, mak
     refused = client.delete(f"{url}{answering.pk}/")
     assert refused.status_code == 409
     assert refused.data["detail"].startswith("Model version 'answering' is in use (1 output)")
+    renamed = client.patch(f"{url}{typo.pk}/", {"name": "fixed"}, format="json")
+    assert renamed.status_code == 200 and renamed.data["name"] == "fixed"
+    clash = client.patch(f"{url}{typo.pk}/", {"name": "answering"}, format="json")
+    assert clash.status_code == 409
+    assert client.patch(f"{url}{typo.pk}/", {}, format="json").status_code == 400
     assert client.delete(f"{url}{typo.pk}/").status_code == 204
     assert client.delete(f"{url}{typo.pk}/").status_code == 404
     assert [v["name"] for v in client.get(url).data["results"]] == ["answering"]

@@ -37,6 +37,7 @@ CASES = [
     ("patch", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("delete", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
     ("get", "/api/v1/projects/{project}/model-versions/", MEMBERS),
+    ("patch", "/api/v1/projects/{project}/model-versions/{version}/", ADMINS),
     ("delete", "/api/v1/projects/{project}/model-versions/{version}/", ADMINS),
     ("get", "/api/v1/projects/{project}/invitations/", ADMINS),
     ("post", "/api/v1/projects/{project}/invitations/", ADMINS),
@@ -73,6 +74,7 @@ BODIES = {
     "/api/v1/projects/{project}/": {"overlap": 2},
     "/api/v1/projects/{project}/members/": {"username": "newcomer"},
     "/api/v1/projects/{project}/members/{annotator}/": {"role": "reviewer"},
+    "/api/v1/projects/{project}/model-versions/{version}/": {"name": "renamed"},
 }
 
 
