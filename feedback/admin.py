@@ -141,7 +141,7 @@ class PromptSetAdmin(admin.ModelAdmin):
 
 @admin.register(models.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "project", "method", "status", "parent", "created_at"]
+    list_display = ["name", "project", "method", "status", "parent", "import_batch", "created_at"]
     list_filter = ["project", "method", "status"]
     search_fields = ["name", "base_model"]
 
