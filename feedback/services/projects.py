@@ -373,6 +373,23 @@ def create_prompt(
 MODEL_NAME_LENGTH = ModelVersion._meta.get_field("name").max_length
 
 
+def locked_version(project_id: int, version_id: int) -> ModelVersion:
+    version = (
+        ModelVersion.objects.select_for_update()
+        .filter(pk=version_id, project_id=project_id)
+        .first()
+    )
+    if version is None:
+        raise ServiceError("No such model version in this project.", code="not_found")
+    return version
+
+
+def name_taken(name: str) -> ServiceError:
+    return ServiceError(
+        f"A model version named {name!r} exists already in this project.", code="conflict"
+    )
+
+
 def check_version_name(name: str) -> None:
     if not name.strip():
         raise ServiceError("A model version needs a name.")
@@ -419,9 +436,7 @@ def create_model_version(
                 data_snapshot_id=data_snapshot_id,
             )
     except IntegrityError as error:
-        raise ServiceError(
-            f"A model version named {name!r} exists already in this project.", code="conflict"
-        ) from error
+        raise name_taken(name) from error
 
 
 @transaction.atomic
@@ -430,20 +445,12 @@ def rename_model_version(*, project_id: int, version_id: int, name: str) -> Mode
     stay with it, and every page and export reads the new name from then on."""
     name = name.strip()
     check_version_name(name)
-    version = (
-        ModelVersion.objects.select_for_update()
-        .filter(pk=version_id, project_id=project_id)
-        .first()
-    )
-    if version is None:
-        raise ServiceError("No such model version in this project.", code="not_found")
+    version = locked_version(project_id, version_id)
     try:
         with transaction.atomic():
             ModelVersion.objects.filter(pk=version.pk).update(name=name)
     except IntegrityError as error:  # the project's names are unique
-        raise ServiceError(
-            f"A model version named {name!r} exists already in this project.", code="conflict"
-        ) from error
+        raise name_taken(name) from error
     version.name = name
     return version
 
@@ -462,13 +469,7 @@ def delete_model_version(*, project_id: int, version_id: int) -> str:
     """Delete a model version nothing uses (a name mistyped, a version whose outputs went with
     their import); its name. Refused, naming what uses it, while any output, version, round or
     job does: those are its history. Files an adapter path points at stay where they are."""
-    version = (
-        ModelVersion.objects.select_for_update()
-        .filter(pk=version_id, project_id=project_id)
-        .first()
-    )
-    if version is None:
-        raise ServiceError("No such model version in this project.", code="not_found")
+    version = locked_version(project_id, version_id)
     uses: dict[str, int] = {}
     # Found from the model's relations, so that a new one cannot be missed.
     for rel in ModelVersion._meta.related_objects:
