@@ -395,6 +395,8 @@ def check_version_name(name: str) -> None:
         raise ServiceError("A model version needs a name.")
     if len(name.strip()) > MODEL_NAME_LENGTH:
         raise ServiceError(f"A model version's name is at most {MODEL_NAME_LENGTH} characters.")
+    if "\x00" in name:  # PostgreSQL text cannot hold it
+        raise ServiceError("A model version's name cannot contain a NUL character.")
 
 
 @transaction.atomic

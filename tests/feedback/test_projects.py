@@ -205,6 +205,7 @@ def test_a_renamed_model_version_keeps_its_outputs_and_names_stay_unique(project
         ("claude", "A model version named 'claude' exists already in this project."),
         ("  ", "A model version needs a name."),
         ("x" * 201, "A model version's name is at most 200 characters."),
+        ("a\x00b", "A model version's name cannot contain a NUL character."),
     ):
         with pytest.raises(ServiceError) as refused:
             rename_model_version(project_id=project.pk, version_id=mistyped.pk, name=name)
