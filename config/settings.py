@@ -6,6 +6,7 @@ see .env.example and README.md for every variable.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -92,6 +93,11 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if sys.argv[1:2] in (["runserver"], ["serve_demo"]):
+    # Django's development server serves each client connection in a thread of its own and
+    # leaves that thread's persistent connection open when it ends: a few hundred requests
+    # from clients that hang up early ran PostgreSQL out of connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED_STATEMENTS", True
 ):

@@ -46,6 +46,29 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     assert "no issues" in result.stdout
 
 
+def conn_max_age(command: str) -> str:
+    code = (
+        f"import sys; sys.argv = ['manage.py', {command!r}]; "
+        "from config import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_CONN_MAX_AGE",)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DEBUG": "1", "DATABASE_URL": "postgres://arbiter@127.0.0.1:1/arbiter"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_development_server_keeps_no_database_connection_open():
+    assert conn_max_age("runserver") == conn_max_age("serve_demo") == "0"
+    assert conn_max_age("check") == "60"  # and Granian's worker threads keep theirs
+
+
 def test_missing_secret_key_is_refused_outside_debug():
     result = manage("check")
     assert result.returncode != 0
