@@ -79,8 +79,9 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     checks, each of which scans the pairs for a deleted output or prompt (their rejected and
     prompt columns are not indexed, for imports' sake): hours for 100k lines. The deletion
     vouches instead that nothing references what it deletes: it locks the import's outputs,
-    prompts, model versions and battles before looking for what uses them (whoever adds a reference locks the
-    row it points at, and so waits, then finds it gone), and deletes what does, first."""
+    prompts, model versions and battles before looking for what uses them (whoever adds a
+    reference locks the row it points at, and so waits, then finds it gone), and deletes what
+    does, first."""
     batch = (
         ImportBatch.objects.select_for_update().filter(pk=batch_id, project_id=project_id).first()
     )
@@ -169,7 +170,6 @@ def delete_rows(batch: ImportBatch) -> DeletedImport:
             f" AND NOT EXISTS (SELECT 1 FROM {table(rel.related_model)} u "
             f"WHERE u.{connection.ops.quote_name(rel.field.column)} = {version}.id)"
             for rel in ModelVersion._meta.related_objects
-            if rel.related_model is not ImportBatch
         ),
         [batch_id],
     )
