@@ -211,7 +211,7 @@ def open_tasks(request, project, form: TaskCreationForm) -> str:
 
 def delete_tasks(request, project, form: TaskDeletionForm) -> str:
     deleted = delete_untouched_tasks(project_id=project.pk, mode=form.cleaned_data["mode"] or None)
-    return f"{deleted} untouched open tasks deleted."
+    return f"{counted(deleted, 'untouched open tasks')} deleted."
 
 
 def delete_batch(request, project, form: ImportDeletionForm) -> str:

@@ -7,6 +7,11 @@ def counted(count: int, plural: str) -> str:
     return f"{count} {plural.removesuffix('s') if count == 1 else plural}"
 
 
+def one_or_many(count: int, one: str, many: str) -> str:
+    """The word that agrees with `count`: "is" or "are", "lacks" or "lack"."""
+    return one if count == 1 else many
+
+
 # The order an import makes things in (a JSON column keeps its own order of keys).
 KINDS_MADE = ("model_versions", "prompts", "completions", "tasks", "judgments", "pairs")
 

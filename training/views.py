@@ -36,7 +36,7 @@ from feedback.errors import ServiceError
 from feedback.ids import parse_id
 from feedback.models import ModelVersion
 from feedback.services.projects import delete_model_version, rename_model_version
-from feedback.wording import counted
+from feedback.wording import counted, one_or_many
 from training import comparisons, rounds, selectors
 from training.forms import (
     BlindTasksForm,
@@ -475,11 +475,12 @@ def compare_blind(request: HttpRequest, project) -> HttpResponse:
     else:
         text = f"Created {counted(len(result.created), 'blind pairwise tasks')}."
         if result.already_there:
-            had = "pair already had" if result.already_there == 1 else "pairs already had"
-            text += f" {result.already_there} {had} a task."
+            text += f" {counted(result.already_there, 'pairs')} already had a task."
         if result.missing_outputs:
-            lack = "prompt lacks" if result.missing_outputs == 1 else "prompts lack"
-            text += f" {result.missing_outputs} {lack} an output of one version."
+            lack = one_or_many(result.missing_outputs, "lacks", "lack")
+            text += (
+                f" {counted(result.missing_outputs, 'prompts')} {lack} an output of one version."
+            )
         messages.success(request, text)
     return back_to_comparison(project, data["a"], data["b"], data["prompt_set"])
 

@@ -60,6 +60,7 @@ from feedback.models import (
 )
 from feedback.models.exports import ExportKind, ExportStatus
 from feedback.raw_rows import json_column, streamed_rows
+from feedback.services.bulk import is_postgresql
 from feedback.services.export_sql import stream_pair_rows
 from feedback.services.imports import IMPORT_POLICY
 
@@ -262,7 +263,8 @@ def orm_pair_rows(pairs: QuerySet[PreferencePair]) -> Iterator[tuple]:
 
 
 def can_stream_rows() -> bool:
-    return connection.vendor == "postgresql"
+    """Whether pairs come from export_sql's streamed query (PostgreSQL), else from the ORM."""
+    return is_postgresql()
 
 
 def messages_of(messages_json: str | None) -> list | None:
@@ -408,7 +410,8 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
     """The judgments, in id order, each with the outputs its task showed. Two streamed reads in
     step, the judgments and their tasks' outputs in the same order: looking the outputs up for
     each chunk of judgments took longer than all the rest (about 10,000 rows a second)."""
-    if connection.vendor == "postgresql":
+    postgresql = is_postgresql()
+    if postgresql:
         judgments = judgments.annotate(created_text=IsoUtc("created_at"))
         with connection.cursor() as cursor:
             # Planned for every row, not the first tenth a cursor's plan favours (the outputs'
@@ -431,7 +434,7 @@ def judgment_records(judgments: QuerySet[Judgment]) -> Iterator[dict]:
             "rationale",
             "time_spent_ms",
             "flags",
-            "created_text" if connection.vendor == "postgresql" else "created_at",
+            "created_text" if postgresql else "created_at",
         ),
         CHUNK_ROWS,
     )

@@ -24,7 +24,7 @@ from feedback.models import (
 )
 from feedback.services.bulk import is_postgresql, may_skip_triggers, references_vouched_for
 from feedback.services.imports import IMPORT_USERNAME
-from feedback.wording import counted
+from feedback.wording import counted, one_or_many
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     )
     if in_use:
         raise ServiceError(
-            f"{counted(in_use, 'tasks')} {'shows' if in_use == 1 else 'show'} this import's "
+            f"{counted(in_use, 'tasks')} {one_or_many(in_use, 'shows', 'show')} this import's "
             "outputs; nothing was deleted. "
             "Delete those tasks first (untouched ones go with 'Delete untouched tasks'), or "
             "keep the import.",

@@ -71,7 +71,7 @@ from feedback.services.bulk import (
     reserve_ids,
 )
 from feedback.services.tasks import TASK_COLUMNS
-from feedback.wording import counted
+from feedback.wording import counted, one_or_many
 
 T = TypeVar("T")
 IMPORT_USERNAME = "arbiter-import"
@@ -281,8 +281,8 @@ class LineParser:
     def refusal(self) -> ServiceError:
         return ServiceError(
             f"{len(self.errors)} of {counted(self.count, 'lines')} "
-            f"{'is' if len(self.errors) == 1 else 'are'} invalid; nothing was imported. Fix "
-            f"{'it' if len(self.errors) == 1 else 'them'} and retry.",
+            f"{one_or_many(len(self.errors), 'is', 'are')} invalid; nothing was imported. Fix "
+            f"{one_or_many(len(self.errors), 'it', 'them')} and retry.",
             details=self.errors,
         )
 

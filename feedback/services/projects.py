@@ -26,7 +26,7 @@ from feedback.models import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
 from feedback.models.tasks import AssignmentStatus, TaskStatus
-from feedback.wording import counted
+from feedback.wording import counted, one_or_many
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
@@ -123,7 +123,7 @@ def update_project(
         if still_open:
             raise ServiceError(
                 f"{counted(still_open, f'open {mode} tasks')} "
-                f"{'remains' if still_open == 1 else 'remain'}; they must be finished before "
+                f"{one_or_many(still_open, 'remains', 'remain')}; they must be finished before "
                 f"{mode} judgments can be turned off."
             )
     project.guidelines = guidelines

@@ -19,7 +19,7 @@ from feedback.services.bulk import (
     reserve_ids,
 )
 from feedback.services.projects import LOOKUP_BATCH, ids_in_project
-from feedback.wording import counted
+from feedback.wording import counted, one_or_many
 
 MAX_ITEMS_PER_TASK = 9  # number keys 1..9 pick an item in the ranking view
 
@@ -118,10 +118,10 @@ class OpenedTasks:
             f"{counted(self.prompts, 'prompts')}"
         ]
         if self.already_there:
-            verb = "was" if self.already_there == 1 else "were"
+            verb = one_or_many(self.already_there, "was", "were")
             clauses.append(f"{self.already_there} {verb} there already")
         if self.too_few_outputs:
-            verb = "has" if self.too_few_outputs == 1 else "have"
+            verb = one_or_many(self.too_few_outputs, "has", "have")
             clauses.append(
                 f"{counted(self.too_few_outputs, 'prompts')} {verb} fewer than two outputs"
             )
