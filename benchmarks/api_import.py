@@ -5,6 +5,8 @@ each format, and the Anthropic HH file end to end (import, export, same pairs ou
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
         [--formats prompts,completions,trl]  (also: trl_chat, trl_csv, arena) [--repeat 3]
         [--delete]  (then delete each import through the API, timed)
+        [--checked-role]  (serve as a database role that may not skip foreign-key checks, as
+                           on a managed PostgreSQL where the app's role is no superuser)
 
 Besides wall-clock seconds it prints the CPU seconds of the server's worker, of PostgreSQL and
 of this client for each import: on a shared machine they are the steadier figures.
@@ -17,11 +19,13 @@ import csv
 import gzip
 import http.client
 import json
+import os
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from serving import (
     ROOT,
@@ -195,6 +199,27 @@ def import_once(
     return seconds
 
 
+def use_checked_role() -> None:
+    """Point the server at a login role with the tables' rights but not the superuser's (nor
+    SET on session_replication_role): imports and deletions then check references row by row."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DO $$ BEGIN CREATE ROLE arbiter_checked LOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        cursor.execute(
+            "GRANT ALL ON SCHEMA public TO arbiter_checked; "
+            "GRANT ALL ON ALL TABLES IN SCHEMA public TO arbiter_checked; "
+            "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO arbiter_checked"
+        )
+    url = urlsplit(os.environ["DATABASE_URL"])
+    host = url.netloc.rsplit("@", 1)[-1]
+    os.environ["DATABASE_URL"] = urlunsplit(url._replace(netloc=f"arbiter_checked@{host}"))
+    print("serving as a role that checks foreign keys row by row")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=100_000)
@@ -205,11 +230,18 @@ def main() -> None:
     parser.add_argument(
         "--delete", action="store_true", help="delete each import through the API, timed"
     )
+    parser.add_argument(
+        "--checked-role",
+        action="store_true",
+        help="serve as a role that may not skip PostgreSQL's per-row foreign-key checks",
+    )
     args = parser.parse_args()
     setup_django()
     from feedback import services
 
     print(machine_pace())
+    if args.checked_role:
+        use_checked_role()
     with Server() as server:
         # A first request loads the URLconf (scipy and friends, seconds of CPU) and the import
         # code; a serving worker has done that long before, so keep it out of the figures.

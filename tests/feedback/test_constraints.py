@@ -135,3 +135,31 @@ def test_preference_pair_needs_two_completions_and_a_non_negative_margin(make_ta
             project=task.project, prompt=task.prompt, chosen=a, rejected=b
         )
     )
+
+
+# Deleting an import deletes its batch row alone: one lookup per table, a scan each is cheap.
+UNINDEXED_REFERENCES = {
+    ("feedback_prompt", "import_batch_id"),
+    ("feedback_completion", "import_batch_id"),
+    ("feedback_annotationtask", "import_batch_id"),
+    ("feedback_modelversion", "import_batch_id"),
+}
+
+
+def test_references_that_deletions_look_up_are_indexed():
+    """The database checks each deleted row for rows that still reference it, one lookup a
+    row: a reference with no index leading with its column turns deleting n rows into n scans
+    of the referencing table (hours for a 100k-line import where the checks run)."""
+    from django.apps import apps
+    from django.db import connection
+
+    unindexed = set()
+    with connection.cursor() as cursor:
+        for model in apps.get_models(include_auto_created=True):
+            table = model._meta.db_table
+            constraints = connection.introspection.get_constraints(cursor, table)
+            leading = {c["columns"][0] for c in constraints.values() if c["index"] or c["unique"]}
+            for field in model._meta.local_fields:
+                if field.is_relation and field.db_constraint and field.column not in leading:
+                    unindexed.add((table, field.column))
+    assert unindexed == UNINDEXED_REFERENCES
