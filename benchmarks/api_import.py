@@ -4,7 +4,7 @@ each format, and the Anthropic HH file end to end (import, export, same pairs ou
 
     tests/services.sh .venv/bin/python benchmarks/api_import.py [--lines 100000]
         [--formats prompts,completions,trl]  (also: trl_chat, trl_csv, arena) [--repeat 3]
-        [--delete]  (then delete each import through the API, timed)
+        [--delete [project]]  (then delete each import, or its project, through the API, timed)
         [--checked-role]  (serve as a database role that may not skip foreign-key checks, as
                            on a managed PostgreSQL where the app's role is no superuser)
 
@@ -157,10 +157,10 @@ def get_lines(port: int, path: str, key: str) -> list[bytes]:
 
 
 def import_once(
-    server, services, format: str, file: Path, size: int, lines: int, delete: bool = False
+    server, services, format: str, file: Path, size: int, lines: int, delete: str = ""
 ) -> float:
     """One import of `file` into a fresh project; prints its figures, returns its seconds. With
-    `delete`, the import is then deleted through the API, and that is timed too."""
+    `delete` ("import" or "project"), that is then deleted through the API, and timed too."""
     project = services.create_project(name=f"import benchmark {format} {time.time():.3f}")
     key = api_key(f"import-benchmark-{format}", project.pk)
     vacuum_database()
@@ -185,11 +185,10 @@ def import_once(
         with ServingCpu(server.worker_pid()) as cpu:
             started = time.perf_counter()
             connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1200)
-            connection.request(
-                "DELETE",
-                f"/api/v1/projects/{project.pk}/imports/{payload['batch']['id']}/",
-                headers={"Authorization": f"Bearer {key}"},
-            )
+            path = f"/api/v1/projects/{project.pk}/"
+            if delete == "import":
+                path += f"imports/{payload['batch']['id']}/"
+            connection.request("DELETE", path, headers={"Authorization": f"Bearer {key}"})
             response = connection.getresponse()
             deleted = json.loads(response.read())
             took = time.perf_counter() - started
@@ -228,7 +227,12 @@ def main() -> None:
     # little, the median of a few says more.
     parser.add_argument("--repeat", type=int, default=3, help="imports of each file")
     parser.add_argument(
-        "--delete", action="store_true", help="delete each import through the API, timed"
+        "--delete",
+        nargs="?",
+        const="import",
+        default="",
+        choices=("import", "project"),
+        help="then delete each import (or with 'project', its project) through the API, timed",
     )
     parser.add_argument(
         "--checked-role",

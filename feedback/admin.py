@@ -8,6 +8,7 @@ from feedback.errors import ServiceError
 from feedback.services import create_tasks_from_completions
 from feedback.services.import_deletion import delete_import
 from feedback.services.invitations import revoke_invitation
+from feedback.services.project_deletion import delete_project
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,9 +19,32 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(models.Project)
 class ProjectAdmin(admin.ModelAdmin):
+    """Deleting a project goes through delete_project, as on its Settings page: the admin's own
+    deletion reads and lists every row first, and fails past 65,535 of them."""
+
     list_display = ["name", "pairwise_enabled", "ranking_enabled", "rating_enabled", "overlap"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+    def get_deleted_objects(self, objs, request):
+        listed = [f"{project} and everything in it" for project in objs]
+        return listed, {"projects": len(listed)}, set(), []
+
+    def delete_model(self, request, obj) -> None:
+        delete_project(project_id=obj.pk)
+
+    def get_actions(self, request):
+        # One project at a time, from its own page: its deletion can be refused.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect("admin:feedback_project_change", object_id)
 
 
 @admin.register(models.Membership)

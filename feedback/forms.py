@@ -154,6 +154,22 @@ class ImportDeletionForm(forms.Form):
     batch = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
 
+class ProjectDeletionForm(forms.Form):
+    """Deleting a project takes its name typed out: nothing of it can be brought back."""
+
+    name = forms.CharField(label="Type the project's name to confirm", max_length=200)
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name != self.project.name:
+            raise forms.ValidationError(f"it does not match; type {self.project.name!r} exactly.")
+        return name
+
+
 class TaskCreationForm(forms.Form):
     """Which of a project's outputs become tasks (create_tasks_from_completions)."""
 

@@ -21,6 +21,7 @@ from feedback.forms import (
     MemberForm,
     NewProjectForm,
     PairPolicyForm,
+    ProjectDeletionForm,
     ProjectSettingsForm,
     PromptSetForm,
     TaskCreationForm,
@@ -35,6 +36,7 @@ from feedback.services.import_deletion import delete_import
 from feedback.services.imports import IMPORT_POLICY, import_jsonl
 from feedback.services.invitations import create_invitation, revoke_invitation
 from feedback.services.pairs import derive_pairs
+from feedback.services.project_deletion import delete_project
 from feedback.services.projects import (
     add_member_named,
     change_member_role,
@@ -324,12 +326,27 @@ def posted_id(request, field: str) -> int:
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
-    """Admins change guidelines, judgment kinds and overlap, and who works on the project; site
-    staff also make accounts for newcomers."""
+    """Admins change guidelines, judgment kinds and overlap, and who works on the project, or
+    delete it; site staff also make accounts for newcomers."""
     project, can_manage = reviewable_project(request, project_id)
     if not can_manage:
         raise PermissionDenied("Only the project's admins change its settings and members.")
     posted = request.POST.get("action") if request.method == "POST" else None
+    deletion_form = ProjectDeletionForm(
+        request.POST if posted == "delete_project" else None, project=project
+    )
+    deletion_errors: list[str] = []
+    if posted == "delete_project":
+        if deletion_form.is_valid():
+            try:
+                deleted = delete_project(project_id=project.pk)
+            except ServiceError as error:
+                deletion_errors = [error.message]
+            else:
+                messages.success(request, deleted.summary())
+                return redirect("annotations:home")
+        else:
+            deletion_errors = labelled_errors(deletion_form)
     if posted in ("role", "remove", "revoke_invite"):
         user_id = posted_id(request, "user_id")
         try:
@@ -399,12 +416,14 @@ def project_settings(request, project_id: int):
         "roles": Role.choices,
         "posted": posted,
         "errors": errors,
+        "deletion_form": deletion_form,
+        "deletion_errors": deletion_errors,
     }
     response = render(
         request,
         "feedback/settings.html",
         context,
-        status=422 if errors or account_errors or invitation_errors else 200,
+        status=422 if errors or account_errors or invitation_errors or deletion_errors else 200,
     )
     if new_account is not None or new_invitation is not None:
         add_never_cache_headers(response)  # the page holds a password or a link's key

@@ -208,6 +208,13 @@ class DeletedImportSerializer(serializers.Serializer):
     kept_model_versions = serializers.IntegerField()
 
 
+class DeletedProjectSerializer(serializers.Serializer):
+    detail = serializers.CharField(source="summary")
+    rows = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Rows deleted, by table (app.Model)."
+    )
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     details = serializers.ListField(child=serializers.CharField(), required=False)

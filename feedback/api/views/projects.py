@@ -20,6 +20,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.services.invitations import create_invitation, revoke_invitation
+from feedback.services.project_deletion import delete_project
 from feedback.services.projects import (
     add_member_named,
     change_member_role,
@@ -57,10 +58,12 @@ class ProjectList(ServiceErrorMixin, generics.ListAPIView):
 
 class ProjectDetail(ServiceErrorMixin, APIView):
     """One project you belong to: its settings and how many prompts, outputs and tasks it has.
-    PATCH changes its settings (admins); what a change leaves out keeps its value."""
+    PATCH changes its settings (admins); what a change leaves out keeps its value. DELETE deletes
+    the project and everything in it (admins), refused while a round or training job of it is
+    under way."""
 
     def get_permissions(self):
-        return [IsProjectAdmin() if self.request.method == "PATCH" else IsProjectMember()]
+        return [IsProjectMember() if self.request.method == "GET" else IsProjectAdmin()]
 
     @extend_schema(responses={200: s.ProjectDetailSerializer})
     def get(self, request, project_id: int):
@@ -74,6 +77,11 @@ class ProjectDetail(ServiceErrorMixin, APIView):
         data = s.ProjectSettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return self.detail(update_project(project_id=project_id, **data.validated_data))
+
+    @extend_schema(responses={200: s.DeletedProjectSerializer, 409: s.ErrorSerializer})
+    def delete(self, request, project_id: int):
+        deleted = delete_project(project_id=project_id)
+        return Response(s.DeletedProjectSerializer(deleted).data)
 
     def detail(self, project: Project) -> Response:
         project.contents = selectors.project_contents(project.pk)

@@ -32,6 +32,7 @@ CASES = [
     ("post", "/api/v1/projects/", (ANON, DENY, DENY, DENY, DENY)),  # staff only
     ("get", "/api/v1/projects/{project}/", MEMBERS),
     ("patch", "/api/v1/projects/{project}/", ADMINS),
+    ("delete", "/api/v1/projects/{project}/", ADMINS),
     ("get", "/api/v1/projects/{project}/members/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/members/", ADMINS),
     ("patch", "/api/v1/projects/{project}/members/{annotator}/", ADMINS),
