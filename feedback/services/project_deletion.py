@@ -99,7 +99,10 @@ def artifact_paths(project_id: int) -> list[Path]:
         if p
     ]
     versions = ModelVersion.objects.filter(project_id=project_id)
-    paths += [Path(p) for p in versions.values_list("adapter_path", flat=True) if p]
+    adapters = set(versions.exclude(adapter_path="").values_list("adapter_path", flat=True))
+    # A version of another project may have been registered with the same adapter folder.
+    shared = ModelVersion.objects.filter(adapter_path__in=adapters).exclude(project_id=project_id)
+    paths += [Path(p) for p in adapters - set(shared.values_list("adapter_path", flat=True))]
     root = Path(settings.ARTIFACT_ROOT)
     paths += [root / "merged" / f"version-{pk}" for pk in versions.values_list("pk", flat=True)]
     return paths

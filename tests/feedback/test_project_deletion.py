@@ -228,3 +228,19 @@ def test_the_admin_deletes_through_the_service(client, make_member, make_user):
 def test_an_empty_project_says_so():
     project = services.create_project(name="empty")
     assert delete_project(project_id=project.pk).summary() == "Project 'empty' deleted."
+
+
+def test_an_adapter_folder_another_project_names_stays(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.ARTIFACT_ROOT = tmp_path
+    own, shared = tmp_path / "jobs" / "dpo-1" / "adapter", tmp_path / "jobs" / "dpo-2" / "adapter"
+    for folder in (own, shared):
+        folder.mkdir(parents=True)
+    doomed, kept = services.create_project(name="doomed"), services.create_project(name="kept")
+    make_version(doomed, "mine", adapter_path=str(own))
+    make_version(doomed, "copy", adapter_path=str(shared))
+    make_version(kept, "theirs", adapter_path=str(shared))
+    with django_capture_on_commit_callbacks(execute=True):
+        delete_project(project_id=doomed.pk)
+    assert not own.exists() and shared.exists()
