@@ -17,8 +17,27 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class DeletedByService(admin.ModelAdmin):
+    """A model that a service deletes (delete_model), with what goes with it: a refusal comes
+    back as a message on the change page, and Django's bulk "delete selected" is left out (it
+    would report every row deleted, refused or not)."""
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            opts = self.model._meta
+            return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", object_id)
+
+
 @admin.register(models.Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(DeletedByService):
     """Deleting a project goes through delete_project, as on its Settings page: the admin's own
     deletion reads and lists every row first, and fails past 65,535 of them."""
 
@@ -32,19 +51,6 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj) -> None:
         delete_project(project_id=obj.pk)
-
-    def get_actions(self, request):
-        # One project at a time, from its own page: its deletion can be refused.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return redirect("admin:feedback_project_change", object_id)
 
 
 @admin.register(models.Membership)
@@ -83,18 +89,13 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(DeletedByService):
     """Deleting an import deletes what it wrote, as on the Imports page (delete_import): the
     record alone would leave its rows unmarked, beyond taking back together."""
 
     list_display = ["id", "project", "format", "source", "line_count", "made_summary", "created_at"]
     list_filter = ["project", "format"]
     actions = ["delete_with_rows"]
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.action(description="Delete the selected imports and what they wrote")
     def delete_with_rows(self, request, queryset) -> None:
@@ -108,13 +109,6 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj) -> None:
         delete_import(project_id=obj.project_id, batch_id=obj.pk)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return redirect("admin:feedback_importbatch_change", object_id)
 
 
 @admin.register(models.Prompt)
