@@ -184,6 +184,15 @@ def test_the_settings_page_asks_for_the_name(client, make_member):
     assert "it does not match; type &#x27;Typed&#x27; exactly" in wrong.content.decode()
     assert Project.objects.filter(pk=project.pk).exists()
 
+    policy = ModelVersion.objects.get(project=project, name="policy")
+    running = make_round(
+        project, policy, AlignmentRound.objects.get(project=project).prompt_set, state="generating"
+    )
+    refused = client.post(url, {"action": "delete_project", "name": "Typed"})
+    assert refused.status_code == 422
+    assert "Round 2 of this project is under way; cancel it first." in refused.content.decode()
+    AlignmentRound.objects.filter(pk=running.pk).update(state=RoundState.CANCELLED)
+
     done = client.post(url, {"action": "delete_project", "name": "Typed"}, follow=True)
     assert done.redirect_chain[-1][0] == "/"
     assert "Project &#x27;Typed&#x27; deleted with" in done.content.decode()
