@@ -7,6 +7,7 @@ from django.dispatch import receiver
 
 from feedback.errors import ServiceError
 from feedback.services.project_deletion import deleting
+from feedback.wording import one_or_many
 from training.jobs import job_output_dir
 from training.models import AlignmentRound, JobStatus, TrainingJob
 from training.rounds import ACTIVE_STATES
@@ -16,12 +17,13 @@ from training.rounds import ACTIVE_STATES
 def before_project_deletion(sender, project_id: int, **kwargs) -> list[Path]:
     # A worker would go on writing for rows that are gone.
     running = AlignmentRound.objects.filter(project_id=project_id, state__in=ACTIVE_STATES)
-    if running.exists():
-        numbers = ", ".join(
-            str(n) for n in running.order_by("number").values_list("number", flat=True)
-        )
+    numbers = list(running.order_by("number").values_list("number", flat=True))
+    if numbers:
+        many = len(numbers)
         raise ServiceError(
-            f"Round {numbers} of this project is under way; cancel it first. Nothing was deleted.",
+            f"{one_or_many(many, 'Round', 'Rounds')} {', '.join(map(str, numbers))} of this "
+            f"project {one_or_many(many, 'is', 'are')} under way; cancel "
+            f"{one_or_many(many, 'it', 'them')} first. Nothing was deleted.",
             code="conflict",
         )
     jobs = TrainingJob.objects.filter(project_id=project_id)

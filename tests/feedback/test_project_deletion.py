@@ -143,6 +143,12 @@ def test_refused_while_a_round_is_under_way(make_member):
         delete_project(project_id=project.pk)
     assert refused.value.code == "conflict"
     assert owned_rows(project.pk) == before
+    make_round(project, policy, prompt_set, state=RoundState.TRAINING_POLICY)
+    with pytest.raises(ServiceError) as refused:
+        delete_project(project_id=project.pk)
+    assert refused.value.message == (
+        "Rounds 2, 3 of this project are under way; cancel them first. Nothing was deleted."
+    )
 
 
 def test_refused_while_a_job_is_queued(make_member):
