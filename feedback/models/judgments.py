@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from .collations import BYTE_ORDER
 from .projects import JudgmentMode, Project
 from .prompts import Completion, Prompt, created_at_field
 from .tasks import AnnotationTask
@@ -49,7 +50,7 @@ class Judgment(models.Model):
     rationale = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
-    idempotency_key = models.CharField(max_length=100)
+    idempotency_key = models.CharField(max_length=100, db_collation=BYTE_ORDER)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -7,6 +7,7 @@ from django.db.models.functions import Now
 
 from feedback.wording import counted, what_was_made
 
+from .collations import BYTE_ORDER
 from .projects import Project
 
 
@@ -70,7 +71,9 @@ class Prompt(models.Model):
     text = models.TextField(blank=True)
     messages = models.JSONField(null=True, blank=True)
     content_hash = models.CharField(
-        max_length=64, help_text="sha256 of the normalised prompt; deduplicates imports."
+        max_length=64,
+        db_collation=BYTE_ORDER,
+        help_text="sha256 of the normalised prompt; deduplicates imports.",
     )
     metadata = models.JSONField(default=dict, blank=True)
     split = models.CharField(max_length=16, choices=PromptSplit.choices, default=PromptSplit.TRAIN)
