@@ -77,10 +77,10 @@ def delete_import(*, project_id: int, batch_id: int) -> DeletedImport:
 
     Where the role may (as imports do), the deletes run without PostgreSQL's per-row foreign-key
     checks, a lookup or two for every row deleted: a 100k-line TRL import goes in 4 s instead of
-    21 s, Arena battles in 10 s instead of 31 s. The deletion vouches instead that nothing references what it deletes: it locks the import's outputs,
-    prompts, model versions and battles before looking for what uses them (whoever adds a
-    reference locks the row it points at, and so waits, then finds it gone), and deletes what
-    does, first."""
+    21 s, Arena battles in 10 s instead of 31 s. The deletion vouches instead that nothing
+    references what it deletes: it locks the import's outputs, prompts, model versions and
+    battles before looking for what uses them (whoever adds a reference locks the row it points
+    at, and so waits, then finds it gone), and deletes what does, first."""
     batch = (
         ImportBatch.objects.select_for_update().filter(pk=batch_id, project_id=project_id).first()
     )

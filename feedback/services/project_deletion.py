@@ -25,6 +25,7 @@ from django.dispatch import Signal
 
 from feedback.errors import ServiceError
 from feedback.models import ExportSnapshot, ModelVersion, Project
+from feedback.services.bulk import is_postgresql
 from feedback.wording import counted
 
 # Sent inside the deletion's transaction, with project_id, before anything is deleted.
@@ -146,7 +147,7 @@ def delete_project(*, project_id: int) -> DeletedProject:
                         [project_id],
                     )
                     rows[model._meta.label] = cursor.rowcount
-            if connection.vendor == "postgresql":
+            if is_postgresql():
                 # Checked now rather than at the commit, so a clash is caught here.
                 with connection.cursor() as cursor:
                     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
