@@ -5,6 +5,7 @@ CPU seconds per million rows of the server worker and of PostgreSQL, and the wor
     tests/services.sh .venv/bin/python benchmarks/api_export.py [--pairs 1000000]
         [--variants standard conversational hh standard+margin] [--repeat 1]
         [--judgments 200000]  (also raw judgments: that many imported Arena battles)
+        [--kept]  (also keep the pairs as a snapshot file with a POST, then download that file)
 
 CPU seconds are the figure to compare on a shared machine: wall-clock rates move with whatever
 else runs. Variants run one after another against the same server and data.
@@ -209,6 +210,40 @@ def export_variant(server: Server, key: str, project_id: int, variant: str) -> N
     )
 
 
+def keep_and_fetch(server: Server, key: str, project_id: int) -> None:
+    """POST the standard pairs export (kept as a file), then GET that snapshot's file."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    with ServingCpu(server.worker_pid()) as cpu, PeakMemory(server.worker_pid()) as memory:
+        started = time.perf_counter()
+        connection.request(
+            "POST",
+            f"/api/v1/projects/{project_id}/exports/pairs/",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        response = connection.getresponse()
+        snapshot = json.loads(response.read())
+        kept = time.perf_counter() - started
+    if response.status != 201:
+        raise RuntimeError(f"{response.status}: {snapshot}")
+    print(
+        f"kept: {snapshot['row_count']:,} rows, {snapshot['byte_size'] / 2**20:.0f} MiB written "
+        f"to snapshot #{snapshot['id']}'s file in {kept:.2f} s = "
+        f"{snapshot['row_count'] / kept:,.0f} rows/s; CPU: server {cpu.server.seconds:.2f} s, "
+        f"PostgreSQL {cpu.postgres.seconds:.2f} s; worker RSS +{mib(memory.peak - memory.start)}",
+        flush=True,
+    )
+    file = urllib.parse.urlsplit(snapshot["file"]).path
+    with ServingCpu(server.worker_pid()) as cpu, PeakMemory(server.worker_pid()) as memory:
+        rows, size, first_byte, seconds, _ = download(server.port, file, key)
+    print(
+        f"kept file: {rows:,} rows, {size / 2**20:.0f} MiB in {seconds:.2f} s = "
+        f"{rows / seconds:,.0f} rows/s, first byte after {first_byte:.3f} s; CPU: server "
+        f"{cpu.server.seconds:.2f} s, PostgreSQL {cpu.postgres.seconds:.2f} s; worker RSS "
+        f"+{mib(memory.peak - memory.start)}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=1_000_000)
@@ -221,6 +256,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument(
         "--judgments", type=int, default=0, help="also export this many raw judgments"
+    )
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="also keep the pairs export as a snapshot file (POST) and download that file",
     )
     args = parser.parse_args()
     setup_django()
@@ -242,6 +282,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for key, export_id, variant in runs:
                 export_variant(server, key, export_id, variant)
+        if args.kept and project_id is not None:
+            keep_and_fetch(server, runs[0][0], project_id)
     print(f"after the runs, {machine_pace()}")
 
 

@@ -136,11 +136,17 @@ UNSAID = {"style": "standard", "margin": False, "include_ties": False}
 
 def snapshot_summary(snapshot) -> str:
     """The filters a snapshot was made with, those that narrowed it or shaped its rows."""
-    said = [
-        f"{key.replace('_', ' ')}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
-        for key, value in snapshot.filters.items()
-        if key != "up_to_id" and value not in (None, [], "") and UNSAID.get(key) != value
-    ]
+    said = []
+    for key, value in snapshot.filters.items():
+        if key == "up_to_id" or value in (None, [], "") or UNSAID.get(key) == value:
+            continue
+        name = key.replace("_", " ")
+        if value is True:  # a switch turned on: its name says it
+            said.append(name)
+        else:
+            said.append(
+                f"{name}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+            )
     return "; ".join([snapshot.format, *said])
 
 

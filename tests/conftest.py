@@ -92,6 +92,14 @@ def tiny_base() -> str:
     return str(cached)
 
 
+@pytest.fixture(autouse=True)
+def artifact_root(settings, tmp_path):
+    """Files a test has Arbiter write (exports, adapters, job folders) land in its own folder,
+    never in the checkout's var/."""
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    return settings.ARTIFACT_ROOT
+
+
 @pytest.fixture
 def make_user(db):
     counter = iter(range(1, 1_000_000))

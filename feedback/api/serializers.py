@@ -1,6 +1,7 @@
 """Input and output shapes of the API. Inputs are parsed here and handed to a service as plain
 values; outputs list their fields explicitly."""
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from feedback.ids import MAX_ID
@@ -20,6 +21,7 @@ from feedback.models import (
     PromptSet,
     Role,
 )
+from feedback.models.exports import ExportStatus
 from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
 from feedback.models.tasks import SkipReason
 from feedback.services.exports import PAIR_STYLES, ExportFilters
@@ -409,6 +411,16 @@ class IssuedTokenSerializer(ApiTokenSerializer):
 
 class ExportSnapshotSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    file = serializers.SerializerMethodField(
+        help_text="Where exactly these bytes download again (complete snapshots)."
+    )
+
+    def get_file(self, snapshot: ExportSnapshot) -> str | None:
+        if snapshot.status != ExportStatus.COMPLETE:
+            return None
+        url = reverse("api:snapshot-file", args=[snapshot.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
 
     class Meta:
         model = ExportSnapshot
@@ -419,7 +431,9 @@ class ExportSnapshotSerializer(serializers.ModelSerializer):
             "format",
             "filters",
             "row_count",
+            "byte_size",
             "content_hash",
+            "file",
             "status",
             "created_by",
             "created_at",

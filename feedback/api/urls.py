@@ -96,4 +96,5 @@ urlpatterns = [
     path("judgments/", annotating.JudgmentList.as_view(), name="judgments"),
     path("exports/", exports.SnapshotList.as_view(), name="snapshots"),
     path("exports/<id:snapshot_id>/", exports.SnapshotDetail.as_view(), name="snapshot"),
+    path("exports/<id:snapshot_id>/file/", exports.SnapshotFile.as_view(), name="snapshot-file"),
 ]

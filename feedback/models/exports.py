@@ -27,6 +27,9 @@ class ExportSnapshot(models.Model):
     filters = models.JSONField(default=dict, blank=True)
     row_count = models.PositiveBigIntegerField(default=0)
     content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the bytes.")
+    byte_size = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Length of the bytes; unknown until complete."
+    )
     path = models.CharField(max_length=1000, blank=True, help_text="Stored copy, when kept.")
     status = models.CharField(
         max_length=16, choices=ExportStatus.choices, default=ExportStatus.RUNNING

@@ -23,10 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 import pyarrow as pa
@@ -750,7 +754,7 @@ class ExportStream:
 
     def chunks(self) -> Iterator[bytes]:
         digest = hashlib.sha256()
-        rows = 0
+        rows = size = 0
         finished = False
         source = encoded_chunks(self.request, self.pinned)
         try:
@@ -761,6 +765,7 @@ class ExportStream:
                     for data, count in source:
                         digest.update(data)
                         rows += count
+                        size += len(data)
                         yield data
                 finally:
                     source.close()  # closes the cursor before the transaction ends
@@ -772,6 +777,7 @@ class ExportStream:
                 status=status,
                 row_count=rows,
                 content_hash=digest.hexdigest() if finished else "",
+                byte_size=size if finished else None,
                 completed_at=timezone.now(),
             )
             self.snapshot.refresh_from_db()
@@ -779,11 +785,16 @@ class ExportStream:
                 logger.warning("Export %s stopped after %d rows.", self.snapshot.pk, rows)
 
 
-def start_export(request: ExportRequest, *, user_id: int | None) -> ExportStream:
-    """Validate an export and record its snapshot; the caller streams `chunks()`."""
+def check_export(request: ExportRequest) -> None:
+    """Refuse an export that cannot run, as `start_export` would, without running it."""
     request.check()
     if not Project.objects.filter(pk=request.project_id).exists():
         raise ServiceError(f"No project with id {request.project_id}.", code="not_found")
+
+
+def start_export(request: ExportRequest, *, user_id: int | None) -> ExportStream:
+    """Validate an export and record its snapshot; the caller streams `chunks()`."""
+    check_export(request)
     pinned = pin(request)
     snapshot = ExportSnapshot.objects.create(
         project_id=request.project_id,
@@ -795,18 +806,40 @@ def start_export(request: ExportRequest, *, user_id: int | None) -> ExportStream
     return ExportStream(snapshot, request, pinned)
 
 
-def write_to_file(stream: ExportStream) -> Path:
+def snapshot_folder() -> Path:
     folder = Path(settings.ARTIFACT_ROOT) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / stream.filename
-    partial = path.with_suffix(path.suffix + ".partial")
-    with partial.open("wb") as handle:
+    return folder
+
+
+@contextmanager
+def file_put_in_place(path: Path) -> Iterator[BinaryIO]:
+    """A file to write that appears at `path` whole or not at all: written under a name of its
+    own and moved in place at the end, so readers (and a second writer of the same snapshot)
+    never see half of it."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
+        dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def export_to_file(request: ExportRequest, *, user_id: int | None) -> tuple[ExportSnapshot, Path]:
+    """Export into a file kept under ARTIFACT_ROOT/exports/ as the snapshot's stored copy: a
+    pipeline then fetches exactly these bytes by the snapshot's id, as often as it likes."""
+    stream = start_export(request, user_id=user_id)
+    path = snapshot_folder() / stream.filename
+    with file_put_in_place(path) as handle:
         for data in stream.chunks():
             handle.write(data)
-    partial.replace(path)
     ExportSnapshot.objects.filter(pk=stream.snapshot.pk).update(path=str(path))
     stream.snapshot.path = str(path)
-    return path
+    return stream.snapshot, path
 
 
 def export_pairs_to_file(
@@ -830,23 +863,46 @@ def export_pairs_to_file(
         margin=margin,
         filters=filters or ExportFilters(),
     )
-    stream = start_export(request, user_id=user_id)
-    path = write_to_file(stream)
-    return stream.snapshot, path
+    return export_to_file(request, user_id=user_id)
+
+
+def complete_snapshot(snapshot_id: int) -> ExportSnapshot:
+    snapshot = ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportStatus.COMPLETE).first()
+    if snapshot is None:
+        raise ServiceError(f"No complete export snapshot with id {snapshot_id}.", code="not_found")
+    return snapshot
+
+
+def snapshot_file_to_serve(snapshot_id: int) -> tuple[ExportSnapshot, Path]:
+    """The snapshot and a file of its bytes, for downloads (a byte range at a time, maybe): the
+    stored copy, trusted when it has the recorded size, since it only ever appears whole and
+    checked (hashing it again for each range asked for would read the whole file each time);
+    otherwise materialised."""
+    snapshot = complete_snapshot(snapshot_id)
+    if snapshot.path and snapshot.byte_size is not None:
+        stored = Path(snapshot.path)
+        with suppress(OSError):
+            if stored.stat().st_size == snapshot.byte_size:
+                return snapshot, stored
+    path = materialise_snapshot(snapshot_id)
+    snapshot.refresh_from_db()
+    return snapshot, path
 
 
 def materialise_snapshot(snapshot_id: int) -> Path:
     """A file holding exactly the snapshot's bytes: its stored copy, or a fresh export from its
-    pinned filters, checked against its hash."""
-    snapshot = ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportStatus.COMPLETE).first()
-    if snapshot is None:
-        raise ServiceError(f"No complete export snapshot with id {snapshot_id}.", code="not_found")
+    pinned filters, checked against its hash (and kept as the stored copy)."""
+    snapshot = complete_snapshot(snapshot_id)
     if snapshot.path and Path(snapshot.path).is_file():
         digest = hashlib.sha256()
+        size = 0
         with open(snapshot.path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+                size += len(block)
         if digest.hexdigest() == snapshot.content_hash:
+            if snapshot.byte_size is None:  # taken before sizes were recorded
+                ExportSnapshot.objects.filter(pk=snapshot.pk).update(byte_size=size)
             return Path(snapshot.path)
     stored = dict(snapshot.filters)
     request = ExportRequest(
@@ -858,21 +914,22 @@ def materialise_snapshot(snapshot_id: int) -> Path:
         filters=ExportFilters.from_json(stored),
     )
     request.check()
-    folder = Path(settings.ARTIFACT_ROOT) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"snapshot-{snapshot.pk}.{'jsonl' if snapshot.format == 'jsonl' else 'parquet'}"
+    extension = "jsonl" if snapshot.format == "jsonl" else "parquet"
+    path = snapshot_folder() / f"snapshot-{snapshot.pk}.{extension}"
     digest = hashlib.sha256()
-    with path.open("wb") as handle, transaction.atomic():
+    size = 0
+    with file_put_in_place(path) as handle, transaction.atomic():
         for data, _ in encoded_chunks(request, request.filters):
             digest.update(data)
+            size += len(data)
             handle.write(data)
-    if digest.hexdigest() != snapshot.content_hash:
-        path.unlink()
-        raise ServiceError(
-            f"Snapshot {snapshot.pk}'s data has changed since it was taken (rows were edited or "
-            "deleted, or a write that was still running then, an import say, has added rows "
-            "below its id ceiling); export afresh.",
-            code="conflict",
-        )
-    ExportSnapshot.objects.filter(pk=snapshot.pk).update(path=str(path))
+        if digest.hexdigest() != snapshot.content_hash:
+            # Raised inside: the file is not put in place.
+            raise ServiceError(
+                f"Snapshot {snapshot.pk}'s data has changed since it was taken (rows were edited "
+                "or deleted, or a write that was still running then, an import say, has added "
+                "rows below its id ceiling); export afresh.",
+                code="conflict",
+            )
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(path=str(path), byte_size=size)
     return path

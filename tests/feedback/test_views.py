@@ -9,7 +9,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from feedback import services
-from feedback.models import AnnotationTask, Completion, ImportBatch, PreferencePair, Project
+from feedback.models import (
+    AnnotationTask,
+    Completion,
+    ExportSnapshot,
+    ImportBatch,
+    PreferencePair,
+    Project,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +55,14 @@ def test_the_data_page_derives_pairs_for_admins_and_links_their_downloads(
     download = re.search(r'href="([^"]+format=jsonl&amp;policy=strict)"', page).group(1)
     lines = b"".join(client.get(download.replace("&amp;", "&")).streaming_content).splitlines()
     assert [sorted(json.loads(line)) for line in lines] == [["chosen", "prompt", "rejected"]] * 2
-    assert "policies: strict" in client.get(url).content.decode()  # the snapshot it recorded
+    # The snapshot the download recorded, with its file to fetch again.
+    page = client.get(url).content.decode()
+    assert "jsonl; policies: strict" in page
+    snapshot = ExportSnapshot.objects.get()
+    file = re.search(rf'href="(/api/v1/exports/{snapshot.pk}/file/)" download>JSONL', page)
+    assert b"".join(client.get(file.group(1)).streaming_content).splitlines() == lines
+    b"".join(client.get(download.replace("&amp;", "&") + "&margin=true").streaming_content)
+    assert "jsonl; margin; policies: strict" in client.get(url).content.decode()
 
     refused = client.post(url, form | {"name": "import"})
     assert refused.status_code == 422 and "kept for imported pairs" in refused.content.decode()

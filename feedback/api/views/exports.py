@@ -4,11 +4,13 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, renderers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feedback.api import serializers as s
+from feedback.api.file_responses import file_response
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectReviewer
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
 from feedback.models import (
@@ -17,7 +19,14 @@ from feedback.models import (
 )
 from feedback.models.exports import ExportKind
 from feedback.pairs import PairPolicy
-from feedback.services.exports import PARQUET_MEDIA_TYPE, ExportRequest, start_export
+from feedback.services.exports import (
+    PARQUET_MEDIA_TYPE,
+    ExportRequest,
+    check_export,
+    export_to_file,
+    snapshot_file_to_serve,
+    start_export,
+)
 from feedback.services.pairs import derive_pairs
 
 
@@ -94,8 +103,9 @@ class Export(ServiceErrorMixin, APIView):
         return super().perform_content_negotiation(request, force)
 
     def finalize_response(self, request, response, *args, **kwargs):
-        # A refusal is JSON whichever file was asked for: as "Parquet", a client cannot read it.
-        if isinstance(response, Response) and response.status_code >= 400:
+        # A refusal, or a kept snapshot's record, is JSON whichever file was asked for: as
+        # "Parquet", a client could not read it.
+        if isinstance(response, Response):
             request.accepted_renderer = renderers.JSONRenderer()
             request.accepted_media_type = request.accepted_renderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
@@ -105,24 +115,51 @@ class Export(ServiceErrorMixin, APIView):
         responses={(200, "application/jsonl"): OpenApiTypes.BINARY, 400: s.ErrorSerializer},
     )
     def get(self, request, project_id: int):
-        query = s.ExportQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        file_format = request.accepted_renderer.format
-        stream = start_export(
-            ExportRequest(
-                project_id=project_id,
-                kind=self.kind,
-                format="parquet" if file_format == "parquet" else "jsonl",
-                style=query.validated_data["style"],
-                margin=query.validated_data["margin"],
-                filters=query.filters(),
-            ),
-            user_id=request.user.pk,
-        )
+        stream = start_export(self.export_request(request, project_id), user_id=request.user.pk)
         response = StreamingHttpResponse(stream.chunks(), content_type=stream.content_type)
         response["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
         response["X-Export-Snapshot"] = str(stream.snapshot.pk)
         return response
+
+    def head(self, request, project_id: int):
+        """The GET's refusals and type, without exporting: a HEAD (a link checker, fsspec asking
+        for a size) neither reads every row nor records a snapshot. Its length is unknown until
+        the export has run: POST makes a snapshot whose file has one."""
+        export = self.export_request(request, project_id)
+        check_export(export)
+        # Streamed, as the GET is: a plain empty response would be sent as "Content-Length: 0",
+        # which fsspec takes for the file's size.
+        return StreamingHttpResponse(
+            iter(()),
+            content_type=PARQUET_MEDIA_TYPE if export.format == "parquet" else "application/jsonl",
+        )
+
+    @extend_schema(
+        parameters=EXPORT_PARAMETERS,
+        request=None,
+        responses={201: s.ExportSnapshotSerializer, 400: s.ErrorSerializer},
+    )
+    def post(self, request, project_id: int):
+        """Export into a file the server keeps and answer with its snapshot, whose `file` URL
+        serves exactly those bytes with their length, ranges and an ETag: what `datasets`,
+        pandas or DuckDB read over HTTP, again and again, as one fixed version of the data."""
+        snapshot, _ = export_to_file(
+            self.export_request(request, project_id), user_id=request.user.pk
+        )
+        data = s.ExportSnapshotSerializer(snapshot, context={"request": request}).data
+        return Response(data, status=201)
+
+    def export_request(self, request, project_id: int) -> ExportRequest:
+        query = s.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return ExportRequest(
+            project_id=project_id,
+            kind=self.kind,
+            format="parquet" if request.accepted_renderer.format == "parquet" else "jsonl",
+            style=query.validated_data["style"],
+            margin=query.validated_data["margin"],
+            filters=query.filters(),
+        )
 
 
 class ExportPairs(Export):
@@ -163,6 +200,41 @@ class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
     def get_queryset(self):
         return (
             ExportSnapshot.objects.none() if schema_only(self) else snapshots_for(self.request.user)
+        )
+
+
+class FirstRenderer(BaseContentNegotiation):
+    """Whatever the client accepts: the file goes out as it is, and a refusal as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class SnapshotFile(ServiceErrorMixin, APIView):
+    """Exactly the bytes of a complete snapshot, as often as asked: its stored copy, or the export
+    run again from its pinned filters and checked against its hash (409 if the rows below its
+    id ceiling have changed since). Sent with their length and the hash as ETag; byte ranges
+    are served, so Parquet can be read remotely."""
+
+    renderer_classes = [renderers.JSONRenderer]
+    content_negotiation_class = FirstRenderer
+    throttle_scope = "export"
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: s.ErrorSerializer}
+    )
+    def get(self, request, snapshot_id: int):
+        if not snapshots_for(request.user).filter(pk=snapshot_id).exists():
+            raise NotFound(f"No export snapshot with id {snapshot_id} that you may read.")
+        snapshot, path = snapshot_file_to_serve(snapshot_id)
+        return file_response(
+            request,
+            path,
+            content_type=(
+                "application/jsonl" if snapshot.format == "jsonl" else PARQUET_MEDIA_TYPE
+            ),
+            filename=f"arbiter-{snapshot.kind}-{snapshot.pk}.{snapshot.format}",
+            etag=snapshot.content_hash,
         )
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from feedback import services
+from feedback.services.exports import ExportRequest, export_to_file
 from feedback.services.imports import import_jsonl
 from feedback.services.invitations import create_invitation
 from feedback.services.tokens import issue_token
@@ -60,10 +61,19 @@ CASES = [
     ("get", "/api/v1/projects/{project}/exports/judgments/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/exports/ratings/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/exports/outputs/", REVIEWERS),
+    ("head", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/exports/pairs/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/exports/judgments/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/exports/ratings/", REVIEWERS),
+    ("post", "/api/v1/projects/{project}/exports/outputs/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/leaderboard/", REVIEWERS),
     ("get", "/api/v1/projects/{project}/agreement/", REVIEWERS),
     ("get", "/api/v1/judgments/", EVERY_ROLE),
     ("get", "/api/v1/exports/", EVERY_ROLE),
+    # Snapshots are listed to their project's reviewers only: to others they do not exist.
+    ("get", "/api/v1/exports/{snapshot}/", (ANON, HIDDEN, HIDDEN, ALLOW, ALLOW)),
+    ("get", "/api/v1/exports/{snapshot}/file/", (ANON, HIDDEN, HIDDEN, ALLOW, ALLOW)),
+    ("head", "/api/v1/exports/{snapshot}/file/", (ANON, HIDDEN, HIDDEN, ALLOW, ALLOW)),
 ]
 CALLERS = ("anonymous", "outsider", "annotator", "reviewer", "admin")
 BODIES = {
@@ -136,6 +146,7 @@ def test_permission_matrix(
         annotator=callers["annotator"].pk,
         invitation=invitation.invitation.pk,
         version=services.create_model_version(project_id=project.pk, name="unused").pk,
+        snapshot=export_to_file(ExportRequest(project_id=project.pk), user_id=None)[0].pk,
     )
     response = call(client, method, url, template)
     outcome = expected[caller_index]
