@@ -1,7 +1,6 @@
 """Tasks and annotating through the API: making and listing tasks, leases, judgments, skips
 and undo."""
 
-from django import forms
 from django.db.models import Prefetch, Q
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,8 +10,13 @@ from rest_framework.views import APIView
 
 from feedback.api import serializers as s
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectMember, IsProjectReviewer
-from feedback.api.views.common import NewestFirst, ProjectRows, ServiceErrorMixin, schema_only
-from feedback.ids import MAX_ID
+from feedback.api.views.common import (
+    IdFilter,
+    NewestFirst,
+    ProjectRows,
+    ServiceErrorMixin,
+    schema_only,
+)
 from feedback.models import (
     AnnotationTask,
     Judgment,
@@ -68,15 +72,6 @@ class SkipTask(ServiceErrorMixin, APIView):
         data.is_valid(raise_exception=True)
         skip_task(annotator_id=request.user.pk, task_id=task_id, **data.validated_data)
         return Response({"detail": "Skipped."})
-
-
-class IdFilter(filters.NumberFilter):
-    """A row id: whole, and refused with a 400 when no row can have it."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, **kwargs):
-        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class JudgmentFilter(filters.FilterSet):

@@ -1,10 +1,13 @@
-"""What every API view shares: service refusals as HTTP answers, and pagination."""
+"""What every API view shares: service refusals as HTTP answers, pagination, id filters."""
 
+from django import forms
+from django_filters import rest_framework as filters
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from feedback.errors import ServiceError
+from feedback.ids import MAX_ID
 
 ERROR_STATUS = {
     "invalid": status.HTTP_400_BAD_REQUEST,
@@ -19,6 +22,15 @@ def error_response(error: ServiceError) -> Response:
     if error.details:
         body["details"] = error.details
     return Response(body, status=ERROR_STATUS.get(error.code, status.HTTP_400_BAD_REQUEST))
+
+
+class IdFilter(filters.NumberFilter):
+    """A row id: whole, and refused with a 400 when no row can have it."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class ServiceErrorMixin:

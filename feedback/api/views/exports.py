@@ -1,6 +1,7 @@
 """Deriving pairs and streaming exports (JSONL, Parquet), with their snapshots."""
 
 from django.http import StreamingHttpResponse
+from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, renderers
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 from feedback.api import serializers as s
 from feedback.api.file_responses import file_response
 from feedback.api.permissions import REVIEWERS, IsProjectAdmin, IsProjectReviewer
-from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
+from feedback.api.views.common import IdFilter, NewestFirst, ServiceErrorMixin, schema_only
 from feedback.models import (
     ExportSnapshot,
     Membership,
@@ -191,10 +192,20 @@ def snapshots_for(user):
     return snapshots.filter(project_id__in=reviewed)
 
 
+class SnapshotFilter(filters.FilterSet):
+    project = IdFilter(field_name="project_id")
+
+    class Meta:
+        model = ExportSnapshot
+        fields = ["project", "kind", "status"]  # `format` would be DRF's renderer override
+
+
 class SnapshotList(ServiceErrorMixin, generics.ListAPIView):
-    """Export snapshots of projects you review."""
+    """Export snapshots of projects you review, newest first; filter by project, kind and
+    status (`?project=1&kind=pairs&status=complete&page_size=1` is the latest one)."""
 
     serializer_class = s.ExportSnapshotSerializer
+    filterset_class = SnapshotFilter
     pagination_class = NewestFirst
 
     def get_queryset(self):

@@ -219,3 +219,19 @@ def test_datasets_loads_a_snapshot_over_http(live_server, project, reviewer, imp
 )
 def test_which_range_a_header_asks_for(header, size, expected):
     assert requested_range(header, size) == expected
+
+
+def test_the_latest_kept_snapshot_of_a_kind_is_one_filtered_request(
+    client_for, reviewer, project, imported
+):
+    client = client_for(reviewer)
+    export = f"/api/v1/projects/{project.pk}/exports"
+    pairs = [client.post(f"{export}/pairs/").data["id"] for _ in range(2)]
+    body(client.get(f"{export}/judgments/"))
+    listed = "/api/v1/exports/?page_size=1&status=complete&kind=pairs"
+    latest = client.get(f"{listed}&project={project.pk}").data["results"]
+    assert [s["id"] for s in latest] == [pairs[-1]]
+    assert client.get(f"{listed}&project={project.pk + 1}").data["results"] == []
+    judgments = client.get("/api/v1/exports/?kind=judgments").data["results"]
+    assert [s["kind"] for s in judgments] == ["judgments"]
+    assert client.get("/api/v1/exports/?project=0").status_code == 400
