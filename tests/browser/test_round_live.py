@@ -3,7 +3,9 @@ Celery worker samples, trains and evaluates the tiny model, a simulated annotato
 the services, and the page follows every step by htmx polling until the new version is in the
 registry and in the side-by-side view."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -144,6 +146,10 @@ def test_a_round_runs_live_from_launch_to_a_new_version(
     expect(node.get_by_role("heading", name="tiny-base-r1-dpo", exact=True)).to_be_visible()
     expect(node).to_contain_text(f"Snapshot #{round_.snapshot_id}")
     expect(node.get_by_role("link", name="Round 1")).to_be_visible()
+    with page.expect_download() as download:  # exactly the pairs it trained on
+        node.get_by_role("link", name=f"Snapshot #{round_.snapshot_id}").click()
+    trained_on = Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(trained_on).hexdigest() == round_.snapshot.content_hash
     snap(page, "round-live-registry")
 
     # Evaluation answered the held-out prompts with both the new version and its parent, so those
