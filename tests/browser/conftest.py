@@ -48,8 +48,21 @@ def page(browser, live_server):
     )
     page = context.new_page()
     page.set_default_timeout(8000)
+    # A script error, or anything the Content-Security-Policy refused (an inline style htmx
+    # set, say), fails the test: both show only in the console otherwise.
+    faults: list[str] = []
+    page.on("pageerror", lambda error: faults.append(f"uncaught: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            faults.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
+    assert not faults, "\n".join(faults)
 
 
 def sign_in(page, username: str, password: str = "pw") -> None:
