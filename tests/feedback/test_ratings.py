@@ -372,6 +372,28 @@ def test_style_control_recovers_a_style_effect_and_the_strengths():
     np.testing.assert_allclose(plain.strength, ratings.bradley_terry(counts), atol=1e-6)
 
 
+def test_style_control_is_the_minimum_a_general_optimiser_finds():
+    """The same penalised likelihood handed to scipy's BFGS, with its gradient taken numerically:
+    both land on one minimum (ties, a prior and two covariates included)."""
+    rng = np.random.default_rng(3)
+    n, players = 400, 5
+    a = rng.integers(0, players, n)
+    b = (a + rng.integers(1, players, n)) % players
+    o = rng.choice([ratings.A_WINS, ratings.TIE, ratings.B_WINS], n)
+    x = rng.normal(size=(n, 2))
+    fit = ratings.bradley_terry_with_covariates(a, b, o, x, players, l2=0.3)
+
+    def objective(theta):
+        z = theta[a] - theta[b] + x @ theta[players:]
+        nll = o @ np.logaddexp(0, -z) + (1 - o) @ np.logaddexp(0, z)
+        s = theta[:players]
+        return nll + 0.15 * s @ s + 0.5 * s.sum() ** 2
+
+    reference = scipy.optimize.minimize(objective, np.zeros(players + 2), method="BFGS").x
+    np.testing.assert_allclose(fit.strength, reference[:players], atol=1e-4)
+    np.testing.assert_allclose(fit.coefficients, reference[players:], atol=1e-4)
+
+
 def test_style_control_converges_on_many_judgments_with_no_signal():
     # scipy's Newton-CG gave up here ("precision loss") on a million judgments.
     rng = np.random.default_rng(5)
