@@ -2,7 +2,7 @@
 1,000,000 over 100 models, a quarter of them ties): seconds for the leaderboard computed from the
 judgments, again from the cache, after one more battle (folded into the kept counts and Elo),
 after one is taken back (all read again), with style control (then again after one more battle,
-the outputs' style features kept),
+folded into the comparisons and style features kept),
 and for the agreement report, first and cached (no human judgments among the battles: it should
 cost little).
 
@@ -112,7 +112,7 @@ def main() -> None:
         format="arena",
     )
     timed(
-        "leaderboard with style control after one more battle (kept style features)",
+        "leaderboard with style control after one more battle (kept comparisons, folded)",
         lambda: leaderboards.leaderboard(project.pk, style_control=True),
     )
     timed("agreement report", lambda: insights.agreement_report(project.pk))

@@ -6,7 +6,8 @@ Imported judgments (an imported Chatbot Arena battle is a real comparison) count
 
 Reading a million judgments takes seconds, so a board is cached per state of the project's
 judgments, and the counts and Elo behind it are kept (RatingState) so that newer judgments are
-folded in rather than everything read again.
+folded in rather than everything read again; so are the comparisons with their outputs' style
+(StyleState), which style control fits row by row.
 """
 
 from __future__ import annotations
@@ -231,25 +232,31 @@ def completion_style(project_id: int, completion_ids: np.ndarray) -> np.ndarray:
     are the project's judged outputs.
 
     An output's text never changes, so the features measured are kept for the project (ids and
-    counts, about 24 bytes an output) and only outputs judged since are read and measured: at a
+    counts, about 24 bytes an output) and only outputs not measured before are read: at a
     million battles, reading and measuring every text took half of a style-controlled board."""
     unique, inverse = np.unique(completion_ids, return_inverse=True)
     table = np.zeros((unique.size, len(STYLE_FEATURES)), dtype=np.int64)
+    kept_ids, kept_table = cache.get(style_key(project_id)) or (
+        np.zeros(0, dtype=np.int64),
+        np.zeros((0, len(STYLE_FEATURES)), dtype=np.int32),
+    )
     known = np.zeros(unique.size, dtype=bool)
-    kept = cache.get(style_key(project_id))
-    if kept is not None and kept[0].size:
-        kept_ids, kept_table = kept
+    if kept_ids.size:
         at = np.searchsorted(kept_ids, unique).clip(max=kept_ids.size - 1)
         known = kept_ids[at] == unique
         table[known] = kept_table[at[known]]
-    missing = unique[~known].tolist()
-    if missing:
-        features = measured_outputs(project_id, missing, whole=len(missing) > unique.size // 2)
+    missing = unique[~known]
+    if missing.size:
+        # Most of them unknown (a first read): one streamed read of them all; else by id.
+        whole = missing.size > kept_ids.size
+        features = measured_outputs(project_id, missing.tolist(), whole=whole)
         # An output deleted since the comparisons were read (its task too) counts as plain.
-        table[~known] = [features.get(pk, (0,) * len(STYLE_FEATURES)) for pk in missing]
-        cache.set(
-            style_key(project_id), (unique, table.astype(np.int32)), LEADERBOARD_CACHE_SECONDS
-        )
+        plain = (0,) * len(STYLE_FEATURES)
+        table[~known] = [features.get(pk, plain) for pk in missing.tolist()]
+        ids = np.concatenate([kept_ids, missing])
+        order = np.argsort(ids, kind="stable")
+        measured = np.concatenate([kept_table, table[~known].astype(np.int32)])
+        cache.set(style_key(project_id), (ids[order], measured[order]), LEADERBOARD_CACHE_SECONDS)
     return table[inverse].astype(float)
 
 
@@ -279,24 +286,6 @@ def measured_outputs(project_id: int, ids: list[int], *, whole: bool) -> dict[in
     return features
 
 
-def style_controlled(
-    project_id: int, found: Comparisons, l2: float
-) -> tuple[np.ndarray, dict[str, float | None]]:
-    """Strengths (natural log-odds) with style held fixed, and each feature's effect."""
-    style = completion_style(project_id, np.concatenate([found.a_completion, found.b_completion]))
-    covariates = ratings.style_feature_difference(style[: found.a.size], style[found.a.size :])
-    # A feature that never differs (no markdown anywhere) has no effect to estimate.
-    varies = covariates.std(axis=0) > 0
-    fit = ratings.bradley_terry_with_covariates(
-        found.a, found.b, found.outcome, covariates[:, varies], len(found.model_ids), l2=l2
-    )
-    effects = iter(fit.coefficients.tolist())
-    return fit.strength, {
-        name: next(effects) if varied else None
-        for name, varied in zip(STYLE_FEATURES, varies.tolist(), strict=True)
-    }
-
-
 @dataclass(frozen=True)
 class Judged:
     """What a project's judgments add up to: their count and the sum of their ids (ids are never
@@ -311,6 +300,7 @@ class Judged:
     count_since: int = 0
     id_sum_since: int = 0
     earliest_after: datetime | None = None
+    since: int | None = None
 
 
 def judged(project_id: int, since: int | None = None) -> Judged:
@@ -324,23 +314,30 @@ def judged(project_id: int, since: int | None = None) -> Judged:
         id_sum_since=Coalesce(Sum("pk", filter=up_to), 0),
         earliest_after=Min("created_at", filter=~up_to),
     )
-    return Judged(**found)
+    return Judged(**found, since=since)
 
 
 @dataclass(frozen=True)
-class RatingState:
-    """A project's comparisons as the leaderboard reads them, by model version id: outcome
-    counts (all that Bradley-Terry needs) and online Elo so far. Kept between reads, so newer
-    judgments are folded in rather than all of them read again (seconds at a million)."""
+class Covered:
+    """The judgments a kept state was read from, so that a later read can tell whether it still
+    holds, or newer judgments can be folded into it."""
 
     judgments: int = 0  # the project's judgments it covers ...
     id_sum: int = 0  # ... the sum of their ids ...
     newest: int | None = None  # ... up to this id
     latest: datetime | None = None  # the latest time among them
-    comparisons: int = 0
+
     # (model id, a higher model id, the first's outcome) -> comparisons
     cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
     elo: dict[int, float] = field(default_factory=dict)
+
+    def covered(self, now: Judged) -> dict:
+        return {
+            "judgments": now.count,
+            "id_sum": now.id_sum,
+            "newest": now.newest,
+            "latest": now.latest,
+        }
 
     def covers(self, now: Judged) -> bool:
         return (self.judgments, self.id_sum, self.newest) == (now.count, now.id_sum, now.newest)
@@ -357,6 +354,15 @@ class RatingState:
                 or now.earliest_after >= self.latest
             )
         )
+
+
+@dataclass(frozen=True)
+class RatingState(Covered):
+    """A project's comparisons as the leaderboard reads them, by model version id: outcome
+    counts (all that Bradley-Terry needs) and online Elo so far. Kept between reads, so newer
+    judgments are folded in rather than all of them read again (seconds at a million)."""
+
+    comparisons: int = 0
 
     def folded(self, found: Comparisons, now: Judged) -> RatingState:
         """This state with newer comparisons (read up to now.newest) folded in."""
@@ -378,10 +384,7 @@ class RatingState:
             after = ratings.elo_ratings(found.a, found.b, found.outcome, len(ids), start=start)
             elo.update(zip(ids, after.tolist(), strict=True))
         return RatingState(
-            judgments=now.count,
-            id_sum=now.id_sum,
-            newest=now.newest,
-            latest=now.latest,
+            **self.covered(now),
             comparisons=self.comparisons + int(found.a.size),
             cells=cells,
             elo=elo,
@@ -402,6 +405,105 @@ class RatingState:
             outcome=outcome.astype(float),
             count=count.astype(np.int64),
         )
+
+
+def no_rows(*columns: int, dtype=np.float32) -> np.ndarray:
+    return np.zeros((0, *columns), dtype=dtype)
+
+
+@dataclass(frozen=True)
+class StyleState(Covered):
+    """Every comparison with the style of its two outputs, as style control fits them: per-row
+    data (about 36 bytes a comparison), not counts. Kept like RatingState, so newer judgments
+    are appended (their outputs measured) rather than a million read again."""
+
+    model_a: np.ndarray = field(default_factory=lambda: no_rows(dtype=np.int64))  # version ids
+    model_b: np.ndarray = field(default_factory=lambda: no_rows(dtype=np.int64))
+    outcome: np.ndarray = field(default_factory=no_rows)
+    # (a - b) / (a + b) of each style feature, before standardising (which depends on them all)
+    style: np.ndarray = field(default_factory=lambda: no_rows(len(STYLE_FEATURES)))
+
+    def folded(self, project_id: int, found: Comparisons, now: Judged) -> StyleState:
+        """This state with newer comparisons (read with their completions) appended."""
+        ids = np.asarray(found.model_ids, dtype=np.int64)
+        n = found.a.size
+        features = completion_style(
+            project_id, np.concatenate([found.a_completion, found.b_completion])
+        )
+        style = ratings.style_feature_difference(features[:n], features[n:], standardize=False)
+        return StyleState(
+            **self.covered(now),
+            model_a=np.concatenate([self.model_a, ids[found.a]]),
+            model_b=np.concatenate([self.model_b, ids[found.b]]),
+            outcome=np.concatenate([self.outcome, found.outcome.astype(np.float32)]),
+            style=np.concatenate([self.style, style.astype(np.float32)]),
+        )
+
+    def fitted(self, l2: float) -> tuple[list[int], np.ndarray, dict[str, float | None]]:
+        """The model version ids, each one's strength (natural log-odds) with style held fixed,
+        and each feature's effect."""
+        model_ids, index = np.unique(
+            np.concatenate([self.model_a, self.model_b]), return_inverse=True
+        )
+        covariates = ratings.standardized(self.style.astype(float))
+        # A feature that never differs (no markdown anywhere) has no effect to estimate.
+        varies = covariates.std(axis=0) > 0
+        n = self.model_a.size
+        fit = ratings.bradley_terry_with_covariates(
+            index[:n],
+            index[n:],
+            self.outcome.astype(float),
+            covariates[:, varies],
+            model_ids.size,
+            l2=l2,
+        )
+        effects = iter(fit.coefficients.tolist())
+        return (
+            model_ids.tolist(),
+            fit.strength,
+            {
+                name: next(effects) if varied else None
+                for name, varied in zip(STYLE_FEATURES, varies.tolist(), strict=True)
+            },
+        )
+
+
+def style_state_key(project_id: int) -> str:
+    return f"style-state:{LEADERBOARD_CACHE_VERSION}:{project_id}"
+
+
+def style_state(project_id: int, now: Judged) -> StyleState:
+    """The project's style state as of `now` (read for another state: asked again for this
+    one's), kept for the next read; as rating_state."""
+    kept = cache.get(style_state_key(project_id)) or StyleState()
+    if kept.covers(now):
+        return kept
+    if kept.newest != now.since:
+        now = judged(project_id, since=kept.newest)
+    if not kept.can_fold(now):
+        kept = StyleState()
+    found = model_comparisons(
+        project_id, with_completions=True, after=kept.newest, up_to=now.newest
+    )
+    state = kept.folded(project_id, found, now)
+    cache.set(style_state_key(project_id), state, LEADERBOARD_CACHE_SECONDS)
+    return state
+
+
+def with_style_control(board: Leaderboard, style: StyleState) -> Leaderboard:
+    """The board with each version's rating with length and markdown held fixed."""
+    if not board.rows:
+        return board
+    # Groups that never met leave the strengths' offsets between them free: the prior pins them.
+    model_ids, strength, effects = style.fitted(
+        FALLBACK_L2 if board.regularised or board.groups > 1 else 0.0
+    )
+    score = dict(zip(model_ids, ratings.to_elo(strength).tolist(), strict=True))
+    return replace(
+        board,
+        rows=[replace(row, style_score=score.get(row.model_version_id)) for row in board.rows],
+        style_effects=effects,
+    )
 
 
 def state_key(project_id: int) -> str:
@@ -442,11 +544,10 @@ def leaderboard(
     )
     board = cache.get(key)
     if board is None:
+        state = rating_state(project_id, now, kept)
+        board = board_from_state(state, rounds=rounds, seed=seed)
         if style_control:
-            board = computed_leaderboard(project_id, rounds=rounds, seed=seed, style_control=True)
-        else:
-            state = rating_state(project_id, now, kept)
-            board = board_from_state(state, rounds=rounds, seed=seed)
+            board = with_style_control(board, style_state(project_id, now))
         cache.set(key, board, LEADERBOARD_CACHE_SECONDS)
     names = dict(
         ModelVersion.objects.filter(
@@ -461,23 +562,14 @@ def leaderboard(
 def computed_leaderboard(
     project_id: int, *, rounds: int, seed: int, style_control: bool
 ) -> Leaderboard:
-    """The leaderboard from all of the project's judgments, read now."""
+    """The leaderboard from all of the project's judgments, read now (what the kept states,
+    folded, must always agree with)."""
+    now = judged(project_id)
     found = model_comparisons(project_id, with_completions=style_control)
-    board = board_from_state(
-        RatingState().folded(found, judged(project_id)), rounds=rounds, seed=seed
-    )
-    if not style_control or not board.rows:
+    board = board_from_state(RatingState().folded(found, now), rounds=rounds, seed=seed)
+    if not style_control:
         return board
-    # Groups that never met leave the strengths' offsets between them free: the prior pins them.
-    strength, effects = style_controlled(
-        project_id, found, FALLBACK_L2 if board.regularised or board.groups > 1 else 0.0
-    )
-    score = dict(zip(found.model_ids, ratings.to_elo(strength).tolist(), strict=True))
-    return replace(
-        board,
-        rows=[replace(row, style_score=score[row.model_version_id]) for row in board.rows],
-        style_effects=effects,
-    )
+    return with_style_control(board, StyleState().folded(project_id, found, now))
 
 
 def fitted_with_intervals(

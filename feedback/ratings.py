@@ -909,10 +909,13 @@ def style_feature_difference(
         raise ValueError("features must be two (judgments, features) arrays of the same shape")
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(a + b > 0, (a - b) / (a + b), 0.0)
-    if standardize:
-        sd = diff.std(axis=0)
-        diff = (diff - diff.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return diff
+    return standardized(diff) if standardize else diff
+
+
+def standardized(columns: np.ndarray) -> np.ndarray:
+    """Each column centred and scaled to unit variance (a constant one left at zero)."""
+    sd = columns.std(axis=0)
+    return (columns - columns.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
 @dataclass(frozen=True)

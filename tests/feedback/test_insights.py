@@ -437,7 +437,19 @@ def test_style_features_are_kept_and_only_newly_judged_outputs_measured(verbose,
     board = leaderboards.leaderboard(verbose.pk, rounds=50, style_control=True)
     assert sorted(measured[outputs:]) == ["A long **answer**.", "Short."]  # only the new ones
     assert board.comparisons == first.comparisons + 1
+    # The comparisons with their style were kept too, and the new one appended to them.
+    kept = cache.get(leaderboards.style_state_key(verbose.pk))
+    assert (
+        kept.model_a.size == board.comparisons and kept.newest == Judgment.objects.latest("pk").pk
+    )
     cache.delete(leaderboards.style_key(verbose.pk))
+    whole = leaderboards.computed_leaderboard(verbose.pk, rounds=50, seed=0, style_control=True)
+    assert whole.rows == board.rows and whole.style_effects == board.style_effects
+
+    # A judgment taken back: everything is read again, and agrees with a fresh read.
+    Judgment.objects.filter(task__project=verbose).earliest("pk").delete()
+    board = leaderboards.leaderboard(verbose.pk, rounds=50, style_control=True)
+    assert board.comparisons == first.comparisons
     whole = leaderboards.computed_leaderboard(verbose.pk, rounds=50, seed=0, style_control=True)
     assert whole.rows == board.rows and whole.style_effects == board.style_effects
 
