@@ -229,7 +229,8 @@ class SnapshotFile(ServiceErrorMixin, APIView):
 
     renderer_classes = [renderers.JSONRenderer]
     content_negotiation_class = FirstRenderer
-    throttle_scope = "export"
+    # No "export" scope: a file is read, not exported, and readers fetch a range at a time
+    # (fsspec: one request per 5 MB block), so only the general rate holds them.
 
     @extend_schema(
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: s.ErrorSerializer}
