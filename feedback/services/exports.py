@@ -823,6 +823,9 @@ def file_put_in_place(path: Path) -> Iterator[BinaryIO]:
     try:
         with handle:
             yield handle
+        # As an open() would have made it (the temporary file is private to this user): the
+        # web server and the training worker may run as different users.
+        os.chmod(handle.name, 0o644)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ loading them over HTTP as a pipeline would."""
 import hashlib
 import io
 import json
+from pathlib import Path
 from urllib.request import Request, urlopen
 
 import pyarrow.parquet as pq
@@ -54,6 +55,9 @@ def test_a_kept_export_downloads_again_byte_for_byte(client_for, reviewer, proje
     assert kept_parquet["Content-Type"] == "application/json"
     assert kept_parquet.json()["format"] == "parquet"
     assert snapshot["content_hash"] == hashlib.sha256(streamed).hexdigest()
+    kept = Path(ExportSnapshot.objects.get(pk=snapshot["id"]).path)
+    assert kept.read_bytes() == streamed
+    assert kept.stat().st_mode & 0o777 == 0o644  # a worker running as another user reads it
 
     # Rows added later stay out: the snapshot is pinned, and its file is the same bytes.
     import_jsonl(
