@@ -327,11 +327,9 @@ class Covered:
     newest: int | None = None  # ... up to this id
     latest: datetime | None = None  # the latest time among them
 
-    # (model id, a higher model id, the first's outcome) -> comparisons
-    cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
-    elo: dict[int, float] = field(default_factory=dict)
-
-    def covered(self, now: Judged) -> dict:
+    @staticmethod
+    def covered(now: Judged) -> dict:
+        """The fields of a state that covers `now`."""
         return {
             "judgments": now.count,
             "id_sum": now.id_sum,
@@ -363,6 +361,9 @@ class RatingState(Covered):
     judgments are folded in rather than all of them read again (seconds at a million)."""
 
     comparisons: int = 0
+    # (model id, a higher model id, the first's outcome) -> comparisons
+    cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
+    elo: dict[int, float] = field(default_factory=dict)
 
     def folded(self, found: Comparisons, now: Judged) -> RatingState:
         """This state with newer comparisons (read up to now.newest) folded in."""
