@@ -45,6 +45,10 @@ def test_a_new_key_is_shown_once_and_works_until_revoked(make_member, project):
     assert b"You have no tokens yet." in page.content
     # The project ids the API's paths take are listed, with the pairs export path.
     assert f"/api/v1/projects/{project.pk}/exports/pairs/?format=jsonl".encode() in page.content
+    # And how a pipeline keeps a snapshot of them and loads it.
+    kept = f'url = "http://testserver/api/v1/projects/{project.pk}/exports/pairs/"'
+    assert kept.encode() in page.content and b"requests.post(url" in page.content
+    assert b'data_files=snapshot["file"]' in page.content
 
     created = client.post(PAGE, {"name": "  training box  "})
     assert created.status_code == 200

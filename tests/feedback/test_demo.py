@@ -113,3 +113,32 @@ def test_stopping_serve_demo_with_sigterm_stops_its_worker(tmp_path):
         for process in (server, *workers):
             with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
                 process.kill()
+
+
+def test_serve_demo_on_a_taken_port_says_so_and_starts_no_worker(tmp_path):
+    """runserver would exit at once (os._exit) and leave the worker running on its own."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+    env.pop("CELERY_BROKER_URL", None)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "manage.py", "serve_demo", "--port", str(port)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"Port {port} is in use (is the demo running already?)" in done.stderr
+    assert "celery" not in done.stdout.lower() + done.stderr.lower()  # no worker was started
