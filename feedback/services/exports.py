@@ -737,11 +737,27 @@ def snapshot_filters(request: ExportRequest, pinned: ExportFilters) -> dict:
 
 @dataclass
 class ExportStream:
-    """An export in progress: iterate `chunks()` for the bytes; the snapshot completes at the end."""
+    """An export in progress: iterate it for the bytes; the snapshot completes at the end, or
+    fails if the stream is closed before then, read or not."""
 
     snapshot: ExportSnapshot
     request: ExportRequest
     pinned: ExportFilters
+    started: Iterator[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = self.chunks()
+        return self.started
+
+    def close(self) -> None:
+        """What a web server calls when the response ends. A stream never read (a client that
+        hung up after the headers, as fsspec does when it asks for a size) fails its snapshot
+        too, instead of leaving it running for ever."""
+        if self.started is not None:
+            self.started.close()  # its own end records the snapshot complete or failed
+        ExportSnapshot.objects.filter(pk=self.snapshot.pk, status=ExportStatus.RUNNING).update(
+            status=ExportStatus.FAILED, completed_at=timezone.now()
+        )
 
     @property
     def content_type(self) -> str:
@@ -838,7 +854,7 @@ def export_to_file(request: ExportRequest, *, user_id: int | None) -> tuple[Expo
     stream = start_export(request, user_id=user_id)
     path = snapshot_folder() / stream.filename
     with file_put_in_place(path) as handle:
-        for data in stream.chunks():
+        for data in stream:
             handle.write(data)
     ExportSnapshot.objects.filter(pk=stream.snapshot.pk).update(path=str(path))
     stream.snapshot.path = str(path)

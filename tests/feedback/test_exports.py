@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
+from django.contrib.auth import get_user_model
 
 from feedback import services
 from feedback.errors import ServiceError
@@ -107,6 +108,37 @@ def test_an_abandoned_stream_leaves_a_failed_snapshot(project, imported, monkeyp
     chunks.close()
     stream.snapshot.refresh_from_db()
     assert stream.snapshot.status == "failed" and stream.snapshot.content_hash == ""
+
+
+def test_a_download_closed_before_its_first_byte_fails_its_snapshot(project, imported):
+    """A client that hangs up after the headers (fsspec asking for a size does) leaves no
+    snapshot running for ever: the web server closes the response, which closes the stream."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+    from django.test import Client
+
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_user("staff", is_staff=True))
+    response = staff.get(f"/api/v1/projects/{project.pk}/exports/pairs/")
+    snapshot = ExportSnapshot.objects.get(pk=response["X-Export-Snapshot"])
+    assert snapshot.status == "running"
+    # As the test client does around a request: closing must not close the test's connection.
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    snapshot.refresh_from_db()
+    assert snapshot.status == "failed" and snapshot.completed_at is not None
+    # One read to the end and then closed stays complete.
+    whole = staff.get(f"/api/v1/projects/{project.pk}/exports/pairs/")
+    assert b"".join(whole.streaming_content).count(b"\n") == len(imported)
+    request_finished.disconnect(close_old_connections)
+    try:
+        whole.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    assert ExportSnapshot.objects.get(pk=whole["X-Export-Snapshot"]).status == "complete"
 
 
 def judged_project(project, make_member):

@@ -117,7 +117,8 @@ class Export(ServiceErrorMixin, APIView):
     )
     def get(self, request, project_id: int):
         stream = start_export(self.export_request(request, project_id), user_id=request.user.pk)
-        response = StreamingHttpResponse(stream.chunks(), content_type=stream.content_type)
+        # The stream itself, not its chunks: the response then closes it, whether read or not.
+        response = StreamingHttpResponse(stream, content_type=stream.content_type)
         response["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
         response["X-Export-Snapshot"] = str(stream.snapshot.pk)
         return response
