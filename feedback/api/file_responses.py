@@ -52,7 +52,8 @@ def file_response(
     """`path` as a download whose content never changes under `etag` (a strong validator)."""
     size = path.stat().st_size
     quoted = f'"{etag}"'
-    if quoted in (request.headers.get("If-None-Match") or ""):
+    if_none_match = request.headers.get("If-None-Match") or ""
+    if if_none_match.strip() == "*" or quoted in if_none_match:  # W/"..." matches too (weakly)
         response: HttpResponseBase = HttpResponse(status=304)
     else:
         wanted = requested_range(request.headers.get("Range"), size)

@@ -108,6 +108,9 @@ def test_byte_ranges_and_validators(client_for, reviewer, project, imported):
     assert fresh.status_code == 206 and body(fresh) == data[:10]
     cached = client.get(url, HTTP_IF_NONE_MATCH=etag)
     assert cached.status_code == 304 and body(cached) == b""
+    for held in ("*", f'"other", W/{etag}'):
+        assert client.get(url, HTTP_IF_NONE_MATCH=held).status_code == 304
+    assert client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
 
 
 def test_a_streamed_snapshot_is_exported_again_checked_and_kept(
