@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -799,6 +799,19 @@ class ExportStream:
             self.snapshot.refresh_from_db()
             if not finished:
                 logger.warning("Export %s stopped after %d rows.", self.snapshot.pk, rows)
+
+
+# No export streams this long: one still running after it was left by a process that died.
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def fail_abandoned_exports(now: datetime | None = None) -> int:
+    """Mark failed the snapshots still running ABANDONED_AFTER their start (a web server or a
+    worker that died mid-export never ends them); how many."""
+    cutoff = (now or timezone.now()) - ABANDONED_AFTER
+    return ExportSnapshot.objects.filter(status=ExportStatus.RUNNING, created_at__lt=cutoff).update(
+        status=ExportStatus.FAILED, completed_at=now or timezone.now()
+    )
 
 
 def check_export(request: ExportRequest) -> None:

@@ -141,6 +141,29 @@ def test_a_download_closed_before_its_first_byte_fails_its_snapshot(project, imp
     assert ExportSnapshot.objects.get(pk=whole["X-Export-Snapshot"]).status == "complete"
 
 
+def test_snapshots_a_dead_process_left_running_are_failed_after_a_day(project, imported):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from feedback.services.exports import fail_abandoned_exports
+    from feedback.tasks import watch_exports
+
+    old, recent = (
+        start_export(ExportRequest(project_id=project.pk), user_id=None).snapshot for _ in range(2)
+    )
+    done = start_export(ExportRequest(project_id=project.pk), user_id=None)
+    b"".join(done)
+    now = timezone.now()
+    ExportSnapshot.objects.filter(pk__in=[old.pk, done.snapshot.pk]).update(
+        created_at=now - timedelta(hours=25)
+    )
+    assert fail_abandoned_exports(now) == 1
+    statuses = dict(ExportSnapshot.objects.values_list("pk", "status"))
+    assert statuses == {old.pk: "failed", recent.pk: "running", done.snapshot.pk: "complete"}
+    assert watch_exports() == 0  # the periodic task runs the same sweep
+
+
 def judged_project(project, make_member):
     """Two model versions, three tasks judged by two annotators (one agreeing, one split)."""
     left = services.create_model_version(project_id=project.pk, name="left")
