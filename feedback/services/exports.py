@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "parquet")
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+MEDIA_TYPES = {"jsonl": "application/jsonl", "parquet": PARQUET_MEDIA_TYPE}
 PAIR_STYLES = ("standard", "conversational", "hh")
 CHUNK_ROWS = 2000  # rows per database fetch and per streamed chunk
 ROW_GROUP_ROWS = 20_000  # rows per Parquet row group: bounds memory while writing
@@ -735,6 +736,12 @@ def snapshot_filters(request: ExportRequest, pinned: ExportFilters) -> dict:
     return {"style": request.style, "margin": request.margin, **pinned.as_json()}
 
 
+def download_name(snapshot: ExportSnapshot) -> str:
+    """The file name a snapshot's bytes are downloaded and kept under (its format is one of
+    FORMATS, which are also the extensions)."""
+    return f"arbiter-{snapshot.kind}-{snapshot.pk}.{snapshot.format}"
+
+
 @dataclass
 class ExportStream:
     """An export in progress: iterate it for the bytes; the snapshot completes at the end, or
@@ -761,12 +768,11 @@ class ExportStream:
 
     @property
     def content_type(self) -> str:
-        return "application/jsonl" if self.request.format == "jsonl" else PARQUET_MEDIA_TYPE
+        return MEDIA_TYPES[self.request.format]
 
     @property
     def filename(self) -> str:
-        extension = "jsonl" if self.request.format == "jsonl" else "parquet"
-        return f"arbiter-{self.request.kind}-{self.snapshot.pk}.{extension}"
+        return download_name(self.snapshot)
 
     def chunks(self) -> Iterator[bytes]:
         digest = hashlib.sha256()
@@ -946,8 +952,7 @@ def materialise_snapshot(snapshot_id: int) -> Path:
         filters=ExportFilters.from_json(stored),
     )
     request.check()
-    extension = "jsonl" if snapshot.format == "jsonl" else "parquet"
-    path = snapshot_folder() / f"snapshot-{snapshot.pk}.{extension}"
+    path = snapshot_folder() / f"snapshot-{snapshot.pk}.{snapshot.format}"
     digest = hashlib.sha256()
     size = 0
     with file_put_in_place(path) as handle, transaction.atomic():

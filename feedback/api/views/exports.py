@@ -21,9 +21,11 @@ from feedback.models import (
 from feedback.models.exports import ExportKind
 from feedback.pairs import PairPolicy
 from feedback.services.exports import (
+    MEDIA_TYPES,
     PARQUET_MEDIA_TYPE,
     ExportRequest,
     check_export,
+    download_name,
     export_to_file,
     snapshot_file_to_serve,
     start_export,
@@ -131,10 +133,7 @@ class Export(ServiceErrorMixin, APIView):
         check_export(export)
         # Streamed, as the GET is: a plain empty response would be sent as "Content-Length: 0",
         # which fsspec takes for the file's size.
-        return StreamingHttpResponse(
-            iter(()),
-            content_type=PARQUET_MEDIA_TYPE if export.format == "parquet" else "application/jsonl",
-        )
+        return StreamingHttpResponse(iter(()), content_type=MEDIA_TYPES[export.format])
 
     @extend_schema(
         parameters=EXPORT_PARAMETERS,
@@ -243,10 +242,8 @@ class SnapshotFile(ServiceErrorMixin, APIView):
         return file_response(
             request,
             path,
-            content_type=(
-                "application/jsonl" if snapshot.format == "jsonl" else PARQUET_MEDIA_TYPE
-            ),
-            filename=f"arbiter-{snapshot.kind}-{snapshot.pk}.{snapshot.format}",
+            content_type=MEDIA_TYPES[snapshot.format],
+            filename=download_name(snapshot),
             etag=snapshot.content_hash,
         )
 
