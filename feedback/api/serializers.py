@@ -224,13 +224,19 @@ class ErrorSerializer(serializers.Serializer):
 
 class LeasedItemSerializer(serializers.Serializer):
     completion_id = serializers.IntegerField()
+    position = serializers.IntegerField(
+        help_text="The output's place in the task: a pairwise choice 'a' names position 0 and "
+        "'b' position 1, whatever order the items are listed in."
+    )
     text = serializers.CharField()
 
 
 # Read from what the lease shows (feedback.selectors.TaskShown), which the lease statement selects
 # with it: no query per field.
 class LeaseSerializer(serializers.Serializer):
-    """A task leased to the caller, its outputs in the order this annotator is to see them."""
+    """A task leased to the caller, its outputs in the order this annotator is to see them
+    (shuffled per annotator against position bias: a pairwise choice names a position, not a
+    place in this list)."""
 
     task_id = serializers.IntegerField()
     project_id = serializers.IntegerField(source="shown.project_id")
@@ -243,7 +249,10 @@ class LeaseSerializer(serializers.Serializer):
     def get_items(self, assignment) -> list[dict]:
         outputs = assignment.shown.outputs
         return LeasedItemSerializer(
-            [{"completion_id": cid, "text": outputs[cid].text} for cid in assignment.shown_order],
+            [
+                {"completion_id": cid, "position": outputs[cid].position, "text": outputs[cid].text}
+                for cid in assignment.shown_order
+            ],
             many=True,
         ).data
 
@@ -260,7 +269,13 @@ class JudgmentInputSerializer(serializers.Serializer):
     task = serializers.IntegerField()
     kind = serializers.CharField()
     idempotency_key = serializers.CharField(max_length=100)
-    choice = serializers.CharField(required=False, allow_null=True, default=None)
+    choice = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Pairwise: 'a' (the leased item at position 0 won), 'b' (position 1), 'tie' "
+        "or 'both_bad'.",
+    )
     strength = serializers.CharField(required=False, allow_null=True, default=None)
     ranking = serializers.ListField(
         child=serializers.ListField(child=serializers.IntegerField()),

@@ -278,6 +278,9 @@ def test_an_api_client_annotates_like_the_ui(client_for, make_member, make_task,
     assert sorted(shown) == sorted(task.items.values_list("completion_id", flat=True))
     texts = dict(task.items.values_list("completion_id", "completion__text"))
     assert [item["text"] for item in lease.data["items"]] == [texts[cid] for cid in shown]
+    # The items come in this annotator's shuffled order; "a" names position 0, wherever listed.
+    positions = dict(task.items.values_list("completion_id", "position"))
+    assert [item["position"] for item in lease.data["items"]] == [positions[c] for c in shown]
     bad = client.post(
         "/api/v1/judgments/",
         {"task": task.pk, "kind": "pairwise", "choice": "z", "idempotency_key": "k1"},
