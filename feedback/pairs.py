@@ -3,7 +3,7 @@
 A judgment becomes votes on pairs of completions of one prompt; the policy says which pairs a
 ranking yields, what ties and "both bad" become, how large a margin is, and how the votes of
 several annotators on one pair are combined. Judgments are never changed: each Pair names the
-judgments and tasks it came from. Plain dataclasses in and out; no ORM.
+judgments and tasks it came from, and those of the judgments that back it (voted as it says). Plain dataclasses in and out; no ORM.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ class Pair:
     rejected_id: int
     margin: float
     is_tie: bool
-    judgment_ids: tuple[int, ...]
+    judgment_ids: tuple[int, ...]  # every judgment that voted on the two
     task_ids: tuple[int, ...]
+    # Those whose vote is the pair's verdict (a tie's: the tie votes); a dissent or a tie vote
+    # on a decided pair does not back it. Exports filtered by annotator or agreement read these.
+    backing_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ def _pair(
         is_tie=winner == 0,
         judgment_ids=tuple(sorted({v.judgment_id for v in votes})),
         task_ids=tuple(sorted({v.task_id for v in votes})),
+        backing_ids=tuple(sorted({v.judgment_id for v in votes if v.winner == winner})),
     )
 
 

@@ -192,12 +192,16 @@ class PreferencePair(models.Model):
 
 
 class PairJudgment(models.Model):
-    """A judgment that a pair was derived from (the table Django would make for the link)."""
+    """A judgment that a pair was derived from (the table Django would make for the link, and
+    whether the judgment backs the pair)."""
 
     # Indexed first in the unique pair below; an index of its own was one more entry to write
     # for every link.
     preferencepair = models.ForeignKey(PreferencePair, on_delete=models.CASCADE, db_index=False)
     judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE)
+    # False for a judgment that voted otherwise (a dissent the majority outvoted): it stays
+    # linked, as the pair's provenance, but filters by annotator or agreement do not count it.
+    backs = models.BooleanField(db_default=True)
 
     class Meta:
         db_table = "feedback_preferencepair_judgments"

@@ -58,6 +58,7 @@ from feedback.models import (
     Completion,
     ExportSnapshot,
     Judgment,
+    PairJudgment,
     PreferencePair,
     Project,
     TaskItem,
@@ -176,10 +177,15 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
     if judgment_condition:
         # The backing pairs are listed first: as a correlated EXISTS, PostgreSQL could pick a
         # plan that took minutes for a round's few hundred pairs.
+        # A pair matches through the judgments that back it, not those outvoted on it.
         backed = (
-            Judgment.objects.filter(judgment_condition, task__project_id=project_id)
-            .exclude(pairs=None)
-            .values_list("pairs", flat=True)
+            PairJudgment.objects.filter(
+                backs=True,
+                judgment__in=Judgment.objects.filter(
+                    judgment_condition, task__project_id=project_id
+                ),
+            )
+            .values_list("preferencepair_id", flat=True)
             .distinct()
         )
         matched = Q(pk__in=list(backed))
@@ -191,7 +197,11 @@ def pairs_for_export(project_id: int, filters: ExportFilters) -> QuerySet[Prefer
     if filters.min_agreement is not None:
         # Agreement of a pair: the share of all judgments on its tasks that back it.
         count = Func(F("pk"), function="COUNT")
-        backing_count = Judgment.objects.filter(pairs=OuterRef("pk")).annotate(n=count).values("n")
+        backing_count = (
+            PairJudgment.objects.filter(preferencepair=OuterRef("pk"), backs=True)
+            .annotate(n=count)
+            .values("n")
+        )
         task_ids = Judgment.objects.filter(pairs=OuterRef(OuterRef("pk"))).values("task_id")
         total_count = Judgment.objects.filter(task_id__in=task_ids).annotate(n=count).values("n")
         pairs = pairs.annotate(

@@ -72,7 +72,11 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
                 row.pk = ids[(row.chosen_id, row.rejected_id)]
         link = PreferencePair.judgments.through
         link.objects.bulk_create(
-            link(preferencepair_id=row.pk, judgment_id=judgment_id)
+            link(
+                preferencepair_id=row.pk,
+                judgment_id=judgment_id,
+                backs=judgment_id in pair.backing_ids,
+            )
             for row, pair in zip(rows, pairs, strict=True)
             for judgment_id in pair.judgment_ids
         )

@@ -220,6 +220,41 @@ def test_filters_narrow_pairs(project, make_member):
     assert len(prompts(model_version_ids=(left.pk,))) == 4
 
 
+def test_derived_pairs_are_filtered_by_the_judgments_that_back_them(project, make_member):
+    """A majority pair keeps its outvoted judgment as provenance, but neither the agreement
+    threshold nor an annotator filter counts that dissent as backing the pair."""
+    from feedback.pairs import PairPolicy
+    from feedback.services.pairs import derive_pairs
+
+    prompt = services.create_prompt(project_id=project.pk, text="Q?")
+    one = services.create_completion(prompt_id=prompt.pk, text="one")
+    two = services.create_completion(prompt_id=prompt.pk, text="two")
+    task = services.create_task(
+        prompt_id=prompt.pk, completion_ids=[one.pk, two.pk], judgments_wanted=3
+    )
+    annotators = [make_member() for _ in range(3)]
+    for n, (annotator, choice) in enumerate(zip(annotators, "aab", strict=True)):
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"k{n}"),
+        )
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="majority"))
+    pair = PreferencePair.objects.get(policy="majority")
+    assert (pair.chosen_id, pair.rejected_id) == (one.pk, two.pk)
+    assert pair.judgments.count() == 3  # the dissent stays linked
+
+    def chosen(**filters) -> list[str]:
+        data, _ = run(project, filters=ExportFilters(policies=("majority",), **filters))
+        return [row["chosen"] for row in lines_of(data)]
+
+    assert chosen(min_agreement=0.6) == ["one"]  # two of the task's three judgments back it
+    assert chosen(min_agreement=0.7) == []
+    assert chosen(annotator_ids=(annotators[0].pk,)) == ["one"]
+    assert chosen(annotator_ids=(annotators[2].pk,)) == []  # voted for "two"
+
+
 def test_judgment_filters_treat_imported_pairs_as_judged_at_import(project, imported, make_member):
     """Imported TRL pairs have no judgment rows; they pass agreement and time filters as one
     verdict given when they were imported, and never match an annotator."""

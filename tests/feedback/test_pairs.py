@@ -40,7 +40,9 @@ def triples(pairs):
 def test_a_pairwise_choice_gives_one_pair_with_the_strength_margin():
     judgment = pairwise("b", "much")
     [pair] = preference_pairs([judgment], PairPolicy())
-    assert pair == Pair(5, 2, 1, 2.0, False, (judgment.judgment_id,), (100,))
+    assert pair == Pair(
+        5, 2, 1, 2.0, False, (judgment.judgment_id,), (100,), (judgment.judgment_id,)
+    )
     assert triples(preference_pairs([pairwise("a", "slight")], PairPolicy())) == [
         (1, 2, 1.0, False)
     ]
@@ -114,6 +116,7 @@ def test_majority_of_three_annotators_with_a_dissent_lowering_the_margin():
     assert (pair.chosen_id, pair.rejected_id, pair.is_tie) == (1, 2, False)
     assert pair.margin == pytest.approx((2 + 1 - 1) / 3)
     assert pair.judgment_ids == tuple(sorted(v.judgment_id for v in votes))
+    assert pair.backing_ids == tuple(sorted(v.judgment_id for v in votes[:2]))  # not the dissent
 
 
 def test_majority_draws_and_tie_pluralities_are_ties():
@@ -125,7 +128,11 @@ def test_majority_draws_and_tie_pluralities_are_ties():
         pairwise("tie", annotator=2),
         pairwise("a", annotator=3),
     ]
-    assert triples(preference_pairs(mostly_tie, PairPolicy(ties="keep"))) == [(1, 2, 0.0, True)]
+    [tie] = preference_pairs(mostly_tie, PairPolicy(ties="keep"))
+    assert (tie.chosen_id, tie.rejected_id, tie.margin, tie.is_tie) == (1, 2, 0.0, True)
+    assert tie.backing_ids == tuple(sorted(v.judgment_id for v in mostly_tie[:2]))
+    [split_tie] = preference_pairs(split, PairPolicy(ties="keep"))
+    assert split_tie.backing_ids == ()  # a draw: no vote said "tie"
 
 
 def test_majority_pools_votes_on_the_same_completions_across_tasks_and_kinds():
