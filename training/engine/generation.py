@@ -7,11 +7,12 @@ that PPO needs to score and train on exactly what was sampled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from training.engine.config import GenerationSettings
 from training.engine.examples import Prompt
@@ -91,20 +92,42 @@ def generate(
     model.eval()
     pieces = []
     try:
-        for start in range(0, len(rendered), chunk):
-            pieces.append(
-                _generate_chunk(
-                    model,
-                    tokenizer,
-                    rendered[start : start + chunk],
-                    settings,
-                    start,
-                    pad_to_multiple_of,
+        with settings_alone(model):
+            for start in range(0, len(rendered), chunk):
+                pieces.append(
+                    _generate_chunk(
+                        model,
+                        tokenizer,
+                        rendered[start : start + chunk],
+                        settings,
+                        start,
+                        pad_to_multiple_of,
+                    )
                 )
-            )
     finally:
         model.train(was_training)
     return _concatenate(pieces, tokenizer.pad_token_id)
+
+
+@contextmanager
+def settings_alone(model: PreTrainedModel) -> Iterator[None]:
+    """Sample with `GenerationSettings` alone. transformers fills every setting a call leaves
+    unset from the model's generation_config.json, which may carry a repetition_penalty (Qwen2.5
+    ships 1.05), min_p, no_repeat_ngram_size...: each reshapes the distribution sampled, which
+    PPO's log-probs (plain softmax at the temperature) would then not describe, and which the
+    settings people see would not say. Only the special tokens are kept."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    shipped = target.generation_config
+    target.generation_config = GenerationConfig(
+        bos_token_id=shipped.bos_token_id,
+        eos_token_id=shipped.eos_token_id,
+        pad_token_id=shipped.pad_token_id,
+        decoder_start_token_id=shipped.decoder_start_token_id,
+    )
+    try:
+        yield
+    finally:
+        target.generation_config = shipped
 
 
 def _generate_chunk(

@@ -34,10 +34,12 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def whiten(
     values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
 ) -> torch.Tensor:
-    """Scale the masked entries to unit variance (and zero mean when `shift_mean`); the rest become 0.
+    """Scale the masked entries' spread to unit variance around their mean, and move the mean to
+    zero when `shift_mean` (else it stays as it was); the rest become 0.
 
-    Rewards are whitened without shifting the mean, so that the sign of the reward survives; advantages
-    are whitened with it (N+ details, "reward whitening" and "advantage whitening").
+    Rewards are whitened without shifting the mean, so that the batch's average reward level
+    survives (not each reward's sign); advantages are whitened with it (N+ details, "reward
+    whitening" and "advantage whitening").
     """
     mean, var = masked_mean(values, mask), masked_var(values, mask)
     whitened = (values - mean) * torch.rsqrt(var + eps)

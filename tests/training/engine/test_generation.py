@@ -58,3 +58,44 @@ def test_generate_returns_n_samples_per_prompt_across_batches(tiny_model_dir):
         assert (real == tokenizer.pad_token_id).sum() == 0
     # Rows from both batches share one left-padded width: the long prompt sets it.
     assert out.query_mask[0, 0] == 0 and out.query_mask[2, 0] == 1
+
+
+def repeats_a_token(generations) -> bool:
+    return any(
+        len(set(real)) < len(real)
+        for row, mask in zip(generations.response_ids, generations.response_mask, strict=True)
+        if (real := row[mask.bool()].tolist())
+    )
+
+
+def test_sampling_ignores_settings_shipped_with_the_model(tiny_model_dir):
+    """A model's generation_config.json may carry a repetition penalty and the like, which would
+    reshape what is sampled behind the settings' back (and PPO's log-probs): the same seed gives
+    the same samples with or without them, and the shipped config is left as it was."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompts = [[{"role": "user", "content": "tell me about the cat"}]] * 3
+    settings = GenerationSettings(max_new_tokens=16, num_samples=4)
+
+    def sampled():
+        torch.manual_seed(7)
+        return generate(model, tokenizer, prompts, settings)
+
+    plain = sampled()
+    assert repeats_a_token(plain)
+    model.generation_config.no_repeat_ngram_size = 1  # no token twice in a response
+    model.generation_config.repetition_penalty = 3.0
+    shaped = sampled()
+    assert shaped.response_ids.tolist() == plain.response_ids.tolist()
+    assert model.generation_config.no_repeat_ngram_size == 1
+    # What the guard keeps out: transformers applies the shipped settings to a call that does
+    # not set them.
+    torch.manual_seed(7)
+    encoded = encode_prompts(tokenizer, [render_prompt(tokenizer, p) for p in prompts])
+    output = model.generate(**encoded, do_sample=True, max_new_tokens=16)
+    ids, mask, _ = truncate_after_eos(
+        output[:, encoded["input_ids"].shape[1] :], tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
+    assert all(
+        len(set(real)) == len(real) for real in (r[m.bool()].tolist() for r, m in zip(ids, mask))
+    )
