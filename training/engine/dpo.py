@@ -17,7 +17,7 @@ from transformers import PrinterCallback
 from training.engine.batches import DPOCollator
 from training.engine.config import DPORunConfig
 from training.engine.examples import PreferencePair, split_holdout
-from training.engine.generation import render_prompt
+from training.engine.generation import render_prompt, text_for_tokenizer
 from training.engine.kernels import fuse_kernels
 from training.engine.loading import (
     build_lora_config,
@@ -144,9 +144,11 @@ def train_dpo(
 
 def _dpo_columns(tokenizer, pairs: Sequence[PreferencePair]) -> dict[str, list[str]]:
     # Prompts are rendered here, exactly as generation renders them, so the policy is trained on the
-    # context it sees when sampling; TRL appends EOS to both responses.
+    # context it sees when sampling; TRL adds BOS and appends EOS to both responses.
     return {
-        "prompt": [render_prompt(tokenizer, pair.prompt) for pair in pairs],
+        "prompt": [
+            text_for_tokenizer(tokenizer, render_prompt(tokenizer, pair.prompt)) for pair in pairs
+        ],
         "chosen": [pair.chosen for pair in pairs],
         "rejected": [pair.rejected for pair in pairs],
     }

@@ -52,6 +52,17 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+def text_for_tokenizer(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+    """`text` for a tokenizer call that adds special tokens (as TRL's trainers make): without
+    the BOS a chat template wrote (Llama 3's, Mistral's), which the tokenizer adds again; so the
+    ids match those encode_prompts gives when sampling."""
+    bos = tokenizer.bos_token
+    if not bos or not text.startswith(bos):
+        return text
+    adds_bos = tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return text.removeprefix(bos) if adds_bos else text
+
+
 def encode_prompts(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], pad_to_multiple_of: int | None = None
 ) -> dict[str, torch.Tensor]:

@@ -97,5 +97,32 @@ def test_sampling_ignores_settings_shipped_with_the_model(tiny_model_dir):
         output[:, encoded["input_ids"].shape[1] :], tokenizer.eos_token_id, tokenizer.pad_token_id
     )
     assert all(
-        len(set(real)) == len(real) for real in (r[m.bool()].tolist() for r, m in zip(ids, mask))
+        len(set(real)) == len(real)
+        for real in (r[m.bool()].tolist() for r, m in zip(ids, mask, strict=True))
     )
+
+
+def test_dpo_prompts_tokenize_to_the_ids_sampling_sees(tiny_model_dir):
+    """A chat template that writes BOS itself (Llama 3's, Mistral's): TRL tokenizes DPO's
+    prompts with special tokens, which would add a second BOS."""
+    from training.engine.dpo import _dpo_columns
+    from training.engine.examples import PreferencePair
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
+    prompt = [{"role": "user", "content": "tell me about the cat"}]
+    rendered = render_prompt(tokenizer, prompt)
+    assert rendered.startswith(tokenizer.bos_token)
+    sampled = encode_prompts(tokenizer, [rendered])["input_ids"][0].tolist()
+    assert sampled.count(tokenizer.bos_token_id) == 1
+    [text] = _dpo_columns(tokenizer, [PreferencePair(prompt=prompt, chosen="a", rejected="b")])[
+        "prompt"
+    ]
+    assert tokenizer(text=text)["input_ids"] == sampled  # as TRL's DPO tokenizes it
+    # A template without BOS is left as rendered.
+    plain = load_tokenizer(tiny_model_dir)
+    [text] = _dpo_columns(plain, [PreferencePair(prompt=prompt, chosen="a", rejected="b")])[
+        "prompt"
+    ]
+    assert text == render_prompt(plain, prompt)
+    assert plain(text=text)["input_ids"] == encode_prompts(plain, [text])["input_ids"][0].tolist()
