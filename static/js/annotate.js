@@ -438,6 +438,8 @@
       return;
     }
     if (event.ctrlKey) return;
+    // A held key repeats: every answer, undo or dialog would be sent again (only arrows move on).
+    if (event.repeat && !key.startsWith("Arrow")) { event.preventDefault(); return; }
     if (key === "?") { openDialog("help-dialog"); event.preventDefault(); return; }
     if (key === "g") { toggleGuidelines(); event.preventDefault(); return; }
     if (key === "z") { const undo = $("#undo-form"); if (undo) undo.requestSubmit(); event.preventDefault(); return; }

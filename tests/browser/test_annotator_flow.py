@@ -204,3 +204,46 @@ def test_z_takes_back_the_last_answer_and_shows_its_task_again(
     page.get_by_role("button", name="Undo last").click()
     expect(page.locator("#task-errors")).to_contain_text("no judgment in this project")
     assert not Judgment.objects.exists()
+
+
+
+def test_a_held_z_takes_back_one_answer_and_waits_for_an_answer_in_flight(
+    page, transactional_db, django_user_model
+):
+    project = scenarios.make_project()
+    annotator = django_user_model.objects.create_user("ann", password="pw")
+    services.add_member(project_id=project.pk, user_id=annotator.pk)
+    first, second, third = (
+        scenarios.make_task(project, ["Yes.", "No."], text=f"Question {n}?", priority=3 - n)
+        for n in range(3)
+    )
+    sign_in(page, "ann")
+    page.get_by_role("link", name="Start annotating").click()
+    page.wait_for_url(f"**/projects/{project.pk}/work/")
+    page.wait_for_load_state("load")
+    for task, following in ((first, second), (second, third)):
+        wait_for_task(page, task)
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        wait_for_task(page, following)
+    undos = []
+    page.on("request", lambda request: undos.append(request) if "/undo/" in request.url else None)
+    # Z held past the repeat delay: the repeats take back nothing more.
+    with page.expect_response("**/undo/"):
+        page.keyboard.down("z")
+        page.evaluate(
+            "for (let i = 0; i < 3; i++) document.body.dispatchEvent("
+            "new KeyboardEvent('keydown', {key: 'z', repeat: true, bubbles: true}))"
+        )
+        page.keyboard.up("z")
+    wait_for_task(page, second)
+    assert len(undos) == 1
+    assert list(Judgment.objects.values_list("task_id", flat=True)) == [first.pk]
+    # Enter then Z at once: the undo waits for the answer, then takes that one back.
+    with page.expect_response("**/undo/") as undone:
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        page.keyboard.press("z")
+    assert undone.value.ok
+    wait_for_task(page, second)
+    assert list(Judgment.objects.values_list("task_id", flat=True)) == [first.pk]
