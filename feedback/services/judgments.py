@@ -357,18 +357,23 @@ def record_if_leased(annotator_id: int, task_id: int, data: JudgmentInput) -> Ju
     return judgment
 
 
+def newest_judgment(annotator_id: int, project_id: int) -> tuple[int, int] | None:
+    """(judgment id, task id) of the annotator's newest judgment in the project."""
+    return (
+        Judgment.objects.filter(annotator_id=annotator_id, task__project_id=project_id)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "task_id")
+        .first()
+    )
+
+
 @transaction.atomic
 def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
     """Take back the annotator's newest judgment in the project and lease its task to them again
     (same order on screen), so that the next task they are shown is that one, to answer anew.
     The lease they held meanwhile goes back to the queue. Refused once a reviewer has decided
     the task or pairs have been derived from the judgment. Returns the task's id."""
-    newest = (
-        Judgment.objects.filter(annotator_id=annotator_id, task__project_id=project_id)
-        .order_by("-created_at", "-pk")
-        .values_list("pk", "task_id")
-        .first()
-    )
+    newest = newest_judgment(annotator_id, project_id)
     if newest is None:
         raise ServiceError("You have no judgment in this project to take back.", code="not_found")
     judgment_id, task_id = newest
@@ -385,9 +390,14 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
     # Task rows first, in id order, as the queue locks them.
     tasks = sorted({task_id, *(held_task for _, held_task in held)})
     list(AnnotationTask.objects.select_for_update().filter(pk__in=tasks).order_by("pk"))
-    judgment = Judgment.objects.filter(pk=judgment_id).first()
-    if judgment is None:  # taken back by a concurrent request
-        raise ServiceError("That judgment has been taken back already.", code="conflict")
+    # Read again under the locks: an answer, skip or undo may have committed since.
+    if newest_judgment(annotator_id, project_id) != newest:
+        raise ServiceError(
+            "Your answers changed while this was on its way (another tab or a double press); "
+            "nothing was taken back. Try again.",
+            code="conflict",
+        )
+    judgment = Judgment.objects.get(pk=judgment_id)
     if Adjudication.objects.filter(task_id=task_id).exists():
         raise ServiceError(
             "A reviewer has decided this task already; it can no longer be taken back.",
@@ -413,6 +423,11 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
         ),
     )
     for assignment_id, held_task in held:
-        Assignment.objects.filter(pk=assignment_id).delete()
-        AnnotationTask.objects.filter(pk=held_task).update(slots_taken=F("slots_taken") - 1)
+        # Only a lease still held: one answered, skipped or expired meanwhile has given its
+        # slot back or turned it into a judgment.
+        released, _ = Assignment.objects.filter(
+            pk=assignment_id, status=AssignmentStatus.LEASED
+        ).delete()
+        if released:
+            AnnotationTask.objects.filter(pk=held_task).update(slots_taken=F("slots_taken") - 1)
     return task_id

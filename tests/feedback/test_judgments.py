@@ -245,6 +245,60 @@ def test_undo_takes_back_the_last_judgment_and_leases_its_task_again(
     assert judgment.choice == "b" and Judgment.objects.count() == 1
 
 
+def test_undo_reads_again_under_its_locks(project, make_member, make_task, monkeypatch):
+    """What commits between undo's first read and its locks (a skip, an answer from another tab)
+    is not undone twice: a lease skipped meanwhile keeps its record and gives its slot back
+    once, and an answer given meanwhile stops the undo."""
+    from feedback.models import Assignment
+    from feedback.services import judgments as module
+    from feedback.services.queue import skip_task
+
+    make_task(), make_task(), make_task()
+    user = make_member()
+    answered = lease(user, project)
+    submit_judgment(
+        annotator_id=user.pk,
+        task_id=answered.pk,
+        data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k1"),
+    )
+    read = module.newest_judgment
+
+    def meanwhile(action):
+        def first_read(*args):
+            monkeypatch.setattr(module, "newest_judgment", read)
+            found = read(*args)
+            action()
+            return found
+
+        monkeypatch.setattr(module, "newest_judgment", first_read)
+
+    held = lease(user, project)
+    meanwhile(lambda: skip_task(annotator_id=user.pk, task_id=held.pk, note="unclear"))
+    assert undo_last_judgment(annotator_id=user.pk, project_id=project.pk) == answered.pk
+    held.refresh_from_db()
+    assert held.slots_taken == 0
+    assert Assignment.objects.get(task=held).skip_note == "unclear"  # the flag stays
+
+    submit_judgment(
+        annotator_id=user.pk,
+        task_id=answered.pk,
+        data=JudgmentInput(kind="pairwise", choice="b", idempotency_key="k2"),
+    )
+    other = lease(user, project)
+    meanwhile(
+        lambda: submit_judgment(
+            annotator_id=user.pk,
+            task_id=other.pk,
+            data=JudgmentInput(kind="pairwise", choice="a", idempotency_key="k3"),
+        )
+    )
+    with pytest.raises(ServiceError, match="changed while this was on its way"):
+        undo_last_judgment(annotator_id=user.pk, project_id=project.pk)
+    # The refusal rolled back the stand-in answer too (here it ran inside the undo's
+    # transaction); what matters is that the earlier answer was not taken back in its place.
+    assert list(Judgment.objects.values_list("task_id", "choice")) == [(answered.pk, "b")]
+
+
 def test_undo_is_refused_once_a_judgment_is_reviewed_or_paired(project, make_member, make_task):
     user, reviewer = make_member(), make_member(role="reviewer")
     with pytest.raises(ServiceError, match="no judgment in this project") as refused:
