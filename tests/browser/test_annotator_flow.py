@@ -206,7 +206,6 @@ def test_z_takes_back_the_last_answer_and_shows_its_task_again(
     assert not Judgment.objects.exists()
 
 
-
 def test_a_held_z_takes_back_one_answer_and_waits_for_an_answer_in_flight(
     page, transactional_db, django_user_model
 ):
