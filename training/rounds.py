@@ -12,9 +12,9 @@ from django.db.models import Max
 
 from feedback import services as feedback_services
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Judgment, ModelVersion, PromptSet
+from feedback.models import AnnotationTask, Assignment, Judgment, ModelVersion, PromptSet
 from feedback.models.prompts import ModelStatus, PromptSplit
-from feedback.models.tasks import TaskStatus
+from feedback.models.tasks import AssignmentStatus, TaskStatus
 from training import jobs
 from training.hyperparameters import check_hyperparameters, project_defaults
 from training.models import AlignmentRound, JobKind, JobStatus, RoundMethod, RoundState, TrainingJob
@@ -238,6 +238,13 @@ def start_training(round_id: int, *, by_user_id: int | None = None) -> Alignment
     AnnotationTask.objects.filter(alignment_round=round_, status=TaskStatus.OPEN).update(
         status=TaskStatus.ARCHIVED
     )
+    # Leases held on them go too: the queue would keep serving such a task to its holder, and
+    # the answer would land after the snapshot the round trains on.
+    Assignment.objects.filter(
+        task__alignment_round=round_,
+        task__status=TaskStatus.ARCHIVED,
+        status=AssignmentStatus.LEASED,
+    ).delete()
     round_.snapshot = snapshot
     if round_.method == RoundMethod.PPO:
         set_state(round_, RoundState.TRAINING_REWARD, ["snapshot"])

@@ -188,6 +188,30 @@ def test_ppo_round_trains_a_reward_model_first(project, setup, queued, make_memb
     assert sorted(ppo.config["prompt_ids"]) == sorted(p.pk for p in prompts)
 
 
+def test_moving_on_takes_back_leases_on_the_tasks_left_open(project, setup, queued, make_member):
+    _, _, prompts = setup
+    round_ = launch(project, setup)
+    fake_samples(TrainingJob.objects.get(pk=queued[0]), prompts)
+    succeed(queued[0])
+    simulate_annotator(
+        annotator_id=make_member().pk,
+        project_id=project.pk,
+        prefers=prefers_word("apple"),
+        max_tasks=2,
+    )
+    late = make_member()
+    held = services.next_task_for(annotator_id=late.pk, project_id=project.pk)
+    rounds.start_training(round_.pk)
+    assert AnnotationTask.objects.get(pk=held.task_id).status == "archived"
+    assert services.next_task_for(annotator_id=late.pk, project_id=project.pk) is None
+    with pytest.raises(ServiceError, match="not assigned to you"):
+        services.submit_judgment(
+            annotator_id=late.pk,
+            task_id=held.task_id,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="late"),
+        )
+
+
 def test_moving_on_without_pairs_is_refused(project, setup, queued):
     round_ = launch(project, setup)
     succeed(queued[0])
