@@ -141,6 +141,8 @@ def check_judgment(
         if not rating_enabled and data.kind != JudgmentMode.RATING:
             raise ServiceError("This project does not collect ratings.")
         fields["ratings"] = check_ratings(data.ratings, item_ids)
+    if not isinstance(data.flags, list) or not all(isinstance(f, str) for f in data.flags):
+        raise ServiceError(f"Flags are a list of names: {', '.join(JUDGMENT_FLAGS)}.")
     bad_flags = sorted(set(data.flags) - set(JUDGMENT_FLAGS))
     if bad_flags:
         raise ServiceError(f"Unknown flags {bad_flags}; use {', '.join(JUDGMENT_FLAGS)}.")
@@ -148,6 +150,8 @@ def check_judgment(
         raise ServiceError("Time spent cannot be negative.")
     if len(data.rationale) > MAX_RATIONALE_CHARS:
         raise ServiceError(f"Keep the rationale under {MAX_RATIONALE_CHARS} characters.")
+    if "\x00" in data.rationale:
+        raise ServiceError("The rationale contains a NUL character, which cannot be stored.")
     fields.update(
         rationale=data.rationale,
         time_spent_ms=data.time_spent_ms,

@@ -94,6 +94,14 @@ def test_errors_come_back_as_json_with_a_status(project, make_member, make_task,
     client.get(reverse("annotations:api_next", args=[project.pk]))
     invalid = post_json(client, url, {"kind": "pairwise", "choice": "left", "idempotency_key": "k"})
     assert invalid.status_code == 400 and "Choose A, B" in invalid.json()["error"]
+    answer = {"kind": "pairwise", "choice": "a", "idempotency_key": "k"}
+    for extra, message in [
+        ({"flags": [{"a": 1}]}, "Flags are a list of names"),
+        ({"flags": [1, "unsafe"]}, "Flags are a list of names"),
+        ({"rationale": "nul\u0000here"}, "NUL character"),
+    ]:
+        refused = post_json(client, url, {**answer, **extra})
+        assert refused.status_code == 400 and message in refused.json()["error"], extra
     garbled = client.post(url, "{not json", content_type="application/json")
     assert garbled.status_code == 400 and garbled.json()["error"] == "The body is not JSON."
     for body, message in [
