@@ -60,7 +60,8 @@ def reviewable_project(request, project_id: int) -> tuple[Project, bool]:
     return get_object_or_404(Project, pk=project_id), role == Role.ADMIN
 
 
-# Problems shown on a page; the API's answer names every one (every bad line of an import).
+# Problems shown on a page; the API's answer names every one (every bad line of an import, by
+# reason).
 SHOWN_PROBLEMS = 50
 
 

@@ -208,6 +208,48 @@ class SwitchInterval:
 QUICK_GIL_HANDOFF = SwitchInterval(0.0005)
 
 
+class BadLines:
+    """A file's bad lines by reason: each reason once, with the lines that have it (runs of
+    consecutive lines as ranges, "lines 2-100000: ..."), so a million lines in the wrong format
+    make one message, not a million held in memory and sent back. Past MAX_REASONS reasons, or
+    MAX_RUNS runs of one, the rest are counted, not listed."""
+
+    MAX_REASONS = 1000
+    MAX_RUNS = 1000
+
+    def __init__(self):
+        self.count = 0
+        self.runs: dict[str, list[list[int]]] = {}  # reason -> [first, last] line numbers
+        self.unlisted = 0
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def add(self, number: int, reason: str) -> None:
+        self.count += 1
+        runs = self.runs.get(reason)
+        if runs is None:
+            if len(self.runs) < self.MAX_REASONS:
+                self.runs[reason] = [[number, number]]
+                return
+        elif runs[-1][1] == number - 1:
+            runs[-1][1] = number
+            return
+        elif len(runs) < self.MAX_RUNS:
+            runs.append([number, number])
+            return
+        self.unlisted += 1
+
+    def messages(self) -> list[str]:
+        listed = []
+        for reason, runs in self.runs.items():
+            where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+            listed.append(f"{'line' if runs == [[runs[0][0]] * 2] else 'lines'} {where}: {reason}")
+        if self.unlisted:
+            listed.append(f"{counted(self.unlisted, 'more bad lines')}, not listed.")
+        return listed
+
+
 class LineParser:
     """Validates a file's lines a chunk at a time, numbering lines across chunks and keeping every
     error, so a refusal names all the bad lines however the file was cut."""
@@ -219,7 +261,7 @@ class LineParser:
             )
         self.format = format
         self.reader = READERS.get(format)
-        self.errors: list[str] = []
+        self.errors = BadLines()
         self.count = 0
 
     def chunks(self, lines: Iterable[bytes | str | BadRow]) -> Iterator[list]:
@@ -234,7 +276,7 @@ class LineParser:
         errors = self.errors
         for number, raw in enumerate(lines, start=self.count + 1):
             if isinstance(raw, BadRow):
-                errors.append(f"line {number}: {raw.reason}")
+                errors.add(number, raw.reason)
                 continue
             if number == 1:
                 # Windows editors start UTF-8 files with a byte order mark; JSON allows ignoring it.
@@ -242,25 +284,24 @@ class LineParser:
             if not raw.strip():
                 continue  # blank lines (a trailing newline, say) carry nothing
             if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
-                errors.append(
-                    f"line {number}: contains a NUL character (\\u0000), which cannot be stored."
-                )
+                errors.add(number, "contains a NUL character (\\u0000), which cannot be stored.")
                 continue
             try:
                 # orjson parses a line in a fifth of json's time, and refuses what JSON does not
                 # allow (NaN, lone surrogates) that json.loads takes, and that could not be stored.
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError as error:
-                errors.append(f"line {number}: not valid JSON ({error}).")
+                errors.add(number, f"not valid JSON ({error}).")
                 continue
             if not isinstance(record, dict):
-                errors.append(
-                    f"line {number}: expected a JSON object"
+                errors.add(
+                    number,
+                    "expected a JSON object"
                     + (
                         ", got an array (JSONL has one object a line, not a list of them)."
                         if isinstance(record, list)
                         else "."
-                    )
+                    ),
                 )
                 continue
             if self.reader is None:
@@ -274,16 +315,16 @@ class LineParser:
             try:
                 records.append(self.reader(record))
             except LineError as error:
-                errors.append(f"line {number}: {error}")
+                errors.add(number, str(error))
         self.count += len(lines)
         return records
 
     def refusal(self) -> ServiceError:
+        bad = self.errors.count
         return ServiceError(
-            f"{len(self.errors)} of {counted(self.count, 'lines')} "
-            f"{one_or_many(len(self.errors), 'is', 'are')} invalid; nothing was imported. Fix "
-            f"{one_or_many(len(self.errors), 'it', 'them')} and retry.",
-            details=self.errors,
+            f"{bad} of {counted(self.count, 'lines')} {one_or_many(bad, 'is', 'are')} invalid; "
+            f"nothing was imported. Fix {one_or_many(bad, 'it', 'them')} and retry.",
+            details=self.errors.messages(),
         )
 
 

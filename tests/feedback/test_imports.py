@@ -412,12 +412,33 @@ def test_completion_lines_name_what_is_wrong(project):
     ]
     error = refusal(project, lines, "completions")
     details = error.details
-    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5", "line 6"]
+    # Lines 2 and 3 share their reason: it is given once, for both.
+    assert [d.split(":")[0] for d in details] == ["lines 2-3", "line 4", "line 5", "line 6"]
     assert "'token_count' must be a whole number from 0 to 2,147,483,647" in details[0]
-    assert "'token_count'" in details[1]
-    assert "'model'" in details[2] and "'generation_settings'" in details[3]
-    assert "missing 'completion'" in details[4]
+    assert "'model'" in details[1] and "'generation_settings'" in details[2]
+    assert "missing 'completion'" in details[3]
+    assert "5 of 6 lines are invalid" in error.message
     assert not Completion.objects.exists() and not Prompt.objects.exists()
+
+
+def test_bad_lines_are_named_once_per_reason(project, monkeypatch):
+    """A file in the wrong format is refused with a message per reason, not one per line (a
+    million of them held and sent back); past the limits the rest are counted."""
+    good = json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"})
+    lines = [json.dumps({"prompt": f"p{n}", "completion": "c"}) for n in range(5000)]
+    lines[2500] = good
+    lines[4000] = "{"
+    error = refusal(project, lines, "trl")
+    assert "4999 of 5000 lines are invalid" in error.message
+    assert error.details[0] == "lines 1-2500, 2502-4000, 4002-5000: missing 'chosen', 'rejected'."
+    assert error.details[1].startswith("line 4001: not valid JSON")
+    monkeypatch.setattr(imports.BadLines, "MAX_REASONS", 1)
+    monkeypatch.setattr(imports.BadLines, "MAX_RUNS", 2)
+    error = refusal(project, lines, "trl")
+    assert error.details == [
+        "lines 1-2500, 2502-4000: missing 'chosen', 'rejected'.",
+        "1000 more bad lines, not listed.",
+    ]
 
 
 def test_model_version_lines_name_what_is_wrong(project):
