@@ -123,8 +123,11 @@ def model_comparisons(
     # (created, judgment,) model a, model b, outcome(, completion a, completion b)
     events = plain_rows(pairwise)
     if ranked:
+        # The ranked tasks as a subquery: a list of ids is a query parameter each, and
+        # PostgreSQL takes at most 65,535 of them.
+        ranked_tasks = judgments.filter(kind=JudgmentMode.RANKING).values("task_id")
         model_of = dict(
-            TaskItem.objects.filter(task_id__in={row[2] for row in ranked}).values_list(
+            TaskItem.objects.filter(task_id__in=ranked_tasks).values_list(
                 "completion_id", "completion__model_version_id"
             )
         )
