@@ -7,8 +7,10 @@ Pairs come out in TRL's formats (https://huggingface.co/docs/trl/dataset_formats
   is the whole conversation (and HH data comes back as its original transcripts).
 - `conversational`: prompt as a message list, chosen/rejected as one assistant message each.
 - `hh`: {"chosen", "rejected"} full transcripts, as Anthropic HH ships them.
-`margin=True` adds a "margin" column (RewardTrainer reads it). Rows are ordered by pair id, i.e.
-import order for imported data.
+`margin=True` adds a "margin" column (RewardTrainer reads it). Ties are left out unless asked for
+(`include_ties`), and then every row says whether it is one ("is_tie"; a tie's chosen and
+rejected are in no particular order, which TRL's trainers cannot tell). Rows are ordered by pair
+id, i.e. import order for imported data.
 
 Outputs come out as the import's `completions` lines ({"prompt", "completion", "model",
 "generation_settings", "token_count"}), so a file moves a project's outputs into another one.
@@ -39,6 +41,7 @@ from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import (
+    Case,
     Exists,
     F,
     FloatField,
@@ -48,6 +51,8 @@ from django.db.models import (
     QuerySet,
     Subquery,
     TextField,
+    Value,
+    When,
 )
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -77,6 +82,9 @@ MEDIA_TYPES = {"jsonl": "application/jsonl", "parquet": PARQUET_MEDIA_TYPE}
 PAIR_STYLES = ("standard", "conversational", "hh")
 CHUNK_ROWS = 2000  # rows per database fetch and per streamed chunk
 ROW_GROUP_ROWS = 20_000  # rows per Parquet row group: bounds memory while writing
+# A tie's margin in pair_rows when ties are exported (a pair's margin is never negative): its
+# line says "is_tie": true, with margin 0.
+TIE = -1.0
 
 
 @dataclass(frozen=True)
@@ -243,18 +251,26 @@ def pair_rows(project_id: int, filters: ExportFilters) -> Iterator[tuple]:
     holds completions of the run's prompt; `chosen`/`rejected` are None when `texts` has them.
     One streamed query on PostgreSQL (feedback/services/export_sql.py), the ORM elsewhere."""
     pairs = pairs_for_export(project_id, filters)
+    if filters.include_ties:
+        # A tie's margin comes as TIE (margins are never negative), so the rows keep their shape.
+        pairs = pairs.annotate(
+            tie_or_margin=Case(When(is_tie=True, then=Value(TIE)), default=F("margin"))
+        )
+    margin = "tie_or_margin" if filters.include_ties else "margin"
     if can_stream_rows():
         try:
             sql, params = pairs.values(
-                "id", "prompt_id", "chosen_id", "rejected_id", "margin"
+                "id", "prompt_id", "chosen_id", "rejected_id", margin
             ).query.sql_with_params()
         except EmptyResultSet:  # e.g. a judgment filter that no pair matches
             return iter(())
+        if filters.include_ties:
+            sql = f"SELECT id, prompt_id, chosen_id, rejected_id, tie_or_margin AS margin FROM ({sql}) t"  # noqa: S608 - ours
         return stream_pair_rows(sql, list(params))
-    return orm_pair_rows(pairs)
+    return orm_pair_rows(pairs, margin)
 
 
-def orm_pair_rows(pairs: QuerySet[PreferencePair]) -> Iterator[tuple]:
+def orm_pair_rows(pairs: QuerySet[PreferencePair], margin: str = "margin") -> Iterator[tuple]:
     rows = (
         pairs.annotate(prompt_messages=Cast("prompt__messages", TextField()))
         .values_list(
@@ -263,7 +279,7 @@ def orm_pair_rows(pairs: QuerySet[PreferencePair]) -> Iterator[tuple]:
             "prompt_messages",
             "chosen_id",
             "rejected_id",
-            "margin",
+            margin,
             "chosen__text",
             "rejected__text",
         )
@@ -333,14 +349,25 @@ CLOSE = {"standard": b"", "conversational": b"}]", "hh": b""}
 MARGIN_CACHE_SIZE = 4096
 
 
+def line_end(close: bytes, pair_margin: float, margin: bool, ties: bool) -> bytes:
+    """What follows a line's rejected answer: the margin and tie columns asked for."""
+    columns = ""
+    if margin:
+        columns += f',"margin":{max(pair_margin, 0.0)!r}'
+    if ties:
+        columns += f',"is_tie":{"true" if pair_margin == TIE else "false"}'
+    return close + f"{columns}}}\n".encode()
+
+
 def pair_jsonl_chunks(
-    rows: Iterator[tuple], style: str, margin: bool
+    rows: Iterator[tuple], style: str, margin: bool, ties: bool = False
 ) -> Iterator[tuple[bytes, int]]:
     """(bytes, rows) chunks of JSONL lines for pair_rows, joined from byte pieces: per-line
     json.dumps, or even escaping each text per line, would dominate the export."""
     start_run = PAIR_PROMPTS[style]
     middle, close = MIDDLE[style], CLOSE[style]
     plain_end = close + b"}\n"
+    by_margin = margin or ties
     ends: dict[float, bytes] = {}  # line endings by margin, bounded so memory stays flat
     lines: list[bytes] = []
     join = b"".join  # one join per line: 4x cheaper than joining five pieces per line per chunk
@@ -351,12 +378,12 @@ def pair_jsonl_chunks(
         first = answers[chosen_id] if chosen is None else answer(chosen)
         second = answers[rejected_id] if rejected is None else answer(rejected)
         end = plain_end
-        if margin:
+        if by_margin:
             end = ends.get(pair_margin)
             if end is None:
                 if len(ends) >= MARGIN_CACHE_SIZE:
                     ends.clear()
-                end = ends[pair_margin] = close + f',"margin":{pair_margin!r}}}\n'.encode()
+                end = ends[pair_margin] = line_end(close, pair_margin, margin, ties)
         lines.append(join((head, first, middle, second, end)))
         if len(lines) >= CHUNK_ROWS:
             yield join(lines), len(lines)
@@ -381,7 +408,7 @@ def pairs_with_texts(rows: Iterator[tuple]) -> Iterator[tuple]:
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
-def pair_schema(style: str, margin: bool) -> pa.Schema:
+def pair_schema(style: str, margin: bool, ties: bool = False) -> pa.Schema:
     if style == "conversational":
         columns = [
             ("prompt", pa.list_(MESSAGE)),
@@ -394,10 +421,12 @@ def pair_schema(style: str, margin: bool) -> pa.Schema:
         columns = [("chosen", pa.string()), ("rejected", pa.string())]
     if margin:
         columns.append(("margin", pa.float64()))
+    if ties:
+        columns.append(("is_tie", pa.bool_()))
     return pa.schema(columns)
 
 
-def pair_record(row, style: str, margin: bool) -> dict:
+def pair_record(row, style: str, margin: bool, ties: bool = False) -> dict:
     text, messages_json, chosen, rejected, pair_margin = row
     messages = messages_of(messages_json)
     if style == "standard":
@@ -417,7 +446,9 @@ def pair_record(row, style: str, margin: bool) -> dict:
         head = render_hh_prompt(text, messages) + "\n\nAssistant: "
         record = {"chosen": head + chosen, "rejected": head + rejected}
     if margin:
-        record["margin"] = pair_margin
+        record["margin"] = max(pair_margin, 0.0)
+    if ties:
+        record["is_tie"] = pair_margin == TIE
     return record
 
 
@@ -694,12 +725,13 @@ def encoded_chunks(request: ExportRequest, pinned: ExportFilters) -> Iterator[tu
     """(bytes, rows) chunks of the export."""
     if request.kind == ExportKind.PAIRS:
         rows = pair_rows(request.project_id, pinned)
+        ties = pinned.include_ties
         if request.format == "jsonl":
-            return pair_jsonl_chunks(rows, request.style, request.margin)
+            return pair_jsonl_chunks(rows, request.style, request.margin, ties)
         records = (
-            pair_record(row, request.style, request.margin) for row in pairs_with_texts(rows)
+            pair_record(row, request.style, request.margin, ties) for row in pairs_with_texts(rows)
         )
-        return parquet_chunks(records, pair_schema(request.style, request.margin))
+        return parquet_chunks(records, pair_schema(request.style, request.margin, ties))
     if request.kind == ExportKind.JUDGMENTS:
         records = judgment_records(judgments_for_export(request.project_id, pinned))
         if request.format == "jsonl":

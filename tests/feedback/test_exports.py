@@ -255,6 +255,43 @@ def test_derived_pairs_are_filtered_by_the_judgments_that_back_them(project, mak
     assert chosen(annotator_ids=(annotators[2].pk,)) == []  # voted for "two"
 
 
+@pytest.mark.parametrize("streamed", [True, False])
+def test_exported_ties_say_they_are_ties(project, make_member, monkeypatch, streamed):
+    from feedback.pairs import PairPolicy
+    from feedback.services import exports
+    from feedback.services.pairs import derive_pairs
+
+    monkeypatch.setattr(exports, "can_stream_rows", lambda: streamed)  # else the ORM's rows
+    annotator = make_member()
+    for n, choice in enumerate(["a", "tie"]):
+        prompt = services.create_prompt(project_id=project.pk, text=f"Q{n}?")
+        one = services.create_completion(prompt_id=prompt.pk, text=f"one {n}")
+        two = services.create_completion(prompt_id=prompt.pk, text=f"two {n}")
+        task = services.create_task(prompt_id=prompt.pk, completion_ids=[one.pk, two.pk])
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"k{n}"),
+        )
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="p", ties="keep"))
+    data, _ = run(project, margin=True)
+    assert lines_of(data) == [
+        {"prompt": "Q0?", "chosen": "one 0", "rejected": "two 0", "margin": 1.0}
+    ]
+    data, _ = run(project, margin=True, filters=ExportFilters(include_ties=True))
+    assert [(row["prompt"], row["margin"], row["is_tie"]) for row in lines_of(data)] == [
+        ("Q0?", 1.0, False),
+        ("Q1?", 0.0, True),
+    ]
+    data, _ = run(project, style="hh", filters=ExportFilters(include_ties=True))
+    assert [sorted(row) for row in lines_of(data)] == [["chosen", "is_tie", "rejected"]] * 2
+    data, _ = run(project, format="parquet", filters=ExportFilters(include_ties=True))
+    table = pq.read_table(io.BytesIO(data))
+    assert table.column_names == ["prompt", "chosen", "rejected", "is_tie"]
+    assert table.column("is_tie").to_pylist() == [False, True]
+
+
 def test_judgment_filters_treat_imported_pairs_as_judged_at_import(project, imported, make_member):
     """Imported TRL pairs have no judgment rows; they pass agreement and time filters as one
     verdict given when they were imported, and never match an annotator."""

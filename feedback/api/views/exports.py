@@ -79,7 +79,12 @@ EXPORT_PARAMETERS = [
         description="Pairs only: share of the task's judgments backing the pair.",
     ),
     OpenApiParameter("policy", str, description="Comma-separated pair policies."),
-    OpenApiParameter("include_ties", bool),
+    OpenApiParameter(
+        "include_ties",
+        bool,
+        description="Also tie pairs; every row then has an is_tie column (a tie's chosen and "
+        "rejected are in no particular order).",
+    ),
     OpenApiParameter(
         "up_to_id", int, description="Ignore rows with a higher id (pins a snapshot)."
     ),
