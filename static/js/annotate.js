@@ -514,6 +514,13 @@
     announce((source.id === "judgment-form" ? "Saved. " : "Skipped. ") + next);
   });
 
+  // A dialog's form refused (the lease expired, say) or not sent: the error is shown behind the
+  // dialog, so close it.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const dialog = event.detail.elt.closest && event.detail.elt.closest("dialog[open]");
+    if (dialog && (event.detail.failed || event.detail.xhr.status >= 400)) dialog.close();
+  });
+
   document.addEventListener("htmx:sendError", () => {
     showError("Could not reach the server. Check your connection, then press Enter to try again.");
   });

@@ -246,3 +246,23 @@ def test_a_held_z_takes_back_one_answer_and_waits_for_an_answer_in_flight(
     assert undone.value.ok
     wait_for_task(page, second)
     assert list(Judgment.objects.values_list("task_id", flat=True)) == [first.pk]
+
+
+def test_a_skip_refused_closes_its_dialog_to_show_why(page, transactional_db, django_user_model):
+    project = scenarios.make_project()
+    annotator = django_user_model.objects.create_user("ann", password="pw")
+    services.add_member(project_id=project.pk, user_id=annotator.pk)
+    task = scenarios.make_task(project, ["Yes.", "No."], text="Is water wet?")
+    sign_in(page, "ann")
+    page.get_by_role("link", name="Start annotating").click()
+    page.wait_for_url(f"**/projects/{project.pk}/work/")
+    page.wait_for_load_state("load")
+    wait_for_task(page, task)
+    Assignment.objects.filter(task=task).delete()  # as a sweep of expired leases would
+    page.keyboard.press("s")
+    expect(page.locator("#skip-dialog")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator("#skip-dialog")).to_be_hidden()
+    expect(page.locator("#task-errors")).to_contain_text("not leased to you")
+    page.locator("#task-errors").get_by_role("button").click()  # load the next task
+    expect(page.get_by_role("heading", name="All done for now")).to_be_visible()
