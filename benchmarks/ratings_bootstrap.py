@@ -121,7 +121,7 @@ def main() -> None:
         f"{boot_s * 1e3:8.1f} ms wall, {boot_cpu * 1e3:.0f} ms CPU"
     )
     draw_s, _, chunks = best_time(
-        lambda: list(ratings._bootstrap_chunks(counts, args.rounds, args.seed, args.workers)),
+        lambda: list(ratings._bootstrap_chunks(counts.count, args.rounds, args.seed, args.workers)),
         args.repeat,
     )
     fitter = ratings._ChordFit(counts, strength, 0.0, 1e-5, args.workers)

@@ -12,6 +12,7 @@ folded in rather than everything read again; so are the comparisons with their o
 
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -50,7 +51,7 @@ BOOTSTRAP_ROUNDS = 1000
 CONFIDENCE = 0.95
 # Cached leaderboards and rating states: bump the version when the shape of Leaderboard or
 # RatingState changes, so that no process reads one of the old shape.
-LEADERBOARD_CACHE_VERSION = 2
+LEADERBOARD_CACHE_VERSION = 3
 LEADERBOARD_CACHE_SECONDS = 24 * 3600
 ELO_SCALE = ratings.EloScale()
 FALLBACK_L2 = 0.01  # a weak prior when the comparison graph leaves some ratings unbounded
@@ -76,6 +77,8 @@ class Comparisons:
     outcome: np.ndarray
     a_completion: np.ndarray | None = None
     b_completion: np.ndarray | None = None
+    # The ranking judgment each comparison came from, -1 for a pairwise one; None: all pairwise.
+    ranking: np.ndarray | None = None
 
 
 def model_comparisons(
@@ -122,7 +125,9 @@ def model_comparisons(
     )
     # (created, judgment,) model a, model b, outcome(, completion a, completion b)
     events = plain_rows(pairwise)
+    from_ranking = None
     if ranked:
+        events = [(created, pk, -1, *rest) for created, pk, *rest in events]
         # The ranked tasks as a subquery: a list of ids is a query parameter each, and
         # PostgreSQL takes at most 65,535 of them.
         ranked_tasks = judgments.filter(kind=JudgmentMode.RANKING).values("task_id")
@@ -138,10 +143,11 @@ def model_comparisons(
                 if a is not None and b is not None and a != b:
                     outcome = ratings.TIE if is_tie else ratings.A_WINS
                     events.append(
-                        (created, pk, a, b, outcome, *(better, worse)[: len(completions)])
+                        (created, pk, pk, a, b, outcome, *(better, worse)[: len(completions)])
                     )
         events.sort(key=lambda event: (event[0], event[1]))
-        events = [event[2:] for event in events]
+        from_ranking = np.array([event[2] for event in events], dtype=np.int64)
+        events = [event[3:] for event in events]
     table = np.array(events, dtype=float).reshape(len(events), 3 + len(completions))
     model_ids, index = np.unique(table[:, :2].astype(np.int64), return_inverse=True)
     index = index.reshape(-1, 2)
@@ -152,6 +158,7 @@ def model_comparisons(
         outcome=table[:, 2],
         a_completion=table[:, 3].astype(np.int64) if with_completions else None,
         b_completion=table[:, 4].astype(np.int64) if with_completions else None,
+        ranking=from_ranking,
     )
 
 
@@ -367,6 +374,9 @@ class RatingState(Covered):
     # (model id, a higher model id, the first's outcome) -> comparisons
     cells: dict[tuple[int, int, float], int] = field(default_factory=dict)
     elo: dict[int, float] = field(default_factory=dict)
+    # The cells of a ranking that made several comparisons (sorted) -> rankings that made them:
+    # the bootstrap draws each ranking's comparisons together (ratings.Clusters).
+    patterns: dict[tuple[tuple[int, int, float], ...], int] = field(default_factory=dict)
 
     def folded(self, found: Comparisons, now: Judged) -> RatingState:
         """This state with newer comparisons (read up to now.newest) folded in."""
@@ -392,7 +402,30 @@ class RatingState(Covered):
             comparisons=self.comparisons + int(found.a.size),
             cells=cells,
             elo=elo,
+            patterns=self.with_patterns(found),
         )
+
+    def with_patterns(self, found: Comparisons) -> dict[tuple[tuple[int, int, float], ...], int]:
+        patterns = dict(self.patterns)
+        if found.ranking is None:
+            return patterns
+        by_ranking: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
+        ids = found.model_ids
+        for ranking, a, b, outcome in zip(
+            found.ranking.tolist(),
+            found.a.tolist(),
+            found.b.tolist(),
+            found.outcome.tolist(),
+            strict=True,
+        ):
+            if ranking >= 0:
+                x, y = ids[a], ids[b]
+                by_ranking[ranking].append((x, y, outcome) if x < y else (y, x, 1.0 - outcome))
+        for cells in by_ranking.values():
+            if len(cells) > 1:
+                key = tuple(sorted(cells))
+                patterns[key] = patterns.get(key, 0) + 1
+        return patterns
 
     def counts(self) -> tuple[list[int], ratings.OutcomeCounts]:
         """The model ids in order and the outcome counts, indexed by that order."""
@@ -408,6 +441,23 @@ class RatingState(Covered):
             second=second.astype(np.int64),
             outcome=outcome.astype(float),
             count=count.astype(np.int64),
+        )
+
+    def clusters(self, model_ids: list[int], counts: ratings.OutcomeCounts) -> ratings.Clusters:
+        """The kept ranking patterns over the cells of `counts` (from counts())."""
+        if not self.patterns:
+            return ratings.Clusters((), np.zeros(0, dtype=np.int64))
+        index = {model_id: i for i, model_id in enumerate(model_ids)}
+        flat = [cell for pattern in self.patterns for cell in pattern]
+        cells = ratings.cells_of(
+            counts,
+            [index[a] for a, _, _ in flat],
+            [index[b] for _, b, _ in flat],
+            [outcome for _, _, outcome in flat],
+        )
+        ends = np.cumsum([len(pattern) for pattern in self.patterns])
+        return ratings.Clusters(
+            tuple(np.split(cells, ends[:-1])), np.array(list(self.patterns.values()))
         )
 
 
@@ -577,18 +627,15 @@ def computed_leaderboard(
 
 
 def fitted_with_intervals(
-    counts: ratings.OutcomeCounts, *, rounds: int, seed: int
+    counts: ratings.OutcomeCounts, clusters: ratings.Clusters, *, rounds: int, seed: int
 ) -> tuple[ratings.BradleyTerryRatings, bool]:
     """Bootstrap Bradley-Terry of one group's counts, and whether it needed the weak prior
     (some version never both beaten and beaten by others: its maximum likelihood is infinite)."""
+    settings = {"rounds": rounds, "confidence": CONFIDENCE, "seed": seed, "clusters": clusters}
     try:
-        return ratings.bootstrap_bradley_terry(
-            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed
-        ), False
+        return ratings.bootstrap_bradley_terry(counts, **settings), False
     except ValueError:
-        return ratings.bootstrap_bradley_terry(
-            counts, rounds=rounds, confidence=CONFIDENCE, seed=seed, l2=FALLBACK_L2
-        ), True
+        return ratings.bootstrap_bradley_terry(counts, l2=FALLBACK_L2, **settings), True
 
 
 def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboard:
@@ -596,6 +643,7 @@ def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboa
     if len(state.elo) < 2 or not state.comparisons:
         return Leaderboard([], state.comparisons, rounds, CONFIDENCE)
     model_ids, counts = state.counts()
+    clusters = state.clusters(model_ids, counts)
     n = len(model_ids)
     # Each group of versions joined by comparisons is fitted on its own, around 1000: nothing
     # relates one group's ratings to another's, and fitted together they would need the prior.
@@ -604,7 +652,12 @@ def board_from_state(state: RatingState, *, rounds: int, seed: int) -> Leaderboa
     regularised = False
     for component in range(components.max() + 1):
         members = np.flatnonzero(components == component)
-        fit, prior = fitted_with_intervals(counts.among(members), rounds=rounds, seed=seed)
+        fit, prior = fitted_with_intervals(
+            counts.among(members),
+            clusters.among(counts.cells_among(members)),
+            rounds=rounds,
+            seed=seed,
+        )
         rating[members], lower[members], upper[members] = fit.rating, fit.lower, fit.upper
         rank[members] = fit.rank
         regularised |= prior

@@ -104,12 +104,18 @@ class OutcomeCounts:
     def total(self) -> int:
         return int(self.count.sum())
 
+    def cells_among(self, players: np.ndarray) -> np.ndarray:
+        """Which cells are between two of `players` (a mask over the cells)."""
+        inside = np.zeros(self.n_players, dtype=bool)
+        inside[players] = True
+        return inside[self.first] & inside[self.second]
+
     def among(self, players: np.ndarray) -> OutcomeCounts:
         """The cells between `players` (sorted indexes), each player renumbered by its place
         there."""
         index = np.full(self.n_players, -1)
         index[players] = np.arange(len(players))
-        keep = (index[self.first] >= 0) & (index[self.second] >= 0)
+        keep = self.cells_among(players)
         return OutcomeCounts(
             n_players=len(players),
             first=index[self.first[keep]],
@@ -124,6 +130,46 @@ class OutcomeCounts:
         if count.shape != self.count.shape or (count < 0).any():
             raise ValueError("counts must be non-negative, one per cell")
         return replace(self, count=count)
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Judgments that each made several comparisons (a ranking of k outputs makes up to
+    k(k-1)/2), by pattern: `cells[j]` lists the cells of an OutcomeCounts that pattern j adds
+    to, once per comparison, and `count[j]` how many judgments made it. Every other comparison
+    is a judgment of its own. The bootstrap resamples judgments, so a ranking's comparisons are
+    drawn together; drawn apart, as if independent, they give intervals too narrow."""
+
+    cells: tuple[np.ndarray, ...]
+    count: np.ndarray
+
+    def among(self, kept: np.ndarray) -> Clusters:
+        """The patterns within the cells `kept` (a mask), numbered as OutcomeCounts.among
+        numbers them."""
+        number = np.cumsum(kept) - 1
+        inside = [j for j, cells in enumerate(self.cells) if kept[cells].all()]
+        return Clusters(
+            tuple(number[self.cells[j]] for j in inside), np.asarray(self.count)[inside]
+        )
+
+    def units(self, counts: OutcomeCounts) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
+        """The judgments as units to resample: their counts (each cell's lone comparisons, then
+        each pattern), and a (units x cells) matrix of the comparisons each unit makes."""
+        n_cells = counts.count.size
+        patterns = scipy.sparse.csr_matrix(
+            (
+                np.ones(sum(c.size for c in self.cells)),
+                np.concatenate([*self.cells, np.zeros(0, np.int64)]),
+                np.concatenate([[0], np.cumsum([c.size for c in self.cells])]),
+            ),
+            shape=(len(self.cells), n_cells),
+        )
+        alone = counts.count - patterns.T @ np.asarray(self.count)
+        if (alone < 0).any():
+            raise ValueError("the clusters make more comparisons than the counts hold")
+        units = np.concatenate([alone, self.count]).astype(np.int64)
+        to_cells = scipy.sparse.vstack([scipy.sparse.identity(n_cells), patterns]).tocsr()
+        return units, to_cells
 
 
 def count_outcomes(
@@ -146,6 +192,26 @@ def count_outcomes(
         outcome=code / 2.0,
         count=count.astype(np.int64),
     )
+
+
+def cells_of(
+    counts: OutcomeCounts,
+    a_idx: Sequence[int] | np.ndarray,
+    b_idx: Sequence[int] | np.ndarray,
+    outcome: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """The cell of `counts` each comparison (as count_outcomes takes them) falls in."""
+    n = counts.n_players
+    a, b, o = _validated_outcomes(a_idx, b_idx, outcome, n)
+    code = np.rint(2 * np.where(a < b, o, 1.0 - o)).astype(np.int64)
+    keys = (np.minimum(a, b) * n + np.maximum(a, b)) * 3 + code
+    cell_keys = (counts.first * n + counts.second) * 3 + np.rint(2 * counts.outcome).astype(int)
+    found = np.searchsorted(cell_keys, keys)
+    if (found >= cell_keys.size).any() or (
+        cell_keys[np.minimum(found, cell_keys.size - 1)] != keys
+    ).any():
+        raise ValueError("a comparison falls in no cell of the counts")
+    return found
 
 
 def win_matrix(counts: OutcomeCounts) -> np.ndarray:
@@ -518,16 +584,17 @@ class _BootstrapDraws:
 
 
 def _bootstrap_chunks(
-    counts: OutcomeCounts,
+    counts: np.ndarray,
     rounds: int,
     seed: int | np.random.SeedSequence | None,
     workers: int | None,
 ) -> Iterator[tuple[int, _BootstrapDraws]]:
     """(first round, draws) for consecutive chunks of the rounds, at most _MAX_DRAWS counts
-    each, so memory stays bounded however many cells and rounds there are."""
+    each, so memory stays bounded however many cells and rounds there are. `counts` are the
+    judgments per cell (or per unit, see Clusters)."""
     if rounds < 1:
         raise ValueError("need at least one round")
-    n_cells = max(int((counts.count > 0).sum()), 1)
+    n_cells = max(int((counts > 0).sum()), 1)
     size = max(_ROUND_BLOCK, _MAX_DRAWS // n_cells // _ROUND_BLOCK * _ROUND_BLOCK)
     starts = range(0, rounds, size)
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
@@ -536,7 +603,7 @@ def _bootstrap_chunks(
 
 
 def _bootstrap_draws(
-    counts: OutcomeCounts,
+    counts: np.ndarray,
     rounds: int,
     seed: np.random.SeedSequence,
     workers: int | None,
@@ -551,14 +618,14 @@ def _bootstrap_draws(
     six needs a removal and the top-ups are about sqrt(N) draws a round.
     Cells are sorted by count so that each block's Poisson tables have similar widths.
     """
-    total = counts.total
+    total = int(counts.sum())
     if rounds < 1 or total == 0:
         raise ValueError("need at least one round and one judgment")
     if total >= 2**31:
         raise ValueError("more than 2**31 judgments: counts would overflow int32")
-    live = np.flatnonzero(counts.count > 0)
-    cells = live[np.argsort(counts.count[live], kind="stable")]
-    p = counts.count[cells] / total
+    live = np.flatnonzero(counts > 0)
+    cells = live[np.argsort(counts[live], kind="stable")]
+    p = counts[cells] / total
     n_cells = cells.size
     mu = max(total - math.sqrt(total), 0.0)
     cell_blocks = list(range(0, n_cells, _CELL_BLOCK))
@@ -612,7 +679,7 @@ def sample_bootstrap_counts(
     seed gives the same rounds as `bootstrap_bradley_terry`, whatever `workers` is. Meant for
     checks: the bootstrap itself never holds all rounds' counts of all cells.
     """
-    chunks = _bootstrap_chunks(counts, rounds, seed, workers)
+    chunks = _bootstrap_chunks(counts.count, rounds, seed, workers)
     return np.concatenate([draws.counts(counts.count.size) for _, draws in chunks])
 
 
@@ -633,15 +700,35 @@ def fit_bradley_terry_rounds(
     round_counts = np.asarray(round_counts)
     if round_counts.ndim != 2 or round_counts.shape[1] != counts.count.size:
         raise ValueError("round_counts must have shape (rounds, cells)")
-    rounds = round_counts.shape[0]
-    draws = _BootstrapDraws(
-        cells=np.arange(counts.count.size),
-        poisson=np.ascontiguousarray(round_counts.T),
-        events=[(np.zeros(0, np.int64),) * 3 for _ in range(0, rounds, _ROUND_BLOCK)],
-    )
     if start is None:
         start = bradley_terry(counts, l2=l2)
-    return _ChordFit(counts, start, l2, tol, workers)(draws)
+    return _ChordFit(counts, start, l2, tol, workers)(_given_draws(round_counts))
+
+
+def _given_draws(round_counts: np.ndarray) -> _BootstrapDraws:
+    """Rounds' cell counts, shape (rounds, cells), as draws to fit."""
+    return _BootstrapDraws(
+        cells=np.arange(round_counts.shape[1]),
+        poisson=np.ascontiguousarray(round_counts.T, dtype=np.int32),
+        events=[
+            (np.zeros(0, np.int64),) * 3 for _ in range(0, round_counts.shape[0], _ROUND_BLOCK)
+        ],
+    )
+
+
+def _cluster_draws(
+    counts: OutcomeCounts,
+    clusters: Clusters,
+    rounds: int,
+    seed: int | np.random.SeedSequence | None,
+    workers: int | None,
+) -> Iterator[_BootstrapDraws]:
+    """Rounds that resample judgments, a ranking's comparisons together: each unit (a lone
+    comparison, or a ranking's pattern) drawn as cells are, then spread over its cells."""
+    units, to_cells = clusters.units(counts)
+    for _, draws in _bootstrap_chunks(units, rounds, seed, workers):
+        unit_counts = draws.counts(units.size)
+        yield _given_draws(np.asarray((to_cells.T @ unit_counts.T).T, dtype=np.int32))
 
 
 class _ChordFit:
@@ -816,21 +903,25 @@ def bootstrap_bradley_terry(
     seed: int | np.random.SeedSequence | None = None,
     tol: float = 1e-5,
     workers: int | None = None,
+    clusters: Clusters | None = None,
 ) -> BradleyTerryRatings:
     """Bradley-Terry ratings with bootstrap percentile intervals and interval ranks.
 
     The point ratings are the fit of all judgments (not a bootstrap average); intervals are the
     (1 - confidence) / 2 and (1 + confidence) / 2 percentiles of the rounds' Elo ratings, each
     round anchored like the point ratings. Each round's fit is within `tol` (natural log-odds;
-    1e-5 is 0.002 Elo points, far below the rounds' own spread).
+    1e-5 is 0.002 Elo points, far below the rounds' own spread). Rounds resample judgments:
+    those that made several comparisons (`clusters`) are drawn whole.
     """
     if not 0 < confidence < 1:
         raise ValueError("confidence must be between 0 and 1")
     strength = bradley_terry(counts, l2=l2)
     fit = _ChordFit(counts, strength, l2, tol, workers)
-    round_strength = np.concatenate(
-        [fit(draws) for _, draws in _bootstrap_chunks(counts, rounds, seed, workers)]
-    )
+    if clusters is not None and clusters.count.size:
+        chunks = _cluster_draws(counts, clusters, rounds, seed, workers)
+    else:
+        chunks = (draws for _, draws in _bootstrap_chunks(counts.count, rounds, seed, workers))
+    round_strength = np.concatenate([fit(draws) for draws in chunks])
     round_ratings = to_elo(round_strength, scale=scale, anchor=anchor)
     tail = 100 * (1 - confidence) / 2
     lower, upper = np.percentile(round_ratings, [tail, 100 - tail], axis=0)

@@ -196,7 +196,10 @@ def test_rankings_count_as_comparisons_between_model_versions(project, make_memb
         for v in versions
     ]
     task = services.create_task(
-        prompt_id=prompt.pk, completion_ids=[c.pk for c in completions], mode="ranking"
+        prompt_id=prompt.pk,
+        completion_ids=[c.pk for c in completions],
+        mode="ranking",
+        judgments_wanted=2,
     )
     annotator = make_member()
     services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
@@ -219,6 +222,25 @@ def test_rankings_count_as_comparisons_between_model_versions(project, make_memb
     board = leaderboards.leaderboard(project.pk, rounds=50)
     assert board.regularised  # one judgment cannot bound Bradley-Terry without a prior
     assert board.rows[0].model == "x"
+    # The bootstrap resamples judgments: the one ranking, drawn whole in every round, leaves
+    # nothing to vary (its three comparisons drawn one by one would).
+    for row in board.rows:
+        assert row.bt_low == pytest.approx(row.bt_score, abs=0.01)
+        assert row.bt_high == pytest.approx(row.bt_score, abs=0.01)
+    other = make_member()
+    services.next_task_for(annotator_id=other.pk, project_id=project.pk)
+    services.submit_judgment(
+        annotator_id=other.pk,
+        task_id=task.pk,
+        data=services.JudgmentInput(
+            kind="ranking",
+            idempotency_key="r2",
+            ranking=[[completions[2].pk], [completions[0].pk], [completions[1].pk]],
+        ),
+    )
+    board = leaderboards.leaderboard(project.pk, rounds=50)  # the second one folded in
+    assert board.rows[0].bt_low < board.rows[0].bt_high
+    assert_as_if_read_whole(board, project.pk)
 
 
 def judge(project, annotator, task, choice, key):
