@@ -127,6 +127,19 @@ class PairPolicy:
             raise ValueError("bradley_terry_l2 must be >= 0")
 
 
+def policy_changes(settings: Mapping[str, object]) -> list[str]:
+    """A stored policy's settings (PairPolicy's fields) that differ from the defaults, as
+    "name: value"; the empty list for the defaults, or for settings not recorded."""
+    default = PairPolicy()
+    return [
+        f"{setting.name.replace('_', ' ')}: {settings[setting.name]}"
+        for setting in fields(PairPolicy)
+        if setting.name != "name"
+        and setting.name in settings
+        and settings[setting.name] != getattr(default, setting.name)
+    ]
+
+
 @dataclass(frozen=True)
 class Vote:
     """One judgment's verdict on completions low < high: winner +1 (low), -1 (high) or 0 (tie)."""

@@ -39,6 +39,7 @@ from feedback.models import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.prompts import is_cut_off
 from feedback.models.tasks import SkipReason, TaskStatus
+from feedback.pairs import policy_changes
 from feedback.raw_rows import json_column
 
 
@@ -285,6 +286,8 @@ class PolicyPairs:
     pairs: int
     ties: int
     updated_at: datetime  # of the newest pair
+    # Settings of a derived policy that differ from the defaults ("ties: keep").
+    changes: tuple[str, ...] = ()
 
 
 def pair_policies(project_id: int) -> list[PolicyPairs]:
@@ -297,7 +300,11 @@ def pair_policies(project_id: int) -> list[PolicyPairs]:
         )
         .order_by("policy")
     )
-    return [PolicyPairs(**row) for row in rows]
+    derived = Project.objects.filter(pk=project_id).values_list("pair_policies", flat=True).first()
+    return [
+        PolicyPairs(**row, changes=tuple(policy_changes((derived or {}).get(row["policy"], {}))))
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)

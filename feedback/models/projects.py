@@ -34,6 +34,9 @@ class Project(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
+    # The pair policies pairs were derived under, by name, with their settings (as
+    # feedback.pairs.PairPolicy); imported pairs ("import") are not among them.
+    pair_policies = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -865,8 +865,18 @@ def fail_abandoned_exports(now: datetime | None = None) -> int:
 def check_export(request: ExportRequest) -> None:
     """Refuse an export that cannot run, as `start_export` would, without running it."""
     request.check()
-    if not Project.objects.filter(pk=request.project_id).exists():
+    project = Project.objects.filter(pk=request.project_id).only("pair_policies").first()
+    if project is None:
         raise ServiceError(f"No project with id {request.project_id}.", code="not_found")
+    derived = sorted(project.pair_policies)
+    if request.kind == ExportKind.PAIRS and not request.filters.policies and len(derived) > 1:
+        # Each policy makes its own pairs from the same judgments: together, a pair would come
+        # out once per policy, or both ways round.
+        raise ServiceError(
+            f"This project's pairs were derived under several policies ({', '.join(derived)}); "
+            f"name those to export (policy={derived[0]}, say; imported pairs are policy "
+            f"{IMPORT_POLICY})."
+        )
 
 
 def start_export(request: ExportRequest, *, user_id: int | None) -> ExportStream:

@@ -2,7 +2,7 @@
 (feedback.pairs holds the rules). Re-deriving a policy replaces the pairs it made before, in one
 transaction; imported pairs (policy "import") are never touched."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django.db import transaction
 
@@ -46,6 +46,9 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
     except ValueError as error:
         raise ServiceError(f"The judgments do not fit the policy: {error}") from error
     with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project_id)
+        project.pair_policies = {**project.pair_policies, policy.name: asdict(policy)}
+        project.save(update_fields=["pair_policies"])
         _, deleted = PreferencePair.objects.filter(
             project_id=project_id, policy=policy.name
         ).delete()

@@ -255,6 +255,28 @@ def test_derived_pairs_are_filtered_by_the_judgments_that_back_them(project, mak
     assert chosen(annotator_ids=(annotators[2].pk,)) == []  # voted for "two"
 
 
+def test_pairs_of_several_derived_policies_are_exported_by_name(project, make_member):
+    """The same judgments under two policies make two sets of pairs: exported together, each
+    pair would come out twice. Imported pairs are no derived policy."""
+    from feedback.pairs import PairPolicy
+    from feedback.services.pairs import derive_pairs
+
+    judged_project(project, make_member)
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="majority"))
+    assert len(lines_of(run(project)[0])) == 4 + 2  # the hand-made "test" pairs, and these
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="strict", ties="keep"))
+    project.refresh_from_db()
+    assert sorted(project.pair_policies) == ["majority", "strict"]
+    assert project.pair_policies["strict"]["ties"] == "keep"
+    from feedback.selectors import pair_policies
+
+    changes = {row.policy: row.changes for row in pair_policies(project.pk)}
+    assert changes == {"majority": (), "strict": ("ties: keep",), "test": ()}
+    with pytest.raises(ServiceError, match=r"several policies \(majority, strict\)"):
+        run(project)
+    assert len(lines_of(run(project, filters=ExportFilters(policies=("majority",)))[0])) == 2
+
+
 @pytest.mark.parametrize("streamed", [True, False])
 def test_exported_ties_say_they_are_ties(project, make_member, monkeypatch, streamed):
     from feedback.pairs import PairPolicy

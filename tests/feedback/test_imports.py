@@ -178,7 +178,12 @@ def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     assert (pair.rejected.text, pair.rejected.model_version.name) == ("A-alpha", "alpha")
     # A chat prompt in TRL's standard (string) style reads as an HH transcript.
     assert export(project, filters=ExportFilters(include_ties=True)) == [
-        {"prompt": "\n\nHuman: Q1\n\nAssistant:", "chosen": " A-beta", "rejected": " A-alpha"}
+        {
+            "prompt": "\n\nHuman: Q1\n\nAssistant:",
+            "chosen": " A-beta",
+            "rejected": " A-alpha",
+            "is_tie": False,
+        }
     ]
 
 

@@ -78,7 +78,13 @@ EXPORT_PARAMETERS = [
         float,
         description="Pairs only: share of the task's judgments backing the pair.",
     ),
-    OpenApiParameter("policy", str, description="Comma-separated pair policies."),
+    OpenApiParameter(
+        "policy",
+        str,
+        description="Comma-separated pair policies ('import' for imported pairs). Needed when "
+        "the project's pairs were derived under several policies: each makes its own pairs "
+        "from the same judgments.",
+    ),
     OpenApiParameter(
         "include_ties",
         bool,
