@@ -47,7 +47,10 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
         raise ServiceError(f"The judgments do not fit the policy: {error}") from error
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project_id)
-        project.pair_policies = {**project.pair_policies, policy.name: asdict(policy)}
+        derived = {**project.pair_policies, policy.name: asdict(policy)}
+        if not pairs:  # a policy that made no pairs has none to mix with another's
+            del derived[policy.name]
+        project.pair_policies = derived
         project.save(update_fields=["pair_policies"])
         _, deleted = PreferencePair.objects.filter(
             project_id=project_id, policy=policy.name

@@ -275,6 +275,11 @@ def test_pairs_of_several_derived_policies_are_exported_by_name(project, make_me
     with pytest.raises(ServiceError, match=r"several policies \(majority, strict\)"):
         run(project)
     assert len(lines_of(run(project, filters=ExportFilters(policies=("majority",)))[0])) == 2
+    Judgment.objects.all().delete()  # re-derived, "strict" makes no pairs: nothing to mix
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="strict", ties="keep"))
+    project.refresh_from_db()
+    assert sorted(project.pair_policies) == ["majority"]
+    assert run(project)[1].row_count == 4 + 2
 
 
 @pytest.mark.parametrize("streamed", [True, False])
