@@ -68,10 +68,15 @@ def dispatch(job: TrainingJob) -> None:
 
 
 def start(job_id: int) -> TrainingJob | None:
-    """Mark a queued job running; None when it was cancelled or finished meanwhile."""
+    """Mark a queued job running; None when it was cancelled or finished meanwhile, or runs
+    already: a second delivery of its message (a resume while the broker still held the first,
+    or the broker's redelivery of a long run) must not run it twice. The job's `attempts` after
+    this names the run; finish_* ignore another's report."""
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().get(pk=job_id)
-        if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if job.status != JobStatus.QUEUED:
+            if job.status == JobStatus.RUNNING:
+                logger.warning("Training job %s is running already; not starting it twice.", job_id)
             return None
         if job.cancel_requested:
             finish_cancelled(job)
@@ -116,11 +121,41 @@ def is_cancel_requested(job_id: int) -> bool:
     return TrainingJob.objects.filter(pk=job_id, cancel_requested=True).exists()
 
 
+def beat(job_id: int, attempt: int) -> None:
+    """The run is alive (sent while a long step, sampling say, reports nothing)."""
+    TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def running_attempt(job_id: int, attempt: int | None) -> TrainingJob | None:
+    """The job, locked, if `attempt` (None: any) is its current run; else None, logged: a run
+    the dead-worker check gave up on, or one a resume has replaced, reports too late."""
+    job = TrainingJob.objects.select_for_update().get(pk=job_id)
+    if attempt is not None and (job.status != JobStatus.RUNNING or job.attempts != attempt):
+        logger.warning(
+            "Training job %s: run %s ended after the job moved on (%s, run %s); its outcome is "
+            "not recorded.",
+            job_id,
+            attempt,
+            job.status,
+            job.attempts,
+        )
+        return None
+    return job
+
+
 def finish_succeeded(
-    job_id: int, *, artifacts: dict, result_version_id: int | None = None
-) -> TrainingJob:
+    job_id: int,
+    *,
+    artifacts: dict,
+    result_version_id: int | None = None,
+    attempt: int | None = None,
+) -> TrainingJob | None:
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        job = running_attempt(job_id, attempt)
+        if job is None:
+            return None
         job.status = JobStatus.SUCCEEDED
         job.progress = 100.0
         job.artifacts = artifacts
@@ -130,12 +165,16 @@ def finish_succeeded(
     return job
 
 
-def finish_failed(job_id: int, error: BaseException | str) -> TrainingJob:
+def finish_failed(
+    job_id: int, error: BaseException | str, *, attempt: int | None = None
+) -> TrainingJob | None:
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     detail = "" if isinstance(error, str) else "".join(traceback.format_exception(error))
     logger.error("Training job %s failed: %s", job_id, message)
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        job = running_attempt(job_id, attempt)
+        if job is None:
+            return None
         job.status = JobStatus.FAILED
         job.error = message[:2000]
         job.log_tail = (job.log_tail + detail)[-LOG_TAIL_CHARS:]
@@ -148,6 +187,15 @@ def finish_cancelled(job: TrainingJob) -> None:
     job.status = JobStatus.CANCELLED
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
+
+
+def finish_run_cancelled(job_id: int, attempt: int) -> TrainingJob | None:
+    """A run that stopped at a cancel request."""
+    with transaction.atomic():
+        job = running_attempt(job_id, attempt)
+        if job is not None:
+            finish_cancelled(job)
+    return job
 
 
 @transaction.atomic
@@ -187,16 +235,21 @@ def fail_stale_jobs(now=None) -> list[int]:
     cutoff = (now or timezone.now()) - HEARTBEAT_TIMEOUT
     stale = list(
         TrainingJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
-            "pk", flat=True
+            "pk", "attempts"
         )
     )
-    for job_id in stale:
+    failed = []
+    for job_id, attempt in stale:
         job = finish_failed(
             job_id,
             "The worker stopped responding (no heartbeat for "
             f"{int(HEARTBEAT_TIMEOUT.total_seconds() // 60)} min); resume to continue from the last checkpoint.",
+            attempt=attempt,  # unless it ended meanwhile
         )
+        if job is None:
+            continue
         from training import rounds
 
         rounds.on_job_finished(job)
-    return stale
+        failed.append(job_id)
+    return failed

@@ -7,12 +7,21 @@ job ends. Any state can fail or be cancelled, and `resume_round` re-runs the ste
 training job resumes from its checkpoints).
 """
 
+from pathlib import Path
+
 from django.db import transaction
 from django.db.models import Max
 
 from feedback import services as feedback_services
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Judgment, ModelVersion, PromptSet
+from feedback.models import (
+    AnnotationTask,
+    Assignment,
+    Judgment,
+    ModelVersion,
+    Project,
+    PromptSet,
+)
 from feedback.models.prompts import ModelStatus, PromptSplit
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from training import jobs
@@ -28,10 +37,12 @@ ACTIVE_STATES = (
     RoundState.TRAINING_POLICY,
     RoundState.EVALUATING,
 )
-STEP_JOB = {
-    RoundState.GENERATING: JobKind.GENERATE,
-    RoundState.TRAINING_REWARD: JobKind.REWARD_MODEL,
-    RoundState.EVALUATING: JobKind.EVALUATE,
+# The job kinds that carry out each state's step.
+STEP_JOBS = {
+    RoundState.GENERATING: (JobKind.GENERATE,),
+    RoundState.TRAINING_REWARD: (JobKind.REWARD_MODEL,),
+    RoundState.TRAINING_POLICY: (JobKind.DPO, JobKind.PPO),
+    RoundState.EVALUATING: (JobKind.EVALUATE,),
 }
 
 
@@ -78,6 +89,8 @@ def launch_round(
     wanted = judgments_wanted or len(prompt_ids) * tasks_per_prompt * project.overlap
     if wanted < 1:
         raise ServiceError("A round wants at least one judgment.")
+    # Rounds are numbered per project: two launches at once must not both take the next number.
+    Project.objects.select_for_update().filter(pk=project_id).first()
     number = (
         AlignmentRound.objects.filter(project_id=project_id).aggregate(n=Max("number"))["n"] or 0
     ) + 1
@@ -158,13 +171,20 @@ def judgments_collected(round_: AlignmentRound) -> int:
     return Judgment.objects.filter(task__alignment_round=round_).count()
 
 
+def is_current_step(round_: AlignmentRound, job: TrainingJob) -> bool:
+    """Whether `job` is the step the round is on: its newest job, of the state's kind. Another
+    (a step run twice, or one that ended after the round moved on) moves nothing."""
+    latest = round_.jobs.order_by("-created_at", "-pk").values_list("pk", flat=True).first()
+    return latest == job.pk and job.kind in STEP_JOBS.get(round_.state, ())
+
+
 def on_job_finished(job: TrainingJob) -> None:
     """Move the job's round on (or stop it) now that the job has ended."""
     if job.alignment_round_id is None:
         return
     with transaction.atomic():
         round_ = AlignmentRound.objects.select_for_update().get(pk=job.alignment_round_id)
-        if round_.state not in ACTIVE_STATES:
+        if round_.state not in ACTIVE_STATES or not is_current_step(round_, job):
             return
         if job.status == JobStatus.FAILED:
             stop(round_, RoundState.FAILED, job.error or f"{job.get_kind_display()} job failed.")
@@ -172,21 +192,25 @@ def on_job_finished(job: TrainingJob) -> None:
         if job.status == JobStatus.CANCELLED:
             stop(round_, RoundState.CANCELLED, "")
             return
-        if job.status != JobStatus.SUCCEEDED:
-            return
-        if job.kind == JobKind.GENERATE:
-            set_state(round_, RoundState.ANNOTATING)
-        elif job.kind == JobKind.REWARD_MODEL:
-            round_.reward_model_id = job.result_version_id
-            set_state(round_, RoundState.TRAINING_POLICY, ["reward_model"])
-            queue_policy_training(round_)
-        elif job.kind in (JobKind.DPO, JobKind.PPO):
-            round_.result_version_id = job.result_version_id
-            set_state(round_, RoundState.EVALUATING, ["result_version"])
-            queue_evaluation(round_)
-        elif job.kind == JobKind.EVALUATE:
-            round_.evaluation = job.artifacts.get("evaluation", {})
-            set_state(round_, RoundState.DONE, ["evaluation"])
+        if job.status == JobStatus.SUCCEEDED:
+            step_done(round_, job)
+
+
+def step_done(round_: AlignmentRound, job: TrainingJob) -> None:
+    """The round's next state, and its next job, once `job` (its current step) succeeded."""
+    if job.kind == JobKind.GENERATE:
+        set_state(round_, RoundState.ANNOTATING)
+    elif job.kind == JobKind.REWARD_MODEL:
+        round_.reward_model_id = job.result_version_id
+        set_state(round_, RoundState.TRAINING_POLICY, ["reward_model"])
+        queue_policy_training(round_)
+    elif job.kind in (JobKind.DPO, JobKind.PPO):
+        round_.result_version_id = job.result_version_id
+        set_state(round_, RoundState.EVALUATING, ["result_version"])
+        queue_evaluation(round_)
+    elif job.kind == JobKind.EVALUATE:
+        round_.evaluation = job.artifacts.get("evaluation", {})
+        set_state(round_, RoundState.DONE, ["evaluation"])
 
 
 def set_state(round_: AlignmentRound, state: str, fields: list[str] | None = None) -> None:
@@ -201,14 +225,22 @@ def stop(round_: AlignmentRound, state: str, error: str) -> None:
 
 
 def advance_annotating_rounds() -> list[int]:
-    """Start training for every annotating round whose judgment quota is met."""
+    """Start training for every annotating round whose judgment quota is met. One that cannot
+    (its judgments made no pairs: all ties, say) fails with the reason, and the others move on."""
     moved = []
     for round_id in AlignmentRound.objects.filter(state=RoundState.ANNOTATING).values_list(
         "pk", flat=True
     ):
         round_ = AlignmentRound.objects.get(pk=round_id)
         if judgments_collected(round_) >= round_.judgments_wanted:
-            start_training(round_id)
+            try:
+                start_training(round_id)
+            except ServiceError as error:
+                with transaction.atomic():
+                    round_ = AlignmentRound.objects.select_for_update().get(pk=round_id)
+                    if round_.state == RoundState.ANNOTATING:
+                        stop(round_, RoundState.FAILED, error.message)
+                continue
             moved.append(round_id)
     return moved
 
@@ -234,7 +266,11 @@ def start_training(round_id: int, *, by_user_id: int | None = None) -> Alignment
         user_id=by_user_id,
     )
     if snapshot.row_count == 0:
-        raise ServiceError("No preference pairs yet: collect some judgments before training.")
+        Path(snapshot.path).unlink(missing_ok=True)  # the transaction forgets the snapshot
+        raise ServiceError(
+            "No preference pairs yet: the round's judgments made none (ties and 'both bad' "
+            "answers make no pair); collect more before training."
+        )
     AnnotationTask.objects.filter(alignment_round=round_, status=TaskStatus.OPEN).update(
         status=TaskStatus.ARCHIVED
     )
@@ -335,8 +371,15 @@ def resume_round(round_id: int) -> AlignmentRound:
     if state == RoundState.ANNOTATING:
         return round_
     last = round_.jobs.order_by("-created_at", "-pk").first()
-    if last is not None and last.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if last is None or not is_current_step(round_, last):
+        return round_
+    if last.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         jobs.resume(last.pk)
+    elif last.status == JobStatus.SUCCEEDED:
+        # It finished while the round was stopped (sampling does not stop for a cancel): go on.
+        step_done(round_, last)
+    else:  # still queued or running: let it finish, and move the round on then
+        TrainingJob.objects.filter(pk=last.pk).update(cancel_requested=False)
     return round_
 
 
@@ -382,11 +425,21 @@ def job_or_404(job_id: int) -> TrainingJob:
     return job
 
 
+@transaction.atomic
 def next_round(round_id: int, *, created_by_id: int | None = None) -> AlignmentRound:
-    """Launch the following round from a finished round's new version, with the same settings."""
-    round_ = AlignmentRound.objects.get(pk=round_id)
+    """Launch the following round from a finished round's new version, with the same settings;
+    once (a second press, or a retried request, gets the round launched first)."""
+    round_ = AlignmentRound.objects.select_for_update().get(pk=round_id)
     if round_.state != RoundState.DONE or round_.result_version_id is None:
         raise ServiceError("Only a finished round with a new version can be followed by another.")
+    following = AlignmentRound.objects.filter(
+        project_id=round_.project_id, policy_id=round_.result_version_id, pk__gt=round_.pk
+    ).first()
+    if following is not None:
+        raise ServiceError(
+            f"Round {round_.number} has been followed already, by round {following.number}.",
+            code="conflict",
+        )
     return launch_round(
         project_id=round_.project_id,
         policy_id=round_.result_version_id,

@@ -6,11 +6,14 @@ engine results into Completions, AnnotationTasks and ModelVersions.
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 
 from feedback import services as feedback_services
 from feedback.models import Completion, ModelVersion, Prompt
@@ -21,11 +24,13 @@ from training.engine import config as engine_config
 from training.engine.examples import PreferencePair
 from training.engine.runs import HistoryWrites, RunCancelled
 from training.hyperparameters import build_engine_config
-from training.models import JobKind, JobStatus, TrainingJob
+from training.models import JobKind, TrainingJob
 
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
+# Well inside jobs.HEARTBEAT_TIMEOUT (10 min).
+HEARTBEAT_SECONDS = 60.0
 # The job row's history is rewritten whole (192 ms at 3,000 reports on PostgreSQL), so reports
 # are written in batches on a HistoryWrites schedule, not one a step.
 METRICS_FLUSH_SECONDS = 2.0
@@ -69,24 +74,50 @@ class JobReporter:
         return self._cancelled
 
 
+@contextmanager
+def heartbeats(job: TrainingJob) -> Iterator[None]:
+    """Beat the job's heart from a thread while it runs: sampling a large prompt set, or merging
+    an adapter, is one long call that reports nothing, and the dead-worker check would fail a
+    job that is only busy."""
+    stopped = threading.Event()
+
+    def beat() -> None:
+        while not stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                jobs.beat(job.pk, job.attempts)
+            except Exception:  # a missed beat is retried; the run itself must go on
+                logger.exception("Heartbeat of training job %s failed", job.pk)
+            finally:
+                connections.close_all()  # the thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
+
+
 def run_job(job_id: int) -> None:
     """Entry point of the Celery task. Never raises for a job's own failure: it is recorded."""
     job = jobs.start(job_id)
     if job is None:
         return
-    runner = RUNNERS[job.kind]
+    runner, attempt = RUNNERS[job.kind], job.attempts
     try:
-        artifacts, result_version_id = runner(job)
+        with heartbeats(job):
+            artifacts, result_version_id = runner(job)
     except RunCancelled:
-        job.refresh_from_db()
-        jobs.finish_cancelled(job)
+        ended = jobs.finish_run_cancelled(job_id, attempt)
     except Exception as error:  # the job's failure is recorded and shown; the worker lives on
-        jobs.finish_failed(job_id, error)
+        ended = jobs.finish_failed(job_id, error, attempt=attempt)
     else:
-        jobs.finish_succeeded(job_id, artifacts=artifacts, result_version_id=result_version_id)
-    job.refresh_from_db()
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-        rounds.on_job_finished(job)
+        ended = jobs.finish_succeeded(
+            job_id, artifacts=artifacts, result_version_id=result_version_id, attempt=attempt
+        )
+    if ended is not None:
+        rounds.on_job_finished(ended)
 
 
 def engine_prompt(prompt: Prompt | str | list):

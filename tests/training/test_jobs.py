@@ -1,5 +1,6 @@
 """Training job lifecycle: queueing, progress, cancel, resume, and noticing dead workers."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -152,3 +153,25 @@ def test_a_job_whose_worker_died_is_failed_and_can_resume(
     assert job.status == "queued" and sent == [job.pk]
     with pytest.raises(ServiceError, match="Only a failed or cancelled"):
         jobs.resume(fresh.pk)
+
+
+def test_a_run_beats_its_heart_while_a_long_step_reports_nothing(version, monkeypatch):
+    from training import runners
+
+    job = TrainingJob.objects.create(project=version.project, kind="dpo", model_version=version)
+    job = jobs.start(job.pk)
+    old = timezone.now() - timedelta(hours=1)
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=old)
+    jobs.beat(job.pk, job.attempts + 1)  # another run's beat
+    assert TrainingJob.objects.get(pk=job.pk).heartbeat_at == old
+    beats = []
+    monkeypatch.setattr(runners, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(jobs, "beat", lambda job_id, attempt: beats.append((job_id, attempt)))
+    with runners.heartbeats(job):
+        deadline = time.monotonic() + 5
+        while len(beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert beats[:2] == [(job.pk, job.attempts)] * 2
+    monkeypatch.undo()
+    jobs.beat(job.pk, job.attempts)
+    assert TrainingJob.objects.get(pk=job.pk).heartbeat_at > old

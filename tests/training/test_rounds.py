@@ -251,3 +251,104 @@ def test_cancel_stops_jobs_and_can_resume(project, setup, queued):
     assert round_.state == "generating"
     with pytest.raises(ServiceError, match="nothing to resume"):
         rounds.resume_round(round_.pk)
+
+
+def judge_rounds(project, annotator, choice_for) -> None:
+    """Answer every task the annotator is given, with choice_for(round id)."""
+    while lease := services.next_task_for(annotator_id=annotator.pk, project_id=project.pk):
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=lease.task_id,
+            data=services.JudgmentInput(
+                kind="pairwise",
+                choice=choice_for(lease.task.alignment_round_id),
+                idempotency_key=f"k{lease.task_id}",
+            ),
+        )
+
+
+def test_a_round_whose_judgments_make_no_pairs_fails_and_the_others_move_on(
+    project, setup, queued, make_member, settings
+):
+    _, _, prompts = setup
+    tied, decided = launch(project, setup), launch(project, setup)
+    for job_id in queued[:2]:
+        fake_samples(TrainingJob.objects.get(pk=job_id), prompts)
+        succeed(job_id)
+    judge_rounds(project, make_member(), lambda round_id: "tie" if round_id == tied.pk else "a")
+    assert rounds.advance_annotating_rounds() == [decided.pk]
+    tied.refresh_from_db()
+    decided.refresh_from_db()
+    assert decided.state == "training_policy"
+    assert tied.state == "failed" and "made none" in tied.error
+    exported = sorted(p.name for p in (settings.ARTIFACT_ROOT / "exports").iterdir())
+    assert exported == [decided.snapshot.path.rsplit("/", 1)[-1]]  # no file for the failed one
+
+
+def test_a_step_that_ends_after_a_cancel_moves_the_round_on_once_resumed(project, setup, queued):
+    _, _, prompts = setup
+    round_ = launch(project, setup)
+    job = jobs.start(queued[0])
+    rounds.cancel_round(round_.pk)  # sampling does not stop for it
+    fake_samples(job, prompts)
+    rounds.on_job_finished(jobs.finish_succeeded(job.pk, artifacts={}, attempt=job.attempts))
+    round_.refresh_from_db()
+    assert round_.state == "cancelled"
+    rounds.resume_round(round_.pk)
+    round_.refresh_from_db()
+    assert round_.state == "annotating" and queued == [job.pk]  # nothing run again
+
+    # Cancelled and resumed while its step still runs: the step goes on and moves the round.
+    second = launch(project, setup)
+    job = jobs.start(queued[-1])
+    rounds.cancel_round(second.pk)
+    rounds.resume_round(second.pk)
+    assert not jobs.is_cancel_requested(job.pk)
+    fake_samples(job, prompts)
+    rounds.on_job_finished(jobs.finish_succeeded(job.pk, artifacts={}, attempt=job.attempts))
+    second.refresh_from_db()
+    assert second.state == "annotating"
+
+
+def test_a_job_runs_once_and_only_its_current_run_moves_the_round(
+    project, setup, queued, make_member
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _, _, prompts = setup
+    round_ = launch(project, setup, method="ppo")
+    generate = jobs.start(queued[0])
+    assert jobs.start(queued[0]) is None  # delivered twice: not run twice
+    # Given up on as dead, then resumed: the first run's late report is not the job's.
+    jobs.fail_stale_jobs(timezone.now() + timedelta(minutes=11))
+    rounds.resume_round(round_.pk)
+    rerun = jobs.start(queued[0])
+    assert rerun.attempts == generate.attempts + 1
+    assert jobs.finish_succeeded(generate.pk, artifacts={}, attempt=generate.attempts) is None
+    fake_samples(rerun, prompts)
+    rounds.on_job_finished(jobs.finish_succeeded(rerun.pk, artifacts={}, attempt=rerun.attempts))
+    simulate_annotator(
+        annotator_id=make_member().pk, project_id=project.pk, prefers=prefers_word("apple")
+    )
+    rounds.start_training(round_.pk)
+    reward = TrainingJob.objects.get(pk=queued[-1])
+    version = services.create_model_version(
+        project_id=project.pk, name="rm", base_model="x", method="reward_model"
+    )
+    succeed(reward.pk, result_version_id=version.pk)
+    sent = len(queued)
+    rounds.on_job_finished(reward)  # its report, again: no second policy job
+    assert len(queued) == sent and TrainingJob.objects.filter(kind="ppo").count() == 1
+
+
+def test_a_finished_round_is_followed_once(project, setup, queued):
+    round_ = launch(project, setup)
+    child = services.create_model_version(
+        project_id=project.pk, name="child", base_model="/models/tiny"
+    )
+    AlignmentRound.objects.filter(pk=round_.pk).update(state="done", result_version=child)
+    following = rounds.next_round(round_.pk)
+    with pytest.raises(ServiceError, match=f"followed already, by round {following.number}"):
+        rounds.next_round(round_.pk)
