@@ -27,8 +27,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
+from django.conf import settings
 
 from feedback.errors import ServiceError
 from feedback.services.projects import prompt_fields
@@ -184,6 +186,14 @@ def read_completion_line(record: dict) -> CompletionRecord:
 MODEL_METHODS = ("base", "imported", "reward_model", "dpo", "ppo")
 
 
+def in_artifact_root(path: str) -> bool:
+    root = Path(settings.ARTIFACT_ROOT).resolve()
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def read_model_version_line(record: dict) -> ModelVersionRecord:
     require_keys(record, "name")
     name = require_text(record, "name").strip()
@@ -198,6 +208,13 @@ def read_model_version_line(record: dict) -> ModelVersionRecord:
         if not isinstance(value, str) or len(value) > longest:
             raise LineError(f"{key!r} must be a string of at most {longest} characters.")
         strings[key] = value
+    if strings["adapter_path"] and in_artifact_root(strings["adapter_path"]):
+        # What Arbiter trains for every project lives there: a version named into it could
+        # train from another project's adapter.
+        raise LineError(
+            "'adapter_path' is inside Arbiter's artifact folder, which holds what Arbiter "
+            "trains; register an adapter from a folder of its own."
+        )
     objects = {}
     for key in ("hyperparameters", "metrics"):
         value = record.get(key) or {}

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 
 from feedback import selectors as feedback_selectors
 from feedback.models import Completion, ModelVersion, Project, PromptSet, Role
 from feedback.models.prompts import ModelMethod, ModelStatus, PromptSplit
 from training import charts, rounds
+from training.jobs import job_output_dir
 from training.models import AlignmentRound, JobStatus, RoundMethod, RoundState, TrainingJob
 
 FINISHED_STATES = (RoundState.DONE, RoundState.FAILED, RoundState.CANCELLED)
@@ -328,16 +328,20 @@ def version_tree(project_id: int) -> list[VersionNode]:
 
 
 def adapter_directory(version: ModelVersion) -> Path | None:
-    """The version's adapter folder, only when it exists inside ARTIFACT_ROOT: a path typed into an
-    import must not let a reviewer download arbitrary folders of the server."""
+    """The version's adapter folder, only when a training job of its project wrote it there: a
+    path typed into an import must not let a reviewer download other folders of the server, or
+    another project's artifacts."""
     if not version.adapter_path:
         return None
-    root = Path(settings.ARTIFACT_ROOT).resolve()
+    job = TrainingJob.objects.filter(result_version=version, project_id=version.project_id).first()
+    if job is None:
+        return None
     try:
         folder = Path(version.adapter_path).resolve()
+        written_by_job = job_output_dir(job).resolve()
     except (OSError, RuntimeError):
         return None
-    if not folder.is_dir() or not folder.is_relative_to(root):
+    if not folder.is_dir() or not folder.is_relative_to(written_by_job):
         return None
     return folder
 

@@ -92,21 +92,18 @@ def owned_ids_sql(
 
 
 def artifact_paths(project_id: int) -> list[Path]:
-    """Files and folders Arbiter wrote for the project's exports and model versions; paths
-    typed in by people (an imported version's adapter) are theirs and stay."""
+    """Files and folders Arbiter wrote for the project's exports and model versions (the
+    adapters it trained are in its jobs' folders, which training hands over). A version's
+    adapter path is never removed as such: typed into an import, it is someone else's folder,
+    or another project's."""
     paths = [
         Path(p)
         for p in ExportSnapshot.objects.filter(project_id=project_id).values_list("path", flat=True)
         if p
     ]
-    versions = ModelVersion.objects.filter(project_id=project_id)
-    adapters = set(versions.exclude(adapter_path="").values_list("adapter_path", flat=True))
-    # A version of another project may have been registered with the same adapter folder.
-    shared = ModelVersion.objects.filter(adapter_path__in=adapters).exclude(project_id=project_id)
-    paths += [Path(p) for p in adapters - set(shared.values_list("adapter_path", flat=True))]
     root = Path(settings.ARTIFACT_ROOT)
-    paths += [root / "merged" / f"version-{pk}" for pk in versions.values_list("pk", flat=True)]
-    return paths
+    versions = ModelVersion.objects.filter(project_id=project_id).values_list("pk", flat=True)
+    return paths + [root / "merged" / f"version-{pk}" for pk in versions]
 
 
 def inside_artifacts(path: Path) -> bool:

@@ -446,20 +446,22 @@ def test_bad_lines_are_named_once_per_reason(project, monkeypatch):
     ]
 
 
-def test_model_version_lines_name_what_is_wrong(project):
+def test_model_version_lines_name_what_is_wrong(project, settings):
     lines = [
         json.dumps({"name": "ok", "base_model": "org/base", "adapter_path": "/a"}),
         json.dumps({"name": "long base", "base_model": "b" * 501}),
         json.dumps({"name": "long path", "adapter_path": "p" * 1001}),
         json.dumps({"name": "bad method", "method": "rlhf"}),
         json.dumps({"name": ""}),
+        json.dumps({"name": "theirs", "adapter_path": f"{settings.ARTIFACT_ROOT}/jobs/dpo-1/"}),
     ]
     error = refusal(project, lines, "model_versions")
     details = error.details
-    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5"]
+    assert [d.split(":")[0] for d in details] == ["line 2", "line 3", "line 4", "line 5", "line 6"]
     assert "'base_model' must be a string of at most 500 characters" in details[0]
     assert "'adapter_path' must be a string of at most 1000 characters" in details[1]
     assert "'method'" in details[2] and "'name'" in details[3]
+    assert "inside Arbiter's artifact folder" in details[4]
     assert not ModelVersion.objects.exists()
 
 

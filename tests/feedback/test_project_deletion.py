@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -31,7 +32,14 @@ from feedback.services.pairs import derive_pairs
 from feedback.services.project_deletion import delete_project, owned_ids_sql, ownership
 from feedback.services.tasks import create_tasks_from_completions
 from feedback.services.tokens import issue_token
-from tests.training.builders import answer, judge, make_prompt_set, make_round, make_version
+from tests.training.builders import (
+    answer,
+    judge,
+    make_prompt_set,
+    make_round,
+    make_version,
+    trained_version,
+)
 from training.models import AlignmentRound, JobStatus, RoundDefaults, RoundState, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -245,17 +253,20 @@ def test_an_empty_project_says_so():
     assert delete_project(project_id=project.pk).summary() == "Project 'empty' deleted."
 
 
-def test_an_adapter_folder_another_project_names_stays(
+def test_only_what_its_jobs_wrote_goes_with_a_project(
     settings, tmp_path, django_capture_on_commit_callbacks
 ):
+    """A version's adapter path is never removed as such: an import may name another project's
+    folder, or the artifact root itself. The project's jobs' folders go (trained adapters are in
+    them)."""
     settings.ARTIFACT_ROOT = tmp_path
-    own, shared = tmp_path / "jobs" / "dpo-1" / "adapter", tmp_path / "jobs" / "dpo-2" / "adapter"
-    for folder in (own, shared):
-        folder.mkdir(parents=True)
     doomed, kept = services.create_project(name="doomed"), services.create_project(name="kept")
-    make_version(doomed, "mine", adapter_path=str(own))
-    make_version(doomed, "copy", adapter_path=str(shared))
-    make_version(kept, "theirs", adapter_path=str(shared))
+    mine = trained_version(doomed, make_version(doomed, "base"), "mine")
+    theirs = trained_version(kept, make_version(kept, "base"), "theirs")
+    # (An import refuses such paths now; versions imported before may hold them.)
+    make_version(doomed, "copy", adapter_path=theirs.adapter_path)
+    make_version(doomed, "everything", adapter_path=str(tmp_path))
     with django_capture_on_commit_callbacks(execute=True):
         delete_project(project_id=doomed.pk)
-    assert not own.exists() and shared.exists()
+    assert not Path(mine.adapter_path).parent.exists()  # the job's folder
+    assert Path(theirs.adapter_path).is_dir() and tmp_path.is_dir()

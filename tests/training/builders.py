@@ -19,6 +19,24 @@ def make_version(project, name: str | None = None, **fields) -> ModelVersion:
     )
 
 
+def trained_version(project, parent, name: str | None = None, **fields) -> ModelVersion:
+    """A version a DPO job of the project trained from `parent`, its adapter folder made (empty)
+    in the job's folder, where the runner writes it."""
+    from training.jobs import job_output_dir
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.create(
+        project=project, kind="dpo", model_version=parent, status="succeeded"
+    )
+    adapter = job_output_dir(job) / "adapter"
+    adapter.mkdir(parents=True)
+    version = make_version(
+        project, name, parent_id=parent.pk, method="dpo", adapter_path=str(adapter), **fields
+    )
+    TrainingJob.objects.filter(pk=job.pk).update(result_version=version)
+    return version
+
+
 def make_prompt_set(project, n: int = 3, name: str | None = None, split: str = "train"):
     """A prompt set of `n` fresh prompts; returns (prompt_set, prompts)."""
     prompts = [

@@ -2,6 +2,7 @@
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from feedback.models import Role
 from training import jobs, selectors
 from training.models import JobKind, RoundState, TrainingJob
 
-from .builders import answer, judge, make_prompt_set, make_round, make_version
+from .builders import answer, judge, make_prompt_set, make_round, make_version, trained_version
 
 pytestmark = pytest.mark.django_db
 
@@ -161,8 +162,11 @@ def test_the_registry_nests_versions_under_their_parents(project):
     }
 
 
-def test_an_adapter_is_offered_only_from_inside_the_artifact_root(project, artifact_root, tmp_path):
-    inside = artifact_root / "jobs" / "dpo-1" / "adapter"
+def test_an_adapter_is_offered_only_from_the_folder_its_training_job_wrote(
+    project, artifact_root, tmp_path
+):
+    good = trained_version(project, make_version(project), "good")
+    inside = Path(good.adapter_path)
     (inside / "sub").mkdir(parents=True)
     (inside / "adapter_config.json").write_text('{"r": 16}')
     (inside / "sub" / "weights.bin").write_bytes(b"\x00\x01" * 1000)
@@ -171,12 +175,14 @@ def test_an_adapter_is_offered_only_from_inside_the_artifact_root(project, artif
     (inside / "escape").symlink_to(outside / "secret.txt")
     (outside / "secret.txt").write_text("not for download")
 
-    good = make_version(project, "good", adapter_path=str(inside))
     assert selectors.adapter_directory(good) == inside.resolve()
+    # Typed into an import: not even the job's own folder, nor the root, nor another's.
     for path in (
+        str(inside),
+        str(artifact_root),
+        str(artifact_root / "jobs"),
         str(outside),
         str(artifact_root / ".." / "elsewhere"),
-        str(inside / "missing"),
         "",
     ):
         version = make_version(project, adapter_path=path)

@@ -4,6 +4,7 @@ actions, the registry with adapter downloads, and side-by-side comparisons."""
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -19,7 +20,7 @@ from training.models import (
     TrainingJob,
 )
 
-from .builders import answer, make_prompt_set, make_round, make_version
+from .builders import answer, make_prompt_set, make_round, make_version, trained_version
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -355,18 +356,12 @@ def test_next_round_starts_from_the_new_version(client, project, setup, people):
 
 
 def test_registry_nests_versions_and_offers_adapters(client, project, setup, people, artifact_root):
-    adapter = artifact_root / "jobs" / "dpo-9" / "adapter"
-    adapter.mkdir(parents=True)
+    child = trained_version(
+        project, setup["policy"], "base-r1-dpo", metrics={"eval_accuracy": 0.8125}
+    )
+    adapter = Path(child.adapter_path)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights" * 100)
     (adapter / "adapter_config.json").write_text("{}")
-    child = make_version(
-        project,
-        "base-r1-dpo",
-        parent_id=setup["policy"].pk,
-        method="dpo",
-        adapter_path=str(adapter),
-        metrics={"eval_accuracy": 0.8125},
-    )
     signed_in(client, people["reviewer"])
     page = client.get(reverse("training:registry", args=[project.pk])).content.decode()
     nested = page.index('aria-label="Trained from base"')
