@@ -31,7 +31,8 @@ MAX_LINE_BYTES = 16 << 20  # a record that long is a mistake (see stream_lines)
 # Parquet is decoded a row group at a time, so a row group is what an import holds in memory;
 # a small file can unpack to far more (compression), so a larger one is refused.
 MAX_ROW_GROUP_BYTES = 1 << 30
-PARQUET_BATCH_ROWS = 10_000
+PARQUET_BATCH_ROWS = 256
+PARQUET_SLICE_ROWS = 64
 # CSV cells that hold numbers or JSON, as JSONL would: every other cell is text. An empty cell in
 # any of these, or in another column that may be left out, counts as left out (CSV has no null).
 CSV_NUMBER_COLUMNS = frozenset(
@@ -156,9 +157,12 @@ def parquet_lines(stream) -> Iterator[bytes]:
             )
     number = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        for row in batch.to_pylist():
-            number += 1
-            yield record_line(row, number)
+        # Made Python objects a slice at a time: a dictionary-encoded column can repeat one long
+        # text in every row, tiny in the file and a gigabyte as a batch's strings.
+        for start in range(0, batch.num_rows, PARQUET_SLICE_ROWS):
+            for row in batch.slice(start, PARQUET_SLICE_ROWS).to_pylist():
+                number += 1
+                yield record_line(row, number)
 
 
 def text_lines(stream, block_size: int = 1 << 20) -> Iterator[str]:

@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TypeVar
 
 import orjson
@@ -84,6 +83,8 @@ LOOKUP_CHUNK = 5000
 CHUNK_LINES = 20_000
 # The first chunk is small: PostgreSQL waits for it, idle, and then writes while the rest is parsed.
 FIRST_CHUNK_LINES = 2_000
+# A chunk's lines hold at most about this much (plus one line, at most MAX_LINE_BYTES).
+CHUNK_BYTES = 64 << 20
 
 
 @dataclass
@@ -250,6 +251,18 @@ class BadLines:
         return listed
 
 
+def next_chunk(lines: Iterator[T], count: int) -> list[T]:
+    """Up to `count` lines, fewer once they hold CHUNK_BYTES."""
+    chunk: list[T] = []
+    held = 0
+    for line in lines:
+        chunk.append(line)
+        held += 0 if isinstance(line, BadRow) else len(line)
+        if len(chunk) >= count or held >= CHUNK_BYTES:
+            break
+    return chunk
+
+
 class LineParser:
     """Validates a file's lines a chunk at a time, numbering lines across chunks and keeping every
     error, so a refusal names all the bad lines however the file was cut."""
@@ -265,9 +278,11 @@ class LineParser:
         self.count = 0
 
     def chunks(self, lines: Iterable[bytes | str | BadRow]) -> Iterator[list]:
-        """The records of each CHUNK_LINES lines (fewer where lines are bad or blank)."""
+        """The records of each CHUNK_LINES lines, or of the lines that fill CHUNK_BYTES first
+        (a gzipped file of long lines unpacks to gigabytes in fewer lines), fewer where lines
+        are bad or blank."""
         lines, size = iter(lines), FIRST_CHUNK_LINES
-        while chunk := list(islice(lines, size)):
+        while chunk := next_chunk(lines, size):
             yield self.parse(chunk)
             size = CHUNK_LINES
 

@@ -621,6 +621,16 @@ def test_the_first_chunk_is_small_so_writing_starts_early(monkeypatch):
     assert [r.text for records in chunks for r in records] == [f"p{n}" for n in range(13)]
 
 
+def test_a_chunk_of_long_lines_stops_at_its_byte_budget(monkeypatch):
+    """A gzipped file of long lines unpacks to gigabytes within a chunk's count of lines."""
+    monkeypatch.setattr(imports, "CHUNK_BYTES", 100)
+    parser = imports.LineParser("prompts")
+    lines = [json.dumps({"prompt": f"p{n:020}"}) for n in range(7)]  # 35 bytes each
+    chunks = list(parser.chunks(lines))
+    assert [len(records) for records in chunks] == [3, 3, 1]
+    assert [r.text for records in chunks for r in records] == [f"p{n:020}" for n in range(7)]
+
+
 def test_a_bad_line_in_a_later_chunk_rolls_back_the_chunks_already_written(
     project, small_chunks, monkeypatch
 ):
