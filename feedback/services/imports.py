@@ -69,11 +69,11 @@ from feedback.services.bulk import (
     references_vouched_for,
     reserve_ids,
 )
+from feedback.services.projects import IMPORT_USERNAME
 from feedback.services.tasks import TASK_COLUMNS
 from feedback.wording import counted, one_or_many
 
 T = TypeVar("T")
-IMPORT_USERNAME = "arbiter-import"
 IMPORT_POLICY = "import"
 EMPTY_LIST = json_value([])
 FORMATS = tuple(READERS)
@@ -118,6 +118,13 @@ def import_user():
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+    elif user.is_active or user.has_usable_password():
+        # A person took the name (before it was reserved): the battles would be theirs to see
+        # and take back, in every project.
+        raise ServiceError(
+            f"The account {IMPORT_USERNAME!r} belongs to a person, not to Arbiter's imports; "
+            "rename it (Django admin), then import the battles again."
+        )
     return user
 
 

@@ -173,6 +173,10 @@ def create_account(username: str, password: str):
         ) from None
 
 
+# Imported battles' judgments belong to this account, which cannot sign in (services/imports.py).
+IMPORT_USERNAME = "arbiter-import"
+
+
 def free_username(username: str, *, taken: str) -> str:
     """`username` stripped, if it is a valid name no account has (in any letter case); `taken`
     finishes the sentence refusing one that exists."""
@@ -186,6 +190,8 @@ def free_username(username: str, *, taken: str) -> str:
         ) from None
     if not username or len(username) > 150:
         raise ServiceError("A username is 1 to 150 characters.")
+    if username.lower() == IMPORT_USERNAME:
+        raise ServiceError(f"{IMPORT_USERNAME!r} is Arbiter's own account; choose another name.")
     if users.objects.filter(username__iexact=username).exists():
         raise ServiceError(
             f"An account named {username!r} exists already; {taken}.", code="conflict"

@@ -187,6 +187,15 @@ def test_arena_battles_keep_models_and_verdicts_ties_make_no_pair(project):
     ]
 
 
+def test_battles_are_not_given_to_a_person_who_took_the_import_accounts_name(project, make_user):
+    make_user(username=IMPORT_USERNAME)  # before the name was reserved
+    battle = {"model_a": "x", "model_b": "y", "winner": "model_a", "prompt": "Q"}
+    battle.update(response_a="A", response_b="B")
+    with pytest.raises(ServiceError, match="belongs to a person"):
+        import_jsonl(project_id=project.pk, user_id=None, lines=jsonl(battle), format="arena")
+    assert not Judgment.objects.exists()
+
+
 def test_multi_turn_battles_keep_each_models_side_from_where_they_part(project):
     def message(role, content):
         return {"role": role, "content": content}

@@ -69,6 +69,7 @@ def test_a_new_account_needs_a_free_name_and_a_good_password_or_nothing_is_made(
     make_user(username="taken")
     cases = [
         ("Taken", PASSWORD, "exists already; sign in to join with it"),
+        ("Arbiter-Import", PASSWORD, "Arbiter's own account"),  # imported battles' judge
         ("new user", PASSWORD, "letters, digits"),
         ("newcomer", "short", "too short"),
         ("newcomer", "password123", "too common"),

@@ -124,13 +124,14 @@ class ImportList(ProjectRows, ServiceErrorMixin, generics.ListCreateAPIView):
     )
     def post(self, request, project_id: int):
         dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        lines = upload_lines(request)  # first: it refuses a body too large before it is read
         upload = (
             request.FILES.get("file") if request.content_type.startswith("multipart/") else None
         )
         result = import_jsonl(
             project_id=project_id,
             user_id=request.user.pk,
-            lines=upload_lines(request),
+            lines=lines,
             format=request.query_params.get("import_format", "auto"),
             source=request.query_params.get("source") or (upload.name if upload else ""),
             dry_run=dry_run,
