@@ -337,7 +337,8 @@ def continuation_text(messages: list, key: str) -> str:
         raise LineError(f"{key!r} must answer the shared prompt with an assistant message.")
     parts = []
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in CONTINUATION_SPEAKERS:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in CONTINUATION_SPEAKERS:
             raise LineError(f"{key!r} must be a list of messages with known roles.")
         if not isinstance(message.get("content"), str):
             raise LineError(f"{key!r} needs text content in every message.")
@@ -446,7 +447,7 @@ def read_arena_line(record: dict) -> PairRecord:
         return PairRecord(prompt, a_text, b_text, ARENA_WINNERS[winner], None, model_a, model_b)
     require_keys(record, "winner")
     winner = record["winner"]
-    if winner not in ARENA_WINNERS:
+    if not isinstance(winner, str) or winner not in ARENA_WINNERS:
         raise LineError(f"'winner' must be one of {', '.join(ARENA_WINNERS)}; got {winner!r}.")
     if "conversation_a" in record or "conversation_b" in record:
         require_keys(record, "conversation_a", "conversation_b")

@@ -156,13 +156,19 @@ def parquet_lines(stream) -> Iterator[bytes]:
                 "row groups (pyarrow: row_group_size=10_000)."
             )
     number = 0
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        # Made Python objects a slice at a time: a dictionary-encoded column can repeat one long
-        # text in every row, tiny in the file and a gigabyte as a batch's strings.
-        for start in range(0, batch.num_rows, PARQUET_SLICE_ROWS):
-            for row in batch.slice(start, PARQUET_SLICE_ROWS).to_pylist():
-                number += 1
-                yield record_line(row, number)
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            # Made Python objects a slice at a time: a dictionary-encoded column can repeat one
+            # long text in every row, tiny in the file and a gigabyte as a batch's strings.
+            for start in range(0, batch.num_rows, PARQUET_SLICE_ROWS):
+                for row in batch.slice(start, PARQUET_SLICE_ROWS).to_pylist():
+                    number += 1
+                    yield record_line(row, number)
+    except (pa.ArrowException, OSError, OverflowError, ValueError) as error:
+        # A damaged page, or a date Python cannot hold (pyarrow reads every column).
+        raise ServiceError(
+            f"The Parquet file cannot be read past row {number} ({error}); nothing was imported."
+        ) from None
 
 
 def text_lines(stream, block_size: int = 1 << 20) -> Iterator[str]:

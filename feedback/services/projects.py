@@ -321,7 +321,7 @@ def normalise_messages(messages: object) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise ServiceError(f"Message {index} is not an object with role and content.")
         role, content = message.get("role"), message.get("content")
-        if role not in CHAT_ROLES:
+        if not isinstance(role, str) or role not in CHAT_ROLES:
             raise ServiceError(
                 f"Message {index} has role {role!r}; use one of {', '.join(sorted(CHAT_ROLES))}."
             )

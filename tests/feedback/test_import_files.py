@@ -60,6 +60,21 @@ def test_parquet_rows_stream_as_lines_within_the_memory_bounds(monkeypatch):
         list(import_files.parquet_lines(io.BytesIO(buffer.getvalue())))
 
 
+def test_a_parquet_file_pyarrow_cannot_read_whole_is_refused_as_such():
+    def written(table) -> bytes:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        return buffer.getvalue()
+
+    far_future = pa.table({"prompt": ["hi"], "when": pa.array([2**62], pa.timestamp("ms"))})
+    damaged = bytearray(written(pa.table({"prompt": [f"hello {n}" for n in range(1000)]})))
+    for i in range(20, 200):
+        damaged[i] ^= 0x5A
+    for data in (written(far_future), bytes(damaged)):
+        with pytest.raises(ServiceError, match=r"(?s)cannot be read past row 0 .* nothing was"):
+            list(import_files.parquet_lines(io.BytesIO(data)))
+
+
 def csv_body(rows: list[list], *, newline: str = "\r\n") -> bytes:
     text = io.StringIO()
     csv.writer(text, lineterminator=newline).writerows(rows)

@@ -455,6 +455,26 @@ def test_bad_lines_are_named_once_per_reason(project, monkeypatch):
     ]
 
 
+def test_values_of_the_wrong_type_are_named_not_a_server_error(project):
+    battle = {"model_a": "x", "model_b": "y", "prompt": "Q", "response_a": "A", "response_b": "B"}
+    cases = [
+        ("arena", {**battle, "winner": ["model_a"]}, "'winner' must be one of"),
+        ("prompts", {"prompt": [{"role": ["user"], "content": "hi"}]}, "has role ['user']"),
+        (
+            "trl",
+            {
+                "prompt": [{"role": "user", "content": "Q"}],
+                "chosen": [{"role": ["x"], "content": "A"}],
+                "rejected": [{"role": "assistant", "content": "B"}],
+            },
+            "'chosen'",
+        ),
+    ]
+    for format, record, message in cases:
+        error = refusal(project, jsonl(record), format)
+        assert message in error.details[0], (format, error.details)
+
+
 def test_model_version_lines_name_what_is_wrong(project, settings):
     lines = [
         json.dumps({"name": "ok", "base_model": "org/base", "adapter_path": "/a"}),
