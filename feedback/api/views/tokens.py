@@ -6,6 +6,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from feedback.api import serializers as s
+from feedback.api.authentication import ApiTokenAuthentication
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
 from feedback.models import ApiToken
 from feedback.services.tokens import issue_token, revoke_token
@@ -23,8 +24,21 @@ class TokenList(ServiceErrorMixin, generics.ListCreateAPIView):
             return ApiToken.objects.none()
         return self.request.user.api_tokens.all()
 
-    @extend_schema(request=s.ApiTokenSerializer, responses={201: s.IssuedTokenSerializer})
+    @extend_schema(
+        request=s.ApiTokenSerializer,
+        responses={201: s.IssuedTokenSerializer, 403: s.ErrorSerializer},
+        description="Signed in only (the API page, or a session): a token cannot make another, "
+        "so revoking a leaked one ends its access.",
+    )
     def post(self, request):
+        if isinstance(request.successful_authenticator, ApiTokenAuthentication):
+            return Response(
+                {
+                    "detail": "A token cannot make another (revoking a leaked one must end its "
+                    "access); sign in and make tokens on the API page."
+                },
+                status=status.HTTP_403_FORBIDDEN,
+            )
         data = s.ApiTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = issue_token(user_id=request.user.pk, name=data.validated_data["name"])

@@ -41,6 +41,10 @@ def test_a_token_is_shown_once_stored_hashed_and_stops_working_when_revoked(make
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/v1/projects/").status_code == 200
+    # A token cannot make another: revoking a leaked one would leave its offspring working.
+    spawned = client.post("/api/v1/tokens/", {"name": "mine now"}, format="json")
+    assert spawned.status_code == 403 and "sign in" in spawned.data["detail"]
+    assert ApiToken.objects.filter(user=user).count() == 1
     token.refresh_from_db()
     assert token.last_used_at is not None
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key[:-1]}x")
