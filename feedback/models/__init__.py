@@ -2,7 +2,7 @@
 
 from .exports import ExportSnapshot
 from .judgments import Adjudication, Judgment, PairJudgment, PreferencePair
-from .projects import Invitation, Membership, Project, Role
+from .projects import Invitation, Membership, Project, Removal, Role
 from .prompts import Completion, ImportBatch, ModelVersion, Prompt, PromptSet
 from .tasks import AnnotationTask, Assignment, TaskItem
 from .tokens import ApiToken
@@ -16,6 +16,7 @@ __all__ = [
     "ExportSnapshot",
     "ImportBatch",
     "Invitation",
+    "Removal",
     "Judgment",
     "Membership",
     "ModelVersion",

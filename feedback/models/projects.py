@@ -82,6 +82,23 @@ class Membership(models.Model):
         return f"{self.user} ({self.role}) in {self.project}"
 
 
+class Removal(models.Model):
+    """A member an admin took off the project, and when: an invitation link made before then
+    does not let them back in (they may have kept it). Adding them again clears it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="removals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    removed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_removal_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} removed from {self.project}"
+
+
 INVITABLE_ROLES = (Role.ANNOTATOR, Role.REVIEWER)  # admins are added by name, on purpose
 
 

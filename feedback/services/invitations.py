@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import Invitation, Membership, Project
+from feedback.models import Invitation, Membership, Project, Removal
 from feedback.models.projects import INVITABLE_ROLES
 from feedback.services.projects import create_account, free_username
 from feedback.services.tokens import hash_key
@@ -78,6 +78,14 @@ def accept_invitation(*, key: str, user_id: int) -> Membership:
     """Make the user a member in the invitation's role. Someone who is a member already keeps
     the role they have: a link never demotes, nor promotes past what an admin chose."""
     invitation = open_invitation(key, lock=True)
+    if Removal.objects.filter(
+        project_id=invitation.project_id, user_id=user_id, removed_at__gte=invitation.created_at
+    ).exists():
+        raise ServiceError(
+            "You were taken off this project after this link was made; ask its admins for a "
+            "new one.",
+            code="forbidden",
+        )
     membership, created = Membership.objects.get_or_create(
         project_id=invitation.project_id, user_id=user_id, defaults={"role": invitation.role}
     )

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import (
@@ -21,6 +22,7 @@ from feedback.models import (
     Project,
     Prompt,
     PromptSet,
+    Removal,
     Role,
 )
 from feedback.models.projects import JudgmentMode
@@ -87,6 +89,7 @@ def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> 
     membership, _ = Membership.objects.update_or_create(
         project_id=project_id, user_id=user_id, defaults={"role": role}
     )
+    Removal.objects.filter(project_id=project_id, user_id=user_id).delete()
     return membership
 
 
@@ -238,6 +241,9 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     if membership.role == Role.ADMIN:
         keeps_an_admin(project_id, user_id)
     membership.delete()
+    Removal.objects.update_or_create(
+        project_id=project_id, user_id=user_id, defaults={"removed_at": timezone.now()}
+    )
     leases = Assignment.objects.filter(
         annotator_id=user_id, task__project_id=project_id, status=AssignmentStatus.LEASED
     )

@@ -64,6 +64,29 @@ def test_expired_and_revoked_links_let_nobody_in_and_make_no_account(project, ma
     assert not get_user_model().objects.filter(username="fresh").exists()
 
 
+def test_a_removed_member_is_not_let_back_in_by_an_older_link(project, make_user):
+    from feedback.services.projects import add_member, remove_member
+
+    dave = make_user()
+    kept = create_invitation(project_id=project.pk, role="reviewer", created_by_id=None)
+    accept_invitation(key=kept.key, user_id=dave.pk)
+    remove_member(project_id=project.pk, user_id=dave.pk)
+    with pytest.raises(ServiceError, match="taken off this project after this link was made"):
+        accept_invitation(key=kept.key, user_id=dave.pk)
+    assert not Membership.objects.filter(user=dave).exists()
+    Invitation.objects.filter(pk=kept.invitation.pk).update(
+        created_at=timezone.now() - timedelta(days=1)
+    )
+    newer = create_invitation(project_id=project.pk, role="annotator", created_by_id=None)
+    assert accept_invitation(key=newer.key, user_id=dave.pk).role == "annotator"
+    # Removed again, then added back by an admin: the old link no longer stands in the way.
+    remove_member(project_id=project.pk, user_id=dave.pk)
+    add_member(project_id=project.pk, user_id=dave.pk, role="annotator")
+    remove_member(project_id=project.pk, user_id=dave.pk)
+    with pytest.raises(ServiceError, match="taken off"):
+        accept_invitation(key=newer.key, user_id=dave.pk)
+
+
 def test_a_new_account_needs_a_free_name_and_a_good_password_or_nothing_is_made(project, make_user):
     issued = create_invitation(project_id=project.pk, role="annotator", created_by_id=None)
     make_user(username="taken")

@@ -30,6 +30,7 @@ from feedback.services.imports import import_jsonl
 from feedback.services.invitations import create_invitation
 from feedback.services.pairs import derive_pairs
 from feedback.services.project_deletion import delete_project, owned_ids_sql, ownership
+from feedback.services.projects import remove_member
 from feedback.services.tasks import create_tasks_from_completions
 from feedback.services.tokens import issue_token
 from tests.training.builders import (
@@ -62,6 +63,7 @@ def filled(make_member, name: str) -> Project:
     ]
     import_jsonl(project_id=project.pk, user_id=None, lines=[json.dumps(b) for b in battles])
     create_invitation(project_id=project.pk, role="annotator", created_by_id=None)
+    remove_member(project_id=project.pk, user_id=make_member(role="annotator", project_=project).pk)
     policy = make_version(project, "policy")
     prompt_set, prompts = make_prompt_set(project, n=2)
     other = make_version(project, "other")
