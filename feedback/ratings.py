@@ -958,10 +958,12 @@ def pairwise_win_rate(
     method: Literal["wilson", "bootstrap"] = "wilson",
     rounds: int = 2000,
     seed: int | None = None,
+    effective_n: float | None = None,
 ) -> WinRate:
     """Win rate of A over B from head-to-head counts, ties counting half.
 
-    "wilson": the Wilson score interval (Wilson 1927) with the half-counted ties as successes;
+    "wilson": the Wilson score interval (Wilson 1927) with the half-counted ties as successes,
+    on `effective_n` judgments where given (see effective_judgments);
     "bootstrap": percentiles of the rate over multinomial resamples of the judgments.
     """
     if min(wins, ties, losses) < 0:
@@ -970,6 +972,8 @@ def pairwise_win_rate(
     if n == 0:
         return WinRate(math.nan, 0.0, 1.0, wins, ties, losses)
     rate = (wins + 0.5 * ties) / n
+    if method == "wilson" and effective_n is not None:
+        n = min(float(n), effective_n)
     if method == "wilson":
         z = scipy.stats.norm.ppf(0.5 + confidence / 2)
         denominator = 1 + z * z / n
@@ -984,6 +988,28 @@ def pairwise_win_rate(
     else:
         raise ValueError(f"unknown method {method!r}: use 'wilson' or 'bootstrap'")
     return WinRate(rate, max(0.0, float(lower)), min(1.0, float(upper)), wins, ties, losses)
+
+
+def effective_judgments(per_cluster: Sequence[tuple[int, int, int]]) -> float | None:
+    """How many independent judgments (wins, ties, losses) grouped by cluster (a prompt's
+    judgments, by several annotators, are alike) are worth: n * the binomial variance of the
+    pooled rate / its cluster-robust variance (a ratio estimator's, with the k / (k - 1)
+    correction). None where it cannot be told: fewer than two clusters, or a rate of 0 or 1.
+    Never more than n: a design effect under 1 is taken for noise."""
+    counts = np.array([c for c in per_cluster if sum(c) > 0], dtype=float).reshape(-1, 3)
+    k = counts.shape[0]
+    n = counts.sum()
+    if k < 2:
+        return None
+    scores = counts[:, 0] + 0.5 * counts[:, 1]
+    sizes = counts.sum(axis=1)
+    rate = scores.sum() / n
+    if not 0.0 < rate < 1.0:
+        return None
+    robust = k / (k - 1) * np.sum((scores - rate * sizes) ** 2) / n**2
+    if robust <= 0:
+        return float(n)
+    return float(min(n, rate * (1 - rate) / robust))
 
 
 def style_feature_difference(

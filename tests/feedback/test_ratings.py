@@ -475,3 +475,30 @@ def test_style_control_converges_on_many_judgments_with_no_signal():
     fit = ratings.bradley_terry_with_covariates(a, b, o, style, 20)
     assert np.abs(fit.coefficients).max() < 0.01
     assert np.abs(fit.strength).max() < 0.05
+
+
+def test_a_win_rate_over_prompts_judged_several_times_counts_them_as_alike():
+    """Five annotators judging each prompt are not five independent judgments: the interval
+    from all of them as independent covered the true rate 70-84% of the time at 95%."""
+    rng = np.random.default_rng(31)
+    truth = 0.6
+    covered, naive_covered = [], []
+    for _ in range(400):
+        per_prompt = []
+        for p in rng.beta(3 * truth, 3 * (1 - truth), 60):  # each prompt's own preference
+            wins = int(rng.binomial(5, p))
+            per_prompt.append((wins, 0, 5 - wins))
+        wins, ties, losses = (sum(column) for column in zip(*per_prompt, strict=True))
+        effective = ratings.effective_judgments(per_prompt)
+        rate = ratings.pairwise_win_rate(wins, ties, losses, effective_n=effective)
+        naive = ratings.pairwise_win_rate(wins, ties, losses)
+        covered.append(rate.lower <= truth <= rate.upper)
+        naive_covered.append(naive.lower <= truth <= naive.upper)
+        assert effective is not None and effective <= wins + ties + losses
+    assert 0.91 <= np.mean(covered) <= 0.99
+    assert np.mean(naive_covered) < np.mean(covered) - 0.05
+    # One judgment a prompt: nothing to correct; one prompt, or a rate of 1: nothing to tell.
+    singles = [(1, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0)]
+    assert ratings.effective_judgments(singles) == pytest.approx(4, rel=0.35)
+    assert ratings.effective_judgments([(3, 1, 2)]) is None
+    assert ratings.effective_judgments([(3, 0, 0), (2, 0, 0)]) is None
