@@ -334,7 +334,12 @@
 
   function submitJudgment() {
     const form = judgmentForm();
-    if (form) form.requestSubmit();
+    if (!form) return;
+    // A task swapped in a moment ago is wired to htmx only once it settles: Enter pressed
+    // before then would send the form as a page load (and an undo pressed after it would not
+    // wait for it). Wiring it now is what htmx would do then, and it does it once.
+    if (window.htmx) window.htmx.process(form);
+    form.requestSubmit();
   }
 
   function setChoice(id) {
