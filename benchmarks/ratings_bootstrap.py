@@ -1,12 +1,14 @@
 """Benchmark: Bradley-Terry with 1,000 bootstrap rounds over a million judgments.
 
     .venv/bin/python benchmarks/ratings_bootstrap.py [--judgments 1000000] [--versions 100]
-        [--rounds 1000] [--workers N] [--repeat 3] [--check-rounds 20]
+        [--rounds 1000] [--workers N] [--repeat 3] [--check-rounds 20] [--rankings 100000]
 
 Prints the time to count the judgments, to fit them once, and to run the whole bootstrap
 (fit + resampling + every round's fit), best of --repeat; then checks that the point ratings are
 the full fit, that the batched round fits equal one-by-one Newton fits of the same resamples,
 and that the full fit equals a per-judgment logistic regression fitted by scipy.optimize.
+With --rankings N, also the bootstrap of N rankings of 4 versions each (Plackett-Luce), which
+resamples each ranking's six comparisons together (ratings.Clusters).
 Timings depend on what else the machine is running: the load average is printed with them.
 
 OPENBLAS_NUM_THREADS defaults to 1 here, as it should be in worker processes: the bootstrap runs
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--check-rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rankings", type=int, default=0, help="also time N ranking judgments")
     args = parser.parse_args()
 
     print(
@@ -160,6 +163,36 @@ def main() -> None:
         f"95% intervals: median width {np.median(width):.1f} Elo; "
         f"ranks 1..{board.rank.max()} over {args.versions} versions"
     )
+    if args.rankings:
+        rankings(args)
+
+
+def rankings(args) -> None:
+    """Rankings of 4 of the versions, each a judgment of 6 comparisons drawn whole."""
+    rng = np.random.default_rng(args.seed)
+    strength = rng.normal(0.0, 1.0, args.versions)
+    shown = np.argsort(rng.random((args.rankings, args.versions)), axis=1)[:, :4]
+    order = np.take_along_axis(
+        shown, np.argsort(-(strength[shown] + rng.gumbel(size=shown.shape)), axis=1), axis=1
+    )
+    first, second = np.triu_indices(4, k=1)
+    a, b = order[:, first].ravel(), order[:, second].ravel()
+    outcome = np.ones(a.size)
+    counts = ratings.count_outcomes(a, b, outcome, args.versions)
+    cells = ratings.cells_of(counts, a, b, outcome).reshape(args.rankings, first.size)
+    clusters = ratings.Clusters(tuple(cells), np.ones(args.rankings, dtype=np.int64))
+    for name, given in (("comparisons one by one", None), ("rankings whole", clusters)):
+        seconds, _, board = best_time(
+            lambda given=given: ratings.bootstrap_bradley_terry(
+                counts, rounds=args.rounds, seed=args.seed, workers=args.workers, clusters=given
+            ),
+            args.repeat,
+        )
+        print(
+            f"{args.rankings:,} rankings ({a.size:,} comparisons), {name}: "
+            f"{seconds * 1e3:.0f} ms, median 95% width "
+            f"{np.median(board.upper - board.lower):.1f} Elo"
+        )
 
 
 if __name__ == "__main__":

@@ -726,9 +726,33 @@ def _cluster_draws(
     """Rounds that resample judgments, a ranking's comparisons together: each unit (a lone
     comparison, or a ranking's pattern) drawn as cells are, then spread over its cells."""
     units, to_cells = clusters.units(counts)
-    for _, draws in _bootstrap_chunks(units, rounds, seed, workers):
-        unit_counts = draws.counts(units.size)
-        yield _given_draws(np.asarray((to_cells.T @ unit_counts.T).T, dtype=np.int32))
+    total = int(units.sum())
+    spread = to_cells.T.tocsr().astype(np.float32)
+    if total > 4 * units.size:  # few kinds of judgment, many of each: draw counts of kinds
+        chunks = (
+            draws.counts(units.size) for _, draws in _bootstrap_chunks(units, rounds, seed, workers)
+        )
+    else:  # rankings are mostly one of a kind: draw the judgments themselves
+        chunks = _judgment_draws(units, rounds, seed)
+    for unit_counts in chunks:
+        yield _given_draws(np.rint(spread @ unit_counts.T.astype(np.float32)).T.astype(np.int32))
+
+
+def _judgment_draws(
+    units: np.ndarray, rounds: int, seed: int | np.random.SeedSequence | None
+) -> Iterator[np.ndarray]:
+    """Unit counts (rounds x units) of rounds that draw the N judgments with replacement: an
+    exact Multinomial(N, units / N), at N draws a round rather than one Poisson draw per unit."""
+    total = int(units.sum())
+    owner = np.repeat(np.arange(units.size), units)  # each judgment's unit
+    block = max(1, _MAX_DRAWS // total)
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    starts = range(0, rounds, block)
+    for r0, child in zip(starts, root.spawn(len(starts)), strict=True):
+        n = min(block, rounds - r0)
+        drawn = owner[np.random.default_rng(child).integers(0, total, size=(n, total))]
+        drawn += (np.arange(n) * units.size)[:, None]
+        yield np.bincount(drawn.ravel(), minlength=n * units.size).reshape(n, units.size)
 
 
 class _ChordFit:

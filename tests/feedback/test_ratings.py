@@ -366,6 +366,35 @@ def test_bootstrap_resamples_rankings_whole_and_covers_the_truth():
     np.testing.assert_array_equal(one.round_ratings, two.round_ratings)
 
 
+@pytest.mark.parametrize("repeats", [1, 50])  # many kinds of judgment, or few of each
+def test_cluster_rounds_draw_a_rankings_comparisons_together(repeats):
+    rng = np.random.default_rng(5)
+    a, b, o, which = simulate_rankings(np.array([0.5, 0.0, -0.5, 1.0]), 40, 3, rng)
+    a, b, o = np.tile(a, repeats), np.tile(b, repeats), np.tile(o, repeats)
+    which = np.concatenate([which + 40 * r for r in range(repeats)])
+    extra_a, extra_b = rng.integers(0, 2, 30), rng.integers(2, 4, 30)  # lone pairwise ones
+    counts = ratings.count_outcomes(
+        np.concatenate([a, extra_a]), np.concatenate([b, extra_b]), np.ones(a.size + 30), 4
+    )
+    cells = ratings.cells_of(counts, a, b, o)
+    patterns: dict[tuple, int] = {}  # the same ranking twice is one pattern, counted twice
+    for r in range(40 * repeats):
+        key = tuple(sorted(cells[which == r].tolist()))
+        patterns[key] = patterns.get(key, 0) + 1
+    clusters = ratings.Clusters(tuple(map(np.array, patterns)), np.array(list(patterns.values())))
+    rounds = np.concatenate(
+        [d.counts(counts.count.size) for d in ratings._cluster_draws(counts, clusters, 400, 1, 1)]
+    )
+    assert rounds.shape == (400, counts.count.size)
+    np.testing.assert_allclose(rounds.mean(axis=0), counts.count, rtol=0.15, atol=1.0)
+    # Each round draws as many judgments as there are, a ranking's three comparisons together:
+    # its comparisons number the judgments plus two for every ranking drawn, which varies.
+    judgments = 40 * repeats + 30
+    extra = rounds.sum(axis=1) - judgments
+    assert (extra % 2 == 0).all() and extra.std() > 0
+    assert extra.mean() / 2 == pytest.approx(40 * repeats, rel=0.05)
+
+
 def test_clusters_split_the_counts_into_lone_comparisons_and_patterns():
     counts = ratings.count_outcomes([0, 0, 1, 0], [1, 2, 2, 1], [1, 1, 1, 0.5], 3)
     # cells: (0,1,tie) (0,1,won) (0,2,won) (1,2,won); one ranking 0 > 1 > 2 made three of them.
