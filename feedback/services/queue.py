@@ -6,11 +6,12 @@ waiting on each other (Label Studio's next_task does the same).
 """
 
 import random
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F
 from django.utils import timezone
 
@@ -216,7 +217,16 @@ def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[
 def lease_in_one_statement(annotator_id: int, project_id: int, now: datetime) -> Assignment | None:
     """The lease, with what it shows selected by the same statement: a query fewer per lease on
     the hot path."""
-    assignment = first_instance(Assignment, *lease_statement(annotator_id, project_id, now))
+    statement = lease_statement(annotator_id, project_id, now)
+    try:
+        # A savepoint only inside a transaction: alone, the statement is its own.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            assignment = first_instance(Assignment, *statement)
+    except IntegrityError:
+        # The same annotator's other request (a second tab, a parallel client) leased the task
+        # this one picked after the statement's snapshot was taken; read again, it is their
+        # live lease.
+        assignment = first_instance(Assignment, *statement)
     if assignment is not None:
         assignment.shown = shown_from_json(assignment.shown)
     return assignment

@@ -121,3 +121,36 @@ def test_abandoned_leases_are_swept_while_other_work_remains(project, make_membe
     queue._last_sweep.pop(project.pk, None)  # as if the last sweep was long ago
     assert next_task_for(annotator_id=other.pk, project_id=project.pk).task == fuller
     assert not Assignment.objects.filter(pk=lease.pk).exists()
+
+
+def test_one_annotators_requests_at_once_all_get_a_lease(transactional_db, make_member, make_task):
+    """Two tabs, or a parallel API client: each request's statement may pick the same task
+    before the other's lease commits, and the second insert broke the one-lease-a-task rule
+    (a 500). Now it reads again and gets that lease (or, racing on, another task)."""
+    import threading
+
+    from django.db import connection
+
+    tasks = [make_task(judgments_wanted=3) for _ in range(130)]  # room for others
+    annotator = make_member()
+    project_id = tasks[0].project_id
+
+    def lease(start, leased, errors) -> None:
+        try:
+            start.wait()
+            leased.append(next_task_for(annotator_id=annotator.pk, project_id=project_id))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+        finally:
+            connection.close()
+
+    for _ in range(30):
+        start, leased, errors = threading.Barrier(4), [], []
+        threads = [threading.Thread(target=lease, args=(start, leased, errors)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(leased) == 4 and None not in leased
+        for task_id in {assignment.task_id for assignment in leased}:
+            skip_task(annotator_id=annotator.pk, task_id=task_id)
