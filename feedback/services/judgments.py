@@ -402,6 +402,15 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             code="conflict",
         )
     judgment = Judgment.objects.get(pk=judgment_id)
+    task = AnnotationTask.objects.select_related("alignment_round").get(pk=task_id)
+    if task.status == TaskStatus.ARCHIVED or (
+        task.alignment_round is not None and task.alignment_round.snapshot_id is not None
+    ):
+        raise ServiceError(
+            "This task's round has moved on to training with the answers it had; it can no "
+            "longer be taken back.",
+            code="conflict",
+        )
     if Adjudication.objects.filter(task_id=task_id).exists():
         raise ServiceError(
             "A reviewer has decided this task already; it can no longer be taken back.",

@@ -250,8 +250,10 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     held = sorted(leases.values_list("task_id", flat=True))
     # Task rows first, in id order, as the queue locks them.
     list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))
-    leases.filter(task_id__in=held).delete()
-    AnnotationTask.objects.filter(pk__in=held).update(slots_taken=F("slots_taken") - 1)
+    # Read again under the locks: a lease answered meanwhile is a judgment now, its slot used.
+    released = sorted(leases.filter(task_id__in=held).values_list("task_id", flat=True))
+    leases.filter(task_id__in=released).delete()
+    AnnotationTask.objects.filter(pk__in=released).update(slots_taken=F("slots_taken") - 1)
 
 
 # Ids checked per statement: PostgreSQL takes at most 65,535 parameters.

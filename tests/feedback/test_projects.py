@@ -145,6 +145,31 @@ def test_a_removed_member_loses_the_task_they_held(project, make_member, make_ta
     assert services.next_task_for(annotator_id=staying.pk, project_id=project.pk).task_id == task.pk
 
 
+def test_a_lease_answered_while_its_holder_is_removed_keeps_its_slot(
+    project, make_member, make_task, monkeypatch
+):
+    from feedback.models import AnnotationTask
+
+    task = make_task(judgments_wanted=3)
+    leaving = make_member()
+    services.next_task_for(annotator_id=leaving.pk, project_id=project.pk)
+    lock = AnnotationTask.objects.select_for_update
+
+    def answered_first(*args, **kwargs):  # the answer commits before the removal's locks
+        monkeypatch.setattr(AnnotationTask.objects, "select_for_update", lock)
+        services.submit_judgment(
+            annotator_id=leaving.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(kind="pairwise", choice="a", idempotency_key="k"),
+        )
+        return lock(*args, **kwargs)
+
+    monkeypatch.setattr(AnnotationTask.objects, "select_for_update", answered_first)
+    remove_member(project_id=project.pk, user_id=leaving.pk)
+    task.refresh_from_db()
+    assert (task.slots_taken, task.judgment_count, task.assignments.count()) == (1, 1, 1)
+
+
 def test_chat_prompt_hashes_keep_the_json_dumps_spelling_stored_rows_have():
     tricky = [
         "",

@@ -352,3 +352,16 @@ def test_a_finished_round_is_followed_once(project, setup, queued):
     following = rounds.next_round(round_.pk)
     with pytest.raises(ServiceError, match=f"followed already, by round {following.number}"):
         rounds.next_round(round_.pk)
+
+
+def test_answers_a_round_trained_on_are_not_taken_back(project, setup, queued, make_member):
+    _, _, prompts = setup
+    round_ = launch(project, setup)
+    fake_samples(TrainingJob.objects.get(pk=queued[0]), prompts)
+    succeed(queued[0])
+    annotator = make_member()
+    choices = iter(["a", "a", "tie"])  # the newest makes no pair: nothing else stops its undo
+    judge_rounds(project, annotator, lambda round_id: next(choices))
+    rounds.start_training(round_.pk)
+    with pytest.raises(ServiceError, match="moved on to training"):
+        services.undo_last_judgment(annotator_id=annotator.pk, project_id=project.pk)
