@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from itertools import combinations
 from typing import Literal
 
@@ -125,6 +125,44 @@ class PairPolicy:
             raise ValueError("min_rating_gap must be at least 1")
         if self.bradley_terry_l2 < 0:
             raise ValueError("bradley_terry_l2 must be >= 0")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's final word on a task: the judgment accepted, or the answer given instead
+    (a pairwise choice, or a ranking)."""
+
+    task_id: int
+    accepted_judgment_id: int | None = None
+    choice: Choice | None = None
+    ranking: tuple[tuple[int, ...], ...] | None = None
+
+
+def as_decided(
+    judgments: Iterable[JudgmentView], decisions: Iterable[Decision]
+) -> list[JudgmentView]:
+    """The judgments as reviewers decided their tasks: on a task with an accepted judgment that
+    one alone counts; on one a reviewer overrode, each judgment counts as the reviewer's answer
+    (they stay the pair's provenance, and all back it). Other tasks' judgments are as given."""
+    by_task = {decision.task_id: decision for decision in decisions}
+    decided = []
+    for judgment in judgments:
+        decision = by_task.get(judgment.task_id)
+        if decision is None:
+            decided.append(judgment)
+        elif decision.accepted_judgment_id is not None:
+            if judgment.judgment_id == decision.accepted_judgment_id:
+                decided.append(judgment)
+        elif decision.choice is not None and judgment.kind == "pairwise":
+            decided.append(replace(judgment, choice=decision.choice, strength=None))
+        elif decision.ranking is not None and judgment.kind != "pairwise":
+            # A rating task is overridden with a ranking of its outputs.
+            decided.append(
+                replace(judgment, kind="ranking", ranking=decision.ranking, ratings=None)
+            )
+        else:  # an answer of another kind than the judgment's: the reviewer's word stands alone
+            continue
+    return decided
 
 
 def policy_changes(settings: Mapping[str, object]) -> list[str]:

@@ -1,6 +1,7 @@
 """Deriving a project's PreferencePair rows from its judgments under a named pair policy
-(feedback.pairs holds the rules). Re-deriving a policy replaces the pairs it made before, in one
-transaction; imported pairs (policy "import") are never touched."""
+(feedback.pairs holds the rules), as reviewers decided their tasks (an accepted judgment alone,
+or a reviewer's answer instead of the annotators'). Re-deriving a policy replaces the pairs it
+made before, in one transaction; imported pairs (policy "import") are never touched."""
 
 from dataclasses import asdict, dataclass
 
@@ -8,8 +9,9 @@ from django.db import transaction
 
 from feedback.errors import ServiceError
 from feedback.insights import judgment_views
-from feedback.models import PreferencePair, Project
-from feedback.pairs import PairPolicy, preference_pairs
+from feedback.models import Adjudication, PreferencePair, Project
+from feedback.models.judgments import AdjudicationAction
+from feedback.pairs import Decision, PairPolicy, as_decided, preference_pairs
 from feedback.services.imports import IMPORT_POLICY
 
 
@@ -23,6 +25,24 @@ class DeriveResult:
 
     def as_json(self) -> dict:
         return self.__dict__.copy()
+
+
+def decisions(project_id: int) -> list[Decision]:
+    """Reviewers' decisions on the project's tasks, as feedback.pairs.as_decided reads them."""
+    return [
+        Decision(
+            task_id=task_id,
+            accepted_judgment_id=accepted if action == AdjudicationAction.ACCEPT else None,
+            choice=choice if action == AdjudicationAction.OVERRIDE else None,
+            ranking=tuple(tuple(group) for group in ranking)
+            if action == AdjudicationAction.OVERRIDE and ranking
+            else None,
+        )
+        for task_id, action, accepted, choice, ranking in Adjudication.objects.filter(
+            task__project_id=project_id
+        ).values_list("task_id", "action", "accepted_judgment_id", "choice", "ranking")
+        if action == AdjudicationAction.OVERRIDE or accepted is not None  # (one deleted since)
+    ]
 
 
 def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
@@ -40,7 +60,7 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
         )
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
-    views = judgment_views(project_id)
+    views = as_decided(judgment_views(project_id), decisions(project_id))
     try:
         pairs = preference_pairs(views, policy)
     except ValueError as error:

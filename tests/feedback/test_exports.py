@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 
 from feedback import services
 from feedback.errors import ServiceError
-from feedback.models import ExportSnapshot, Judgment, PreferencePair
+from feedback.models import AnnotationTask, ExportSnapshot, Judgment, PreferencePair
 from feedback.services.exports import (
     ExportFilters,
     ExportRequest,
@@ -253,6 +253,34 @@ def test_derived_pairs_are_filtered_by_the_judgments_that_back_them(project, mak
     assert chosen(min_agreement=0.7) == []
     assert chosen(annotator_ids=(annotators[0].pk,)) == ["one"]
     assert chosen(annotator_ids=(annotators[2].pk,)) == []  # voted for "two"
+
+
+def test_pairs_follow_the_reviewers_decisions(project, make_member):
+    """A reviewer's override is the task's answer in the pairs derived from it, and an accepted
+    judgment outweighs the others; agreement and annotator filters read the decided votes."""
+    from feedback.pairs import PairPolicy
+    from feedback.services.pairs import derive_pairs
+    from feedback.services.reviews import adjudicate_task
+
+    judged_project(project, make_member)  # three tasks: (a, a), (a, b), (b, b)
+    reviewer = make_member(role="reviewer")
+    tasks = list(AnnotationTask.objects.order_by("pk"))
+    split = {j.choice: j for j in Judgment.objects.filter(task=tasks[1])}
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=tasks[0].pk, action="override", choice="b")
+    adjudicate_task(
+        reviewer_id=reviewer.pk, task_id=tasks[1].pk, action="accept", judgment_id=split["b"].pk
+    )
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="reviewed"))
+
+    def chosen(**filters) -> list[tuple[str, str]]:
+        data, _ = run(project, filters=ExportFilters(policies=("reviewed",), **filters))
+        return [(row["prompt"], row["chosen"]) for row in lines_of(data)]
+
+    decided = [("prompt 0", "right 0"), ("prompt 1", "right 1"), ("prompt 2", "right 2")]
+    assert chosen() == decided
+    # The split task's accepted judgment backs its pair; the other one of the two does not.
+    assert chosen(min_agreement=1.0) == [decided[0], decided[2]]
+    assert chosen(annotator_ids=(split["a"].annotator_id,)) == [decided[0], decided[2]]
 
 
 def test_pairs_of_several_derived_policies_are_exported_by_name(project, make_member):
