@@ -74,14 +74,19 @@ def start(job_id: int) -> TrainingJob | None:
     this names the run; finish_* ignore another's report."""
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().get(pk=job_id)
-        if job.status != JobStatus.QUEUED:
+        now = timezone.now()
+        # A run whose heart stopped (its worker was killed) is taken over: the broker hands a
+        # dead worker's job on, and it resumes from its checkpoints.
+        abandoned = job.status == JobStatus.RUNNING and (
+            job.heartbeat_at is None or job.heartbeat_at < now - HEARTBEAT_TIMEOUT
+        )
+        if job.status != JobStatus.QUEUED and not abandoned:
             if job.status == JobStatus.RUNNING:
                 logger.warning("Training job %s is running already; not starting it twice.", job_id)
             return None
         if job.cancel_requested:
             finish_cancelled(job)
             return None
-        now = timezone.now()
         job.status = JobStatus.RUNNING
         job.started_at = job.started_at or now
         job.heartbeat_at = now

@@ -321,6 +321,12 @@ def test_a_job_runs_once_and_only_its_current_run_moves_the_round(
     round_ = launch(project, setup, method="ppo")
     generate = jobs.start(queued[0])
     assert jobs.start(queued[0]) is None  # delivered twice: not run twice
+    # ... unless its heart stopped: the broker hands a dead worker's job on.
+    TrainingJob.objects.filter(pk=generate.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=11)
+    )
+    generate = jobs.start(queued[0])
+    assert generate.attempts == 2
     # Given up on as dead, then resumed: the first run's late report is not the job's.
     jobs.fail_stale_jobs(timezone.now() + timedelta(minutes=11))
     rounds.resume_round(round_.pk)
