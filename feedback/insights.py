@@ -26,7 +26,7 @@ from feedback.pairs import JudgmentView
 
 def people_judgments(project_id: int, *, include_imported: bool = False) -> QuerySet[Judgment]:
     """The project's judgments, those by the import user left out unless asked for."""
-    from feedback.services.imports import IMPORT_USERNAME
+    from feedback.services.projects import IMPORT_USERNAME
 
     judgments = Judgment.objects.filter(task__project_id=project_id)
     if not include_imported:

@@ -23,7 +23,7 @@ from feedback.models import (
     TaskItem,
 )
 from feedback.services.bulk import is_postgresql, may_skip_triggers, references_vouched_for
-from feedback.services.imports import IMPORT_USERNAME
+from feedback.services.projects import IMPORT_USERNAME
 from feedback.wording import counted, one_or_many
 
 

@@ -21,7 +21,8 @@ from feedback.models import (
 )
 from feedback.services import imports
 from feedback.services.exports import ExportFilters, ExportRequest, start_export
-from feedback.services.imports import IMPORT_POLICY, IMPORT_USERNAME, import_jsonl
+from feedback.services.imports import IMPORT_POLICY, import_jsonl
+from feedback.services.projects import IMPORT_USERNAME
 
 pytestmark = pytest.mark.django_db
 HH_FILE = Path("/work/shared/data/hh_rlhf_harmless_base_test.jsonl.gz")
