@@ -6,7 +6,12 @@ from django.db import models
 
 from feedback.ids import MAX_ID, parse_id
 from feedback.models import Role
-from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
+from feedback.models.projects import (
+    DEFAULT_GOLD_PERCENT,
+    INVITABLE_ROLES,
+    MAX_GOLD_PERCENT,
+    JudgmentMode,
+)
 from feedback.pairs import PairPolicy
 from feedback.services.imports import FORMATS
 from feedback.services.invitations import MAX_DAYS as MAX_INVITATION_DAYS
@@ -216,11 +221,20 @@ class ProjectSettingsForm(forms.Form):
         max_value=100,
         help_text="Judgments wanted per task, each from a different annotator (for new tasks).",
     )
+    gold_percent = forms.IntegerField(
+        label="Gold checks (%)",
+        min_value=0,
+        max_value=MAX_GOLD_PERCENT,
+        initial=DEFAULT_GOLD_PERCENT,
+        help_text="Of the tasks served, the share that are gold tasks the annotator has not "
+        "seen, while there are some (a reviewer makes a decided task gold); answers to them "
+        "make the annotators' gold accuracy. 0: none.",
+    )
 
 
 class NewProjectForm(ProjectSettingsForm):
     name = forms.CharField(max_length=200)
-    field_order = ["name", "modes", "overlap", "guidelines"]
+    field_order = ["name", "modes", "overlap", "gold_percent", "guidelines"]
 
 
 class MemberForm(forms.Form):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import orjson
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, Max, QuerySet, Sum, TextField
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, Coalesce, ExtractIsoYear, ExtractWeek
 
 from feedback import agreement
@@ -100,7 +101,7 @@ def finite_or_none(value: float) -> float | None:
 
 MIN_SHARED_FOR_KAPPA = 5  # units two annotators must share before their kappa means much
 # Bump the version when AgreementReport's shape changes, so that no process reads an old one.
-AGREEMENT_CACHE_VERSION = 1
+AGREEMENT_CACHE_VERSION = 2
 AGREEMENT_CACHE_SECONDS = 24 * 3600
 
 
@@ -135,15 +136,28 @@ class AgreementReport:
 
 
 def gold_answers(project_id: int) -> dict[int, agreement.GoldAnswer]:
+    """The project's gold answers by task. Only checks score: the judgments a task had when it
+    became gold, and the one its adjudication accepts, are what its answer was decided from."""
+    exempt = defaultdict(set)
+    for task_id, judgment_id in (
+        Judgment.objects.filter(task__project_id=project_id, task__is_gold=True)
+        .filter(
+            Q(created_at__lte=F("task__gold_since"))
+            | Q(pk=F("task__adjudication__accepted_judgment"))
+        )
+        .values_list("task_id", "pk")
+    ):
+        exempt[task_id].add(judgment_id)
     answers = {}
     for task_id, answer in AnnotationTask.objects.filter(
         project_id=project_id, is_gold=True
     ).values_list("pk", "gold_answer"):
+        decided_from = frozenset(exempt[task_id])
         if isinstance(answer, dict) and answer.get("choice"):
-            answers[task_id] = agreement.GoldAnswer(choice=answer["choice"])
+            answers[task_id] = agreement.GoldAnswer(choice=answer["choice"], exempt=decided_from)
         elif isinstance(answer, dict) and answer.get("ranking"):
             answers[task_id] = agreement.GoldAnswer(
-                ranking=tuple(tuple(g) for g in answer["ranking"])
+                ranking=tuple(tuple(g) for g in answer["ranking"]), exempt=decided_from
             )
     return answers
 

@@ -377,6 +377,7 @@ def project_settings(request, project_id: int):
         "guidelines": project.guidelines,
         "modes": project.enabled_modes,
         "overlap": project.overlap,
+        "gold_percent": project.gold_percent,
     }
     settings_form = ProjectSettingsForm(
         request.POST if posted == "settings" else None, initial=initial

@@ -22,7 +22,7 @@ from feedback.models import (
     Role,
 )
 from feedback.models.exports import ExportStatus
-from feedback.models.projects import INVITABLE_ROLES, JudgmentMode
+from feedback.models.projects import INVITABLE_ROLES, MAX_GOLD_PERCENT, JudgmentMode
 from feedback.models.tasks import SkipReason
 from feedback.services.exports import PAIR_STYLES, ExportFilters
 
@@ -34,7 +34,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "guidelines", "modes", "overlap", "created_at"]
+        fields = ["id", "name", "guidelines", "modes", "overlap", "gold_percent", "created_at"]
 
 
 class ProjectContentsSerializer(serializers.Serializer):
@@ -65,6 +65,11 @@ class ProjectSettingsSerializer(serializers.Serializer):
     )
     overlap = serializers.IntegerField(
         required=False, help_text="Judgments wanted per task (1 to 100)."
+    )
+    gold_percent = serializers.IntegerField(
+        required=False,
+        help_text=f"Of the tasks served, the share (0 to {MAX_GOLD_PERCENT}) that are gold "
+        "checks: gold tasks the annotator has not seen, while there are some.",
     )
 
 

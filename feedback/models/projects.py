@@ -22,6 +22,11 @@ def as_a(role: str) -> str:
     return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
 
 
+# Gold checks: one task in ten served by default, never most of the work.
+DEFAULT_GOLD_PERCENT = 10
+MAX_GOLD_PERCENT = 50
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
@@ -30,6 +35,10 @@ class Project(models.Model):
     rating_enabled = models.BooleanField(default=False)
     overlap = models.PositiveSmallIntegerField(
         default=1, help_text="Judgments wanted per task from different annotators."
+    )
+    gold_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_GOLD_PERCENT,
+        help_text="Of the tasks served while there is work, the share (%) that are gold checks.",
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
@@ -49,6 +58,9 @@ class Project(models.Model):
                 name="project_has_a_judgment_mode",
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_percent__lte=MAX_GOLD_PERCENT), name="project_gold_percent_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -39,6 +39,9 @@ class AnnotationTask(models.Model):
         blank=True,
         help_text='Known answer for gold tasks: {"choice": "a"} or {"ranking": [[id], [id, id]]}.',
     )
+    # When the task became gold: judgments made since are checks against its answer; those
+    # made before are what the answer was decided from, and score nobody.
+    gold_since = models.DateTimeField(null=True, blank=True)
     alignment_round = models.ForeignKey(
         "training.AlignmentRound",
         null=True,
@@ -65,6 +68,8 @@ class AnnotationTask(models.Model):
                 condition=Q(alignment_round__isnull=False),
                 name="task_round_idx",
             ),
+            # Gold checks served beside the queue: a project's few gold tasks.
+            models.Index(fields=["project"], condition=Q(is_gold=True), name="task_gold_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -84,7 +89,8 @@ class AnnotationTask(models.Model):
                 condition=Q(judgment_count__lte=F("slots_taken")), name="task_judgments_hold_slots"
             ),
             models.CheckConstraint(
-                condition=Q(is_gold=False) | Q(gold_answer__isnull=False),
+                condition=Q(is_gold=False, gold_since__isnull=True)
+                | Q(is_gold=True, gold_answer__isnull=False, gold_since__isnull=False),
                 name="gold_task_has_answer",
             ),
         ]

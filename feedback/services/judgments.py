@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -411,7 +411,12 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             "longer be taken back.",
             code="conflict",
         )
-    if Adjudication.objects.filter(task_id=task_id).exists():
+    # A decision read the judgments made before it (and may have accepted this one); a gold
+    # check answered since is the annotator's to take back.
+    decided = Adjudication.objects.filter(task_id=task_id).filter(
+        Q(accepted_judgment_id=judgment_id) | Q(updated_at__gte=judgment.created_at)
+    )
+    if decided.exists():
         raise ServiceError(
             "A reviewer has decided this task already; it can no longer be taken back.",
             code="conflict",

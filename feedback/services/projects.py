@@ -25,7 +25,7 @@ from feedback.models import (
     Removal,
     Role,
 )
-from feedback.models.projects import JudgmentMode
+from feedback.models.projects import DEFAULT_GOLD_PERCENT, MAX_GOLD_PERCENT, JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.wording import counted, one_or_many
@@ -40,13 +40,14 @@ def create_project(
     guidelines: str = "",
     modes: tuple[str, ...] = ("pairwise",),
     overlap: int = 1,
+    gold_percent: int = DEFAULT_GOLD_PERCENT,
     admin_id: int | None = None,
 ) -> Project:
     """A new project; `admin_id`, when given, becomes its first admin member."""
     name = name.strip()
     if not name:
         raise ServiceError("A project needs a name.")
-    check_settings(modes, overlap)
+    check_settings(modes, overlap, gold_percent)
     if Project.objects.filter(name=name).exists():
         raise ServiceError(f"A project named {name!r} exists already.", code="conflict")
     project = Project.objects.create(
@@ -56,6 +57,7 @@ def create_project(
         ranking_enabled="ranking" in modes,
         rating_enabled="rating" in modes,
         overlap=overlap,
+        gold_percent=gold_percent,
     )
     if admin_id is not None:
         Membership.objects.create(project=project, user_id=admin_id, role=Role.ADMIN)
@@ -93,12 +95,14 @@ def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> 
     return membership
 
 
-def check_settings(modes: tuple[str, ...], overlap: int) -> None:
+def check_settings(modes: tuple[str, ...], overlap: int, gold_percent: int) -> None:
     unknown = set(modes) - set(JudgmentMode.values)
     if unknown or not modes:
         raise ServiceError("Enable at least one of pairwise, ranking and rating judgments.")
     if not 1 <= overlap <= 100:
         raise ServiceError("Overlap (judgments wanted per task) is 1 to 100.")
+    if not 0 <= gold_percent <= MAX_GOLD_PERCENT:
+        raise ServiceError(f"Gold checks are 0 to {MAX_GOLD_PERCENT}% of the tasks served.")
 
 
 @transaction.atomic
@@ -108,6 +112,7 @@ def update_project(
     guidelines: str | None = None,
     modes: tuple[str, ...] | None = None,
     overlap: int | None = None,
+    gold_percent: int | None = None,
 ) -> Project:
     """Change what annotators read and do; a setting left out (None) keeps its value. A mode
     that open tasks still use cannot be turned off (their annotators would be served tasks the
@@ -118,7 +123,8 @@ def update_project(
     guidelines = project.guidelines if guidelines is None else guidelines
     modes = tuple(project.enabled_modes if modes is None else modes)
     overlap = project.overlap if overlap is None else overlap
-    check_settings(modes, overlap)
+    gold_percent = project.gold_percent if gold_percent is None else gold_percent
+    check_settings(modes, overlap, gold_percent)
     for mode in set(project.enabled_modes) - set(modes):
         still_open = AnnotationTask.objects.filter(
             project_id=project_id, mode=mode, status=TaskStatus.OPEN
@@ -134,6 +140,7 @@ def update_project(
     project.ranking_enabled = "ranking" in modes
     project.rating_enabled = "rating" in modes
     project.overlap = overlap
+    project.gold_percent = gold_percent
     project.save(
         update_fields=[
             "guidelines",
@@ -141,6 +148,7 @@ def update_project(
             "ranking_enabled",
             "rating_enabled",
             "overlap",
+            "gold_percent",
         ]
     )
     return project

@@ -3,6 +3,10 @@
 Lock order is always task row first, then assignment rows, so concurrent calls cannot deadlock.
 On PostgreSQL, `SELECT ... FOR UPDATE SKIP LOCKED` lets annotators lease different tasks without
 waiting on each other (Label Studio's next_task does the same).
+
+Gold checks: while an annotator has other work, a share of their leases (the project's
+gold_percent) go to a gold task they have not seen, whatever its quota, so that every annotator
+answers known questions, unaware which they are; the task then wants that judgment more.
 """
 
 import random
@@ -21,6 +25,7 @@ from feedback.models import (
     Assignment,
     Completion,
     Membership,
+    Project,
     Prompt,
     TaskItem,
 )
@@ -29,6 +34,14 @@ from feedback.raw_rows import first_instance, json_column
 from feedback.selectors import TaskOutput, TaskShown, task_shown
 
 STALE_LEASES_PER_CALL = 50
+# A task's judgments_wanted is a small integer: gold checks stop short of its limit.
+MOST_WANTED = 32767
+
+
+def gold_coin() -> float:
+    """A number in [0, 100): a lease is a gold check when it falls below the project's
+    gold_percent (and there is a gold task the annotator has not seen, and other work)."""
+    return random.uniform(0, 100)
 
 
 def lease_duration() -> timedelta:
@@ -73,7 +86,8 @@ def next_task_for(*, annotator_id: int, project_id: int) -> Assignment | None:
     """The annotator's live lease in this project, or a new lease on the best open task, with
     what it shows as `shown` (a TaskShown: mode, prompt, outputs).
 
-    Best = highest priority, then closest to completion, then oldest. None when nothing is left.
+    Best = highest priority, then closest to completion, then oldest; now and then a gold check
+    instead (see above). None when nothing is left.
     Membership is checked inside the lookups; the explicit check runs only when they come back
     empty, to tell "not a member" from "nothing left".
     """
@@ -150,7 +164,7 @@ WITH member AS (
       AND t.project_id = %(project)s AND EXISTS (SELECT 1 FROM member)
     ORDER BY a.leased_at
     LIMIT 1
-), picked AS (
+), queued AS (
     SELECT t.id FROM {task} t
     WHERE NOT EXISTS (SELECT 1 FROM live) AND EXISTS (SELECT 1 FROM member)
       AND t.project_id = %(project)s AND t.status = '{open}'
@@ -160,8 +174,24 @@ WITH member AS (
     ORDER BY t.priority DESC, t.slots_taken DESC, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
+), gold AS (
+    SELECT t.id FROM {task} t
+    WHERE EXISTS (SELECT 1 FROM queued)
+      AND %(coin)s < (SELECT p.gold_percent FROM {project} p WHERE p.id = %(project)s)
+      AND t.project_id = %(project)s AND t.is_gold AND t.status <> '{archived}'
+      AND t.judgments_wanted < {most_wanted}
+      AND NOT EXISTS (SELECT 1 FROM {assignment} a
+                      WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s OFFSET 0)
+    ORDER BY t.id
+    LIMIT 1
+    FOR UPDATE OF t SKIP LOCKED
+), picked AS (
+    SELECT id FROM gold UNION ALL SELECT id FROM queued WHERE NOT EXISTS (SELECT 1 FROM gold)
 ), taken AS (
-    UPDATE {task} t SET slots_taken = t.slots_taken + 1
+    -- A gold check is a judgment more than the task wanted: it wants one more, and is open
+    -- until it has it (for a queued task both are as they were).
+    UPDATE {task} t SET slots_taken = t.slots_taken + 1,
+        judgments_wanted = GREATEST(t.judgments_wanted, t.slots_taken + 1), status = '{open}'
     FROM picked WHERE t.id = picked.id
     RETURNING t.id
 ), created AS (
@@ -198,8 +228,11 @@ def lease_sql() -> str:
         item=TaskItem._meta.db_table,
         completion=Completion._meta.db_table,
         prompt=Prompt._meta.db_table,
+        project=Project._meta.db_table,
         open=TaskStatus.OPEN,
+        archived=TaskStatus.ARCHIVED,
         leased=AssignmentStatus.LEASED,
+        most_wanted=MOST_WANTED,
     )
 
 
@@ -210,6 +243,7 @@ def lease_statement(annotator_id: int, project_id: int, now: datetime) -> tuple[
         "annotator": annotator_id,
         "now": now,
         "expires": now + lease_duration(),
+        "coin": gold_coin(),
     }
     return lease_sql(), params
 
@@ -239,24 +273,36 @@ def lease_step_by_step(
     seen = Assignment.objects.filter(annotator_id=annotator_id, task__project_id=project_id).values(
         "task_id"
     )
+    unseen = AnnotationTask.objects.select_for_update(skip_locked=True, of=("self",)).exclude(
+        pk__in=seen
+    )
     task = (
-        AnnotationTask.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(
+        unseen.filter(
             is_member,
             project_id=project_id,
             status=TaskStatus.OPEN,
             slots_taken__lt=F("judgments_wanted"),
         )
-        .exclude(pk__in=seen)
         .order_by("-priority", "-slots_taken", "pk")
         .first()
     )
     if task is None:
         return None
+    if gold_coin() < Project.objects.get(pk=project_id).gold_percent:
+        gold = (
+            unseen.filter(project_id=project_id, is_gold=True, judgments_wanted__lt=MOST_WANTED)
+            .exclude(status=TaskStatus.ARCHIVED)
+            .order_by("pk")
+            .first()
+        )
+        task = gold or task
     shown_order = list(task.items.values_list("completion_id", flat=True))
     random.shuffle(shown_order)  # left/right and list order randomised per judgment
-    AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") + 1)
+    # As the statement does: a gold check wants a judgment more (see LEASE_SQL).
+    task.judgments_wanted = max(task.judgments_wanted, task.slots_taken + 1)
     task.slots_taken += 1
+    task.status = TaskStatus.OPEN
+    task.save(update_fields=["judgments_wanted", "slots_taken", "status"])
     return Assignment.objects.create(
         task=task,
         annotator_id=annotator_id,

@@ -6,6 +6,7 @@ the change and when (`reviewer`, `updated_at`).
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Role
@@ -89,15 +90,17 @@ def gold_answer_of(adjudication: Adjudication) -> dict:
 
 @transaction.atomic
 def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTask:
-    """Make the task a gold task whose known answer is its adjudication (annotators' judgments
-    on it then count towards their gold accuracy), or an ordinary task again."""
+    """Make the task a gold task whose known answer is its adjudication, or an ordinary task
+    again. A gold task is served, now and then, to annotators who have not seen it (the
+    project's gold_percent), and their answers score their gold accuracy; the judgments it
+    had before score nobody, as the answer was decided from them."""
     task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
     if task is None:
         raise ServiceError(f"No task with id {task_id}.", code="not_found")
     require_reviewer(reviewer_id, task.project_id)
     if not is_gold:
-        task.is_gold, task.gold_answer = False, None
-        task.save(update_fields=["is_gold", "gold_answer"])
+        task.is_gold, task.gold_answer, task.gold_since = False, None, None
+        task.save(update_fields=["is_gold", "gold_answer", "gold_since"])
         return task
     if task.mode == JudgmentMode.RATING:
         raise ServiceError(
@@ -108,6 +111,13 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
     )
     if adjudication is None:
         raise ServiceError("Adjudicate the task first: its gold answer is the adjudicated one.")
+    if task.alignment_round_id is not None:
+        raise ServiceError(
+            "A round's task cannot be gold: the round counts its own judgments, and gold checks "
+            "would add to them. Make gold of tasks outside rounds."
+        )
+    if not task.is_gold:
+        task.gold_since = timezone.now()
     task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
-    task.save(update_fields=["is_gold", "gold_answer"])
+    task.save(update_fields=["is_gold", "gold_answer", "gold_since"])
     return task

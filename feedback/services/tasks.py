@@ -73,6 +73,7 @@ def create_task(
         priority=priority,
         is_gold=gold_answer is not None,
         gold_answer=gold_answer,
+        gold_since=None if gold_answer is None else timezone.now(),
         alignment_round_id=alignment_round_id,
     )
     TaskItem.objects.bulk_create(

@@ -211,16 +211,15 @@ def test_admins_manage_members_and_settings_on_the_settings_page(project, make_m
     saved = client.post(
         url,
         {"action": "settings", "guidelines": "Prefer *short* answers.", "modes": ["pairwise"]}
-        | {"overlap": 2},
+        | {"overlap": 2, "gold_percent": 5},
         follow=True,
     )
     assert "Settings saved." in saved.content.decode()
     project.refresh_from_db()
-    assert (project.guidelines, project.enabled_modes, project.overlap) == (
-        "Prefer *short* answers.",
-        ["pairwise"],
-        2,
-    )
+    settings = (project.guidelines, project.enabled_modes, project.overlap, project.gold_percent)
+    assert settings == ("Prefer *short* answers.", ["pairwise"], 2, 5)
+    refused = client.post(url, {"action": "settings", "modes": ["pairwise"], "overlap": 2})
+    assert "Gold checks (%): This field is required." in refused.content.decode()
     none = client.post(url, {"action": "settings", "guidelines": "", "overlap": 1})
     assert none.status_code == 422
     assert "Judgments: Enable at least one kind of judgment." in none.content.decode()
@@ -240,6 +239,7 @@ def test_staff_start_a_project_and_become_its_admin(make_user):
     assert url in home
     assert '<span class="badge">Staff</span>' in home  # not a member, sees it as staff
     form = {"name": "  Summaries ", "modes": ["pairwise", "rating"], "overlap": 3}
+    form |= {"gold_percent": 20}
     created = client.post(url, form | {"guidelines": "Short is good."}, follow=True)
     project = Project.objects.get(name="Summaries")
     assert created.redirect_chain == [(f"/insights/projects/{project.pk}/imports/", 302)]
@@ -249,11 +249,12 @@ def test_staff_start_a_project_and_become_its_admin(make_user):
         3,
         "Short is good.",
     )
+    assert project.gold_percent == 20
     assert dict(project.memberships.values_list("user_id", "role")) == {staff.pk: "admin"}
 
     again = client.post(url, form)
     assert again.status_code == 422 and "exists already" in again.content.decode()
-    nothing = client.post(url, {"name": "Empty", "overlap": 1})
+    nothing = client.post(url, {"name": "Empty", "overlap": 1, "gold_percent": 10})
     assert nothing.status_code == 422 and "Enable at least one" in nothing.content.decode()
     assert Project.objects.count() == 2
 

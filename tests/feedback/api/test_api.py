@@ -603,6 +603,11 @@ def test_staff_start_projects_and_admins_run_them_through_the_api(
     assert client.patch(url, {"overlap": 101}, format="json").data["detail"] == (
         "Overlap (judgments wanted per task) is 1 to 100."
     )
+    assert changed.data["gold_percent"] == 10
+    assert client.patch(url, {"gold_percent": 0}, format="json").data["gold_percent"] == 0
+    assert client.patch(url, {"gold_percent": 60}, format="json").data["detail"] == (
+        "Gold checks are 0 to 50% of the tasks served."
+    )
 
     annotator = make_user(username="ann")
     members_url = f"/api/v1/projects/{project_id}/members/"

@@ -1,0 +1,177 @@
+"""Gold checks: a decided task made gold is served to annotators who have not seen it, a share
+of their leases, while they have other work; only their answers score gold accuracy."""
+
+import pytest
+from django.db.models import Exists
+from django.utils import timezone
+
+from feedback import insights
+from feedback.errors import ServiceError
+from feedback.models import Membership, Role
+from feedback.services import (
+    JudgmentInput,
+    adjudicate_task,
+    mark_gold,
+    next_task_for,
+    submit_judgment,
+    undo_last_judgment,
+)
+from feedback.services.projects import update_project
+from feedback.services.queue import lease_step_by_step
+from tests.training.builders import make_prompt_set, make_round, make_version
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["one statement", "step by step"])
+def lease(request, project):
+    """A new lease for the annotator, taken as PostgreSQL takes it, or as other databases do."""
+
+    def take(annotator):
+        if request.param == "one statement":
+            return next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        member = Exists(Membership.objects.filter(user_id=annotator.pk, project_id=project.pk))
+        return lease_step_by_step(annotator.pk, project.pk, member, timezone.now())
+
+    return take
+
+
+def answer(task, annotator, choice: str):
+    return submit_judgment(
+        annotator_id=annotator.pk,
+        task_id=task.pk,
+        data=JudgmentInput(kind="pairwise", choice=choice, idempotency_key=f"k{annotator.pk}"),
+    )
+
+
+@pytest.fixture
+def gold(project, make_member, make_task):
+    """A pairwise task judged "a" by its one annotator, decided "a" and made gold."""
+    task = make_task()
+    first = make_member(username="first")
+    assert next_task_for(annotator_id=first.pk, project_id=project.pk).task_id == task.pk
+    answer(task, first, "a")
+    reviewer = make_member(role=Role.REVIEWER)
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="a")
+    mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+    task.refresh_from_db()
+    assert (task.status, task.judgments_wanted) == ("complete", 1)
+    return task
+
+
+def test_a_gold_task_is_served_once_to_each_annotator_as_a_check(
+    project, make_member, make_task, gold, gold_coin, lease
+):
+    work = [make_task(), make_task()]
+    gold_coin.value = 0.0  # every lease that can be a check is one
+    newcomer = make_member()
+    check = lease(newcomer)
+    assert check.task_id == gold.pk
+    gold.refresh_from_db()
+    # One judgment more wanted, and open until it comes.
+    assert (gold.judgments_wanted, gold.slots_taken, gold.status) == (2, 2, "open")
+    answer(gold, newcomer, "b")
+    gold.refresh_from_db()
+    assert (gold.judgment_count, gold.status) == (2, "complete")
+    # Not twice, and never to its first annotator: they get the queue's work.
+    assert lease(newcomer).task_id == work[0].pk
+    first = Membership.objects.get(user__username="first").user
+    assert lease(first).task_id in {t.pk for t in work}
+
+
+def test_gold_checks_follow_the_draw_and_the_projects_share(
+    project, make_member, make_task, gold, gold_coin, lease
+):
+    work = make_task(judgments_wanted=3)
+    gold_coin.value = 9.9  # below the default 10%
+    assert lease(make_member()).task_id == gold.pk
+    gold_coin.value = 10.0
+    assert lease(make_member()).task_id == work.pk
+    update_project(project_id=project.pk, gold_percent=0)
+    gold_coin.value = 0.0
+    assert lease(make_member()).task_id == work.pk
+
+
+def test_no_gold_check_without_other_work(project, make_member, gold, gold_coin, lease):
+    gold_coin.value = 0.0
+    assert lease(make_member()) is None  # checks are mixed into work, never all that is left
+
+
+def test_an_archived_gold_task_is_not_served(
+    project, make_member, make_task, gold, gold_coin, lease
+):
+    work = make_task()
+    gold.status = "archived"
+    gold.save(update_fields=["status"])
+    gold_coin.value = 0.0
+    assert lease(make_member()).task_id == work.pk
+
+
+def test_only_checks_score_gold_accuracy(project, make_member, make_task, gold, gold_coin):
+    make_task()
+    gold_coin.value = 0.0
+    right, wrong = make_member(username="right"), make_member(username="wrong")
+    for annotator, choice in ((right, "a"), (wrong, "b")):
+        assert next_task_for(annotator_id=annotator.pk, project_id=project.pk).task_id == gold.pk
+        answer(gold, annotator, choice)
+    rows = {row.annotator: row for row in insights.agreement_report(project.pk).annotators}
+    # The first annotator's answer is what the gold answer was decided from: it scores nothing.
+    assert (rows["first"].gold_accuracy, rows["first"].gold_judged) == (None, 0)
+    assert (rows["right"].gold_accuracy, rows["right"].gold_judged) == (1.0, 1)
+    assert (rows["wrong"].gold_accuracy, rows["wrong"].gold_judged) == (0.0, 1)
+
+    # A decision that accepts a check's answer makes it the answer, which no longer scores it.
+    reviewer = make_member(role=Role.REVIEWER)
+    accepted = gold.judgments.get(annotator=wrong)
+    adjudicate_task(
+        reviewer_id=reviewer.pk, task_id=gold.pk, action="accept", judgment_id=accepted.pk
+    )
+    rows = {row.annotator: row for row in insights.agreement_report(project.pk).annotators}
+    assert (rows["right"].gold_accuracy, rows["wrong"].gold_judged) == (0.0, 0)
+
+
+def test_a_check_can_be_taken_back_but_not_an_answer_a_decision_read(
+    project, make_member, make_task, gold, gold_coin
+):
+    make_task()
+    gold_coin.value = 0.0
+    newcomer = make_member()
+    next_task_for(annotator_id=newcomer.pk, project_id=project.pk)
+    answer(gold, newcomer, "b")
+    assert undo_last_judgment(annotator_id=newcomer.pk, project_id=project.pk) == gold.pk
+    gold.refresh_from_db()
+    assert (gold.judgment_count, gold.slots_taken, gold.status) == (1, 2, "open")
+    first = Membership.objects.get(user__username="first").user
+    with pytest.raises(ServiceError, match="A reviewer has decided this task"):
+        undo_last_judgment(annotator_id=first.pk, project_id=project.pk)
+
+
+def test_gold_starts_when_marked_and_stops_when_unmarked(project, make_member, gold):
+    assert gold.gold_since is not None
+    reviewer = make_member(role=Role.REVIEWER)
+    marked_at = gold.gold_since
+    mark_gold(reviewer_id=reviewer.pk, task_id=gold.pk, is_gold=True)  # again: no new start
+    gold.refresh_from_db()
+    assert gold.gold_since == marked_at
+    mark_gold(reviewer_id=reviewer.pk, task_id=gold.pk, is_gold=False)
+    gold.refresh_from_db()
+    assert (gold.is_gold, gold.gold_answer, gold.gold_since) == (False, None, None)
+
+
+def test_a_rounds_task_cannot_be_gold(project, make_member, make_task):
+    version = make_version(project)
+    prompt_set, _ = make_prompt_set(project)
+    round_ = make_round(project, version, prompt_set)
+    task = make_task(alignment_round_id=round_.pk)
+    reviewer = make_member(role=Role.REVIEWER)
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="a")
+    with pytest.raises(ServiceError, match="A round's task cannot be gold"):
+        mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+
+
+@pytest.mark.parametrize("percent", [-1, 51])
+def test_the_gold_share_is_0_to_50_percent(project, percent):
+    with pytest.raises(ServiceError, match="Gold checks are 0 to 50%"):
+        update_project(project_id=project.pk, gold_percent=percent)
+    project.refresh_from_db()
+    assert project.gold_percent == 10
