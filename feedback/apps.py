@@ -11,3 +11,5 @@ class FeedbackConfig(AppConfig):
 
         # Before any URLconf is read: the URL modules name `<id:...>`.
         register_converter(IdConverter, "id")
+        # Connects the receiver that frees a deleted account's leases.
+        import feedback.user_deletion  # noqa: F401

@@ -8,13 +8,11 @@ from json.encoder import encode_basestring as quote_json
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import (
     AnnotationTask,
-    Assignment,
     Completion,
     ImportBatch,
     Membership,
@@ -27,7 +25,8 @@ from feedback.models import (
 )
 from feedback.models.projects import DEFAULT_GOLD_PERCENT, MAX_GOLD_PERCENT, JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
-from feedback.models.tasks import AssignmentStatus, TaskStatus
+from feedback.models.tasks import TaskStatus
+from feedback.services.queue import release_leases
 from feedback.wording import counted, one_or_many
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
@@ -252,16 +251,7 @@ def remove_member(*, project_id: int, user_id: int) -> None:
     Removal.objects.update_or_create(
         project_id=project_id, user_id=user_id, defaults={"removed_at": timezone.now()}
     )
-    leases = Assignment.objects.filter(
-        annotator_id=user_id, task__project_id=project_id, status=AssignmentStatus.LEASED
-    )
-    held = sorted(leases.values_list("task_id", flat=True))
-    # Task rows first, in id order, as the queue locks them.
-    list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))
-    # Read again under the locks: a lease answered meanwhile is a judgment now, its slot used.
-    released = sorted(leases.filter(task_id__in=held).values_list("task_id", flat=True))
-    leases.filter(task_id__in=released).delete()
-    AnnotationTask.objects.filter(pk__in=released).update(slots_taken=F("slots_taken") - 1)
+    release_leases(annotator_id=user_id, project_id=project_id)
 
 
 # Ids checked per statement: PostgreSQL takes at most 65,535 parameters.

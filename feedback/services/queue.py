@@ -55,6 +55,23 @@ def require_member(user_id: int, project_id: int) -> Membership:
     return membership
 
 
+@transaction.atomic
+def release_leases(*, annotator_id: int, project_id: int | None = None) -> int:
+    """Give the tasks leased to the annotator (in one project, or in all) back to the queue;
+    how many."""
+    leases = Assignment.objects.filter(annotator_id=annotator_id, status=AssignmentStatus.LEASED)
+    if project_id is not None:
+        leases = leases.filter(task__project_id=project_id)
+    held = sorted(leases.values_list("task_id", flat=True))
+    # Task rows first, in id order, as the queue locks them.
+    list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))
+    # Read again under the locks: a lease answered meanwhile is a judgment now, its slot used.
+    released = sorted(leases.filter(task_id__in=held).values_list("task_id", flat=True))
+    leases.filter(task_id__in=released).delete()
+    AnnotationTask.objects.filter(pk__in=released).update(slots_taken=F("slots_taken") - 1)
+    return len(released)
+
+
 def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
     """Delete leases past their expiry and free their slots; returns how many were freed."""
     now = now or timezone.now()

@@ -154,3 +154,13 @@ def test_one_annotators_requests_at_once_all_get_a_lease(transactional_db, make_
         assert errors == [] and len(leased) == 4 and None not in leased
         for task_id in {assignment.task_id for assignment in leased}:
             skip_task(annotator_id=annotator.pk, task_id=task_id)
+
+
+def test_deleting_an_account_gives_its_leases_back(project, make_member, make_task):
+    task = make_task()
+    leaver, stayer = make_member(), make_member()
+    assert next_task_for(annotator_id=leaver.pk, project_id=project.pk).task == task
+    leaver.delete()  # as Django admin deletes an account
+    task.refresh_from_db()
+    assert task.slots_taken == 0
+    assert next_task_for(annotator_id=stayer.pk, project_id=project.pk).task == task
