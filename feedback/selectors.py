@@ -198,7 +198,10 @@ def tasks_for_review(
     count their answers and flags a page at a time with review_counts (counting them for a
     project's million tasks only to show twenty took seconds). Imported battles' verdicts are
     not annotators' work and are left out."""
-    flagged = Exists(Assignment.objects.filter(task=OuterRef("pk"), skip_reason__in=FLAG_REASONS))
+    # Flagged by a skip, or along with an answer.
+    flagged = Exists(
+        Assignment.objects.filter(task=OuterRef("pk"), skip_reason__in=FLAG_REASONS)
+    ) | Exists(Judgment.objects.filter(task=OuterRef("pk")).exclude(flags=[]))
     tasks = (
         AnnotationTask.objects.filter(project_id=project_id, import_batch__isnull=True)
         .select_related("prompt", "adjudication__reviewer")
@@ -220,15 +223,15 @@ def has_imported_verdicts(project_id: int) -> bool:
 
 
 def review_counts(task_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """(distinct answers, flags) of each task."""
-    flag_count = Count(
-        "assignments", filter=Q(assignments__skip_reason__in=FLAG_REASONS), distinct=True
-    )
+    """(distinct answers, flags) of each task: skips for a flag's reason, and answers given with
+    flags."""
+    skips = Count("assignments", filter=Q(assignments__skip_reason__in=FLAG_REASONS), distinct=True)
+    flagged_answers = Count("judgments", filter=~Q(judgments__flags=[]), distinct=True)
     return {
-        pk: (answers, flags)
-        for pk, answers, flags in AnnotationTask.objects.filter(pk__in=task_ids)
-        .annotate(answers=distinct_answers(), flags=flag_count)
-        .values_list("pk", "answers", "flags")
+        pk: (answers, skipped + answered)
+        for pk, answers, skipped, answered in AnnotationTask.objects.filter(pk__in=task_ids)
+        .annotate(answers=distinct_answers(), skips=skips, flagged_answers=flagged_answers)
+        .values_list("pk", "answers", "skips", "flagged_answers")
     }
 
 

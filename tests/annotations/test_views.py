@@ -382,6 +382,25 @@ def test_flagged_tasks_reach_the_reviewers_with_reason_and_note(project, make_me
     assert "Unsafe" in page and "slur in B" in page and "flagger" in page
 
 
+def test_an_answer_given_with_a_flag_reaches_the_reviewers(project, make_member, make_task):
+    flagged, plain = make_task(priority=1), make_task()
+    annotator = make_member()
+    for task, flags in ((flagged, ["broken", "unsafe"]), (plain, [])):
+        services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+        services.submit_judgment(
+            annotator_id=annotator.pk,
+            task_id=task.pk,
+            data=services.JudgmentInput(
+                kind="pairwise", choice="a", flags=flags, idempotency_key=f"k{task.pk}"
+            ),
+        )
+    client = client_for(make_member(role=Role.REVIEWER))
+    url = reverse("annotations:review_list", args=[project.pk])
+    listed = client.get(url, {"show": "flagged"}).content.decode()
+    assert f"#{flagged.pk}<" in listed and "1 flag<" in listed
+    assert f"#{plain.pk}<" not in listed
+
+
 def test_a_reviewer_accepts_or_overrides_and_who_and_when_is_recorded(
     project, make_member, make_task
 ):
