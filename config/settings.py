@@ -188,6 +188,10 @@ CELERY_TASK_ROUTES = {"training.tasks.run_training_job": {"queue": "gpu"}}
 CELERY_BEAT_SCHEDULE = {
     "watch-training": {"task": "training.tasks.watch_training", "schedule": 15.0},
     "watch-exports": {"task": "feedback.tasks.watch_exports", "schedule": 3600.0},
+    "release-expired-leases": {
+        "task": "feedback.tasks.release_expired_leases_task",
+        "schedule": 300.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -226,9 +226,9 @@ class ProjectSettingsForm(forms.Form):
         min_value=0,
         max_value=MAX_GOLD_PERCENT,
         initial=DEFAULT_GOLD_PERCENT,
-        help_text="Of the tasks served, the share that are gold tasks the annotator has not "
-        "seen, while there are some (a reviewer makes a decided task gold); answers to them "
-        "make the annotators' gold accuracy. 0: none.",
+        help_text="Share of each annotator's tasks that are gold checks: decided tasks a reviewer "
+        "made gold, served unmarked to those who have not seen them, while other work remains. "
+        "Their answers give gold accuracy. 0 turns checks off.",
     )
 
 

@@ -4,12 +4,17 @@ from celery import shared_task
 
 from feedback.services import release_expired_leases
 from feedback.services.exports import fail_abandoned_exports
+from feedback.services.queue import projects_with_expired_leases
 
 
 @shared_task(acks_late=True)
-def release_expired_leases_task(project_id: int) -> int:
-    """Free the slots of abandoned leases in a project; safe to run twice."""
-    return release_expired_leases(project_id)
+def release_expired_leases_task(project_id: int | None = None) -> int:
+    """Free the slots of abandoned leases in a project, or (periodic) in every project that has
+    some; safe to run twice. Asking for work frees them too: this keeps the projects' counts of
+    open work true while nobody asks."""
+    if project_id is not None:
+        return release_expired_leases(project_id)
+    return sum(release_expired_leases(stale) for stale in projects_with_expired_leases())
 
 
 @shared_task(time_limit=120)

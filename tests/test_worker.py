@@ -20,7 +20,7 @@ def test_worker_frees_abandoned_leases(celery_worker_process, project, make_memb
         leased_at=timezone.now() - timedelta(hours=2),
         expires_at=timezone.now() - timedelta(hours=1),
     )
-    result = release_expired_leases_task.delay(project.pk)
+    result = release_expired_leases_task.delay()  # as the beat sends it: every project
     assert result.id
     wait_for(lambda: not Assignment.objects.filter(pk=lease.pk).exists(), timeout=60)
     assert AnnotationTask.objects.get(pk=task.pk).slots_taken == 0

@@ -72,6 +72,17 @@ def release_leases(*, annotator_id: int, project_id: int | None = None) -> int:
     return len(released)
 
 
+def projects_with_expired_leases(now: datetime | None = None) -> list[int]:
+    return list(
+        Assignment.objects.filter(
+            status=AssignmentStatus.LEASED, expires_at__lte=now or timezone.now()
+        )
+        .values_list("task__project_id", flat=True)
+        .distinct()
+        .order_by()
+    )
+
+
 def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
     """Delete leases past their expiry and free their slots; returns how many were freed."""
     now = now or timezone.now()
@@ -128,7 +139,7 @@ def shown_from_json(value: object) -> TaskShown:
 
 
 # Reclaiming stale leases is a query per call; at thousands of calls a second once every few
-# seconds per process is plenty (release_expired_leases_task also runs it from Celery).
+# seconds per process is plenty (release_expired_leases_task also runs it, on Celery's beat).
 SWEEP_INTERVAL = timedelta(seconds=5)
 _last_sweep: dict[int, datetime] = {}
 
