@@ -6,10 +6,19 @@ from django.utils import timezone
 
 
 def gold_from_now(apps, schema_editor):
-    # The judgments a gold task already has are the ones its answer was decided from: checks
-    # start now.
     AnnotationTask = apps.get_model("feedback", "AnnotationTask")
-    AnnotationTask.objects.filter(is_gold=True).update(gold_since=timezone.now())
+    gold = AnnotationTask.objects.filter(is_gold=True)
+    # A round counts its tasks' judgments: its tasks are no longer gold (gold checks would add
+    # to them).
+    gold.filter(alignment_round__isnull=False).update(is_gold=False, gold_answer=None)
+    # The judgments a gold task has are those its answer was decided from: checks start now,
+    # and its quota ends with what it has (see feedback/services/reviews.py mark_gold).
+    for task in gold.filter(alignment_round__isnull=True):
+        task.gold_since = timezone.now()
+        task.judgments_wanted = max(task.slots_taken, 1)
+        if task.status == "open" and task.judgment_count >= task.judgments_wanted:
+            task.status = "complete"
+        task.save(update_fields=["gold_since", "judgments_wanted", "status"])
 
 
 class Migration(migrations.Migration):
@@ -63,6 +72,15 @@ class Migration(migrations.Migration):
             model_name="project",
             constraint=models.CheckConstraint(
                 condition=models.Q(("gold_percent__lte", 50)), name="project_gold_percent_valid"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="annotationtask",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("is_gold", False), ("alignment_round__isnull", True), _connector="OR"
+                ),
+                name="gold_task_not_in_round",
             ),
         ),
     ]

@@ -93,6 +93,11 @@ class AnnotationTask(models.Model):
                 | Q(is_gold=True, gold_answer__isnull=False, gold_since__isnull=False),
                 name="gold_task_has_answer",
             ),
+            # A round counts its tasks' judgments; gold checks would add to them.
+            models.CheckConstraint(
+                condition=Q(is_gold=False) | Q(alignment_round__isnull=True),
+                name="gold_task_not_in_round",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,7 @@ from feedback.models.judgments import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.raw_rows import json_column
-from feedback.services.queue import lease_duration
+from feedback.services.queue import lease_duration, slot_given_back
 
 MAX_RATIONALE_CHARS = 10_000
 
@@ -447,5 +447,5 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             pk=assignment_id, status=AssignmentStatus.LEASED
         ).delete()
         if released:
-            AnnotationTask.objects.filter(pk=held_task).update(slots_taken=F("slots_taken") - 1)
+            AnnotationTask.objects.filter(pk=held_task).update(**slot_given_back())
     return task_id

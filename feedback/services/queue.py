@@ -16,7 +16,8 @@ from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F
+from django.db.models import Case, Exists, F, PositiveSmallIntegerField, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from feedback.errors import ServiceError
@@ -29,6 +30,7 @@ from feedback.models import (
     Prompt,
     TaskItem,
 )
+from feedback.models.projects import JudgmentMode, Role
 from feedback.models.tasks import AssignmentStatus, SkipReason, TaskStatus
 from feedback.raw_rows import first_instance, json_column
 from feedback.selectors import TaskOutput, TaskShown, task_shown
@@ -36,6 +38,26 @@ from feedback.selectors import TaskOutput, TaskShown, task_shown
 STALE_LEASES_PER_CALL = 50
 # A task's judgments_wanted is a small integer: gold checks stop short of its limit.
 MOST_WANTED = 32767
+
+
+def slot_given_back() -> dict:
+    """The task update for a slot given back (a skip, an expired or released lease). A gold
+    task's slots are checks, each wanted beyond its quota: it wants one fewer again (at least
+    one), and is complete again once it has them."""
+    wanted = Greatest(F("slots_taken") - 1, Value(1), output_field=PositiveSmallIntegerField())
+    return {
+        "slots_taken": F("slots_taken") - 1,
+        "judgments_wanted": Case(When(is_gold=True, then=wanted), default=F("judgments_wanted")),
+        "status": Case(
+            When(
+                is_gold=True,
+                status=TaskStatus.OPEN,
+                judgment_count__gte=wanted,
+                then=Value(TaskStatus.COMPLETE),
+            ),
+            default=F("status"),
+        ),
+    }
 
 
 def gold_coin() -> float:
@@ -68,7 +90,7 @@ def release_leases(*, annotator_id: int, project_id: int | None = None) -> int:
     # Read again under the locks: a lease answered meanwhile is a judgment now, its slot used.
     released = sorted(leases.filter(task_id__in=held).values_list("task_id", flat=True))
     leases.filter(task_id__in=released).delete()
-    AnnotationTask.objects.filter(pk__in=released).update(slots_taken=F("slots_taken") - 1)
+    AnnotationTask.objects.filter(pk__in=released).update(**slot_given_back())
     return len(released)
 
 
@@ -105,7 +127,7 @@ def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
                 pk=assignment_id, status=AssignmentStatus.LEASED, expires_at__lte=now
             ).delete()
             if deleted:
-                AnnotationTask.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - 1)
+                AnnotationTask.objects.filter(pk=task_id).update(**slot_given_back())
                 freed += 1
     return freed
 
@@ -185,7 +207,8 @@ def live_or_new_lease(annotator_id: int, project_id: int, now: datetime) -> Assi
 #   every lease: 1.3 ms at 864 of them, growing with every judgment.
 LEASE_SQL = """
 WITH member AS (
-    SELECT 1 FROM {membership} m WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
+    SELECT m.role FROM {membership} m
+    WHERE m.project_id = %(project)s AND m.user_id = %(annotator)s
 ), live AS (
     SELECT a.* FROM {assignment} a JOIN {task} t ON t.id = a.task_id
     WHERE a.annotator_id = %(annotator)s AND a.status = '{leased}' AND a.expires_at > %(now)s
@@ -203,10 +226,13 @@ WITH member AS (
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
 ), gold AS (
-    SELECT t.id FROM {task} t
-    WHERE EXISTS (SELECT 1 FROM queued)
-      AND %(coin)s < (SELECT p.gold_percent FROM {project} p WHERE p.id = %(project)s)
+    -- Checks are for annotators: reviewers and admins read the gold answers on the Review tab.
+    SELECT t.id FROM {task} t JOIN {project} p ON p.id = t.project_id
+    WHERE EXISTS (SELECT 1 FROM queued) AND (SELECT role FROM member) = '{annotator}'
+      AND p.id = %(project)s AND %(coin)s < p.gold_percent
       AND t.project_id = %(project)s AND t.is_gold AND t.status <> '{archived}'
+      AND CASE t.mode WHEN '{pairwise}' THEN p.pairwise_enabled
+                      WHEN '{ranking}' THEN p.ranking_enabled ELSE p.rating_enabled END
       AND t.judgments_wanted < {most_wanted}
       AND NOT EXISTS (SELECT 1 FROM {assignment} a
                       WHERE a.task_id = t.id AND a.annotator_id = %(annotator)s OFFSET 0)
@@ -260,6 +286,9 @@ def lease_sql() -> str:
         open=TaskStatus.OPEN,
         archived=TaskStatus.ARCHIVED,
         leased=AssignmentStatus.LEASED,
+        annotator=Role.ANNOTATOR,
+        pairwise=JudgmentMode.PAIRWISE,
+        ranking=JudgmentMode.RANKING,
         most_wanted=MOST_WANTED,
     )
 
@@ -316,9 +345,18 @@ def lease_step_by_step(
     )
     if task is None:
         return None
-    if gold_coin() < Project.objects.get(pk=project_id).gold_percent:
+    project = Project.objects.get(pk=project_id)
+    is_annotator = Membership.objects.filter(
+        project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR
+    ).exists()
+    if is_annotator and gold_coin() < project.gold_percent:
         gold = (
-            unseen.filter(project_id=project_id, is_gold=True, judgments_wanted__lt=MOST_WANTED)
+            unseen.filter(
+                project_id=project_id,
+                is_gold=True,
+                mode__in=project.enabled_modes,
+                judgments_wanted__lt=MOST_WANTED,
+            )
             .exclude(status=TaskStatus.ARCHIVED)
             .order_by("pk")
             .first()
@@ -362,5 +400,5 @@ def skip_task(
     assignment.skip_note = note[:2000]
     assignment.finished_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "skip_note", "finished_at"])
-    AnnotationTask.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - 1)
+    AnnotationTask.objects.filter(pk=task.pk).update(**slot_given_back())
     return assignment

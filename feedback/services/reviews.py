@@ -12,6 +12,7 @@ from feedback.errors import ServiceError
 from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Role
 from feedback.models.judgments import AdjudicationAction, PairwiseChoice
 from feedback.models.projects import JudgmentMode
+from feedback.models.tasks import TaskStatus
 
 from .judgments import check_ranking
 
@@ -118,6 +119,11 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
         )
     if not task.is_gold:
         task.gold_since = timezone.now()
+        # Its quota ends here, with the judgments it has (and the leases out): whatever it is
+        # served from now on is a check, a judgment more than it wanted (see the queue).
+        task.judgments_wanted = max(task.slots_taken, 1)
+        if task.status == TaskStatus.OPEN and task.judgment_count >= task.judgments_wanted:
+            task.status = TaskStatus.COMPLETE
     task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
-    task.save(update_fields=["is_gold", "gold_answer", "gold_since"])
+    task.save(update_fields=["is_gold", "gold_answer", "gold_since", "judgments_wanted", "status"])
     return task

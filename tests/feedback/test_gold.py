@@ -1,22 +1,27 @@
 """Gold checks: a decided task made gold is served to annotators who have not seen it, a share
 of their leases, while they have other work; only their answers score gold accuracy."""
 
+from datetime import timedelta
+
 import pytest
+from django.db import IntegrityError
 from django.db.models import Exists
 from django.utils import timezone
 
 from feedback import insights
 from feedback.errors import ServiceError
-from feedback.models import Membership, Role
+from feedback.models import AnnotationTask, Assignment, Membership, Role
 from feedback.services import (
     JudgmentInput,
     adjudicate_task,
     mark_gold,
     next_task_for,
+    release_expired_leases,
+    skip_task,
     submit_judgment,
     undo_last_judgment,
 )
-from feedback.services.projects import update_project
+from feedback.services.projects import remove_member, update_project
 from feedback.services.queue import lease_step_by_step
 from tests.training.builders import make_prompt_set, make_round, make_version
 
@@ -175,3 +180,77 @@ def test_the_gold_share_is_0_to_50_percent(project, percent):
         update_project(project_id=project.pk, gold_percent=percent)
     project.refresh_from_db()
     assert project.gold_percent == 10
+
+
+def counters(task) -> tuple[int, int, int, str]:
+    task.refresh_from_db()
+    return task.judgments_wanted, task.slots_taken, task.judgment_count, task.status
+
+
+@pytest.mark.parametrize("given_back", ["skipped", "expired", "member removed"])
+def test_a_check_given_back_leaves_the_gold_task_as_it_was(
+    project, make_member, make_task, gold, gold_coin, given_back
+):
+    make_task(judgments_wanted=5)
+    gold_coin.value = 0.0
+    newcomer = make_member()
+    assert next_task_for(annotator_id=newcomer.pk, project_id=project.pk).task_id == gold.pk
+    assert counters(gold) == (2, 2, 1, "open")
+    if given_back == "skipped":
+        skip_task(annotator_id=newcomer.pk, task_id=gold.pk)
+    elif given_back == "expired":
+        Assignment.objects.filter(task=gold, annotator=newcomer).update(
+            leased_at=timezone.now() - timedelta(hours=2),
+            expires_at=timezone.now() - timedelta(hours=1),
+        )
+        assert release_expired_leases(project.pk) == 1
+    else:
+        remove_member(project_id=project.pk, user_id=newcomer.pk)
+    assert counters(gold) == (1, 1, 1, "complete")
+    # So it is no ordinary work: with no draw for a check, the queue serves the real task.
+    gold_coin.value = 100.0
+    assert next_task_for(annotator_id=make_member().pk, project_id=project.pk).task_id != gold.pk
+
+
+def test_a_task_made_gold_before_its_quota_is_met_ends_its_quota(
+    project, make_member, make_task, gold_coin
+):
+    task = make_task(judgments_wanted=3)
+    annotator = make_member()
+    next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    answer(task, annotator, "a")
+    reviewer = make_member(role=Role.REVIEWER)
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="a")
+    mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+    assert counters(task) == (1, 1, 1, "complete")
+    assert next_task_for(annotator_id=make_member().pk, project_id=project.pk) is None
+
+
+def test_no_check_in_a_mode_the_project_turned_off(
+    project, make_member, make_task, gold, gold_coin, lease
+):
+    work = make_task(mode="ranking", n=3)
+    update_project(project_id=project.pk, modes=("ranking",))
+    gold_coin.value = 0.0
+    assert lease(make_member()).task_id == work.pk
+
+
+def test_reviewers_and_admins_get_no_checks(
+    project, make_member, make_task, gold, gold_coin, lease
+):
+    work = make_task(judgments_wanted=2)
+    gold_coin.value = 0.0
+    # They read gold answers on the Review tab.
+    assert lease(make_member(role=Role.REVIEWER)).task_id == work.pk
+    assert lease(make_member(role=Role.ADMIN)).task_id == work.pk
+
+
+def test_a_rounds_task_is_never_gold_in_the_database(project, make_task):
+    version = make_version(project)
+    prompt_set, _ = make_prompt_set(project)
+    round_ = make_round(project, version, prompt_set)
+    task = make_task(alignment_round_id=round_.pk)
+    with pytest.raises(IntegrityError, match="gold_task_not_in_round"):
+        AnnotationTask.objects.filter(pk=task.pk).update(
+            is_gold=True, gold_answer={"choice": "a"}, gold_since=timezone.now()
+        )
