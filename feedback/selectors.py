@@ -218,6 +218,18 @@ def tasks_for_review(
     return tasks
 
 
+def gold_checks(project_id: int) -> set[int]:
+    """The ids of the project's judgments that are gold checks: made on gold tasks since they
+    became gold."""
+    return set(
+        Judgment.objects.filter(
+            task__project_id=project_id,
+            task__is_gold=True,
+            created_at__gt=F("task__gold_since"),
+        ).values_list("pk", flat=True)
+    )
+
+
 def has_imported_verdicts(project_id: int) -> bool:
     return ImportBatch.objects.filter(project_id=project_id, format="arena").exists()
 

@@ -1,6 +1,6 @@
 """Deriving a project's PreferencePair rows from its judgments under a named pair policy
 (feedback.pairs holds the rules), as reviewers decided their tasks (an accepted judgment alone,
-or a reviewer's answer instead of the annotators'). Re-deriving a policy replaces the pairs it
+or a reviewer's answer instead of the annotators'; gold checks left out). Re-deriving a policy replaces the pairs it
 made before, in one transaction; imported pairs (policy "import") are never touched."""
 
 from dataclasses import asdict, dataclass
@@ -12,6 +12,7 @@ from feedback.insights import judgment_views
 from feedback.models import Adjudication, PreferencePair, Project
 from feedback.models.judgments import AdjudicationAction
 from feedback.pairs import Decision, PairPolicy, as_decided, preference_pairs
+from feedback.selectors import gold_checks
 from feedback.services.imports import IMPORT_POLICY
 
 
@@ -60,7 +61,12 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
         )
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
-    views = as_decided(judgment_views(project_id), decisions(project_id))
+    # A gold check measures its annotator; the task's pairs are what its answer was decided from.
+    checks = gold_checks(project_id)
+    views = as_decided(
+        [view for view in judgment_views(project_id) if view.judgment_id not in checks],
+        decisions(project_id),
+    )
     try:
         pairs = preference_pairs(views, policy)
     except ValueError as error:

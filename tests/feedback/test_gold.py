@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from feedback import insights
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Assignment, Membership, Role
+from feedback.models import AnnotationTask, Assignment, Membership, PreferencePair, Role
+from feedback.pairs import PairPolicy
 from feedback.services import (
     JudgmentInput,
     adjudicate_task,
@@ -21,6 +22,7 @@ from feedback.services import (
     submit_judgment,
     undo_last_judgment,
 )
+from feedback.services.pairs import derive_pairs
 from feedback.services.projects import remove_member, update_project
 from feedback.services.queue import lease_step_by_step
 from tests.training.builders import make_prompt_set, make_round, make_version
@@ -254,3 +256,19 @@ def test_a_rounds_task_is_never_gold_in_the_database(project, make_task):
         AnnotationTask.objects.filter(pk=task.pk).update(
             is_gold=True, gold_answer={"choice": "a"}, gold_since=timezone.now()
         )
+
+
+def test_checks_are_not_preference_data(project, make_member, make_task, gold, gold_coin):
+    make_task()
+    gold_coin.value = 0.0
+    checkers = [make_member() for _ in range(3)]
+    for checker in checkers:
+        assert next_task_for(annotator_id=checker.pk, project_id=project.pk).task_id == gold.pk
+        answer(gold, checker, "a")
+    result = derive_pairs(project_id=project.pk, policy=PairPolicy(name="majority"))
+    # The one pair comes from the judgment the answer was decided from, as it would without
+    # the checks (an override carries the reviewer's answer on each judgment it counts).
+    pair = PreferencePair.objects.get(policy="majority")
+    assert result.judgments == 1
+    first = gold.judgments.get(annotator__username="first")
+    assert list(pair.judgments.values_list("pk", flat=True)) == [first.pk]
