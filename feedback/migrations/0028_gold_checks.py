@@ -16,7 +16,7 @@ def gold_from_now(apps, schema_editor):
     for task in gold.filter(alignment_round__isnull=True):
         task.gold_since = timezone.now()
         task.judgments_wanted = max(task.slots_taken, 1)
-        if task.status == "open" and task.judgment_count >= task.judgments_wanted:
+        if task.status == "open" and task.judgment_count >= task.slots_taken:
             task.status = "complete"
         task.save(update_fields=["gold_since", "judgments_wanted", "status"])
 

@@ -43,16 +43,23 @@ MOST_WANTED = 32767
 def slot_given_back() -> dict:
     """The task update for a slot given back (a skip, an expired or released lease). A gold
     task's slots are checks, each wanted beyond its quota: it wants one fewer again (at least
-    one), and is complete again once it has them."""
-    wanted = Greatest(F("slots_taken") - 1, Value(1), output_field=PositiveSmallIntegerField())
+    one), and is complete again once no check is out (it is open only while one is)."""
     return {
         "slots_taken": F("slots_taken") - 1,
-        "judgments_wanted": Case(When(is_gold=True, then=wanted), default=F("judgments_wanted")),
+        "judgments_wanted": Case(
+            When(
+                is_gold=True,
+                then=Greatest(
+                    F("slots_taken") - 1, Value(1), output_field=PositiveSmallIntegerField()
+                ),
+            ),
+            default=F("judgments_wanted"),
+        ),
         "status": Case(
             When(
                 is_gold=True,
                 status=TaskStatus.OPEN,
-                judgment_count__gte=wanted,
+                judgment_count__gte=F("slots_taken") - 1,
                 then=Value(TaskStatus.COMPLETE),
             ),
             default=F("status"),

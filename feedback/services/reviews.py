@@ -120,9 +120,10 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
     if not task.is_gold:
         task.gold_since = timezone.now()
         # Its quota ends here, with the judgments it has (and the leases out): whatever it is
-        # served from now on is a check, a judgment more than it wanted (see the queue).
+        # served from now on is a check, a judgment more than it wanted (see the queue). It is
+        # open only while a lease is out.
         task.judgments_wanted = max(task.slots_taken, 1)
-        if task.status == TaskStatus.OPEN and task.judgment_count >= task.judgments_wanted:
+        if task.status == TaskStatus.OPEN and task.judgment_count >= task.slots_taken:
             task.status = TaskStatus.COMPLETE
     task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
     task.save(update_fields=["is_gold", "gold_answer", "gold_since", "judgments_wanted", "status"])

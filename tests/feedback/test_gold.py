@@ -272,3 +272,24 @@ def test_checks_are_not_preference_data(project, make_member, make_task, gold, g
     assert result.judgments == 1
     first = gold.judgments.get(annotator__username="first")
     assert list(pair.judgments.values_list("pk", flat=True)) == [first.pk]
+
+
+def test_a_task_decided_without_judgments_is_gold_only_as_a_check(
+    project, make_member, make_task, gold_coin
+):
+    # A flagged task, say, that a reviewer answered themselves.
+    task = make_task()
+    reviewer = make_member(role=Role.REVIEWER)
+    adjudicate_task(reviewer_id=reviewer.pk, task_id=task.pk, action="override", choice="b")
+    mark_gold(reviewer_id=reviewer.pk, task_id=task.pk, is_gold=True)
+    assert counters(task) == (1, 0, 0, "complete")
+    work = make_task()
+    annotator = make_member()
+    assert next_task_for(annotator_id=annotator.pk, project_id=project.pk).task_id == work.pk
+    skip_task(annotator_id=annotator.pk, task_id=work.pk)
+    gold_coin.value = 0.0
+    checker = make_member()
+    assert next_task_for(annotator_id=checker.pk, project_id=project.pk).task_id == task.pk
+    assert counters(task) == (1, 1, 0, "open")
+    skip_task(annotator_id=checker.pk, task_id=task.pk)
+    assert counters(task) == (1, 0, 0, "complete")
