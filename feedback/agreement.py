@@ -287,12 +287,12 @@ def position_bias_by_annotator(judgments: Iterable[JudgmentView]) -> dict[int, P
 
 @dataclass(frozen=True)
 class GoldAnswer:
-    """The known answer of a gold task: a pairwise choice or a ranking (groups best first).
-    `exempt` are the task's judgments that score nobody: those the answer was decided from."""
+    """The known answer of a gold task: a pairwise choice or a ranking (groups best first), and
+    the judgments that score against it, its `checks` (not those it was decided from)."""
 
     choice: Choice | None = None
     ranking: tuple[tuple[int, ...], ...] | None = None
-    exempt: frozenset[int] = frozenset()
+    checks: frozenset[int] = frozenset()
 
 
 def gold_score(judgment: JudgmentView, gold: GoldAnswer) -> float | None:
@@ -326,13 +326,12 @@ class GoldAccuracy:
 def gold_accuracy(
     judgments: Iterable[JudgmentView], gold: Mapping[int, GoldAnswer]
 ) -> dict[int, GoldAccuracy]:
-    """Per annotator: mean gold_score over their judgments of gold tasks (keyed by task id),
-    those exempt left out."""
+    """Per annotator: mean gold_score over their checks of gold tasks (keyed by task id)."""
     scores: dict[int, list[float]] = defaultdict(list)
     for j in judgments:
         answer = gold.get(j.task_id)
-        exempt = answer is None or j.judgment_id in answer.exempt
-        score = None if exempt else gold_score(j, answer)
+        checked = answer is not None and j.judgment_id in answer.checks
+        score = gold_score(j, answer) if checked else None
         if score is not None:
             scores[j.annotator_id].append(score)
     return {a: GoldAccuracy(float(np.mean(s)), len(s)) for a, s in sorted(scores.items())}

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import orjson
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Q, QuerySet, Sum, TextField
+from django.db.models import Count, Max, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, Coalesce, ExtractIsoYear, ExtractWeek
 
 from feedback import agreement
 from feedback.models import AnnotationTask, Judgment, TaskItem
 from feedback.pairs import JudgmentView
+from feedback.selectors import gold_checks
 
 
 def people_judgments(project_id: int, *, include_imported: bool = False) -> QuerySet[Judgment]:
@@ -136,28 +136,19 @@ class AgreementReport:
 
 
 def gold_answers(project_id: int) -> dict[int, agreement.GoldAnswer]:
-    """The project's gold answers by task. Only checks score: the judgments a task had when it
-    became gold, and the one its adjudication accepts, are what its answer was decided from."""
-    exempt = defaultdict(set)
-    for task_id, judgment_id in (
-        Judgment.objects.filter(task__project_id=project_id, task__is_gold=True)
-        .filter(
-            Q(created_at__lte=F("task__gold_since"))
-            | Q(pk=F("task__adjudication__accepted_judgment"))
-        )
-        .values_list("task_id", "pk")
-    ):
-        exempt[task_id].add(judgment_id)
+    """The project's gold answers by task, with their checks (feedback.selectors.gold_checks):
+    only those score, not the judgments the answers were decided from."""
+    checks = gold_checks(project_id)
     answers = {}
     for task_id, answer in AnnotationTask.objects.filter(
         project_id=project_id, is_gold=True
     ).values_list("pk", "gold_answer"):
-        decided_from = frozenset(exempt[task_id])
+        scored = frozenset(checks.get(task_id, ()))
         if isinstance(answer, dict) and answer.get("choice"):
-            answers[task_id] = agreement.GoldAnswer(choice=answer["choice"], exempt=decided_from)
+            answers[task_id] = agreement.GoldAnswer(choice=answer["choice"], checks=scored)
         elif isinstance(answer, dict) and answer.get("ranking"):
             answers[task_id] = agreement.GoldAnswer(
-                ranking=tuple(tuple(g) for g in answer["ranking"]), exempt=decided_from
+                ranking=tuple(tuple(g) for g in answer["ranking"]), checks=scored
             )
     return answers
 

@@ -1,5 +1,6 @@
 """Reads for pages and the API: querysets scoped to what a user may see, and small aggregates."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -218,16 +219,22 @@ def tasks_for_review(
     return tasks
 
 
-def gold_checks(project_id: int) -> set[int]:
-    """The ids of the project's judgments that are gold checks: made on gold tasks since they
-    became gold."""
-    return set(
-        Judgment.objects.filter(
-            task__project_id=project_id,
-            task__is_gold=True,
-            created_at__gt=F("task__gold_since"),
-        ).values_list("pk", flat=True)
+def gold_checks(project_id: int) -> dict[int, set[int]]:
+    """The project's gold checks by task: ids of the judgments given to a task served as a gold
+    check, except one a reviewer's decision accepted (the answer was decided from it)."""
+    checked = Exists(
+        Assignment.objects.filter(
+            task_id=OuterRef("task_id"), annotator_id=OuterRef("annotator_id"), is_check=True
+        )
     )
+    checks = defaultdict(set)
+    for task_id, judgment_id in (
+        Judgment.objects.filter(checked, task__project_id=project_id)
+        .exclude(pk=F("task__adjudication__accepted_judgment"))
+        .values_list("task_id", "pk")
+    ):
+        checks[task_id].add(judgment_id)
+    return checks
 
 
 def has_imported_verdicts(project_id: int) -> bool:

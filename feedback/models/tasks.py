@@ -39,9 +39,6 @@ class AnnotationTask(models.Model):
         blank=True,
         help_text='Known answer for gold tasks: {"choice": "a"} or {"ranking": [[id], [id, id]]}.',
     )
-    # When the task became gold: judgments made since are checks against its answer; those
-    # made before are what the answer was decided from, and score nobody.
-    gold_since = models.DateTimeField(null=True, blank=True)
     alignment_round = models.ForeignKey(
         "training.AlignmentRound",
         null=True,
@@ -89,8 +86,7 @@ class AnnotationTask(models.Model):
                 condition=Q(judgment_count__lte=F("slots_taken")), name="task_judgments_hold_slots"
             ),
             models.CheckConstraint(
-                condition=Q(is_gold=False, gold_since__isnull=True)
-                | Q(is_gold=True, gold_answer__isnull=False, gold_since__isnull=False),
+                condition=Q(is_gold=False) | Q(gold_answer__isnull=False),
                 name="gold_task_has_answer",
             ),
             # A round counts its tasks' judgments; gold checks would add to them.
@@ -170,6 +166,9 @@ class Assignment(models.Model):
     skip_reason = models.CharField(max_length=16, choices=SkipReason.choices, blank=True)
     skip_note = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Served as a gold check (feedback/services/queue.py): its judgment scores the annotator's
+    # gold accuracy and is not preference data, and its slot was wanted beyond the task's quota.
+    is_check = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

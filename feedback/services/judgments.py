@@ -389,10 +389,10 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             status=AssignmentStatus.LEASED,
         )
         .exclude(task_id=task_id)
-        .values_list("pk", "task_id")
+        .values_list("pk", "task_id", "is_check")
     )
     # Task rows first, in id order, as the queue locks them.
-    tasks = sorted({task_id, *(held_task for _, held_task in held)})
+    tasks = sorted({task_id, *(held_task for _, held_task, _ in held)})
     list(AnnotationTask.objects.select_for_update().filter(pk__in=tasks).order_by("pk"))
     # Read again under the locks: an answer, skip or undo may have committed since.
     if newest_judgment(annotator_id, project_id) != newest:
@@ -440,12 +440,12 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             When(status=TaskStatus.COMPLETE, then=Value(TaskStatus.OPEN)), default=F("status")
         ),
     )
-    for assignment_id, held_task in held:
+    for assignment_id, held_task, check in held:
         # Only a lease still held: one answered, skipped or expired meanwhile has given its
         # slot back or turned it into a judgment.
         released, _ = Assignment.objects.filter(
             pk=assignment_id, status=AssignmentStatus.LEASED
         ).delete()
         if released:
-            AnnotationTask.objects.filter(pk=held_task).update(**slot_given_back())
+            AnnotationTask.objects.filter(pk=held_task).update(**slot_given_back(check=check))
     return task_id

@@ -62,7 +62,7 @@ def derive_pairs(*, project_id: int, policy: PairPolicy) -> DeriveResult:
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     # A gold check measures its annotator; the task's pairs are what its answer was decided from.
-    checks = gold_checks(project_id)
+    checks = set().union(*gold_checks(project_id).values())
     views = as_decided(
         [view for view in judgment_views(project_id) if view.judgment_id not in checks],
         decisions(project_id),

@@ -16,7 +16,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, PositiveSmallIntegerField, Value, When
+from django.db.models import Case, Exists, F, PositiveSmallIntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -40,30 +40,21 @@ STALE_LEASES_PER_CALL = 50
 MOST_WANTED = 32767
 
 
-def slot_given_back() -> dict:
-    """The task update for a slot given back (a skip, an expired or released lease). A gold
-    task's slots are checks, each wanted beyond its quota: it wants one fewer again (at least
-    one), and is complete again once no check is out (it is open only while one is)."""
+def slot_given_back(*, check: bool) -> dict:
+    """The task update for a slot given back (a skip, an expired or released lease). A check's
+    slot was wanted beyond the task's quota, and a gold task's quota has ended: either way the
+    task wants one fewer again (at least one), and is complete again once no lease is out."""
+    fewer = Greatest(F("slots_taken") - 1, Value(1), output_field=PositiveSmallIntegerField())
+    none_out = Q(status=TaskStatus.OPEN, judgment_count__gte=F("slots_taken") - 1)
+    if check:
+        wanted, done = fewer, none_out
+    else:
+        wanted = Case(When(is_gold=True, then=fewer), default=F("judgments_wanted"))
+        done = Q(is_gold=True) & none_out
     return {
         "slots_taken": F("slots_taken") - 1,
-        "judgments_wanted": Case(
-            When(
-                is_gold=True,
-                then=Greatest(
-                    F("slots_taken") - 1, Value(1), output_field=PositiveSmallIntegerField()
-                ),
-            ),
-            default=F("judgments_wanted"),
-        ),
-        "status": Case(
-            When(
-                is_gold=True,
-                status=TaskStatus.OPEN,
-                judgment_count__gte=F("slots_taken") - 1,
-                then=Value(TaskStatus.COMPLETE),
-            ),
-            default=F("status"),
-        ),
+        "judgments_wanted": wanted,
+        "status": Case(When(done, then=Value(TaskStatus.COMPLETE)), default=F("status")),
     }
 
 
@@ -95,9 +86,11 @@ def release_leases(*, annotator_id: int, project_id: int | None = None) -> int:
     # Task rows first, in id order, as the queue locks them.
     list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))
     # Read again under the locks: a lease answered meanwhile is a judgment now, its slot used.
-    released = sorted(leases.filter(task_id__in=held).values_list("task_id", flat=True))
-    leases.filter(task_id__in=released).delete()
-    AnnotationTask.objects.filter(pk__in=released).update(**slot_given_back())
+    released = list(leases.filter(task_id__in=held).values_list("task_id", "is_check"))
+    leases.filter(task_id__in=[task_id for task_id, _ in released]).delete()
+    for check in (False, True):
+        given_back = [task_id for task_id, is_check in released if is_check == check]
+        AnnotationTask.objects.filter(pk__in=given_back).update(**slot_given_back(check=check))
     return len(released)
 
 
@@ -118,10 +111,10 @@ def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
     stale = list(
         Assignment.objects.filter(
             task__project_id=project_id, status=AssignmentStatus.LEASED, expires_at__lte=now
-        ).values_list("pk", "task_id")[:STALE_LEASES_PER_CALL]
+        ).values_list("pk", "task_id", "is_check")[:STALE_LEASES_PER_CALL]
     )
     freed = 0
-    for assignment_id, task_id in stale:
+    for assignment_id, task_id, check in stale:
         with transaction.atomic():
             locked = (
                 AnnotationTask.objects.select_for_update(skip_locked=True)
@@ -134,7 +127,7 @@ def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
                 pk=assignment_id, status=AssignmentStatus.LEASED, expires_at__lte=now
             ).delete()
             if deleted:
-                AnnotationTask.objects.filter(pk=task_id).update(**slot_given_back())
+                AnnotationTask.objects.filter(pk=task_id).update(**slot_given_back(check=check))
                 freed += 1
     return freed
 
@@ -247,7 +240,8 @@ WITH member AS (
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
 ), picked AS (
-    SELECT id FROM gold UNION ALL SELECT id FROM queued WHERE NOT EXISTS (SELECT 1 FROM gold)
+    SELECT id, true AS is_check FROM gold
+    UNION ALL SELECT id, false FROM queued WHERE NOT EXISTS (SELECT 1 FROM gold)
 ), taken AS (
     -- A gold check is a judgment more than the task wanted: it wants one more, and is open
     -- until it has it (for a queued task both are as they were).
@@ -256,14 +250,14 @@ WITH member AS (
     FROM picked WHERE t.id = picked.id
     RETURNING t.id
 ), created AS (
-    INSERT INTO {assignment}
-        (task_id, annotator_id, status, leased_at, expires_at, shown_order, skip_reason, skip_note)
+    INSERT INTO {assignment} (task_id, annotator_id, status, leased_at, expires_at, shown_order,
+                              skip_reason, skip_note, is_check)
     SELECT taken.id, %(annotator)s, '{leased}', %(now)s, %(expires)s,
            -- left/right and list order randomised per judgment
            (SELECT jsonb_agg(i.completion_id ORDER BY random())
             FROM {item} i WHERE i.task_id = taken.id),
-           '', ''
-    FROM taken
+           '', '', picked.is_check
+    FROM taken JOIN picked ON picked.id = taken.id
     RETURNING *
 ), leased AS (
     SELECT * FROM live UNION ALL SELECT * FROM created
@@ -356,6 +350,7 @@ def lease_step_by_step(
     is_annotator = Membership.objects.filter(
         project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR
     ).exists()
+    check = False
     if is_annotator and gold_coin() < project.gold_percent:
         gold = (
             unseen.filter(
@@ -368,7 +363,8 @@ def lease_step_by_step(
             .order_by("pk")
             .first()
         )
-        task = gold or task
+        if gold is not None:
+            task, check = gold, True
     shown_order = list(task.items.values_list("completion_id", flat=True))
     random.shuffle(shown_order)  # left/right and list order randomised per judgment
     # As the statement does: a gold check wants a judgment more (see LEASE_SQL).
@@ -382,6 +378,7 @@ def lease_step_by_step(
         leased_at=now,
         expires_at=now + lease_duration(),
         shown_order=shown_order,
+        is_check=check,
     )
 
 
@@ -407,5 +404,5 @@ def skip_task(
     assignment.skip_note = note[:2000]
     assignment.finished_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "skip_note", "finished_at"])
-    AnnotationTask.objects.filter(pk=task.pk).update(**slot_given_back())
+    AnnotationTask.objects.filter(pk=task.pk).update(**slot_given_back(check=assignment.is_check))
     return assignment

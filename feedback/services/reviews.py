@@ -6,7 +6,6 @@ the change and when (`reviewer`, `updated_at`).
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 
 from feedback.errors import ServiceError
 from feedback.models import Adjudication, AnnotationTask, Judgment, Membership, Role
@@ -94,14 +93,15 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
     """Make the task a gold task whose known answer is its adjudication, or an ordinary task
     again. A gold task is served, now and then, to annotators who have not seen it (the
     project's gold_percent), and their answers score their gold accuracy; the judgments it
-    had before score nobody, as the answer was decided from them."""
+    had before score nobody, as the answer was decided from them. Unmarked, the checks it was
+    served stay checks (not preference data)."""
     task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
     if task is None:
         raise ServiceError(f"No task with id {task_id}.", code="not_found")
     require_reviewer(reviewer_id, task.project_id)
     if not is_gold:
-        task.is_gold, task.gold_answer, task.gold_since = False, None, None
-        task.save(update_fields=["is_gold", "gold_answer", "gold_since"])
+        task.is_gold, task.gold_answer = False, None
+        task.save(update_fields=["is_gold", "gold_answer"])
         return task
     if task.mode == JudgmentMode.RATING:
         raise ServiceError(
@@ -118,7 +118,6 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
             "would add to them. Make gold of tasks outside rounds."
         )
     if not task.is_gold:
-        task.gold_since = timezone.now()
         # Its quota ends here, with the judgments it has (and the leases out): whatever it is
         # served from now on is a check, a judgment more than it wanted (see the queue). It is
         # open only while a lease is out.
@@ -126,5 +125,5 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
         if task.status == TaskStatus.OPEN and task.judgment_count >= task.slots_taken:
             task.status = TaskStatus.COMPLETE
     task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
-    task.save(update_fields=["is_gold", "gold_answer", "gold_since", "judgments_wanted", "status"])
+    task.save(update_fields=["is_gold", "gold_answer", "judgments_wanted", "status"])
     return task

@@ -48,7 +48,6 @@ def create_task(
     mode: str = JudgmentMode.PAIRWISE,
     judgments_wanted: int | None = None,
     priority: int = 0,
-    gold_answer: dict | None = None,
     alignment_round_id: int | None = None,
 ) -> AnnotationTask:
     """Create a task over completions of one prompt; overlap defaults to the project's."""
@@ -71,9 +70,6 @@ def create_task(
         mode=mode,
         judgments_wanted=wanted,
         priority=priority,
-        is_gold=gold_answer is not None,
-        gold_answer=gold_answer,
-        gold_since=None if gold_answer is None else timezone.now(),
         alignment_round_id=alignment_round_id,
     )
     TaskItem.objects.bulk_create(

@@ -153,16 +153,44 @@ def test_a_check_can_be_taken_back_but_not_an_answer_a_decision_read(
         undo_last_judgment(annotator_id=first.pk, project_id=project.pk)
 
 
-def test_gold_starts_when_marked_and_stops_when_unmarked(project, make_member, gold):
-    assert gold.gold_since is not None
+def test_checks_stay_checks_when_the_task_is_unmarked_and_marked_again(
+    project, make_member, make_task, gold, gold_coin
+):
+    make_task(judgments_wanted=5)
+    gold_coin.value = 0.0
+    answered, holding = make_member(username="answered"), make_member()
+    for checker in (answered, holding):
+        assert next_task_for(annotator_id=checker.pk, project_id=project.pk).task_id == gold.pk
+    answer(gold, answered, "b")
     reviewer = make_member(role=Role.REVIEWER)
-    marked_at = gold.gold_since
-    mark_gold(reviewer_id=reviewer.pk, task_id=gold.pk, is_gold=True)  # again: no new start
-    gold.refresh_from_db()
-    assert gold.gold_since == marked_at
     mark_gold(reviewer_id=reviewer.pk, task_id=gold.pk, is_gold=False)
-    gold.refresh_from_db()
-    assert (gold.is_gold, gold.gold_answer, gold.gold_since) == (False, None, None)
+    assert counters(gold)[1:] == (3, 2, "open")
+    # The check still out, given back: the task wants what it had, not one more as ordinary work.
+    skip_task(annotator_id=holding.pk, task_id=gold.pk)
+    assert counters(gold) == (2, 2, 2, "complete")
+    assert derive_pairs(project_id=project.pk, policy=PairPolicy(name="p")).judgments == 1
+    mark_gold(reviewer_id=reviewer.pk, task_id=gold.pk, is_gold=True)
+    assert counters(gold) == (2, 2, 2, "complete")
+    rows = {row.annotator: row for row in insights.agreement_report(project.pk).annotators}
+    assert (rows["answered"].gold_accuracy, rows["answered"].gold_judged) == (0.0, 1)
+    assert derive_pairs(project_id=project.pk, policy=PairPolicy(name="p")).judgments == 1
+
+
+def test_a_check_a_decision_accepts_is_preference_data(
+    project, make_member, make_task, gold, gold_coin
+):
+    make_task()
+    gold_coin.value = 0.0
+    checker = make_member()
+    next_task_for(annotator_id=checker.pk, project_id=project.pk)
+    accepted = answer(gold, checker, "b")
+    reviewer = make_member(role=Role.REVIEWER)
+    adjudicate_task(
+        reviewer_id=reviewer.pk, task_id=gold.pk, action="accept", judgment_id=accepted.pk
+    )
+    derive_pairs(project_id=project.pk, policy=PairPolicy(name="p"))
+    pair = PreferencePair.objects.get(policy="p")
+    assert list(pair.judgments.values_list("pk", flat=True)) == [accepted.pk]
 
 
 def test_a_rounds_task_cannot_be_gold(project, make_member, make_task):
@@ -253,9 +281,7 @@ def test_a_rounds_task_is_never_gold_in_the_database(project, make_task):
     round_ = make_round(project, version, prompt_set)
     task = make_task(alignment_round_id=round_.pk)
     with pytest.raises(IntegrityError, match="gold_task_not_in_round"):
-        AnnotationTask.objects.filter(pk=task.pk).update(
-            is_gold=True, gold_answer={"choice": "a"}, gold_since=timezone.now()
-        )
+        AnnotationTask.objects.filter(pk=task.pk).update(is_gold=True, gold_answer={"choice": "a"})
 
 
 def test_checks_are_not_preference_data(project, make_member, make_task, gold, gold_coin):

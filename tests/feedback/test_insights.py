@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from feedback import charts, insights, leaderboards, services
-from feedback.models import Judgment, ModelVersion
+from feedback.models import AnnotationTask, Assignment, Judgment, ModelVersion
 from feedback.services.imports import import_jsonl
 
 pytestmark = pytest.mark.django_db
@@ -260,8 +260,11 @@ def test_agreement_report_figures(project, make_member, make_task):
     for annotator in ann:
         for n, task in enumerate(tasks):
             judge(project, annotator, task, plan[annotator.username][n], f"{n}")
-    gold = make_task(gold_answer={"choice": "a"})
+    gold = make_task()
+    AnnotationTask.objects.filter(pk=gold.pk).update(is_gold=True, gold_answer={"choice": "a"})
     judge(project, ann[0], gold, "b", "gold")
+    # As a gold check (tests/feedback/test_gold.py serves them): it scores.
+    Assignment.objects.filter(task=gold, annotator=ann[0]).update(is_check=True)
     import_jsonl(
         project_id=project.pk,
         user_id=None,

@@ -198,7 +198,8 @@ def test_refusals_name_the_problem_and_create_nothing(db, monkeypatch):
 def test_only_untouched_open_tasks_are_deleted(project, make_member, make_task):
     make_task(), make_task(n=3, mode="ranking")  # untouched
     judged, skipped, leased = make_task(), make_task(), make_task()
-    gold = make_task(gold_answer={"choice": "a"})
+    gold = make_task()
+    AnnotationTask.objects.filter(pk=gold.pk).update(is_gold=True, gold_answer={"choice": "a"})
     annotator, other, third = make_member(), make_member(), make_member()
     for user, task in ((annotator, judged), (other, skipped), (third, leased)):
         AnnotationTask.objects.exclude(pk=task.pk).update(priority=-1)
