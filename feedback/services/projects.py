@@ -90,6 +90,7 @@ def add_member(*, project_id: int, user_id: int, role: str = Role.ANNOTATOR) -> 
     membership, _ = Membership.objects.update_or_create(
         project_id=project_id, user_id=user_id, defaults={"role": role}
     )
+    checks_for_annotators_only(membership)
     Removal.objects.filter(project_id=project_id, user_id=user_id).delete()
     return membership
 
@@ -234,7 +235,17 @@ def change_member_role(*, project_id: int, user_id: int, role: str) -> Membershi
         keeps_an_admin(project_id, user_id)
     membership.role = role
     membership.save(update_fields=["role"])
+    checks_for_annotators_only(membership)
     return membership
+
+
+def checks_for_annotators_only(membership: Membership) -> None:
+    """A reviewer or admin reads the gold answers (Review tab): a gold check they were leased as
+    an annotator goes back."""
+    if membership.role != Role.ANNOTATOR:
+        release_leases(
+            annotator_id=membership.user_id, project_id=membership.project_id, checks_only=True
+        )
 
 
 @transaction.atomic

@@ -76,12 +76,16 @@ def require_member(user_id: int, project_id: int) -> Membership:
 
 
 @transaction.atomic
-def release_leases(*, annotator_id: int, project_id: int | None = None) -> int:
-    """Give the tasks leased to the annotator (in one project, or in all) back to the queue;
-    how many."""
+def release_leases(
+    *, annotator_id: int, project_id: int | None = None, checks_only: bool = False
+) -> int:
+    """Give the tasks leased to the annotator (in one project, or in all; only gold checks, or
+    every one) back to the queue; how many."""
     leases = Assignment.objects.filter(annotator_id=annotator_id, status=AssignmentStatus.LEASED)
     if project_id is not None:
         leases = leases.filter(task__project_id=project_id)
+    if checks_only:
+        leases = leases.filter(is_check=True)
     held = sorted(leases.values_list("task_id", flat=True))
     # Task rows first, in id order, as the queue locks them.
     list(AnnotationTask.objects.select_for_update().filter(pk__in=held).order_by("pk"))

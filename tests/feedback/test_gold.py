@@ -23,7 +23,7 @@ from feedback.services import (
     undo_last_judgment,
 )
 from feedback.services.pairs import derive_pairs
-from feedback.services.projects import remove_member, update_project
+from feedback.services.projects import change_member_role, remove_member, update_project
 from feedback.services.queue import lease_step_by_step
 from tests.training.builders import make_prompt_set, make_round, make_version
 
@@ -319,3 +319,15 @@ def test_a_task_decided_without_judgments_is_gold_only_as_a_check(
     assert counters(task) == (1, 1, 0, "open")
     skip_task(annotator_id=checker.pk, task_id=task.pk)
     assert counters(task) == (1, 0, 0, "complete")
+
+
+def test_a_check_goes_back_when_its_annotator_becomes_a_reviewer(
+    project, make_member, make_task, gold, gold_coin
+):
+    work = make_task()
+    gold_coin.value = 0.0
+    promoted = make_member()
+    assert next_task_for(annotator_id=promoted.pk, project_id=project.pk).task_id == gold.pk
+    change_member_role(project_id=project.pk, user_id=promoted.pk, role=Role.REVIEWER)
+    assert counters(gold) == (1, 1, 1, "complete")
+    assert next_task_for(annotator_id=promoted.pk, project_id=project.pk).task_id == work.pk
