@@ -183,10 +183,11 @@ def test_position_bias_counts_left_wins_among_decisive_judgments():
 
 
 def test_gold_accuracy_for_choices_and_rankings():
+    # Judgment ids are annotator * 1000 + task; the checks are what score.
     gold = {
-        1: GoldAnswer(choice="a"),
-        2: GoldAnswer(ranking=((1,), (2, 3), (4,))),
-        3: GoldAnswer(ranking=((1, 2),)),  # all tied: nothing to score
+        1: GoldAnswer(choice="a", checks=frozenset({7001, 8001})),
+        2: GoldAnswer(ranking=((1,), (2, 3), (4,)), checks=frozenset({7002})),
+        3: GoldAnswer(ranking=((1, 2),), checks=frozenset({7003})),  # all tied: nothing to score
     }
     judgments = [
         pairwise(7, 1, "a"),
@@ -194,6 +195,7 @@ def test_gold_accuracy_for_choices_and_rankings():
         ranking(7, 3, ((1,), (2,))),
         pairwise(8, 1, "b"),
         pairwise(8, 99, "b"),  # not a gold task
+        pairwise(9, 1, "b"),  # not a check: the answer was decided from it
     ]
     # Gold's strict orderings: 1>2, 1>3, 1>4, 2>4, 3>4; annotator 7 keeps all five.
     assert agreement.gold_score(judgments[1], gold[2]) == 1.0
@@ -202,6 +204,7 @@ def test_gold_accuracy_for_choices_and_rankings():
     accuracy = agreement.gold_accuracy(judgments, gold)
     assert accuracy[7] == agreement.GoldAccuracy(1.0, 2)
     assert accuracy[8] == agreement.GoldAccuracy(0.0, 1)
+    assert 9 not in accuracy
 
 
 def test_annotator_quality_flags_the_annotator_who_disagrees_with_everyone():
