@@ -159,7 +159,11 @@ def agreement_state(project_id: int, gold: dict[int, agreement.GoldAnswer]) -> s
     found = people_judgments(project_id).aggregate(
         count=Count("pk"), id_sum=Coalesce(Sum("pk"), 0), newest=Max("pk")
     )
-    gold_digest = hashlib.blake2b(repr(sorted(gold.items())).encode(), digest_size=8).hexdigest()
+    # Sorted all the way down: a set's repr follows the order its items went in.
+    canonical = sorted(
+        (task_id, a.choice, a.ranking, sorted(a.checks)) for task_id, a in gold.items()
+    )
+    gold_digest = hashlib.blake2b(repr(canonical).encode(), digest_size=8).hexdigest()
     return f"{found['count']}:{found['id_sum']}:{found['newest']}:{gold_digest}"
 
 

@@ -87,8 +87,9 @@ def queue_summaries_for(user) -> list[QueueSummary]:
     }
     summaries = []
     for project in projects_for(user):
+        # Gold tasks are never open work (a check leased reopens one; counted, it would tell).
         open_tasks = (
-            AnnotationTask.objects.filter(project=project, status=TaskStatus.OPEN)
+            AnnotationTask.objects.filter(project=project, status=TaskStatus.OPEN, is_gold=False)
             .exclude(assignments__annotator=user)
             .count()
         )
@@ -221,19 +222,21 @@ def tasks_for_review(
 
 def gold_checks(project_id: int) -> dict[int, set[int]]:
     """The project's gold checks by task: ids of the judgments given to a task served as a gold
-    check, except one a reviewer's decision accepted (the answer was decided from it)."""
-    checked = Exists(
-        Assignment.objects.filter(
-            task_id=OuterRef("task_id"), annotator_id=OuterRef("annotator_id"), is_check=True
+    check, except one a reviewer's decision accepted (the answer was decided from it). Read
+    from the checks' leases (few, and indexed), not from every judgment."""
+    checked = set(
+        Assignment.objects.filter(is_check=True, task__project_id=project_id).values_list(
+            "task_id", "annotator_id"
         )
     )
     checks = defaultdict(set)
-    for task_id, judgment_id in (
-        Judgment.objects.filter(checked, task__project_id=project_id)
+    for task_id, annotator_id, judgment_id in (
+        Judgment.objects.filter(task_id__in={task_id for task_id, _ in checked})
         .exclude(pk=F("task__adjudication__accepted_judgment"))
-        .values_list("task_id", "pk")
+        .values_list("task_id", "annotator_id", "pk")
     ):
-        checks[task_id].add(judgment_id)
+        if (task_id, annotator_id) in checked:
+            checks[task_id].add(judgment_id)
     return checks
 
 
@@ -339,7 +342,9 @@ class ProjectContents:
 
 def project_contents(project_id: int) -> ProjectContents:
     tasks = AnnotationTask.objects.filter(project_id=project_id).aggregate(
-        total=Count("pk"), open=Count("pk", filter=Q(status=TaskStatus.OPEN))
+        # Gold tasks are never open work (see queue_summaries).
+        total=Count("pk"),
+        open=Count("pk", filter=Q(status=TaskStatus.OPEN, is_gold=False)),
     )
     return ProjectContents(
         prompts=Prompt.objects.filter(project_id=project_id).count(),

@@ -65,8 +65,8 @@ class AnnotationTask(models.Model):
                 condition=Q(alignment_round__isnull=False),
                 name="task_round_idx",
             ),
-            # Gold checks served beside the queue: a project's few gold tasks.
-            models.Index(fields=["project"], condition=Q(is_gold=True), name="task_gold_idx"),
+            # Gold checks served beside the queue: a project's few gold tasks, oldest first.
+            models.Index(fields=["project", "id"], condition=Q(is_gold=True), name="task_gold_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -174,6 +174,8 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["status", "expires_at"], name="assignment_expiry_idx"),
             models.Index(fields=["annotator", "status"], name="assignment_annotator_idx"),
+            # Gold checks, read for gold accuracy: few among the assignments.
+            models.Index(fields=["task"], condition=Q(is_check=True), name="assignment_check_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

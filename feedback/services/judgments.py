@@ -15,7 +15,9 @@ from feedback.models import (
     AnnotationTask,
     Assignment,
     Judgment,
+    Membership,
     Project,
+    Role,
     TaskItem,
 )
 from feedback.models.judgments import (
@@ -419,6 +421,19 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
     if decided.exists():
         raise ServiceError(
             "A reviewer has decided this task already; it can no longer be taken back.",
+            code="conflict",
+        )
+    checked = Assignment.objects.filter(task_id=task_id, annotator_id=annotator_id, is_check=True)
+    if (
+        checked.exists()
+        and not Membership.objects.filter(
+            project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR, user__is_staff=False
+        ).exists()
+    ):
+        # Taken back, it would be theirs to answer again, with the answer in view.
+        raise ServiceError(
+            "That answer was a gold check, and you now read the gold answers (Review tab); it "
+            "can no longer be taken back.",
             code="conflict",
         )
     if judgment.pairs.exists():

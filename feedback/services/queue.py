@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, PositiveSmallIntegerField, Q, Value, When
 from django.db.models.functions import Greatest
@@ -230,10 +231,14 @@ WITH member AS (
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
 ), gold AS (
-    -- Checks are for annotators: reviewers and admins read the gold answers on the Review tab.
+    -- Checks are for annotators: reviewers, admins and staff read the gold answers on the
+    -- Review tab.
+    -- The draw and the member's role as filters evaluated once: a "no" costs nothing.
     SELECT t.id FROM {task} t JOIN {project} p ON p.id = t.project_id
     WHERE EXISTS (SELECT 1 FROM queued) AND (SELECT role FROM member) = '{annotator}'
-      AND p.id = %(project)s AND %(coin)s < p.gold_percent
+      AND %(coin)s < (SELECT gold_percent FROM {project} WHERE id = %(project)s)
+      AND NOT (SELECT is_staff FROM {user} WHERE id = %(annotator)s)
+      AND p.id = %(project)s
       AND t.project_id = %(project)s AND t.is_gold AND t.status <> '{archived}'
       AND CASE t.mode WHEN '{pairwise}' THEN p.pairwise_enabled
                       WHEN '{ranking}' THEN p.ranking_enabled ELSE p.rating_enabled END
@@ -288,6 +293,7 @@ def lease_sql() -> str:
         completion=Completion._meta.db_table,
         prompt=Prompt._meta.db_table,
         project=Project._meta.db_table,
+        user=get_user_model()._meta.db_table,
         open=TaskStatus.OPEN,
         archived=TaskStatus.ARCHIVED,
         leased=AssignmentStatus.LEASED,
@@ -352,7 +358,7 @@ def lease_step_by_step(
         return None
     project = Project.objects.get(pk=project_id)
     is_annotator = Membership.objects.filter(
-        project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR
+        project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR, user__is_staff=False
     ).exists()
     check = False
     if is_annotator and gold_coin() < project.gold_percent:

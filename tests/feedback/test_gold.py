@@ -1,6 +1,7 @@
 """Gold checks: a decided task made gold is served to annotators who have not seen it, a share
 of their leases, while they have other work; only their answers score gold accuracy."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.db import IntegrityError
 from django.db.models import Exists
 from django.utils import timezone
 
-from feedback import insights
+from feedback import insights, selectors
 from feedback.errors import ServiceError
 from feedback.models import AnnotationTask, Assignment, Membership, PreferencePair, Role
 from feedback.pairs import PairPolicy
@@ -331,3 +332,47 @@ def test_a_check_goes_back_when_its_annotator_becomes_a_reviewer(
     change_member_role(project_id=project.pk, user_id=promoted.pk, role=Role.REVIEWER)
     assert counters(gold) == (1, 1, 1, "complete")
     assert next_task_for(annotator_id=promoted.pk, project_id=project.pk).task_id == work.pk
+
+
+def test_a_check_is_no_open_work_in_any_count(project, make_member, make_task, gold, gold_coin):
+    make_task(judgments_wanted=5)
+    gold_coin.value = 0.0
+    checker = make_member()
+    before = (selectors.project_contents(project.pk).open_tasks, open_for(checker))
+    assert next_task_for(annotator_id=checker.pk, project_id=project.pk).task_id == gold.pk
+    # A quiet project's counts would tell an annotator they hold a check.
+    assert (selectors.project_contents(project.pk).open_tasks, open_for(checker)) == before
+
+
+def open_for(user) -> int:
+    return next(s.open_tasks for s in selectors.queue_summaries_for(user))
+
+
+def test_staff_get_no_checks(project, make_member, make_task, gold, gold_coin, lease):
+    work = make_task()
+    gold_coin.value = 0.0
+    assert lease(make_member(is_staff=True)).task_id == work.pk  # staff read every Review tab
+
+
+def test_a_check_answered_cannot_be_taken_back_once_its_annotator_reads_the_answers(
+    project, make_member, make_task, gold, gold_coin
+):
+    make_task()
+    gold_coin.value = 0.0
+    checker = make_member()
+    next_task_for(annotator_id=checker.pk, project_id=project.pk)
+    answer(gold, checker, "b")
+    change_member_role(project_id=project.pk, user_id=checker.pk, role=Role.REVIEWER)
+    with pytest.raises(ServiceError, match="was a gold check"):
+        undo_last_judgment(annotator_id=checker.pk, project_id=project.pk)
+
+
+def test_the_agreement_reports_state_does_not_depend_on_row_order(project, gold):
+    # A set's repr follows the order its items went in where their hashes collide, as 8, 16
+    # and 24 do: rows read in another order must not make another state (and miss the cache).
+    answer = insights.gold_answers(project.pk)[gold.pk]
+    states = {
+        insights.agreement_state(project.pk, {gold.pk: replace(answer, checks=frozenset(order))})
+        for order in ([8, 16, 24], [24, 16, 8])
+    }
+    assert len(states) == 1
