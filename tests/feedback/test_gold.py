@@ -52,6 +52,12 @@ def answer(task, annotator, choice: str):
     )
 
 
+def answer_check(project, gold, annotator, choice: str):
+    """Lease the annotator their next task, which must be the gold check, and answer it."""
+    assert next_task_for(annotator_id=annotator.pk, project_id=project.pk).task_id == gold.pk
+    return answer(gold, annotator, choice)
+
+
 @pytest.fixture
 def gold(project, make_member, make_task):
     """A pairwise task judged "a" by its one annotator, decided "a" and made gold."""
@@ -120,8 +126,7 @@ def test_only_checks_score_gold_accuracy(project, make_member, make_task, gold, 
     gold_coin.value = 0.0
     right, wrong = make_member(username="right"), make_member(username="wrong")
     for annotator, choice in ((right, "a"), (wrong, "b")):
-        assert next_task_for(annotator_id=annotator.pk, project_id=project.pk).task_id == gold.pk
-        answer(gold, annotator, choice)
+        answer_check(project, gold, annotator, choice)
     rows = {row.annotator: row for row in insights.agreement_report(project.pk).annotators}
     # The first annotator's answer is what the gold answer was decided from: it scores nothing.
     assert (rows["first"].gold_accuracy, rows["first"].gold_judged) == (None, 0)
@@ -144,8 +149,7 @@ def test_a_check_can_be_taken_back_but_not_an_answer_a_decision_read(
     make_task()
     gold_coin.value = 0.0
     newcomer = make_member()
-    next_task_for(annotator_id=newcomer.pk, project_id=project.pk)
-    answer(gold, newcomer, "b")
+    answer_check(project, gold, newcomer, "b")
     assert undo_last_judgment(annotator_id=newcomer.pk, project_id=project.pk) == gold.pk
     gold.refresh_from_db()
     assert (gold.judgment_count, gold.slots_taken, gold.status) == (1, 2, "open")
@@ -183,8 +187,7 @@ def test_a_check_a_decision_accepts_is_preference_data(
     make_task()
     gold_coin.value = 0.0
     checker = make_member()
-    next_task_for(annotator_id=checker.pk, project_id=project.pk)
-    accepted = answer(gold, checker, "b")
+    accepted = answer_check(project, gold, checker, "b")
     reviewer = make_member(role=Role.REVIEWER)
     adjudicate_task(
         reviewer_id=reviewer.pk, task_id=gold.pk, action="accept", judgment_id=accepted.pk
@@ -290,8 +293,7 @@ def test_checks_are_not_preference_data(project, make_member, make_task, gold, g
     gold_coin.value = 0.0
     checkers = [make_member() for _ in range(3)]
     for checker in checkers:
-        assert next_task_for(annotator_id=checker.pk, project_id=project.pk).task_id == gold.pk
-        answer(gold, checker, "a")
+        answer_check(project, gold, checker, "a")
     result = derive_pairs(project_id=project.pk, policy=PairPolicy(name="majority"))
     # The one pair comes from the judgment the answer was decided from, as it would without
     # the checks (an override carries the reviewer's answer on each judgment it counts).
@@ -360,8 +362,7 @@ def test_a_check_answered_cannot_be_taken_back_once_its_annotator_reads_the_answ
     make_task()
     gold_coin.value = 0.0
     checker = make_member()
-    next_task_for(annotator_id=checker.pk, project_id=project.pk)
-    answer(gold, checker, "b")
+    answer_check(project, gold, checker, "b")
     change_member_role(project_id=project.pk, user_id=checker.pk, role=Role.REVIEWER)
     with pytest.raises(ServiceError, match="was a gold check"):
         undo_last_judgment(annotator_id=checker.pk, project_id=project.pk)
