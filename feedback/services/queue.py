@@ -231,9 +231,8 @@ WITH member AS (
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
 ), gold AS (
-    -- Checks are for annotators: reviewers, admins and staff read the gold answers on the
-    -- Review tab.
-    -- The draw and the member's role as filters evaluated once: a "no" costs nothing.
+    -- Checks are for annotators (reviewers, admins and staff read the gold answers on the
+    -- Review tab). The draw, the role and staff are filters evaluated once: a "no" costs nothing.
     SELECT t.id FROM {task} t JOIN {project} p ON p.id = t.project_id
     WHERE EXISTS (SELECT 1 FROM queued) AND (SELECT role FROM member) = '{annotator}'
       AND %(coin)s < (SELECT gold_percent FROM {project} WHERE id = %(project)s)
