@@ -4,7 +4,7 @@ from celery import shared_task
 
 from feedback.services import release_expired_leases
 from feedback.services.exports import fail_abandoned_exports
-from feedback.services.queue import projects_with_expired_leases
+from feedback.services.queue import release_all_expired_leases
 
 
 @shared_task(acks_late=True)
@@ -14,7 +14,7 @@ def release_expired_leases_task(project_id: int | None = None) -> int:
     open work true while nobody asks."""
     if project_id is not None:
         return release_expired_leases(project_id)
-    return sum(release_expired_leases(stale) for stale in projects_with_expired_leases())
+    return release_all_expired_leases()
 
 
 @shared_task(time_limit=120)

@@ -15,9 +15,7 @@ from feedback.models import (
     AnnotationTask,
     Assignment,
     Judgment,
-    Membership,
     Project,
-    Role,
     TaskItem,
 )
 from feedback.models.judgments import (
@@ -30,7 +28,7 @@ from feedback.models.judgments import (
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.raw_rows import json_column
-from feedback.services.queue import lease_duration, slot_given_back
+from feedback.services.queue import lease_duration, slot_given_back, takes_checks
 
 MAX_RATIONALE_CHARS = 10_000
 
@@ -424,12 +422,7 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             code="conflict",
         )
     checked = Assignment.objects.filter(task_id=task_id, annotator_id=annotator_id, is_check=True)
-    if (
-        checked.exists()
-        and not Membership.objects.filter(
-            project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR, user__is_staff=False
-        ).exists()
-    ):
+    if checked.exists() and not takes_checks(annotator_id, project_id):
         # Taken back, it would be theirs to answer again, with the answer in view.
         raise ServiceError(
             "That answer was a gold check, and you now read the gold answers (Review tab); it "

@@ -1,7 +1,8 @@
 """Deriving a project's PreferencePair rows from its judgments under a named pair policy
 (feedback.pairs holds the rules), as reviewers decided their tasks (an accepted judgment alone,
-or a reviewer's answer instead of the annotators'; gold checks left out). Re-deriving a policy replaces the pairs it
-made before, in one transaction; imported pairs (policy "import") are never touched."""
+or a reviewer's answer instead of the annotators'), gold checks left out. Re-deriving a policy
+replaces the pairs it made before, in one transaction; imported pairs (policy "import") are
+never touched."""
 
 from dataclasses import asdict, dataclass
 

@@ -26,7 +26,7 @@ from feedback.models import (
 from feedback.models.projects import DEFAULT_GOLD_PERCENT, MAX_GOLD_PERCENT, JudgmentMode
 from feedback.models.prompts import ModelMethod, PromptSplit
 from feedback.models.tasks import TaskStatus
-from feedback.services.queue import release_leases
+from feedback.services.queue import release_leases, takes_checks
 from feedback.wording import counted, one_or_many
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
@@ -242,7 +242,7 @@ def change_member_role(*, project_id: int, user_id: int, role: str) -> Membershi
 def checks_for_annotators_only(membership: Membership) -> None:
     """A reviewer or admin reads the gold answers (Review tab): a gold check they were leased as
     an annotator goes back."""
-    if membership.role != Role.ANNOTATOR:
+    if not takes_checks(membership.user_id, membership.project_id):
         release_leases(
             annotator_id=membership.user_id, project_id=membership.project_id, checks_only=True
         )

@@ -59,6 +59,14 @@ def slot_given_back(*, check: bool) -> dict:
     }
 
 
+def takes_checks(user_id: int, project_id: int) -> bool:
+    """Whether the member is served gold checks: annotators only, as reviewers, admins and staff
+    read the gold answers on the Review tab (LEASE_SQL's gold branch says the same)."""
+    return Membership.objects.filter(
+        project_id=project_id, user_id=user_id, role=Role.ANNOTATOR, user__is_staff=False
+    ).exists()
+
+
 def gold_coin() -> float:
     """A number in [0, 100): a lease is a gold check when it falls below the project's
     gold_percent (and there is a gold task the annotator has not seen, and other work)."""
@@ -99,15 +107,15 @@ def release_leases(
     return len(released)
 
 
-def projects_with_expired_leases(now: datetime | None = None) -> list[int]:
-    return list(
-        Assignment.objects.filter(
-            status=AssignmentStatus.LEASED, expires_at__lte=now or timezone.now()
-        )
+def release_all_expired_leases() -> int:
+    """release_expired_leases in every project that has expired leases; how many were freed."""
+    stale = (
+        Assignment.objects.filter(status=AssignmentStatus.LEASED, expires_at__lte=timezone.now())
         .values_list("task__project_id", flat=True)
         .distinct()
         .order_by()
     )
+    return sum(release_expired_leases(project_id) for project_id in list(stale))
 
 
 def release_expired_leases(project_id: int, now: datetime | None = None) -> int:
@@ -356,11 +364,8 @@ def lease_step_by_step(
     if task is None:
         return None
     project = Project.objects.get(pk=project_id)
-    is_annotator = Membership.objects.filter(
-        project_id=project_id, user_id=annotator_id, role=Role.ANNOTATOR, user__is_staff=False
-    ).exists()
     check = False
-    if is_annotator and gold_coin() < project.gold_percent:
+    if takes_checks(annotator_id, project_id) and gold_coin() < project.gold_percent:
         gold = (
             unseen.filter(
                 project_id=project_id,
