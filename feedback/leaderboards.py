@@ -411,16 +411,16 @@ class RatingState(Covered):
             return patterns
         by_ranking: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
         ids = found.model_ids
+        ranked = np.flatnonzero(found.ranking >= 0)  # pairwise comparisons (-1) have none
         for ranking, a, b, outcome in zip(
-            found.ranking.tolist(),
-            found.a.tolist(),
-            found.b.tolist(),
-            found.outcome.tolist(),
+            found.ranking[ranked].tolist(),
+            found.a[ranked].tolist(),
+            found.b[ranked].tolist(),
+            found.outcome[ranked].tolist(),
             strict=True,
         ):
-            if ranking >= 0:
-                x, y = ids[a], ids[b]
-                by_ranking[ranking].append((x, y, outcome) if x < y else (y, x, 1.0 - outcome))
+            x, y = ids[a], ids[b]
+            by_ranking[ranking].append((x, y, outcome) if x < y else (y, x, 1.0 - outcome))
         for cells in by_ranking.values():
             if len(cells) > 1:
                 key = tuple(sorted(cells))
