@@ -186,7 +186,8 @@ def read_completion_line(record: dict) -> CompletionRecord:
 MODEL_METHODS = ("base", "imported", "reward_model", "dpo", "ppo")
 
 
-def in_artifact_root(path: str) -> bool:
+def in_artifact_root(path: str | Path) -> bool:
+    """Whether `path` is Arbiter's artifact folder or anything under it."""
     root = Path(settings.ARTIFACT_ROOT).resolve()
     try:
         return Path(path).resolve().is_relative_to(root)

@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.dispatch import Signal
 
 from feedback.errors import ServiceError
+from feedback.formats import in_artifact_root
 from feedback.models import ExportSnapshot, ModelVersion, Project
 from feedback.services.bulk import is_postgresql
 from feedback.wording import counted
@@ -107,9 +108,8 @@ def artifact_paths(project_id: int) -> list[Path]:
 
 
 def inside_artifacts(path: Path) -> bool:
-    root = Path(settings.ARTIFACT_ROOT).resolve()
-    resolved = path.resolve()
-    return resolved != root and resolved.is_relative_to(root)
+    """Under the artifact folder, not the folder itself."""
+    return path.resolve() != Path(settings.ARTIFACT_ROOT).resolve() and in_artifact_root(path)
 
 
 def remove(paths: list[Path]) -> None:
