@@ -5,9 +5,10 @@ reveal which projects exist; a member whose role is too low gets 403.
 """
 
 from django.http import Http404
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from feedback import selectors
+from feedback.api.authentication import ApiTokenAuthentication
 from feedback.models import Role
 
 ANY_MEMBER = (Role.ANNOTATOR, Role.REVIEWER, Role.ADMIN)
@@ -47,3 +48,18 @@ class IsProjectReviewer(ProjectRolePermission):
 
 class IsProjectAdmin(ProjectRolePermission):
     roles = ADMINS
+
+
+class NotWithAToken(BasePermission):
+    """Reads with a token; writes signed in (session) only: a token cannot make another, so
+    revoking a leaked one ends its access."""
+
+    message = (
+        "A token cannot make another (revoking a leaked one must end its access); sign in and "
+        "make tokens on the API page."
+    )
+
+    def has_permission(self, request, view) -> bool:
+        return request.method in SAFE_METHODS or not isinstance(
+            request.successful_authenticator, ApiTokenAuthentication
+        )

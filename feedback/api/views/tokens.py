@@ -3,10 +3,11 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from feedback.api import serializers as s
-from feedback.api.authentication import ApiTokenAuthentication
+from feedback.api.permissions import NotWithAToken
 from feedback.api.views.common import NewestFirst, ServiceErrorMixin, schema_only
 from feedback.models import ApiToken
 from feedback.services.tokens import issue_token, revoke_token
@@ -18,6 +19,7 @@ class TokenList(ServiceErrorMixin, generics.ListCreateAPIView):
     serializer_class = s.ApiTokenSerializer
     pagination_class = NewestFirst
     parser_classes = [JSONParser]
+    permission_classes = [IsAuthenticated, NotWithAToken]
 
     def get_queryset(self):
         if schema_only(self):
@@ -31,14 +33,6 @@ class TokenList(ServiceErrorMixin, generics.ListCreateAPIView):
         "so revoking a leaked one ends its access.",
     )
     def post(self, request):
-        if isinstance(request.successful_authenticator, ApiTokenAuthentication):
-            return Response(
-                {
-                    "detail": "A token cannot make another (revoking a leaked one must end its "
-                    "access); sign in and make tokens on the API page."
-                },
-                status=status.HTTP_403_FORBIDDEN,
-            )
         data = s.ApiTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = issue_token(user_id=request.user.pk, name=data.validated_data["name"])
