@@ -393,7 +393,13 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
     )
     # Task rows first, in id order, as the queue locks them.
     tasks = sorted({task_id, *(held_task for _, held_task, _ in held)})
-    list(AnnotationTask.objects.select_for_update().filter(pk__in=tasks).order_by("pk"))
+    locked = {
+        task.pk: task
+        for task in AnnotationTask.objects.select_for_update(of=("self",))
+        .select_related("alignment_round")
+        .filter(pk__in=tasks)
+        .order_by("pk")
+    }
     # Read again under the locks: an answer, skip or undo may have committed since.
     if newest_judgment(annotator_id, project_id) != newest:
         raise ServiceError(
@@ -402,7 +408,7 @@ def undo_last_judgment(*, annotator_id: int, project_id: int) -> int:
             code="conflict",
         )
     judgment = Judgment.objects.get(pk=judgment_id)
-    task = AnnotationTask.objects.select_related("alignment_round").get(pk=task_id)
+    task = locked[task_id]
     if task.status == TaskStatus.ARCHIVED or (
         task.alignment_round is not None and task.alignment_round.snapshot_id is not None
     ):
