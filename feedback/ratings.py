@@ -172,6 +172,13 @@ class Clusters:
         return units, to_cells
 
 
+def cell_keys(a: np.ndarray, b: np.ndarray, o: np.ndarray, n_players: int) -> np.ndarray:
+    """Each comparison's cell as one integer, ordered as (first, second, outcome): the pair from
+    its lower index, the outcome from that side, coded 0 (lost), 1 (tie), 2 (won)."""
+    code = np.rint(2 * np.where(a < b, o, 1.0 - o)).astype(np.int64)
+    return (np.minimum(a, b) * n_players + np.maximum(a, b)) * 3 + code
+
+
 def count_outcomes(
     a_idx: Sequence[int] | np.ndarray,
     b_idx: Sequence[int] | np.ndarray,
@@ -180,10 +187,7 @@ def count_outcomes(
 ) -> OutcomeCounts:
     """Aggregate judgments to counts per (first, second, outcome) cell."""
     a, b, o = _validated_outcomes(a_idx, b_idx, outcome, n_players)
-    first, second = np.minimum(a, b), np.maximum(a, b)
-    # Outcome from the lower index's side, coded 0 (lost), 1 (tie), 2 (won).
-    code = np.rint(2 * np.where(a < b, o, 1.0 - o)).astype(np.int64)
-    keys, count = np.unique((first * n_players + second) * 3 + code, return_counts=True)
+    keys, count = np.unique(cell_keys(a, b, o, n_players), return_counts=True)
     pair, code = np.divmod(keys, 3)
     return OutcomeCounts(
         n_players=n_players,
@@ -202,14 +206,11 @@ def cells_of(
 ) -> np.ndarray:
     """The cell of `counts` each comparison (as count_outcomes takes them) falls in."""
     n = counts.n_players
-    a, b, o = _validated_outcomes(a_idx, b_idx, outcome, n)
-    code = np.rint(2 * np.where(a < b, o, 1.0 - o)).astype(np.int64)
-    keys = (np.minimum(a, b) * n + np.maximum(a, b)) * 3 + code
-    cell_keys = (counts.first * n + counts.second) * 3 + np.rint(2 * counts.outcome).astype(int)
-    found = np.searchsorted(cell_keys, keys)
-    if (found >= cell_keys.size).any() or (
-        cell_keys[np.minimum(found, cell_keys.size - 1)] != keys
-    ).any():
+    keys = cell_keys(*_validated_outcomes(a_idx, b_idx, outcome, n), n)
+    # The counts' own cells (first < second), in the same order.
+    cells = cell_keys(counts.first, counts.second, counts.outcome, n)
+    found = np.searchsorted(cells, keys)
+    if (found >= cells.size).any() or (cells[np.minimum(found, cells.size - 1)] != keys).any():
         raise ValueError("a comparison falls in no cell of the counts")
     return found
 
