@@ -7,6 +7,8 @@ job ends. Any state can fail or be cancelled, and `resume_round` re-runs the ste
 training job resumes from its checkpoints).
 """
 
+from pathlib import Path
+
 from django.db import transaction
 from django.db.models import Max
 
@@ -247,7 +249,7 @@ def advance_annotating_rounds() -> list[int]:
 def start_training(round_id: int, *, by_user_id: int | None = None) -> AlignmentRound:
     """Leave annotation (at the quota, or early when an admin moves the round on) and train."""
     from feedback.pairs import PairPolicy
-    from feedback.services.exports import ExportFilters, export_pairs_to_file, pairs_for_export
+    from feedback.services.exports import ExportFilters, export_pairs_to_file
     from feedback.services.pairs import derive_pairs
 
     round_ = AlignmentRound.objects.select_for_update().get(pk=round_id)
@@ -257,15 +259,18 @@ def start_training(round_id: int, *, by_user_id: int | None = None) -> Alignment
         )
     policy = PairPolicy()
     derive_pairs(project_id=round_.project_id, policy=policy)
-    filters = ExportFilters(alignment_round_id=round_.pk, policies=(policy.name,))
-    if not pairs_for_export(round_.project_id, filters).exists():
+    snapshot, _ = export_pairs_to_file(
+        project_id=round_.project_id,
+        filters=ExportFilters(alignment_round_id=round_.pk, policies=(policy.name,)),
+        margin=True,
+        user_id=by_user_id,
+    )
+    if snapshot.row_count == 0:
+        Path(snapshot.path).unlink(missing_ok=True)  # the transaction forgets the snapshot
         raise ServiceError(
             "No preference pairs yet: the round's judgments made none (ties and 'both bad' "
             "answers make no pair); collect more before training."
         )
-    snapshot, _ = export_pairs_to_file(
-        project_id=round_.project_id, filters=filters, margin=True, user_id=by_user_id
-    )
     AnnotationTask.objects.filter(alignment_round=round_, status=TaskStatus.OPEN).update(
         status=TaskStatus.ARCHIVED
     )
