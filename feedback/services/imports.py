@@ -47,6 +47,7 @@ from feedback.formats import (
     PromptRecord,
     detect_format,
 )
+from feedback.hash_filter import HashFilter
 from feedback.import_files import BadRow
 from feedback.models import (
     AnnotationTask,
@@ -445,6 +446,11 @@ class ImportWriter:
         self.now = timezone.now()
         self.created: dict[str, int] = {}
         self.skips_triggers = may_skip_triggers()
+        # In a project without prompts, the only ones a line can match are those this import
+        # wrote: the filter says which of a chunk's may be, and only those are looked up.
+        self.written_prompts = (
+            None if Prompt.objects.filter(project=project).exists() else HashFilter()
+        )
 
     @classmethod
     def start(cls, project: Project, format: str, user_id: int | None, source: str) -> ImportWriter:
@@ -518,7 +524,9 @@ class ImportWriter:
         """A chunk's prompts looked up: the project's existing ones are reused (and locked when
         `referenced` by the rows written next), the others are new."""
         hashes = list(dict.fromkeys(p.content_hash for p in prompts))
-        known = self.known_prompt_ids(hashes, referenced=referenced)
+        if self.written_prompts is not None:
+            hashes = self.written_prompts.maybe_added(hashes)
+        known = self.known_prompt_ids(hashes, referenced=referenced) if hashes else {}
         fresh: dict[str, PromptRecord] = {}
         for prompt in prompts:
             if prompt.content_hash not in known:
@@ -530,6 +538,8 @@ class ImportWriter:
         record's prompt."""
         known, fresh = found.known, found.fresh
         known.update(zip(fresh, ids, strict=True))
+        if self.written_prompts is not None:
+            self.written_prompts.add(list(fresh))
         batch_id, project_id = self.batch.pk, self.project.pk
 
         def prompt_rows():

@@ -1,6 +1,7 @@
 """Bulk JSONL import: every format, the all-or-nothing rule, and the HH round trip."""
 
 import gzip
+import hashlib
 import json
 import sys
 import threading
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from feedback import services
 from feedback.errors import ServiceError
+from feedback.hash_filter import HashFilter
 from feedback.models import (
     AnnotationTask,
     Completion,
@@ -513,8 +516,6 @@ def test_a_clash_found_while_writing_rolls_everything_back(project):
 
 
 def test_preference_data_needs_a_pairwise_project(make_user):
-    from feedback import services
-
     ranking_only = services.create_project(name="Rankings", modes=("ranking",))
     with pytest.raises(ServiceError, match="pairwise"):
         import_jsonl(
@@ -711,6 +712,66 @@ def test_chunks_share_prompts_number_battles_and_count_lines_across_the_file(pro
     keys = sorted(Judgment.objects.values_list("idempotency_key", flat=True))
     assert keys == [f"import-{result.batch.pk}-{n}" for n in range(1, 6)]
     assert [p["chosen"] for p in export(project)] == [f"a{n}" for n in range(5)]
+
+
+def test_a_new_projects_import_asks_the_database_only_for_prompts_it_may_have_written(
+    project, small_chunks, monkeypatch
+):
+    """Into a project without prompts, a chunk's prompts are looked up only where the import's
+    filter says an earlier chunk may have written them; a false "maybe" is merely looked up."""
+    asked = []
+    lookup = imports.ImportWriter.known_prompt_ids
+
+    def counted_lookup(writer, hashes, **kwargs):
+        asked.append(len(hashes))
+        return lookup(writer, hashes, **kwargs)
+
+    monkeypatch.setattr(imports.ImportWriter, "known_prompt_ids", counted_lookup)
+    lines = [json.dumps({"prompt": f"q{n}", "chosen": "y", "rejected": "n"}) for n in range(6)]
+    lines += [json.dumps({"prompt": "q1", "chosen": "again", "rejected": "n"})]
+    result = import_jsonl(project_id=project.pk, user_id=None, lines=lines, format="trl")
+    assert result.created == {"prompts": 6, "completions": 14, "pairs": 7}
+    assert asked == [1]  # the last chunk's q1, which the first chunk wrote
+    assert [p["prompt"] for p in export(project)] == [f"q{n}" for n in range(6)] + ["q1"]
+
+    asked.clear()
+    monkeypatch.setattr(HashFilter, "maybe_added", lambda self, digests: digests)
+    other = services.create_project(name="every prompt maybe written")
+    import_jsonl(project_id=other.pk, user_id=None, lines=lines, format="trl")
+    assert asked == [2, 2, 2, 1]
+    assert Prompt.objects.filter(project=other).count() == 6
+    # A project with prompts looks every one up: the filter knows only this import's.
+    asked.clear()
+    import_jsonl(project_id=project.pk, user_id=None, lines=lines[:2], format="trl")
+    assert asked == [2] and Prompt.objects.filter(project=project).count() == 6
+
+
+def test_a_prompt_written_meanwhile_into_a_new_project_is_a_conflict(project, monkeypatch):
+    """The filter knows only what the import wrote: a prompt someone else commits to the project
+    once the import has begun breaks the unique constraint, and nothing is kept."""
+    start = imports.ImportWriter.start
+
+    def start_then_someone_writes(*args, **kwargs):
+        writer = start(*args, **kwargs)
+        services.create_prompt(project_id=project.pk, text="q1")
+        return writer
+
+    monkeypatch.setattr(imports.ImportWriter, "start", staticmethod(start_then_someone_writes))
+    lines = [json.dumps({"prompt": p, "chosen": "yes", "rejected": "no"}) for p in ("q0", "q1")]
+    with pytest.raises(ServiceError) as refused:
+        import_jsonl(project_id=project.pk, user_id=None, format="trl", lines=lines)
+    assert refused.value.code == "conflict"
+    assert "prompt_unique_per_project" in refused.value.message
+
+
+def test_the_hash_filter_answers_maybe_for_every_added_digest_and_few_others():
+    digests = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(20_000)]
+    added, others = digests[:10_000], digests[10_000:]
+    seen = HashFilter()
+    assert seen.maybe_added(added) == [] and seen.maybe_added([]) == []
+    seen.add(added)
+    assert seen.maybe_added(added) == added
+    assert len(seen.maybe_added(others)) < 10  # about 1e-5 of them at this fill
 
 
 def test_model_versions_repeated_in_a_later_chunk_are_refused(project, small_chunks):
