@@ -234,6 +234,7 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "training.models.JobKind",
         "JobStatusEnum": "training.models.JobStatus",
         "JudgmentModeEnum": "feedback.models.projects.JudgmentMode",
+        "TaskStatusEnum": "feedback.models.tasks.TaskStatus",
         "RoleEnum": "feedback.models.projects.Role",
         "InvitableRoleEnum": "feedback.models.projects.INVITABLE_ROLES",
     },

@@ -296,6 +296,43 @@ class JudgmentInputSerializer(serializers.Serializer):
     flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
 
 
+class GoldAnswerSerializer(serializers.Serializer):
+    """One of judgment, choice or ranking: the task's known answer. Rules live in
+    feedback.services.reviews (shared with the Review tab)."""
+
+    judgment = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="One of the task's judgments."
+    )
+    choice = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Pairwise: 'a' (the task's first completion won), 'b', 'tie' or 'both_bad'.",
+    )
+    ranking = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Ranking: groups of the task's completion ids, best first.",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, data):
+        given = [name for name in ("judgment", "choice", "ranking") if data[name] is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                "Give the answer as one of judgment, choice or ranking."
+            )
+        return data
+
+
+class GoldTaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AnnotationTask
+        fields = ["id", "mode", "status", "is_gold", "gold_answer"]
+
+
 class JudgmentSerializer(serializers.ModelSerializer):
     annotator = serializers.CharField(source="annotator.username", read_only=True)
     project = serializers.IntegerField(source="task.project_id", read_only=True)

@@ -61,6 +61,11 @@ urlpatterns = [
         name="prompt-sets",
     ),
     path("projects/<id:project_id>/tasks/", annotating.ProjectTasks.as_view(), name="tasks"),
+    path(
+        "projects/<id:project_id>/tasks/<id:task_id>/gold/",
+        annotating.TaskGold.as_view(),
+        name="task-gold",
+    ),
     path("projects/<id:project_id>/next-task/", annotating.NextTask.as_view(), name="next-task"),
     path("projects/<id:project_id>/undo/", annotating.UndoLastJudgment.as_view(), name="undo"),
     path(

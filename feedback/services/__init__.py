@@ -11,7 +11,7 @@ from .projects import (
     create_prompt_set,
 )
 from .queue import next_task_for, release_expired_leases, skip_task
-from .reviews import adjudicate_task, mark_gold
+from .reviews import adjudicate_task, mark_gold, set_gold_answer
 from .tasks import create_task, create_tasks_from_completions
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "mark_gold",
     "next_task_for",
     "release_expired_leases",
+    "set_gold_answer",
     "skip_task",
     "submit_judgment",
     "undo_last_judgment",

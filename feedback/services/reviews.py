@@ -32,6 +32,20 @@ def require_reviewer(user_id: int, project_id: int) -> None:
         )
 
 
+def reviewed_task(reviewer_id: int, task_id: int, project_id: int | None) -> AnnotationTask:
+    """The task, locked, once the reviewer may decide it; given `project_id`, a task of another
+    project is not found."""
+    tasks = AnnotationTask.objects.select_for_update().filter(pk=task_id)
+    if project_id is not None:
+        tasks = tasks.filter(project_id=project_id)
+    task = tasks.first()
+    if task is None:
+        where = " in this project" if project_id is not None else ""
+        raise ServiceError(f"No task with id {task_id}{where}.", code="not_found")
+    require_reviewer(reviewer_id, task.project_id)
+    return task
+
+
 @transaction.atomic
 def adjudicate_task(
     *,
@@ -42,13 +56,11 @@ def adjudicate_task(
     choice: str | None = None,
     ranking: list[list[int]] | None = None,
     note: str = "",
+    project_id: int | None = None,
 ) -> Adjudication:
     """Accept judgment `judgment_id` of the task, or override with a `choice` (pairwise tasks)
     or a `ranking` (ranking and rating tasks: groups of completion ids, best first)."""
-    task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
-    if task is None:
-        raise ServiceError(f"No task with id {task_id}.", code="not_found")
-    require_reviewer(reviewer_id, task.project_id)
+    task = reviewed_task(reviewer_id, task_id, project_id)
     if len(note) > MAX_NOTE_CHARS:
         raise ServiceError(f"Keep the note under {MAX_NOTE_CHARS} characters.")
     fields: dict = {"accepted_judgment": None, "choice": None, "ranking": None}
@@ -89,16 +101,15 @@ def gold_answer_of(adjudication: Adjudication) -> dict:
 
 
 @transaction.atomic
-def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTask:
+def mark_gold(
+    *, reviewer_id: int, task_id: int, is_gold: bool, project_id: int | None = None
+) -> AnnotationTask:
     """Make the task a gold task whose known answer is its adjudication, or an ordinary task
     again. A gold task is served, now and then, to annotators who have not seen it (the
     project's gold_percent), and their answers score their gold accuracy; the judgments it
     had before score nobody, as the answer was decided from them. Unmarked, the checks it was
     served stay checks (not preference data)."""
-    task = AnnotationTask.objects.select_for_update().filter(pk=task_id).first()
-    if task is None:
-        raise ServiceError(f"No task with id {task_id}.", code="not_found")
-    require_reviewer(reviewer_id, task.project_id)
+    task = reviewed_task(reviewer_id, task_id, project_id)
     if not is_gold:
         task.is_gold, task.gold_answer = False, None
         task.save(update_fields=["is_gold", "gold_answer"])
@@ -127,3 +138,31 @@ def mark_gold(*, reviewer_id: int, task_id: int, is_gold: bool) -> AnnotationTas
     task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
     task.save(update_fields=["is_gold", "gold_answer", "judgments_wanted", "status"])
     return task
+
+
+@transaction.atomic
+def set_gold_answer(
+    *,
+    reviewer_id: int,
+    task_id: int,
+    judgment_id: int | None = None,
+    choice: str | None = None,
+    ranking: list[list[int]] | None = None,
+    note: str = "",
+    project_id: int | None = None,
+) -> AnnotationTask:
+    """Make the task gold with its known answer in one step: decide it (accepting judgment
+    `judgment_id`, or giving the `choice` or `ranking`) and mark it gold, or do neither. A task
+    nobody has judged can be made gold so, its answer known up front (scripts seed checks
+    this way)."""
+    adjudicate_task(
+        reviewer_id=reviewer_id,
+        task_id=task_id,
+        action=AdjudicationAction.OVERRIDE if judgment_id is None else AdjudicationAction.ACCEPT,
+        judgment_id=judgment_id,
+        choice=choice,
+        ranking=ranking,
+        note=note,
+        project_id=project_id,
+    )
+    return mark_gold(reviewer_id=reviewer_id, task_id=task_id, is_gold=True)

@@ -26,7 +26,9 @@ from feedback.models import (
 from feedback.models.projects import JudgmentMode
 from feedback.services import (
     JudgmentInput,
+    mark_gold,
     next_task_for,
+    set_gold_answer,
     skip_task,
     submit_judgment,
     undo_last_judgment,
@@ -72,6 +74,41 @@ class SkipTask(ServiceErrorMixin, APIView):
         data.is_valid(raise_exception=True)
         skip_task(annotator_id=request.user.pk, task_id=task_id, **data.validated_data)
         return Response({"detail": "Skipped."})
+
+
+class TaskGold(ServiceErrorMixin, APIView):
+    """A gold task's known answer (reviewers). PUT decides the task and makes it gold in one
+    step, for a task nobody has judged too: annotators who have not seen it are then served it
+    now and then as a check, and their answers score their gold accuracy (see the agreement
+    endpoint). DELETE makes it an ordinary task again; the checks already served stay checks."""
+
+    permission_classes = [IsProjectReviewer]
+
+    @extend_schema(
+        request=s.GoldAnswerSerializer,
+        responses={200: s.GoldTaskSerializer, 400: s.ErrorSerializer, 404: s.ErrorSerializer},
+    )
+    def put(self, request, project_id: int, task_id: int):
+        data = s.GoldAnswerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = data.validated_data
+        task = set_gold_answer(
+            reviewer_id=request.user.pk,
+            project_id=project_id,
+            task_id=task_id,
+            judgment_id=answer["judgment"],
+            choice=answer["choice"],
+            ranking=answer["ranking"],
+            note=answer["note"],
+        )
+        return Response(s.GoldTaskSerializer(task).data)
+
+    @extend_schema(request=None, responses={200: s.GoldTaskSerializer, 404: s.ErrorSerializer})
+    def delete(self, request, project_id: int, task_id: int):
+        task = mark_gold(
+            reviewer_id=request.user.pk, project_id=project_id, task_id=task_id, is_gold=False
+        )
+        return Response(s.GoldTaskSerializer(task).data)
 
 
 class JudgmentFilter(filters.FilterSet):

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from feedback import services
@@ -22,6 +23,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.services.imports import import_jsonl
+from tests.training.builders import make_prompt_set, make_round, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -412,6 +414,12 @@ def test_derive_then_export_pairs_through_the_api(client_for, make_member, make_
     assert unknown.json() == {"format": ["Unknown format 'csv'; use jsonl or parquet."]}
 
 
+def test_the_openapi_schema_is_valid_and_draws_without_warnings(tmp_path):
+    """A warning is a guess drf-spectacular made (an enum's name, a field's type): clients
+    generated from the schema would carry it."""
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", tmp_path / "schema.yaml")
+
+
 def test_docs_page_lists_every_endpoint_offline(client_for, make_user):
     response = client_for(make_user()).get("/api/v1/docs/")
     html = response.content.decode()
@@ -730,3 +738,76 @@ def test_ids_no_row_can_have_are_refused_not_looked_up(client_for, make_user, pr
     # A filter of the rounds and jobs lists that names no project matches nothing.
     assert client.get(f"/api/v1/rounds/?project={huge}").json()["results"] == []
     assert client.get("/api/v1/jobs/?project=²").json()["results"] == []
+
+
+def test_a_reviewer_makes_an_unjudged_task_gold_with_its_answer_and_it_checks_annotators(
+    client_for, project, make_member, make_task, gold_coin
+):
+    seeded, work = make_task(), make_task()
+    reviewer = client_for(make_member(role="reviewer"))
+    url = f"/api/v1/projects/{project.pk}/tasks/{seeded.pk}/gold/"
+    made = reviewer.put(url, {"choice": "a", "note": "known answer"}, format="json")
+    assert made.status_code == 200, made.data
+    assert made.data == {
+        "id": seeded.pk,
+        "mode": "pairwise",
+        "status": "complete",  # served from now on only as a check
+        "is_gold": True,
+        "gold_answer": {"choice": "a"},
+    }
+    assert seeded.adjudication.note == "known answer"
+
+    gold_coin.value = 0.0
+    annotator = make_member(username="checked")
+    client = client_for(annotator)
+    lease = client.post(f"/api/v1/projects/{project.pk}/next-task/")
+    assert lease.data["task_id"] == seeded.pk
+    judged = client.post(
+        "/api/v1/judgments/",
+        {"task": seeded.pk, "kind": "pairwise", "choice": "b", "idempotency_key": "k1"},
+        format="json",
+    )
+    assert judged.status_code == 201
+    assert client.post(f"/api/v1/projects/{project.pk}/next-task/").data["task_id"] == work.pk
+    stats = reviewer.get(f"/api/v1/projects/{project.pk}/agreement/").data["annotators"]
+    (checked,) = [row for row in stats if row["annotator"] == "checked"]
+    assert (checked["gold_accuracy"], checked["gold_judged"]) == (0.0, 1)
+
+    unmarked = reviewer.delete(url)
+    assert unmarked.status_code == 200
+    assert (unmarked.data["is_gold"], unmarked.data["gold_answer"]) == (False, None)
+
+
+def test_a_gold_answer_is_one_valid_answer_and_a_refusal_keeps_nothing(
+    client_for, project, make_member, make_task
+):
+    ranking = make_task(n=3, mode="ranking")
+    reviewer = client_for(make_member(role="reviewer"))
+
+    def put(task, body):
+        return reviewer.put(
+            f"/api/v1/projects/{project.pk}/tasks/{task.pk}/gold/", body, format="json"
+        )
+
+    for body in ({}, {"choice": "a", "ranking": [[1], [2]]}, {"note": "no answer"}):
+        refused = put(ranking, body)
+        assert refused.status_code == 400
+        assert "one of judgment, choice or ranking" in str(refused.data)
+    assert put(ranking, {"choice": "a"}).status_code == 400  # a ranking task takes a ranking
+    items = list(ranking.items.order_by("position").values_list("completion_id", flat=True))
+    assert put(ranking, {"ranking": [[items[0]], [999_999]]}).status_code == 400
+    made = put(ranking, {"ranking": [[items[2]], items[:2]]})
+    assert made.data["gold_answer"] == {"ranking": [[items[2]], items[:2]]}
+
+    # A round's task cannot be gold: the answer it would have been decided with is not kept.
+    version = make_version(project)
+    prompt_set, _ = make_prompt_set(project)
+    in_round = make_task(alignment_round_id=make_round(project, version, prompt_set).pk)
+    refused = put(in_round, {"choice": "a"})
+    assert refused.status_code == 400 and "round" in refused.data["detail"]
+    in_round.refresh_from_db()
+    assert not in_round.is_gold and not hasattr(in_round, "adjudication")
+
+    elsewhere = make_task(project_=services.create_project(name="Elsewhere"))
+    assert put(elsewhere, {"choice": "a"}).status_code == 404
+    assert not AnnotationTask.objects.get(pk=elsewhere.pk).is_gold

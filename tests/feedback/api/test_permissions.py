@@ -55,6 +55,8 @@ CASES = [
     ("get", "/api/v1/projects/{project}/tasks/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/tasks/", ADMINS),
     ("delete", "/api/v1/projects/{project}/tasks/", ADMINS),
+    ("put", "/api/v1/projects/{project}/tasks/{task}/gold/", REVIEWERS),
+    ("delete", "/api/v1/projects/{project}/tasks/{task}/gold/", REVIEWERS),
     ("post", "/api/v1/projects/{project}/next-task/", MEMBERS),
     ("post", "/api/v1/projects/{project}/undo/", MEMBERS),
     ("post", "/api/v1/projects/{project}/pairs/derive/", ADMINS),
@@ -81,6 +83,7 @@ BODIES = {
     "/api/v1/tokens/": {"name": "ci"},
     "/api/v1/projects/{project}/pairs/derive/": {"name": "majority"},
     "/api/v1/projects/{project}/tasks/": {"mode": "pairwise"},
+    "/api/v1/projects/{project}/tasks/{task}/gold/": {"choice": "a"},
     "/api/v1/projects/{project}/prompt-sets/": {"name": "everything"},
     "/api/v1/projects/": {"name": "Another project"},
     "/api/v1/projects/{project}/": {"overlap": 2},
@@ -114,7 +117,7 @@ def call(client, method: str, url: str, template: str):
     if template.endswith("/imports/") and method == "post":
         body = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
         return client.post(url, data=body, content_type="application/jsonl")
-    if method in ("post", "patch"):
+    if method in ("post", "put", "patch"):
         return getattr(client, method)(url, data=BODIES.get(template, {}), format="json")
     return getattr(client, method)(url)
 
@@ -133,7 +136,7 @@ def test_permission_matrix(
     caller_index,
     caller,
 ):
-    make_task()
+    task = make_task()
     make_user(username="newcomer")
     user = callers[caller]
     client = client_for(user)
@@ -142,6 +145,7 @@ def test_permission_matrix(
     batch = import_jsonl(project_id=project.pk, user_id=None, lines=['{"prompt": "mine"}']).batch
     url = template.format(
         project=project.pk,
+        task=task.pk,
         batch=batch.pk,
         own_token=own_token,
         annotator=callers["annotator"].pk,
