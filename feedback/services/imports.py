@@ -447,7 +447,10 @@ class ImportWriter:
         self.created: dict[str, int] = {}
         self.skips_triggers = may_skip_triggers()
         # In a project without prompts, the only ones a line can match are those this import
-        # wrote: the filter says which of a chunk's may be, and only those are looked up.
+        # wrote: the filter says which of a chunk's may be, and only those are looked up. A
+        # prompt someone else commits to the project meanwhile is then a clash for the whole
+        # import, not only between a lookup and its write: a conflict to retry (the retry
+        # looks every prompt up).
         self.written_prompts = (
             None if Prompt.objects.filter(project=project).exists() else HashFilter()
         )

@@ -91,13 +91,19 @@ def adjudicate_task(
 
 
 def gold_answer_of(adjudication: Adjudication) -> dict:
-    """The adjudicated answer in a gold task's terms: {"choice": ...} or {"ranking": ...}."""
+    """The adjudicated answer in a gold task's terms: {"choice": ...} or {"ranking": ...};
+    refused where it cannot be one."""
     if adjudication.action == AdjudicationAction.ACCEPT:
         judgment = adjudication.accepted_judgment
         choice, ranking = judgment.choice, judgment.ranking
     else:
         choice, ranking = adjudication.choice, adjudication.ranking
-    return {"choice": choice} if choice else {"ranking": ranking}
+    if choice:
+        return {"choice": choice}
+    if len(ranking) < 2:
+        # Every output tied: no answer to it would be right or wrong, so it would score nobody.
+        raise ServiceError("A gold ranking orders the outputs: give at least two groups.")
+    return {"ranking": ranking}
 
 
 @transaction.atomic
@@ -123,6 +129,7 @@ def mark_gold(
     )
     if adjudication is None:
         raise ServiceError("Adjudicate the task first: its gold answer is the adjudicated one.")
+    answer = gold_answer_of(adjudication)
     if task.alignment_round_id is not None:
         raise ServiceError(
             "A round's task cannot be gold: the round counts its own judgments, and gold checks "
@@ -135,7 +142,7 @@ def mark_gold(
         task.judgments_wanted = max(task.slots_taken, 1)
         if task.status == TaskStatus.OPEN and task.judgment_count >= task.slots_taken:
             task.status = TaskStatus.COMPLETE
-    task.is_gold, task.gold_answer = True, gold_answer_of(adjudication)
+    task.is_gold, task.gold_answer = True, answer
     task.save(update_fields=["is_gold", "gold_answer", "judgments_wanted", "status"])
     return task
 

@@ -4,10 +4,19 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from feedback.errors import ServiceError
-from feedback.models import AnnotationTask, Completion, ModelVersion, Project, Prompt, TaskItem
+from feedback.models import (
+    Adjudication,
+    AnnotationTask,
+    Completion,
+    ModelVersion,
+    Project,
+    Prompt,
+    TaskItem,
+)
 from feedback.models.projects import JudgmentMode
 from feedback.models.tasks import AssignmentStatus, TaskStatus
 from feedback.selectors import task_groups
@@ -251,20 +260,28 @@ def write_tasks(
 @transaction.atomic
 def delete_untouched_tasks(*, project_id: int, mode: str | None = None) -> int:
     """Delete the project's open tasks (of `mode`, or all) that nobody has touched: no judgment,
-    skip or flag, not gold and not part of an alignment round; how many went. A live lease on one
+    skip or flag, no reviewer's decision, not gold and not part of an alignment round; how many
+    went. A live lease on one
     goes with it, and its annotator is given another task. For taking back tasks made by
     mistake: nothing is lost that an annotator or reviewer put in."""
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     if mode is not None and mode not in JudgmentMode.values:
         raise ServiceError(f"Unknown mode {mode!r}; use one of {', '.join(JudgmentMode.values)}.")
-    untouched = AnnotationTask.objects.filter(
-        project_id=project_id,
-        status=TaskStatus.OPEN,
-        judgment_count=0,
-        is_gold=False,
-        alignment_round__isnull=True,
-    ).exclude(assignments__status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED])
+    untouched = (
+        AnnotationTask.objects.filter(
+            project_id=project_id,
+            status=TaskStatus.OPEN,
+            judgment_count=0,
+            is_gold=False,
+            alignment_round__isnull=True,
+        )
+        .exclude(
+            # Decided before anyone judged it, as gold answers can be (then unmarked).
+            Exists(Adjudication.objects.filter(task=OuterRef("pk")))
+        )
+        .exclude(assignments__status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED])
+    )
     if mode is not None:
         untouched = untouched.filter(mode=mode)
     # Locked: a submission to one of them waits, then finds its task gone.

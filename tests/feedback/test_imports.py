@@ -747,8 +747,9 @@ def test_a_new_projects_import_asks_the_database_only_for_prompts_it_may_have_wr
 
 
 def test_a_prompt_written_meanwhile_into_a_new_project_is_a_conflict(project, monkeypatch):
-    """The filter knows only what the import wrote: a prompt someone else commits to the project
-    once the import has begun breaks the unique constraint, and nothing is kept."""
+    """The filter knows only what the import wrote: a prompt someone else writes to the project
+    once the import has begun (simulated inside the import's transaction, after its start)
+    breaks the unique constraint, and nothing is kept."""
     start = imports.ImportWriter.start
 
     def start_then_someone_writes(*args, **kwargs):

@@ -200,6 +200,12 @@ def test_only_untouched_open_tasks_are_deleted(project, make_member, make_task):
     judged, skipped, leased = make_task(), make_task(), make_task()
     gold = make_task()
     AnnotationTask.objects.filter(pk=gold.pk).update(is_gold=True, gold_answer={"choice": "a"})
+    # Decided before anyone judged it (made gold, then unmarked): the reviewer's answer stays.
+    decided = make_task()
+    reviewer = make_member(role="reviewer")
+    services.set_gold_answer(reviewer_id=reviewer.pk, task_id=decided.pk, choice="b")
+    services.mark_gold(reviewer_id=reviewer.pk, task_id=decided.pk, is_gold=False)
+    AnnotationTask.objects.filter(pk=decided.pk).update(status="open")
     annotator, other, third = make_member(), make_member(), make_member()
     for user, task in ((annotator, judged), (other, skipped), (third, leased)):
         AnnotationTask.objects.exclude(pk=task.pk).update(priority=-1)
@@ -223,6 +229,7 @@ def test_only_untouched_open_tasks_are_deleted(project, make_member, make_task):
         judged.pk,
         skipped.pk,
         gold.pk,
+        decided.pk,
     }
     with pytest.raises(ServiceError, match=f"No task with id {leased.pk}"):
         services.submit_judgment(

@@ -779,7 +779,7 @@ def test_a_reviewer_makes_an_unjudged_task_gold_with_its_answer_and_it_checks_an
 
 
 def test_a_gold_answer_is_one_valid_answer_and_a_refusal_keeps_nothing(
-    client_for, project, make_member, make_task
+    client_for, project, make_member, make_task, make_user
 ):
     ranking = make_task(n=3, mode="ranking")
     reviewer = client_for(make_member(role="reviewer"))
@@ -796,8 +796,18 @@ def test_a_gold_answer_is_one_valid_answer_and_a_refusal_keeps_nothing(
     assert put(ranking, {"choice": "a"}).status_code == 400  # a ranking task takes a ranking
     items = list(ranking.items.order_by("position").values_list("completion_id", flat=True))
     assert put(ranking, {"ranking": [[items[0]], [999_999]]}).status_code == 400
+    tied = put(ranking, {"ranking": [items]})  # all tied: no answer to it would score
+    assert tied.status_code == 400 and "at least two groups" in tied.data["detail"]
+    assert not hasattr(AnnotationTask.objects.get(pk=ranking.pk), "adjudication")
     made = put(ranking, {"ranking": [[items[2]], items[:2]]})
     assert made.data["gold_answer"] == {"ranking": [[items[2]], items[:2]]}
+
+    rating = make_task(n=2, mode="rating")
+    refused = put(
+        rating, {"ranking": [[c] for c in rating.items.values_list("completion_id", flat=True)]}
+    )
+    assert refused.status_code == 400 and "rating" in refused.data["detail"]
+    assert not hasattr(AnnotationTask.objects.get(pk=rating.pk), "adjudication")
 
     # A round's task cannot be gold: the answer it would have been decided with is not kept.
     version = make_version(project)
@@ -808,6 +818,43 @@ def test_a_gold_answer_is_one_valid_answer_and_a_refusal_keeps_nothing(
     in_round.refresh_from_db()
     assert not in_round.is_gold and not hasattr(in_round, "adjudication")
 
+    # A task of another project is not found here, even to someone who reviews both.
     elsewhere = make_task(project_=services.create_project(name="Elsewhere"))
-    assert put(elsewhere, {"choice": "a"}).status_code == 404
-    assert not AnnotationTask.objects.get(pk=elsewhere.pk).is_gold
+    services.set_gold_answer(
+        reviewer_id=make_user(is_staff=True).pk, task_id=elsewhere.pk, choice="a"
+    )
+    staff = client_for(make_user(is_staff=True))
+    assert (
+        staff.put(
+            f"/api/v1/projects/{project.pk}/tasks/{elsewhere.pk}/gold/",
+            {"choice": "b"},
+            format="json",
+        ).status_code
+        == 404
+    )
+    assert (
+        staff.delete(f"/api/v1/projects/{project.pk}/tasks/{elsewhere.pk}/gold/").status_code == 404
+    )
+    elsewhere.refresh_from_db()
+    assert (elsewhere.is_gold, elsewhere.gold_answer) == (True, {"choice": "a"})
+
+
+def test_a_gold_answer_can_accept_one_of_the_tasks_judgments(
+    client_for, project, make_member, make_task
+):
+    task = make_task()
+    annotator = make_member()
+    services.next_task_for(annotator_id=annotator.pk, project_id=project.pk)
+    judgment = services.submit_judgment(
+        annotator_id=annotator.pk,
+        task_id=task.pk,
+        data=services.JudgmentInput(kind="pairwise", choice="b", idempotency_key="k"),
+    )
+    reviewer = client_for(make_member(role="reviewer"))
+    url = f"/api/v1/projects/{project.pk}/tasks/{task.pk}/gold/"
+    other = make_task()
+    assert reviewer.put(url, {"judgment": judgment.pk + 1000}, format="json").status_code == 400
+    made = reviewer.put(url, {"judgment": judgment.pk}, format="json")
+    assert (made.data["is_gold"], made.data["gold_answer"]) == (True, {"choice": "b"})
+    assert task.adjudication.accepted_judgment_id == judgment.pk
+    assert not AnnotationTask.objects.get(pk=other.pk).is_gold
