@@ -261,9 +261,8 @@ def write_tasks(
 def delete_untouched_tasks(*, project_id: int, mode: str | None = None) -> int:
     """Delete the project's open tasks (of `mode`, or all) that nobody has touched: no judgment,
     skip or flag, no reviewer's decision, not gold and not part of an alignment round; how many
-    went. A live lease on one
-    goes with it, and its annotator is given another task. For taking back tasks made by
-    mistake: nothing is lost that an annotator or reviewer put in."""
+    went. A live lease on one goes with it, and its annotator is given another task. For taking
+    back tasks made by mistake: nothing is lost that an annotator or reviewer put in."""
     if not Project.objects.filter(pk=project_id).exists():
         raise ServiceError(f"No project with id {project_id}.", code="not_found")
     if mode is not None and mode not in JudgmentMode.values:
